@@ -1,0 +1,35 @@
+"""safeload: load third-party model checkpoints without running their code.
+
+Swap one import::
+
+    import safeload
+    state_dict = safeload.load("model.pt", map_location="cpu")
+
+`safeload.load` takes what `torch.load` takes. Safetensors load directly; pickle-based files are
+inspected statically (never unpickled in this process) and refused if they could run code.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+__all__ = ["__version__", "load", "scan"]
+
+if TYPE_CHECKING:
+    from safeload.load import load as load
+    from safeload.scan import scan as scan
+
+
+def __getattr__(name: str) -> Any:
+    # Lazy: `import safeload` must not import torch (the CLI's scan and trust stay fast).
+    if name == "load":
+        from safeload.load import load
+
+        return load
+    if name == "scan":
+        from safeload.scan import scan
+
+        return scan
+    raise AttributeError(f"module 'safeload' has no attribute {name!r}")

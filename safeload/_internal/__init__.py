@@ -1,0 +1,1 @@
+"""Internal and unstable: nothing here is subject to any stability guarantee."""

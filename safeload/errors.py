@@ -1,0 +1,104 @@
+"""The whole safeload exception tree, in one place.
+
+Every error safeload raises derives from `SafeloadError`. A `RefusedError` is a deliberate "no"
+(the CLI exits 1); any other `SafeloadError` means safeload could not decide (the CLI exits 2).
+"""
+
+from __future__ import annotations
+
+import pickle
+
+
+class SafeloadError(Exception):
+    """Base of every safeload error. `diagnostics()` adds what to do next."""
+
+    hint: str = ""
+
+    def __init__(self, message: str, *, hint: str = "") -> None:
+        super().__init__(message)
+        if hint:
+            self.hint = hint
+
+    def diagnostics(self) -> str:
+        """The message, plus the remedy when there is one."""
+        return f"{self}\n  fix: {self.hint}" if self.hint else str(self)
+
+
+class RefusedError(SafeloadError):
+    """Checked, and policy says no."""
+
+
+class UnsafeCheckpointError(RefusedError, pickle.UnpicklingError):
+    """A checkpoint that could run code, or that cannot be shown not to.
+
+    Also a `pickle.UnpicklingError`, which is what `torch.load(weights_only=True)` raises, so
+    callers written against `torch.load` catch it unchanged.
+    """
+
+    def __init__(self, message: str, *, hint: str = "", findings: tuple[object, ...] = ()) -> None:
+        super().__init__(message, hint=hint)
+        self.findings = findings
+
+
+class UnsupportedFormatError(RefusedError, pickle.UnpicklingError):
+    """The bytes are not a format safeload can load (or not one it loads yet)."""
+
+
+class MalformedFileError(RefusedError, pickle.UnpicklingError):
+    """A file of a known format that does not parse exactly (truncated, inconsistent, oversized)."""
+
+
+class UnsafePathError(RefusedError):
+    """A path that is not a regular file inside its model directory (FIFO, device, escaping link)."""
+
+
+class VerificationError(RefusedError):
+    """A signature, digest or publisher check failed."""
+
+
+class SignatureError(VerificationError):
+    """A signature is missing, malformed or does not verify."""
+
+
+class UntrustedPublisherError(VerificationError):
+    """The signature is valid but its signer is not trusted for this model."""
+
+
+class DigestMismatchError(VerificationError):
+    """A file's digest differs from the pinned or signed one."""
+
+    def __init__(self, path: str, expected: str, actual: str) -> None:
+        super().__init__(
+            f"digest mismatch for {path}: expected {expected}, got {actual}",
+            hint="the file changed since it was pinned or signed; fetch it again from its source",
+        )
+        self.path, self.expected, self.actual = path, expected, actual
+
+
+class LicenseRefusedError(RefusedError):
+    """The model's licence is denied by the licence policy."""
+
+
+class TrustStoreError(SafeloadError):
+    """The trust store is missing, unparseable, of an unknown schema or too permissive."""
+
+
+class ConversionError(SafeloadError):
+    """The sandboxed conversion failed."""
+
+    def __init__(self, message: str, *, hint: str = "", returncode: int | None = None,
+                 stderr: str = "") -> None:
+        super().__init__(message, hint=hint)
+        self.returncode, self.stderr = returncode, stderr
+
+
+class ConversionTimeoutError(ConversionError, TimeoutError):
+    """The sandboxed conversion ran out of time."""
+
+
+class SandboxUnavailableError(ConversionError):
+    """No isolating sandbox layer is available and the user did not opt into running without."""
+
+
+class ProvenanceError(SafeloadError):
+    """The provenance ledger could not be written or does not verify."""
