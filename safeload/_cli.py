@@ -54,7 +54,7 @@ def _add_common_flags(parser: argparse.ArgumentParser, *, top_level: bool) -> No
 
 
 def _scan(args: argparse.Namespace) -> int:
-    from safeload.scan import scan_paths, to_sarif
+    from safeload.scan import describe, scan_paths, to_sarif
 
     reports, errors = scan_paths([os.fspath(p) for p in args.paths])
     unsafe = [r for r in reports if r.status == "unsafe"]
@@ -71,7 +71,7 @@ def _scan(args: argparse.Namespace) -> int:
         if r.status == "unsafe":
             _err(f"UNSAFE  {safe_text(r.path)}  [{r.format}]")
             for f in r.findings:
-                _err(f"        {f.describe()}")
+                _err(f"        {describe(f)}")
         elif args.verbose or not args.json:
             if r.status == "clean":
                 _err(f"clean   {safe_text(r.path)}  [{r.format}]")

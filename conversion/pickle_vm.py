@@ -1,0 +1,1173 @@
+"""A symbolic, allowlisted pickle machine: it parses every opcode exactly and calls nothing.
+
+The same machine serves two masters. The inspector (in `safeload`, the parent process) runs it to
+decide whether a pickle stream is safe; the sandboxed converter runs it to learn the structure of
+a checkpoint (names, dtypes, shapes, storage offsets) without importing torch. Both therefore
+apply the very same rules, read from `allowlist.json`.
+
+What it models, exactly as CPython's C unpickler (what `torch.load` uses) would act:
+- the stack, split into segments by MARK (popping below the current mark is an error, as in C);
+- the memo (PUT/BINPUT/LONG_BINPUT at explicit indices, MEMOIZE at `len(memo)`, GET of a missing
+  index is an error);
+- every import (GLOBAL, STACK_GLOBAL, INST, EXT*) and every call (REDUCE, NEWOBJ, NEWOBJ_EX, OBJ,
+  INST, BUILD through `__setstate__`, APPEND/SETITEM through methods of non-containers,
+  persistent ids).
+Where CPython's two unpicklers (C and pure Python) disagree, or a construct is legal but never
+written by torch, numpy or the standard pickler (frames that straddle opcodes, leftovers on the
+stack at STOP), the machine refuses: stricter than pickle, never looser.
+
+Values are symbolic. A global is a `Global`; the result of an allowed call is a typed record
+(`TensorRef`, `Obj`, ...); a refused operation records a `Finding` and leaves an `Opaque` on the
+stack so that the rest of the stream is still read and every finding is reported.
+"""
+
+from __future__ import annotations
+
+import codecs
+import json
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+# Limits. Real checkpoints stay far below these; an input past them is refused, never truncated.
+MAX_FINDINGS = 200  # per stream; the rest are counted, not listed
+MAX_LINE = 1 << 16  # text-mode opcode arguments (GLOBAL names, INT literals, ...)
+MAX_LONG_BYTES = 1 << 12  # LONG1/LONG4 payloads: 32768-bit integers are plenty
+MAX_STREAM = 1 << 40  # nothing larger than a terabyte is a pickle we read
+
+_HIGHEST_PROTOCOL = 5
+
+
+# ------------------------------------------------------------------------------------------
+# Findings and symbolic values
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One reason a stream is unsafe. Strings here are attacker-chosen: escape before display."""
+
+    code: str
+    message: str
+    offset: int | None = None
+    opcode: str | None = None
+    global_name: str | None = None
+    member: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "code": self.code,
+            "message": self.message,
+            "member": self.member,
+            "offset": self.offset,
+            "opcode": self.opcode,
+            "global": self.global_name,
+        }
+
+
+class MalformedPickle(Exception):
+    """The stream is not a pickle that parses exactly. Always a refusal."""
+
+    def __init__(self, message: str, offset: int, opcode: str | None = None) -> None:
+        super().__init__(message)
+        self.offset, self.opcode = offset, opcode
+
+
+class _MarkType:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "MARK"
+
+
+MARK = _MarkType()
+
+
+@dataclass(eq=False)
+class Global:
+    module: str
+    name: str
+    rule: str
+    params: dict[str, Any]
+
+    @property
+    def qualname(self) -> str:
+        return f"{self.module}.{self.name}"
+
+
+@dataclass(eq=False)
+class Opaque:
+    """Stands in for the result of a refused operation."""
+
+    why: str
+
+
+@dataclass(eq=False)
+class SList:
+    items: list[Any] = field(default_factory=list)
+
+
+@dataclass(eq=False)
+class SDict:
+    """A dict (or OrderedDict) kept as ordered pairs: keys are symbolic, maybe unhashable."""
+
+    items: list[tuple[Any, Any]] = field(default_factory=list)
+    ordered: bool = False
+    attrs: dict[str, Any] = field(default_factory=dict)  # OrderedDict.__dict__ (e.g. _metadata)
+
+
+@dataclass(eq=False)
+class SSet:
+    items: list[Any] = field(default_factory=list)
+    frozen: bool = False
+
+
+@dataclass(eq=False)
+class StorageRef:
+    key: str
+    dtype: str  # torch dtype name; "uint8" for untyped (byte) storages
+    numel: int  # elements of `dtype`
+    location: str
+    untyped: bool
+
+
+@dataclass(eq=False)
+class TensorRef:
+    storage: StorageRef
+    offset: int  # in elements of `dtype`
+    size: tuple[int, ...]
+    stride: tuple[int, ...]
+    dtype: str
+    requires_grad: bool
+    parameter: bool = False
+
+
+@dataclass(eq=False)
+class Obj:
+    """A harmless non-tensor value with a precise rule: kind plus plain-data fields."""
+
+    kind: str
+    fields: dict[str, Any] = field(default_factory=dict)
+
+
+class RuleViolation(Exception):
+    """Arguments outside an allowlisted callable's rule."""
+
+
+# ------------------------------------------------------------------------------------------
+# The allowlist
+
+
+@dataclass(frozen=True)
+class Allowlist:
+    version: str
+    globals: dict[tuple[str, str], tuple[str, dict[str, Any]]]
+    dtypes: dict[str, dict[str, Any]]
+    numpy_dtypes: dict[str, str]
+
+    @classmethod
+    def load(cls) -> Allowlist:
+        doc = json.loads(Path(__file__).with_name("allowlist.json").read_text(encoding="utf-8"))
+        if doc.get("schema") != 1:
+            raise ValueError("allowlist.json: unknown schema")
+        table: dict[tuple[str, str], tuple[str, dict[str, Any]]] = {}
+        for entry in doc["globals"]:
+            params = {k: v for k, v in entry.items() if k not in ("module", "name", "rule")}
+            table[(entry["module"], entry["name"])] = (entry["rule"], params)
+        return cls(doc["version"], table, doc["dtypes"], doc["numpy_dtypes"])
+
+
+_ALLOWLIST: Allowlist | None = None
+
+
+def allowlist() -> Allowlist:
+    global _ALLOWLIST
+    if _ALLOWLIST is None:
+        _ALLOWLIST = Allowlist.load()
+    return _ALLOWLIST
+
+
+# CPython's `_compat_pickle` renames, applied by find_class when the protocol is < 3 and
+# fix_imports is on (the default). Only names that lead into the allowlist matter: any other
+# name is refused whatever it maps to, so an incomplete table can only refuse, never admit.
+_COMPAT_MODULES = {"__builtin__": "builtins", "copy_reg": "copyreg"}
+
+
+def _is_dotted_identifier(text: str) -> bool:
+    return bool(text) and all(part.isidentifier() for part in text.split("."))
+
+
+# ------------------------------------------------------------------------------------------
+# Opcode table: byte -> (name, argument kind)
+
+_OPS: dict[int, tuple[str, str]] = {
+    0x28: ("MARK", ""), 0x2E: ("STOP", ""), 0x30: ("POP", ""), 0x31: ("POP_MARK", ""),
+    0x32: ("DUP", ""), 0x46: ("FLOAT", "line"), 0x49: ("INT", "line"), 0x4A: ("BININT", "i4"),
+    0x4B: ("BININT1", "u1"), 0x4C: ("LONG", "line"), 0x4D: ("BININT2", "u2"), 0x4E: ("NONE", ""),
+    0x50: ("PERSID", "line"), 0x51: ("BINPERSID", ""), 0x52: ("REDUCE", ""),
+    0x53: ("STRING", "line"), 0x54: ("BINSTRING", "len4s"), 0x55: ("SHORT_BINSTRING", "len1"),
+    0x56: ("UNICODE", "line"), 0x58: ("BINUNICODE", "len4"), 0x61: ("APPEND", ""),
+    0x62: ("BUILD", ""), 0x63: ("GLOBAL", "line2"), 0x64: ("DICT", ""), 0x7D: ("EMPTY_DICT", ""),
+    0x65: ("APPENDS", ""), 0x67: ("GET", "line"), 0x68: ("BINGET", "u1"), 0x69: ("INST", "line2"),
+    0x6A: ("LONG_BINGET", "u4"), 0x6C: ("LIST", ""), 0x5D: ("EMPTY_LIST", ""), 0x6F: ("OBJ", ""),
+    0x70: ("PUT", "line"), 0x71: ("BINPUT", "u1"), 0x72: ("LONG_BINPUT", "u4"),
+    0x73: ("SETITEM", ""), 0x74: ("TUPLE", ""), 0x29: ("EMPTY_TUPLE", ""), 0x75: ("SETITEMS", ""),
+    0x47: ("BINFLOAT", "f8"), 0x80: ("PROTO", "u1"), 0x81: ("NEWOBJ", ""), 0x82: ("EXT1", "u1"),
+    0x83: ("EXT2", "u2"), 0x84: ("EXT4", "i4"), 0x85: ("TUPLE1", ""), 0x86: ("TUPLE2", ""),
+    0x87: ("TUPLE3", ""), 0x88: ("NEWTRUE", ""), 0x89: ("NEWFALSE", ""), 0x8A: ("LONG1", "len1"),
+    0x8B: ("LONG4", "len4s"), 0x42: ("BINBYTES", "len4"), 0x43: ("SHORT_BINBYTES", "len1"),
+    0x8C: ("SHORT_BINUNICODE", "len1"), 0x8D: ("BINUNICODE8", "len8"),
+    0x8E: ("BINBYTES8", "len8"), 0x8F: ("EMPTY_SET", ""), 0x90: ("ADDITEMS", ""),
+    0x91: ("FROZENSET", ""), 0x92: ("NEWOBJ_EX", ""), 0x93: ("STACK_GLOBAL", ""),
+    0x94: ("MEMOIZE", ""), 0x95: ("FRAME", "u8"), 0x96: ("BYTEARRAY8", "len8"),
+    0x97: ("NEXT_BUFFER", ""), 0x98: ("READONLY_BUFFER", ""),
+}
+
+PersistentLoad = Callable[[Any, "PickleMachine"], Any]
+
+
+# ------------------------------------------------------------------------------------------
+# The machine
+
+
+class PickleMachine:
+    """Runs one pickle stream symbolically.
+
+    `persistent_load` decides what a persistent id means (torch storages); without one, a
+    persistent id is an error, as it is for `pickle.load`.
+    """
+
+    def __init__(
+        self,
+        data: bytes | memoryview,
+        *,
+        start: int = 0,
+        end: int | None = None,
+        member: str | None = None,
+        persistent_load: PersistentLoad | None = None,
+        rules: Allowlist | None = None,
+    ) -> None:
+        self.data = memoryview(data).cast("B") if not isinstance(data, bytes) else data
+        self.pos = start
+        self.end = len(data) if end is None else end
+        if self.end > len(data) or self.end - start > MAX_STREAM:
+            raise ValueError("stream bounds outside the data")
+        self.member = member
+        self.persistent_load = persistent_load
+        self.rules = rules or allowlist()
+        self.findings: list[Finding] = []
+        self.dropped_findings = 0
+        self.stack: list[Any] = []
+        self.metastack: list[list[Any]] = []
+        self.memo: dict[int, Any] = {}
+        self.proto = 0
+        self.frame_end: int | None = None
+        self.op_offset = start
+        self.op_name: str | None = None
+        self.globals_seen: list[str] = []  # every import attempted, allowed or not, in order
+
+    # -- reading -------------------------------------------------------------------------
+
+    def _fail(self, message: str) -> MalformedPickle:
+        return MalformedPickle(message, self.op_offset, self.op_name)
+
+    def _limit(self) -> int:
+        return self.frame_end if self.frame_end is not None else self.end
+
+    def _read(self, n: int) -> bytes | memoryview:
+        if n < 0:
+            raise self._fail("negative length")
+        if self.pos + n > self._limit():
+            if self.frame_end is not None and self.pos + n <= self.end:
+                raise self._fail("opcode argument straddles a FRAME boundary")
+            raise self._fail("truncated stream")
+        chunk = self.data[self.pos : self.pos + n]
+        self.pos += n
+        return chunk
+
+    def _read_line(self) -> bytes:
+        limit = self._limit()
+        stop = min(limit, self.pos + MAX_LINE)
+        data = bytes(self.data[self.pos : stop])
+        idx = data.find(b"\n")
+        if idx < 0:
+            if stop == limit:
+                raise self._fail("truncated stream (no newline)")
+            raise self._fail(f"text argument longer than {MAX_LINE} bytes")
+        self.pos += idx + 1
+        return data[:idx]
+
+    def _uint(self, fmt: str, n: int) -> int:
+        value: int = struct.unpack(fmt, self._read(n))[0]
+        return value
+
+    # -- findings ------------------------------------------------------------------------
+
+    def finding(self, code: str, message: str, global_name: str | None = None) -> Opaque:
+        if len(self.findings) < MAX_FINDINGS:
+            self.findings.append(
+                Finding(code, message, self.op_offset, self.op_name, global_name, self.member)
+            )
+        else:
+            self.dropped_findings += 1
+        return Opaque(message)
+
+    # -- stack ---------------------------------------------------------------------------
+
+    def _pop(self) -> Any:
+        if not self.stack:
+            raise self._fail("stack underflow")
+        return self.stack.pop()
+
+    def _top(self) -> Any:
+        if not self.stack:
+            raise self._fail("stack underflow")
+        return self.stack[-1]
+
+    def _pop_mark(self) -> list[Any]:
+        if not self.metastack:
+            raise self._fail("no MARK to pop to")
+        items = self.stack
+        self.stack = self.metastack.pop()
+        return items
+
+    # -- main loop -----------------------------------------------------------------------
+
+    def run(self) -> Any:
+        """Read up to and including STOP; return the symbolic result. `self.pos` ends after STOP."""
+        while True:
+            if self.frame_end is not None and self.pos == self.frame_end:
+                self.frame_end = None
+            self.op_offset = self.pos
+            self.op_name = None
+            code = self._read(1)[0]
+            op = _OPS.get(code)
+            if op is None:
+                raise self._fail(f"unknown opcode 0x{code:02x}")
+            name, kind = op
+            self.op_name = name
+            arg = self._read_arg(kind)
+            if name == "STOP":
+                if self.frame_end is not None and self.pos != self.frame_end:
+                    raise self._fail("STOP inside an unfinished FRAME")
+                result = self._pop()
+                if self.stack or self.metastack:
+                    raise self._fail("values left on the stack at STOP")
+                return result
+            handler = getattr(self, "_op_" + name)
+            handler(arg)
+
+    def _read_arg(self, kind: str) -> Any:
+        if kind == "":
+            return None
+        if kind == "u1":
+            return self._read(1)[0]
+        if kind == "u2":
+            return self._uint("<H", 2)
+        if kind == "u4":
+            return self._uint("<I", 4)
+        if kind == "i4":
+            return self._uint("<i", 4)
+        if kind == "u8":
+            return self._uint("<Q", 8)
+        if kind == "f8":
+            return self._uint(">d", 8)
+        if kind == "line":
+            return self._read_line()
+        if kind == "line2":
+            return (self._read_line(), self._read_line())
+        if kind == "len1":
+            return self._read(self._read(1)[0])
+        if kind == "len4":
+            return self._read(self._uint("<I", 4))
+        if kind == "len4s":
+            n = self._uint("<i", 4)
+            if n < 0:
+                raise self._fail("negative byte count")
+            return self._read(n)
+        if kind == "len8":
+            return self._read(self._uint("<Q", 8))
+        raise AssertionError(kind)
+
+    # -- literals --------------------------------------------------------------------------
+
+    def _op_MARK(self, _: None) -> None:
+        self.metastack.append(self.stack)
+        self.stack = []
+
+    def _op_POP(self, _: None) -> None:
+        # C's unpickler pops a MARK when the stack segment is empty; Python's pops a value from
+        # the segment below. They disagree, so the ambiguous case is refused.
+        self._pop()
+
+    def _op_POP_MARK(self, _: None) -> None:
+        self._pop_mark()
+
+    def _op_DUP(self, _: None) -> None:
+        self.stack.append(self._top())
+
+    def _op_PROTO(self, version: int) -> None:
+        if version > _HIGHEST_PROTOCOL:
+            raise self._fail(f"unsupported pickle protocol {version}")
+        self.proto = version
+
+    def _op_FRAME(self, length: int) -> None:
+        if self.frame_end is not None:
+            raise self._fail("new FRAME before the end of the current one")
+        if self.pos + length > self.end:
+            raise self._fail("FRAME longer than the stream")
+        self.frame_end = self.pos + length
+
+    def _op_NONE(self, _: None) -> None:
+        self.stack.append(None)
+
+    def _op_NEWTRUE(self, _: None) -> None:
+        self.stack.append(True)
+
+    def _op_NEWFALSE(self, _: None) -> None:
+        self.stack.append(False)
+
+    def _op_INT(self, line: bytes) -> None:
+        if line == b"00":
+            self.stack.append(False)
+        elif line == b"01":
+            self.stack.append(True)
+        else:
+            self.stack.append(self._parse_decimal(line))
+
+    def _op_LONG(self, line: bytes) -> None:
+        self.stack.append(self._parse_decimal(line[:-1] if line.endswith(b"L") else line))
+
+    def _parse_decimal(self, text: bytes) -> int:
+        digits = text[1:] if text[:1] in (b"-", b"+") else text
+        if not digits or not digits.isdigit() or len(digits) > 4300:
+            raise self._fail("malformed integer literal")
+        return int(text)
+
+    def _op_BININT(self, value: int) -> None:
+        self.stack.append(value)
+
+    _op_BININT1 = _op_BININT
+    _op_BININT2 = _op_BININT
+
+    def _op_LONG1(self, data: bytes | memoryview) -> None:
+        if len(data) > MAX_LONG_BYTES:
+            raise self._fail("integer literal too large")
+        self.stack.append(int.from_bytes(bytes(data), "little", signed=True))
+
+    _op_LONG4 = _op_LONG1
+
+    def _op_FLOAT(self, line: bytes) -> None:
+        try:
+            text = line.decode("ascii")
+            value = float(text)
+        except ValueError as exc:
+            raise self._fail("malformed float literal") from exc
+        if not text or text.strip() != text or "_" in text:
+            raise self._fail("malformed float literal")
+        self.stack.append(value)
+
+    def _op_BINFLOAT(self, value: float) -> None:
+        self.stack.append(value)
+
+    def _decode_str8(self, data: bytes) -> str:
+        # pickle.load's default for protocol-0/1 8-bit strings: encoding="ASCII".
+        try:
+            return data.decode("ascii")
+        except UnicodeDecodeError as exc:
+            raise self._fail("non-ASCII 8-bit string (needs encoding= to load)") from exc
+
+    def _op_STRING(self, line: bytes) -> None:
+        if len(line) < 2 or line[:1] not in (b"'", b'"') or line[-1:] != line[:1]:
+            raise self._fail("STRING argument is not quoted")
+        try:
+            raw = codecs.escape_decode(line[1:-1])[0]
+        except ValueError as exc:
+            raise self._fail("bad escape in STRING") from exc
+        self.stack.append(self._decode_str8(raw))
+
+    def _op_BINSTRING(self, data: bytes | memoryview) -> None:
+        self.stack.append(self._decode_str8(bytes(data)))
+
+    _op_SHORT_BINSTRING = _op_BINSTRING
+
+    def _op_UNICODE(self, line: bytes) -> None:
+        try:
+            self.stack.append(line.decode("raw-unicode-escape"))
+        except UnicodeDecodeError as exc:
+            raise self._fail("bad UNICODE literal") from exc
+
+    def _op_BINUNICODE(self, data: bytes | memoryview) -> None:
+        try:
+            self.stack.append(bytes(data).decode("utf-8", "surrogatepass"))
+        except UnicodeDecodeError as exc:
+            raise self._fail("invalid UTF-8 in string") from exc
+
+    _op_SHORT_BINUNICODE = _op_BINUNICODE
+    _op_BINUNICODE8 = _op_BINUNICODE
+
+    def _op_BINBYTES(self, data: bytes | memoryview) -> None:
+        # Large payloads stay zero-copy views of the input.
+        self.stack.append(bytes(data) if len(data) < (1 << 20) else data)
+
+    _op_SHORT_BINBYTES = _op_BINBYTES
+    _op_BINBYTES8 = _op_BINBYTES
+
+    def _op_BYTEARRAY8(self, data: bytes | memoryview) -> None:
+        self.stack.append(Obj("bytearray", {"data": bytes(data)}))
+
+    def _op_NEXT_BUFFER(self, _: None) -> None:
+        raise self._fail("out-of-band buffer (NEXT_BUFFER): no loader passes buffers")
+
+    def _op_READONLY_BUFFER(self, _: None) -> None:
+        top = self._top()
+        if not isinstance(top, (bytes, memoryview)) and not (
+            isinstance(top, Obj) and top.kind == "bytearray"
+        ):
+            raise self._fail("READONLY_BUFFER on a non-buffer")
+
+    # -- containers ----------------------------------------------------------------------
+
+    def _op_EMPTY_LIST(self, _: None) -> None:
+        self.stack.append(SList())
+
+    def _op_EMPTY_DICT(self, _: None) -> None:
+        self.stack.append(SDict())
+
+    def _op_EMPTY_SET(self, _: None) -> None:
+        self.stack.append(SSet())
+
+    def _op_EMPTY_TUPLE(self, _: None) -> None:
+        self.stack.append(())
+
+    # Each pop-to-mark reads into a local first: `self.stack` is replaced by the pop, so
+    # `self.stack.append(self._pop_mark())` would push onto the discarded segment.
+
+    def _op_TUPLE(self, _: None) -> None:
+        items = self._pop_mark()
+        self.stack.append(tuple(items))
+
+    def _op_TUPLE1(self, _: None) -> None:
+        self.stack.append((self._pop(),))
+
+    def _op_TUPLE2(self, _: None) -> None:
+        b = self._pop()
+        a = self._pop()
+        self.stack.append((a, b))
+
+    def _op_TUPLE3(self, _: None) -> None:
+        c = self._pop()
+        b = self._pop()
+        a = self._pop()
+        self.stack.append((a, b, c))
+
+    def _op_LIST(self, _: None) -> None:
+        items = self._pop_mark()
+        self.stack.append(SList(items))
+
+    def _op_DICT(self, _: None) -> None:
+        items = self._pop_mark()
+        if len(items) % 2:
+            raise self._fail("odd number of items for DICT")
+        self.stack.append(SDict(list(zip(items[::2], items[1::2]))))
+
+    def _op_FROZENSET(self, _: None) -> None:
+        items = self._pop_mark()
+        self.stack.append(SSet(items, frozen=True))
+
+    def _op_APPEND(self, _: None) -> None:
+        value = self._pop()
+        self._append_to(self._top(), [value])
+
+    def _op_APPENDS(self, _: None) -> None:
+        items = self._pop_mark()
+        self._append_to(self._top(), items)
+
+    def _append_to(self, target: Any, items: list[Any]) -> None:
+        # On anything but a real list, pickle calls the object's `append`/`extend`: a method call.
+        if isinstance(target, SList):
+            target.items.extend(items)
+        elif not isinstance(target, Opaque):
+            self.finding("mutation-not-allowed", f"APPEND to a {_describe(target)}")
+
+    def _op_SETITEM(self, _: None) -> None:
+        value = self._pop()
+        key = self._pop()
+        self._setitems(self._top(), [(key, value)])
+
+    def _op_SETITEMS(self, _: None) -> None:
+        items = self._pop_mark()
+        if len(items) % 2:
+            raise self._fail("odd number of items for SETITEMS")
+        self._setitems(self._top(), list(zip(items[::2], items[1::2])))
+
+    def _setitems(self, target: Any, pairs: list[tuple[Any, Any]]) -> None:
+        # On anything but a dict, pickle calls the object's `__setitem__`.
+        if isinstance(target, SDict):
+            target.items.extend(pairs)
+        elif not isinstance(target, Opaque):
+            self.finding("mutation-not-allowed", f"SETITEM on a {_describe(target)}")
+
+    def _op_ADDITEMS(self, _: None) -> None:
+        items = self._pop_mark()
+        target = self._top()
+        if isinstance(target, SSet) and not target.frozen:
+            target.items.extend(items)
+        elif not isinstance(target, Opaque):
+            self.finding("mutation-not-allowed", f"ADDITEMS on a {_describe(target)}")
+
+    # -- memo ----------------------------------------------------------------------------
+
+    def _memo_index(self, line: bytes) -> int:
+        if not line.isdigit() or len(line) > 18:
+            raise self._fail("malformed memo index")
+        return int(line)
+
+    def _put(self, index: int) -> None:
+        self.memo[index] = self._top()
+
+    def _get(self, index: int) -> None:
+        try:
+            self.stack.append(self.memo[index])
+        except KeyError:
+            raise self._fail(f"memo index {index} read before it was written") from None
+
+    def _op_PUT(self, line: bytes) -> None:
+        self._put(self._memo_index(line))
+
+    def _op_BINPUT(self, index: int) -> None:
+        self._put(index)
+
+    _op_LONG_BINPUT = _op_BINPUT
+
+    def _op_MEMOIZE(self, _: None) -> None:
+        self._put(len(self.memo))
+
+    def _op_GET(self, line: bytes) -> None:
+        self._get(self._memo_index(line))
+
+    def _op_BINGET(self, index: int) -> None:
+        self._get(index)
+
+    _op_LONG_BINGET = _op_BINGET
+
+    # -- imports -------------------------------------------------------------------------
+
+    def _import(self, module: str, name: str) -> Global | Opaque:
+        """What `find_class(module, name)` would import, checked against the allowlist."""
+        if self.proto < 3:
+            module = _COMPAT_MODULES.get(module, module)
+        qualname = f"{module}.{name}"
+        self.globals_seen.append(qualname)
+        entry = self.rules.globals.get((module, name))
+        if entry is None:
+            return self.finding(
+                "global-not-allowed", f"import of {qualname} is not allowlisted", qualname
+            )
+        return Global(module, name, entry[0], entry[1])
+
+    def _text_global(self, pair: tuple[bytes, bytes]) -> Global | Opaque:
+        try:
+            module, name = (part.decode("utf-8") for part in pair)
+        except UnicodeDecodeError as exc:
+            raise self._fail("GLOBAL name is not UTF-8") from exc
+        if not (_is_dotted_identifier(module) and _is_dotted_identifier(name)):
+            # No importer can resolve such a name, so this is not an import: it is garbage
+            # (a text file that happens to start with 'c' or 'i'). Refused as malformed.
+            raise self._fail("GLOBAL operand is not a dotted identifier")
+        return self._import(module, name)
+
+    def _op_GLOBAL(self, pair: tuple[bytes, bytes]) -> None:
+        self.stack.append(self._text_global(pair))
+
+    def _op_STACK_GLOBAL(self, _: None) -> None:
+        name = self._pop()
+        module = self._pop()
+        if not isinstance(module, str) or not isinstance(name, str):
+            # pickle would raise here; but a resolvable operand is the only thing we can check,
+            # so anything else is a finding (fail closed), not a silent pass.
+            self.stack.append(
+                self.finding("global-not-allowed", "STACK_GLOBAL with non-string operands")
+            )
+            return
+        self.stack.append(self._import(module, name))
+
+    def _op_EXT1(self, code: int) -> None:
+        self.stack.append(self.finding(
+            "global-not-allowed", f"extension-registry import (code {code}) is never allowed"
+        ))
+
+    _op_EXT2 = _op_EXT1
+    _op_EXT4 = _op_EXT1
+
+    # -- calls ---------------------------------------------------------------------------
+
+    def _op_REDUCE(self, _: None) -> None:
+        args = self._pop()
+        func = self._pop()
+        self.stack.append(self.call(func, args, None, "call"))
+
+    def _op_NEWOBJ(self, _: None) -> None:
+        args = self._pop()
+        cls = self._pop()
+        self.stack.append(self.call(cls, args, None, "new"))
+
+    def _op_NEWOBJ_EX(self, _: None) -> None:
+        kwargs = self._pop()
+        args = self._pop()
+        cls = self._pop()
+        self.stack.append(self.call(cls, args, kwargs, "new"))
+
+    def _op_OBJ(self, _: None) -> None:
+        items = self._pop_mark()
+        if not items:
+            raise self._fail("OBJ without a class")
+        self.stack.append(self.call(items[0], tuple(items[1:]), None, "call"))
+
+    def _op_INST(self, pair: tuple[bytes, bytes]) -> None:
+        cls = self._text_global(pair)
+        args = tuple(self._pop_mark())
+        self.stack.append(self.call(cls, args, None, "call"))
+
+    def call(self, func: Any, args: Any, kwargs: Any, flavor: str) -> Any:
+        """Apply an allowlisted rule, or record why the call is refused."""
+        if isinstance(func, Opaque):
+            return Opaque("call of a refused value")
+        if not isinstance(func, Global):
+            return self.finding("call-not-allowed", f"call of a {_describe(func)}")
+        if not isinstance(args, tuple):
+            raise self._fail("call arguments are not a tuple")
+        if any(isinstance(a, Opaque) for a in args):
+            return Opaque("call with a refused argument")
+        if kwargs is not None and not (isinstance(kwargs, SDict) and not kwargs.items):
+            return self.finding(
+                "bad-arguments", f"keyword arguments to {func.qualname}", func.qualname
+            )
+        handler = _RULES.get(func.rule)
+        if handler is None or flavor not in handler[0]:
+            return self.finding(
+                "call-not-allowed",
+                f"{func.qualname} may not be {'called' if flavor == 'call' else 'instantiated'}",
+                func.qualname,
+            )
+        try:
+            return handler[1](self, func, args)
+        except RuleViolation as exc:
+            return self.finding("bad-arguments", f"{func.qualname}: {exc}", func.qualname)
+
+    def _op_BUILD(self, _: None) -> None:
+        state = self._pop()
+        target = self._top()
+        if isinstance(target, Opaque) or isinstance(state, Opaque):
+            return
+        try:
+            _build(self, target, state)
+        except RuleViolation as exc:
+            self.finding("build-not-allowed", f"BUILD on a {_describe(target)}: {exc}",
+                         target.qualname if isinstance(target, Global) else None)
+
+    def _op_PERSID(self, _: bytes) -> None:
+        raise self._fail("text persistent id (PERSID): no supported format writes one")
+
+    def _op_BINPERSID(self, _: None) -> None:
+        pid = self._pop()
+        if self.persistent_load is None:
+            raise self._fail("persistent id in a plain pickle (nothing to resolve it)")
+        if isinstance(pid, Opaque):
+            self.stack.append(pid)
+            return
+        try:
+            self.stack.append(self.persistent_load(pid, self))
+        except RuleViolation as exc:
+            self.stack.append(self.finding("bad-persistent-id", str(exc)))
+
+
+# ------------------------------------------------------------------------------------------
+# Rules: one function per allowlisted callable kind. Each checks exact argument shapes.
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, Global):
+        return f"global {value.qualname}"
+    if isinstance(value, Obj):
+        return f"{value.kind} object"
+    if isinstance(value, TensorRef):
+        return "tensor"
+    return type(value).__name__.lstrip("S").lower() if isinstance(
+        value, (SList, SDict, SSet)) else type(value).__name__
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _ints(v: Any, what: str) -> tuple[int, ...]:
+    if not isinstance(v, tuple) or not all(_is_int(x) and x >= 0 for x in v):
+        raise RuleViolation(f"{what} must be a tuple of non-negative ints")
+    if len(v) > 64:
+        raise RuleViolation(f"{what} has more than 64 dimensions")
+    return v
+
+
+def _empty_hooks(v: Any) -> bool:
+    return v is None or (isinstance(v, SDict) and not v.items and not v.attrs)
+
+
+def _arity(args: tuple[Any, ...], *allowed: int) -> None:
+    if len(args) not in allowed:
+        raise RuleViolation(f"takes {' or '.join(map(str, allowed))} arguments, got {len(args)}")
+
+
+def _rule_ordered_dict(vm: PickleMachine, g: Global, args: tuple[Any, ...]) -> Any:
+    if args == ():
+        return SDict(ordered=True)
+    if len(args) == 1 and isinstance(args[0], SList) and all(
+        isinstance(p, tuple) and len(p) == 2 for p in args[0].items
+    ):
+        return SDict([tuple(p) for p in args[0].items], ordered=True)  # type: ignore[misc]
+    raise RuleViolation("expects () or a list of pairs")
+
+
+def _rule_torch_size(vm: PickleMachine, g: Global, args: tuple[Any, ...]) -> Any:
+    _arity(args, 1)
+    return Obj("torch_size", {"dims": _ints(args[0], "size")})
+
+
+def _rule_torch_device(vm: PickleMachine, g: Global, args: tuple[Any, ...]) -> Any:
+    _arity(args, 1, 2)
+    if not isinstance(args[0], str) or len(args[0]) > 64:
+        raise RuleViolation("device type must be a short string")
+    if len(args) == 2 and not (args[1] is None or (_is_int(args[1]) and args[1] >= -1)):
+        raise RuleViolation("device index must be an int")
+    return Obj("torch_device", {"type": args[0], "index": args[1] if len(args) == 2 else None})
+
+
+def _check_extent(storage: StorageRef, offset: int, size: tuple[int, ...],
+                  stride: tuple[int, ...], itemsize: int) -> None:
+    """The view must lie inside its storage: the converter copies bytes by these numbers."""
+    if len(size) != len(stride):
+        raise RuleViolation("size and stride differ in length")
+    if 0 in size:
+        return
+    extent = offset + sum((s - 1) * st for s, st in zip(size, stride)) + 1
+    storage_bytes = storage.numel * (1 if storage.untyped else vm_itemsize(storage.dtype))
+    if extent * itemsize > storage_bytes:
+        raise RuleViolation("tensor view reaches past the end of its storage")
+
+
+def vm_itemsize(dtype: str) -> int:
+    return int(allowlist().dtypes[dtype]["itemsize"])
+
+
+def _tensor(storage: Any, offset: Any, size: Any, stride: Any, requires_grad: Any,
+            hooks: Any, dtype: str | None) -> TensorRef:
+    if not isinstance(storage, StorageRef):
+        raise RuleViolation("first argument must be a storage")
+    if not _is_int(offset) or offset < 0:
+        raise RuleViolation("storage offset must be a non-negative int")
+    size_t, stride_t = _ints(size, "size"), _ints(stride, "stride")
+    if not isinstance(requires_grad, bool):
+        raise RuleViolation("requires_grad must be a bool")
+    if not _empty_hooks(hooks):
+        raise RuleViolation("backward hooks must be empty")
+    if dtype is None:  # v2: the dtype is the typed storage's
+        if storage.untyped:
+            raise RuleViolation("an untyped storage needs an explicit dtype")
+        dtype = storage.dtype
+    elif not storage.untyped and dtype != storage.dtype:
+        raise RuleViolation("tensor dtype differs from its typed storage")
+    # Offsets count elements of the tensor's dtype, for typed and untyped storages alike.
+    _check_extent(storage, offset, size_t, stride_t, vm_itemsize(dtype))
+    return TensorRef(storage, offset, size_t, stride_t, dtype, requires_grad)
+
+
+def _metadata_ok(v: Any) -> bool:
+    return v is None or (isinstance(v, SDict) and not v.items)
+
+
+def _rule_rebuild_v2(vm: PickleMachine, g: Global, args: tuple[Any, ...]) -> Any:
+    _arity(args, 6, 7)
+    if len(args) == 7 and not _metadata_ok(args[6]):
+        raise RuleViolation("tensor metadata must be empty")
+    return _tensor(*args[:6], dtype=None)
+
+
+def _rule_rebuild_v3(vm: PickleMachine, g: Global, args: tuple[Any, ...]) -> Any:
+    _arity(args, 7, 8)
+    if len(args) == 8 and not _metadata_ok(args[7]):
+        raise RuleViolation("tensor metadata must be empty")
+    dtype = args[6]
+    if not (isinstance(dtype, Global) and dtype.rule == "dtype"):
+        raise RuleViolation("dtype argument must be a torch dtype")
+    return _tensor(*args[:6], dtype=dtype.params["dtype"])
+
+
+def _rule_rebuild_parameter(vm: PickleMachine, g: Global, args: tuple[Any, ...]) -> Any:
+    _arity(args, 3, 4)
+    data, requires_grad, hooks = args[:3]
+    if not isinstance(data, TensorRef) or data.parameter:
+        raise RuleViolation("data must be a tensor")
+    if not isinstance(requires_grad, bool) or not _empty_hooks(hooks):
+        raise RuleViolation("requires_grad must be a bool and hooks empty")
+    if len(args) == 4 and not _metadata_ok(args[3]) and args[3] != ():
+        raise RuleViolation("parameter state must be empty")
+    return TensorRef(data.storage, data.offset, data.size, data.stride, data.dtype,
+                     requires_grad, parameter=True)
+
+
+def _rule_rebuild_from_type_v2(vm: PickleMachine, g: Global, args: tuple[Any, ...]) -> Any:
+    _arity(args, 4)
+    func, new_type, inner_args, state = args
+    if not (isinstance(new_type, Global) and new_type.rule == "tensor_type"):
+        raise RuleViolation("type must be torch.Tensor or torch.nn.Parameter")
+    if not (isinstance(func, Global) and func.rule in ("rebuild_tensor_v2", "rebuild_tensor_v3",
+                                                        "rebuild_parameter")):
+        raise RuleViolation("function must be a tensor rebuild function")
+    if not _metadata_ok(state):
+        raise RuleViolation("tensor attributes (state) are not supported")
+    result = vm.call(func, inner_args, None, "call")
+    if isinstance(result, TensorRef) and new_type.name == "Parameter":
+        result.parameter = True
+    return result
+
+
+def _rule_codecs_encode(vm: PickleMachine, g: Global, args: tuple[Any, ...]) -> Any:
+    _arity(args, 2)
+    text, encoding = args
+    if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
+        raise RuleViolation("only (str, 'latin1') is allowed")
+    try:
+        return text.encode("latin-1")
+    except UnicodeEncodeError:
+        raise RuleViolation("text is not latin-1") from None
+
+
+def _rule_set(vm: PickleMachine, g: Global, args: tuple[Any, ...]) -> Any:
+    frozen = g.rule == "builtins_frozenset"
+    if args == ():
+        return SSet(frozen=frozen)
+    _arity(args, 1)
+    items = args[0]
+    if isinstance(items, SList):
+        return SSet(list(items.items), frozen=frozen)
+    if isinstance(items, tuple):
+        return SSet(list(items), frozen=frozen)
+    raise RuleViolation("expects a list or tuple")
+
+
+def _rule_complex(vm: PickleMachine, g: Global, args: tuple[Any, ...]) -> Any:
+    _arity(args, 1, 2)
+    if not all(isinstance(a, (int, float)) for a in args):
+        raise RuleViolation("expects real numbers")
+    return Obj("complex", {"real": float(args[0]), "imag": float(args[1]) if len(args) > 1 else 0.0})
+
+
+def _rule_bytearray(vm: PickleMachine, g: Global, args: tuple[Any, ...]) -> Any:
+    if args == ():
+        return Obj("bytearray", {"data": b""})
+    _arity(args, 1)
+    if not isinstance(args[0], (bytes, memoryview)):
+        raise RuleViolation("expects bytes")
+    return Obj("bytearray", {"data": bytes(args[0])})
+
+
+def _rule_reconstructor(vm: PickleMachine, g: Global, args: tuple[Any, ...]) -> Any:
+    _arity(args, 3)
+    cls, base, state = args
+    if not (isinstance(base, Global) and base.rule == "builtins_object") or state is not None:
+        raise RuleViolation("only (cls, object, None) is allowed")
+    return vm.call(cls, (), None, "new")
+
+
+def _rule_namespace(vm: PickleMachine, g: Global, args: tuple[Any, ...]) -> Any:
+    _arity(args, 0)
+    return Obj("namespace", {"attrs": SDict()})
+
+
+def _rule_path(vm: PickleMachine, g: Global, args: tuple[Any, ...]) -> Any:
+    if not all(isinstance(a, str) for a in args) or len(args) > 4096:
+        raise RuleViolation("path parts must be strings")
+    return Obj("path", {"class": g.name, "parts": list(args)})
+
+
+def _bytes_arg(v: Any, n: int) -> bytes:
+    if isinstance(v, str):  # protocol 0/1 writes these states as latin-1 strings
+        try:
+            v = v.encode("latin-1")
+        except UnicodeEncodeError:
+            raise RuleViolation("state is not latin-1") from None
+    if not isinstance(v, (bytes, memoryview)) or len(v) != n:
+        raise RuleViolation(f"state must be {n} bytes")
+    return bytes(v)
+
+
+def _tz(v: Any) -> Any:
+    if v is None or (isinstance(v, Obj) and v.kind == "timezone"):
+        return v
+    raise RuleViolation("tzinfo must be a datetime.timezone")
+
+
+def _rule_datetime(vm: PickleMachine, g: Global, args: tuple[Any, ...]) -> Any:
+    kind = g.rule.removeprefix("datetime_")
+    if kind in ("datetime", "date", "time"):
+        n = {"datetime": 10, "date": 4, "time": 6}[kind]
+        _arity(args, 1) if kind == "date" else _arity(args, 1, 2)
+        return Obj(kind, {"state": _bytes_arg(args[0], n),
+                          "tz": _tz(args[1]) if len(args) == 2 else None})
+    if kind == "timedelta":
+        _arity(args, 3)
+        if not all(_is_int(a) for a in args):
+            raise RuleViolation("expects three ints")
+        return Obj("timedelta", {"days": args[0], "seconds": args[1], "us": args[2]})
+    if kind == "timezone":
+        _arity(args, 1, 2)
+        if not (isinstance(args[0], Obj) and args[0].kind == "timedelta"):
+            raise RuleViolation("offset must be a timedelta")
+        if len(args) == 2 and not isinstance(args[1], str):
+            raise RuleViolation("name must be a string")
+        return Obj("timezone", {"offset": args[0], "name": args[1] if len(args) == 2 else None})
+    raise RuleViolation("unknown datetime kind")
+
+
+def _rule_numpy_reconstruct(vm: PickleMachine, g: Global, args: tuple[Any, ...]) -> Any:
+    _arity(args, 3)
+    cls, shape, typecode = args
+    if not (isinstance(cls, Global) and cls.rule == "numpy_ndarray_type"):
+        raise RuleViolation("only numpy.ndarray may be reconstructed")
+    if shape != (0,) or typecode not in (b"b", "b"):
+        raise RuleViolation("expects (ndarray, (0,), b'b')")
+    return Obj("ndarray", {"built": False})
+
+
+def _rule_numpy_dtype(vm: PickleMachine, g: Global, args: tuple[Any, ...]) -> Any:
+    _arity(args, 3)
+    code, align, copy = args
+    if not isinstance(code, str) or code not in vm.rules.numpy_dtypes:
+        raise RuleViolation(f"dtype {code!r} is not a plain numeric dtype")
+    if not isinstance(align, bool) or not isinstance(copy, bool):
+        raise RuleViolation("expects (code, bool, bool)")
+    return Obj("np_dtype", {"code": code, "byteorder": "=", "built": False})
+
+
+def _rule_numpy_scalar(vm: PickleMachine, g: Global, args: tuple[Any, ...]) -> Any:
+    _arity(args, 2)
+    dtype, data = args
+    if not (isinstance(dtype, Obj) and dtype.kind == "np_dtype"):
+        raise RuleViolation("first argument must be a numpy dtype")
+    itemsize = vm_itemsize(vm.rules.numpy_dtypes[dtype.fields["code"]])
+    return Obj("np_scalar", {"dtype": dtype, "data": _bytes_arg(data, itemsize)})
+
+
+_CALL, _NEW = frozenset({"call"}), frozenset({"new"})
+_RULES: dict[str, tuple[frozenset[str], Callable[[PickleMachine, Global, tuple[Any, ...]], Any]]] = {
+    "ordered_dict": (_CALL, _rule_ordered_dict),
+    "torch_size": (_CALL, _rule_torch_size),
+    "torch_device": (_CALL, _rule_torch_device),
+    "rebuild_tensor_v2": (_CALL, _rule_rebuild_v2),
+    "rebuild_tensor_v3": (_CALL, _rule_rebuild_v3),
+    "rebuild_parameter": (_CALL, _rule_rebuild_parameter),
+    "rebuild_parameter_with_state": (_CALL, _rule_rebuild_parameter),
+    "rebuild_from_type_v2": (_CALL, _rule_rebuild_from_type_v2),
+    "codecs_encode": (_CALL, _rule_codecs_encode),
+    "builtins_set": (_CALL, _rule_set),
+    "builtins_frozenset": (_CALL, _rule_set),
+    "builtins_complex": (_CALL, _rule_complex),
+    "builtins_bytearray": (_CALL, _rule_bytearray),
+    "copyreg_reconstructor": (_CALL, _rule_reconstructor),
+    "namespace": (_NEW, _rule_namespace),
+    "pathlib_path": (_CALL, _rule_path),
+    "datetime_datetime": (_CALL, _rule_datetime),
+    "datetime_date": (_CALL, _rule_datetime),
+    "datetime_time": (_CALL, _rule_datetime),
+    "datetime_timedelta": (_CALL, _rule_datetime),
+    "datetime_timezone": (_CALL, _rule_datetime),
+    "numpy_reconstruct": (_CALL, _rule_numpy_reconstruct),
+    "numpy_dtype": (_CALL, _rule_numpy_dtype),
+    "numpy_scalar": (_CALL, _rule_numpy_scalar),
+}
+
+
+def _str_keyed(state: Any) -> SDict:
+    if not isinstance(state, SDict) or not all(isinstance(k, str) for k, _ in state.items):
+        raise RuleViolation("state must be a dict with string keys")
+    return state
+
+
+def _build(vm: PickleMachine, target: Any, state: Any) -> None:
+    """BUILD, allowed only where the resulting object stays plain data."""
+    if isinstance(target, SDict) and target.ordered:
+        # OrderedDict has no __setstate__: BUILD updates its __dict__ (torch's `_metadata`).
+        for key, value in _str_keyed(state).items:
+            target.attrs[key] = value
+        return
+    if isinstance(target, Obj) and target.kind == "namespace":
+        target.fields["attrs"].items.extend(_str_keyed(state).items)
+        return
+    if isinstance(target, Obj) and target.kind == "np_dtype" and not target.fields["built"]:
+        if not (isinstance(state, tuple) and len(state) in (8, 9) and state[0] in (3, 4)):
+            raise RuleViolation("unexpected numpy dtype state")
+        byteorder = state[1]
+        if byteorder not in ("<", ">", "|", "=") or any(s is not None for s in state[2:5]):
+            raise RuleViolation("structured or sub-array dtypes are not allowed")
+        if not all(_is_int(s) for s in state[5:]):
+            raise RuleViolation("unexpected numpy dtype state")
+        target.fields.update(byteorder=byteorder, built=True)
+        return
+    if isinstance(target, Obj) and target.kind == "ndarray" and not target.fields["built"]:
+        if not (isinstance(state, tuple) and len(state) == 5 and _is_int(state[0])):
+            raise RuleViolation("unexpected ndarray state")
+        _, shape, dtype, fortran, raw = state
+        shape = _ints(shape, "shape")
+        if not (isinstance(dtype, Obj) and dtype.kind == "np_dtype" and dtype.fields["built"]):
+            raise RuleViolation("array dtype must be a plain numeric numpy dtype")
+        if not isinstance(fortran, bool):
+            raise RuleViolation("fortran flag must be a bool")
+        if not isinstance(raw, (bytes, memoryview)):
+            raise RuleViolation("array data must be bytes (object arrays are refused)")
+        count = 1
+        for dim in shape:
+            count *= dim
+        itemsize = vm_itemsize(vm.rules.numpy_dtypes[dtype.fields["code"]])
+        if len(raw) != count * itemsize:
+            raise RuleViolation("array data size does not match its shape")
+        target.fields.update(shape=shape, dtype=dtype, fortran=fortran, data=raw, built=True)
+        return
+    raise RuleViolation("not an object whose state may be set")
+
+
+# ------------------------------------------------------------------------------------------
+# torch persistent ids
+
+
+def torch_persistent_load(legacy: bool) -> PersistentLoad:
+    """The persistent-id rule of torch's zip (`legacy=False`) and pre-1.6 formats."""
+    storages: dict[str, StorageRef] = {}
+
+    def load(pid: Any, vm: PickleMachine) -> StorageRef:
+        expected = 6 if legacy else 5
+        if not isinstance(pid, tuple) or len(pid) != expected or pid[0] != "storage":
+            raise RuleViolation("persistent id is not a ('storage', ...) record")
+        _, stype, key, location, numel = pid[:5]
+        if legacy and pid[5] is not None:
+            raise RuleViolation("legacy storage views are not supported")
+        if not (isinstance(stype, Global) and stype.rule == "storage_type"):
+            raise RuleViolation("storage type is not an allowlisted storage class")
+        if not isinstance(key, str) or not key or len(key) > 256 or not key.isprintable():
+            raise RuleViolation("storage key must be a short printable string")
+        if not isinstance(location, str) or len(location) > 64:
+            raise RuleViolation("storage location must be a short string")
+        if not _is_int(numel) or numel < 0:
+            raise RuleViolation("storage size must be a non-negative int")
+        ref = StorageRef(key, stype.params["dtype"], numel, location,
+                         bool(stype.params.get("untyped")))
+        seen = storages.get(key)
+        if seen is not None:
+            if (seen.dtype, seen.numel, seen.untyped) != (ref.dtype, ref.numel, ref.untyped):
+                raise RuleViolation(f"storage {key!r} is declared twice, differently")
+            return seen
+        storages[key] = ref
+        return ref
+
+    load.storages = storages  # type: ignore[attr-defined]
+    return load

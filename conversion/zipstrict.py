@@ -1,0 +1,236 @@
+"""A strict ZIP reader for torch archives, `.npz` files and zip wrappers.
+
+Python's `zipfile` trusts the central directory and tolerates prepended data, gaps, overlapping
+and duplicated entries: exactly the ambiguities a polyglot or a parser-differential attack uses.
+This reader accepts one reading only:
+- the end-of-central-directory record ends the file (after its comment), single disk;
+- the central directory ends exactly where that record (or the zip64 record) starts;
+- local headers tile the file from offset 0 to the central directory with no gap or overlap,
+  each agreeing with its central entry on name, method, flags, CRC and sizes;
+- names are unique, relative, without `..`, backslashes, NUL or absolute parts;
+- methods are stored or deflate, nothing is encrypted.
+Everything else is a `ZipError`.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from dataclasses import dataclass
+
+MAX_MEMBERS = 1 << 20
+
+
+class ZipError(Exception):
+    """The bytes are not a zip archive this reader accepts."""
+
+
+@dataclass(frozen=True)
+class ZipMember:
+    name: str
+    method: int  # 0 stored, 8 deflate
+    crc: int
+    compressed_size: int
+    size: int
+    header_offset: int
+    data_offset: int  # where the (compressed) bytes start
+
+
+_EOCD = b"PK\x05\x06"
+_EOCD64 = b"PK\x06\x06"
+_LOC64 = b"PK\x06\x07"
+_CEN = b"PK\x01\x02"
+_LOC = b"PK\x03\x04"
+_DD = b"PK\x07\x08"
+
+
+def _u(fmt: str, buf: bytes | memoryview, off: int) -> tuple[int, ...]:
+    size = struct.calcsize(fmt)
+    if off < 0 or off + size > len(buf):
+        raise ZipError("truncated zip structure")
+    return struct.unpack_from(fmt, buf, off)
+
+
+def _find_eocd(buf: bytes | memoryview) -> int:
+    n = len(buf)
+    if n >= 22 and bytes(buf[n - 22 : n - 18]) == _EOCD and _u("<H", buf, n - 2)[0] == 0:
+        return n - 22
+    # With a comment: the record whose comment length ends exactly at EOF.
+    lo = max(0, n - 22 - 0xFFFF)
+    tail = bytes(buf[lo:n])
+    idx = tail.rfind(_EOCD)
+    while idx >= 0:
+        off = lo + idx
+        if off + 22 <= n and off + 22 + _u("<H", buf, off + 20)[0] == n:
+            return off
+        idx = tail.rfind(_EOCD, 0, idx)
+    raise ZipError("no end-of-central-directory record at the end of the file")
+
+
+def _zip64_extra(extra: bytes, need: list[str], values: dict[str, int]) -> None:
+    pos = 0
+    while pos + 4 <= len(extra):
+        tag, size = struct.unpack_from("<HH", extra, pos)
+        body = extra[pos + 4 : pos + 4 + size]
+        if len(body) != size:
+            raise ZipError("truncated extra field")
+        if tag == 0x0001:
+            fields = [f for f in ("size", "csize", "offset") if f in need]
+            if len(body) < 8 * len(fields):
+                raise ZipError("short zip64 extra field")
+            for i, f in enumerate(fields):
+                values[f] = struct.unpack_from("<Q", body, 8 * i)[0]
+            return
+        pos += 4 + size
+    if pos != len(extra):
+        raise ZipError("malformed extra field")
+    if need:
+        raise ZipError("zip64 sizes announced but no zip64 extra field")
+
+
+def _check_name(raw: bytes, utf8: bool) -> str:
+    try:
+        name = raw.decode("utf-8" if utf8 else "cp437")
+    except UnicodeDecodeError:
+        raise ZipError("member name is not valid UTF-8") from None
+    parts = name.split("/")
+    if (
+        not name
+        or name.startswith("/")
+        or "\\" in name
+        or "\x00" in name
+        or any(p in ("..", ".") for p in parts)
+        or ":" in parts[0]
+    ):
+        raise ZipError(f"unsafe member name {name!r}")
+    return name
+
+
+def read_zip(buf: bytes | memoryview) -> list[ZipMember]:
+    """Parse and cross-check the whole archive structure; raise `ZipError` on any doubt."""
+    eocd = _find_eocd(buf)
+    disk, cd_disk, n_disk, n_total, cd_size, cd_offset, _ = _u("<HHHHIIH", buf, eocd + 4)
+    cd_end = eocd
+    loc = eocd - 20
+    has_loc64 = loc >= 0 and bytes(buf[loc : loc + 4]) == _LOC64
+    if 0xFFFF in (n_disk, n_total) or 0xFFFFFFFF in (cd_size, cd_offset) or has_loc64:
+        # torch writes zip64 records even for small archives; when present they govern.
+        if not has_loc64:
+            raise ZipError("zip64 values without a zip64 locator")
+        _, rec_off, total_disks = _u("<IQI", buf, loc + 4)
+        if total_disks != 1 or rec_off + 56 > loc or bytes(buf[rec_off : rec_off + 4]) != _EOCD64:
+            raise ZipError("bad zip64 end-of-central-directory locator")
+        (rec_size, _, _, disk, cd_disk, n_disk, n_total, cd_size, cd_offset) = _u(
+            "<QHHIIQQQQ", buf, rec_off + 4)
+        if rec_off + 12 + rec_size != loc:
+            raise ZipError("zip64 record does not end at its locator")
+        cd_end = rec_off
+    if disk != 0 or cd_disk != 0 or n_disk != n_total:
+        raise ZipError("multi-disk archives are not supported")
+    if n_total > MAX_MEMBERS:
+        raise ZipError("too many members")
+    if cd_offset + cd_size != cd_end:
+        raise ZipError("central directory does not end where the end record starts")
+
+    members: list[ZipMember] = []
+    names: set[str] = set()
+    pos = cd_offset
+    for _ in range(n_total):
+        if bytes(buf[pos : pos + 4]) != _CEN:
+            raise ZipError("bad central directory entry")
+        (_, _, flags, method, _, _, crc, csize, usize, nlen, xlen, clen, dstart, _, _,
+         hoff) = _u("<HHHHHHIIIHHHHHII", buf, pos + 4)
+        raw_name = bytes(buf[pos + 46 : pos + 46 + nlen])
+        extra = bytes(buf[pos + 46 + nlen : pos + 46 + nlen + xlen])
+        if len(raw_name) != nlen or len(extra) != xlen:
+            raise ZipError("truncated central directory")
+        need = [f for f, v in (("size", usize), ("csize", csize), ("offset", hoff))
+                if v == 0xFFFFFFFF]
+        values: dict[str, int] = {}
+        _zip64_extra(extra, need, values)
+        usize, csize, hoff = (values.get("size", usize), values.get("csize", csize),
+                              values.get("offset", hoff))
+        if flags & 0x41:
+            raise ZipError("encrypted members are not supported")
+        if method not in (0, 8):
+            raise ZipError(f"compression method {method} is not supported")
+        if method == 0 and usize != csize:
+            raise ZipError("stored member with differing sizes")
+        if dstart != 0:
+            raise ZipError("multi-disk member")
+        name = _check_name(raw_name, bool(flags & 0x800))
+        if name in names:
+            raise ZipError(f"duplicate member {name!r}")
+        names.add(name)
+        members.append(ZipMember(name, method, crc, csize, usize, hoff, -1))
+        pos += 46 + nlen + xlen + clen
+    if pos != cd_end:
+        raise ZipError("central directory size disagrees with its entries")
+
+    # Local headers must tile [0, cd_offset) exactly.
+    out: list[ZipMember] = []
+    expect = 0
+    for m in sorted(members, key=lambda m: m.header_offset):
+        if m.header_offset != expect:
+            raise ZipError(f"gap or overlap before member {m.name!r}")
+        off = m.header_offset
+        if bytes(buf[off : off + 4]) != _LOC:
+            raise ZipError(f"bad local header for {m.name!r}")
+        (_, lflags, lmethod, _, _, lcrc, lcsize, lusize, nlen, xlen) = _u(
+            "<HHHHHIIIHH", buf, off + 4)
+        lname = bytes(buf[off + 30 : off + 30 + nlen])
+        lextra = bytes(buf[off + 30 + nlen : off + 30 + nlen + xlen])
+        if _check_name(lname, bool(lflags & 0x800)) != m.name or lmethod != m.method:
+            raise ZipError(f"local header disagrees with central directory for {m.name!r}")
+        data_off = off + 30 + nlen + xlen
+        end = data_off + m.compressed_size
+        if end > cd_offset:
+            raise ZipError(f"member {m.name!r} runs into the central directory")
+        if lflags & 0x08:
+            # Sizes follow the data in a descriptor; the local fields may be zero.
+            if (lcrc, lcsize, lusize) != (0, 0, 0) and (lcrc, lcsize, lusize) != (
+                m.crc, min(m.compressed_size, 0xFFFFFFFF), min(m.size, 0xFFFFFFFF)):
+                raise ZipError(f"local header disagrees with central directory for {m.name!r}")
+            end = _skip_descriptor(buf, end, m)
+        else:
+            lneed = [f for f, v in (("size", lusize), ("csize", lcsize)) if v == 0xFFFFFFFF]
+            lvals: dict[str, int] = {}
+            _zip64_extra(lextra, lneed, lvals)
+            if (lcrc, lvals.get("csize", lcsize), lvals.get("size", lusize)) != (
+                    m.crc, m.compressed_size, m.size):
+                raise ZipError(f"local header disagrees with central directory for {m.name!r}")
+        out.append(ZipMember(m.name, m.method, m.crc, m.compressed_size, m.size,
+                             m.header_offset, data_off))
+        expect = end
+    if expect != cd_offset:
+        raise ZipError("unaccounted bytes before the central directory")
+    return out
+
+
+def _skip_descriptor(buf: bytes | memoryview, pos: int, m: ZipMember) -> int:
+    if bytes(buf[pos : pos + 4]) == _DD:
+        pos += 4
+    big = m.size >= 0xFFFFFFFF or m.compressed_size >= 0xFFFFFFFF
+    fmt = "<IQQ" if big else "<III"
+    crc, csize, usize = _u(fmt, buf, pos)
+    if (crc, csize, usize) != (m.crc, m.compressed_size, m.size):
+        raise ZipError(f"data descriptor disagrees with central directory for {m.name!r}")
+    return pos + struct.calcsize(fmt)
+
+
+def read_member(buf: bytes | memoryview, m: ZipMember, *, limit: int, check_crc: bool = True
+                ) -> bytes | memoryview:
+    """The member's bytes: a view for stored members, bounded inflation for deflated ones."""
+    if m.size > limit:
+        raise ZipError(f"member {m.name!r} is larger than the {limit}-byte limit")
+    raw = memoryview(buf)[m.data_offset : m.data_offset + m.compressed_size]
+    if m.method == 0:
+        data: bytes | memoryview = raw
+    else:
+        d = zlib.decompressobj(-15)
+        data = d.decompress(raw, m.size + 1)
+        if len(data) != m.size or not d.eof or d.unconsumed_tail or d.unused_data:
+            raise ZipError(f"member {m.name!r} does not inflate to its declared size")
+    if check_crc and zlib.crc32(data) != m.crc:
+        raise ZipError(f"CRC mismatch in member {m.name!r}")
+    return data

@@ -1,0 +1,88 @@
+"""Open a file once, safely, and keep the handle: every later step reads this handle.
+
+Hashing, inspection, conversion and loading all use the one descriptor and its mapping, never a
+re-open by path, so renaming or replacing the file after the check changes nothing we read.
+A writer that modifies the same inode in place is detected afterwards by `changed()` (size,
+mtime and ctime), which the loader calls once it has finished.
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+
+from safeload.errors import UnsafePathError
+
+
+@dataclass(frozen=True)
+class FileIdentity:
+    device: int
+    inode: int
+    size: int
+    mtime_ns: int
+    ctime_ns: int
+
+    @classmethod
+    def of(cls, st: os.stat_result) -> FileIdentity:
+        return cls(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+class OpenedFile:
+    """A regular file opened read-only without following a final symlink out of its root."""
+
+    def __init__(self, fd: int, path: str) -> None:
+        self.fd = fd
+        self.path = path
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            os.close(fd)
+            raise UnsafePathError(f"{path}: not a regular file (FIFO, device or directory)",
+                                  hint="point safeload at the checkpoint file itself")
+        self.identity = FileIdentity.of(st)
+        self._map: mmap.mmap | None = None
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str], *, root: str | os.PathLike[str] | None = None
+             ) -> OpenedFile:
+        """Open `path`. A symlink is followed only if it resolves inside `root` (when given).
+
+        O_NONBLOCK keeps a FIFO from blocking the open; the fstat check then refuses it.
+        """
+        p = os.fspath(path)
+        if root is not None:
+            real, real_root = Path(p).resolve(), Path(root).resolve()
+            if real != real_root and real_root not in real.parents:
+                raise UnsafePathError(f"{p}: resolves outside {root} (to {real})",
+                                      hint="replace the link with the file it points to")
+        flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+        fd = os.open(p, flags)
+        return cls(fd, p)
+
+    def mapping(self) -> mmap.mmap | bytes:
+        """A private, copy-on-write mapping of the whole file (writes never reach the file)."""
+        if self.identity.size == 0:
+            return b""
+        if self._map is None:
+            self._map = mmap.mmap(self.fd, self.identity.size, flags=mmap.MAP_PRIVATE,
+                                  prot=mmap.PROT_READ | mmap.PROT_WRITE)
+        return self._map
+
+    def changed(self) -> bool:
+        """True if the inode was modified (size, mtime or ctime) since it was opened."""
+        st = os.fstat(self.fd)
+        return FileIdentity.of(st) != self.identity
+
+    def close(self) -> None:
+        # The mapping may outlive the descriptor: tensors made from it keep it alive.
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+    def __enter__(self) -> OpenedFile:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

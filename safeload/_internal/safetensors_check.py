@@ -1,0 +1,128 @@
+"""Strict validation of a safetensors file's header against the bytes that follow it.
+
+Checked before a single tensor is made: header size bound, well-formed JSON with no duplicate
+keys and no NaN literals, known dtypes, integer shapes, offsets in bounds, sorted,
+non-overlapping and covering the data section exactly.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from dataclasses import dataclass
+from typing import Any
+
+from safeload.errors import MalformedFileError
+
+# The reference implementation's own bound on the header (safetensors `MAX_HEADER_SIZE`).
+MAX_HEADER_BYTES = 100_000_000
+
+# safetensors dtype code -> (torch dtype name, bits per element)
+DTYPES: dict[str, tuple[str, int]] = {
+    "BOOL": ("bool", 8), "U8": ("uint8", 8), "I8": ("int8", 8), "I16": ("int16", 16),
+    "U16": ("uint16", 16), "F16": ("float16", 16), "BF16": ("bfloat16", 16),
+    "I32": ("int32", 32), "U32": ("uint32", 32), "F32": ("float32", 32), "F64": ("float64", 64),
+    "I64": ("int64", 64), "U64": ("uint64", 64), "C64": ("complex64", 64),
+    "F8_E4M3": ("float8_e4m3fn", 8), "F8_E5M2": ("float8_e5m2", 8),
+    "F8_E4M3FNUZ": ("float8_e4m3fnuz", 8), "F8_E5M2FNUZ": ("float8_e5m2fnuz", 8),
+    "F8_E8M0": ("float8_e8m0fnu", 8),
+}
+
+
+@dataclass(frozen=True)
+class TensorEntry:
+    name: str
+    dtype: str  # safetensors code
+    shape: tuple[int, ...]
+    begin: int  # absolute file offsets
+    end: int
+
+
+@dataclass(frozen=True)
+class SafetensorsHeader:
+    tensors: tuple[TensorEntry, ...]
+    metadata: dict[str, str] | None
+    data_start: int
+
+
+def looks_like_safetensors(head: bytes, size: int) -> bool:
+    """The cheap sniff: an 8-byte length that fits the file, then a JSON object."""
+    if len(head) < 9 or size < 10:
+        return False
+    (n,) = struct.unpack_from("<Q", head)
+    return 2 <= n <= min(MAX_HEADER_BYTES, size - 8) and head[8:9] == b"{"
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in pairs:
+        if k in out:
+            raise ValueError(f"duplicate key {k!r}")
+        out[k] = v
+    return out
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"non-finite number {name}")
+
+
+def parse_header(buf: bytes | memoryview, path: str) -> SafetensorsHeader:
+    """Validate the header and the layout; raise `MalformedFileError` naming the file."""
+    def bad(why: str) -> MalformedFileError:
+        return MalformedFileError(f"{path}: not a valid safetensors file: {why}",
+                                  hint="fetch the file again from its source")
+
+    size = len(buf)
+    if size < 8:
+        raise bad("shorter than its 8-byte header length")
+    (n,) = struct.unpack_from("<Q", buf)
+    if n > MAX_HEADER_BYTES or 8 + n > size:
+        raise bad(f"header length {n} is out of bounds")
+    raw = bytes(buf[8 : 8 + n])
+    try:
+        doc = json.loads(raw.decode("utf-8"), object_pairs_hook=_no_duplicates,
+                         parse_constant=_reject_constant)
+    except (ValueError, RecursionError, UnicodeDecodeError) as exc:
+        raise bad(f"header is not well-formed JSON ({exc})") from None
+    if not isinstance(doc, dict):
+        raise bad("header is not a JSON object")
+    metadata = doc.pop("__metadata__", None)
+    if metadata is not None and not (
+        isinstance(metadata, dict)
+        and all(isinstance(k, str) and isinstance(v, str) for k, v in metadata.items())
+    ):
+        raise bad("__metadata__ must map strings to strings")
+    data_start = 8 + n
+    data_len = size - data_start
+    entries: list[TensorEntry] = []
+    for name, info in doc.items():
+        if not isinstance(info, dict) or set(info) != {"dtype", "shape", "data_offsets"}:
+            raise bad(f"tensor {name!r}: entry must have exactly dtype, shape, data_offsets")
+        dtype, shape, offsets = info["dtype"], info["shape"], info["data_offsets"]
+        if dtype not in DTYPES:
+            raise bad(f"tensor {name!r}: unknown dtype {dtype!r}")
+        if not isinstance(shape, list) or not all(
+            isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
+        ):
+            raise bad(f"tensor {name!r}: shape must be a list of non-negative integers")
+        if not (isinstance(offsets, list) and len(offsets) == 2 and all(
+            isinstance(o, int) and not isinstance(o, bool) for o in offsets)):
+            raise bad(f"tensor {name!r}: data_offsets must be two integers")
+        begin, end = offsets
+        count = 1
+        for d in shape:
+            count *= d
+        nbytes = count * DTYPES[dtype][1] // 8
+        if not 0 <= begin <= end <= data_len or end - begin != nbytes:
+            raise bad(f"tensor {name!r}: offsets [{begin}, {end}] do not match its shape "
+                      f"and dtype ({nbytes} bytes) within the {data_len}-byte data section")
+        entries.append(TensorEntry(name, dtype, tuple(shape), data_start + begin,
+                                   data_start + end))
+    cursor = data_start
+    for e in sorted(entries, key=lambda e: (e.begin, e.end)):
+        if e.begin != cursor:
+            raise bad(f"tensor {e.name!r}: data overlaps another tensor or leaves a gap")
+        cursor = e.end
+    if cursor != size:
+        raise bad("data section has bytes no tensor covers")
+    return SafetensorsHeader(tuple(entries), metadata, data_start)

@@ -1,0 +1,316 @@
+"""Static inspection: what is this file (decided by its bytes), and could loading it run code?
+
+Nothing here unpickles. Pickle streams go through the symbolic machine of the sandboxed
+converter (`safeload_conversion.pickle_vm`), which parses every opcode and checks every import and
+call against the converter's allowlist. Anything that cannot be shown safe is unsafe.
+
+Bounds: wrappers (gzip, bz2, xz, zlib, zip) are undone in memory up to `MAX_UNWRAPPED` bytes in
+total and one level deep; a wrapper inside a wrapper is a nested archive and is refused. Nothing
+is ever extracted to disk.
+"""
+
+from __future__ import annotations
+
+import bz2
+import lzma
+import re
+import struct
+import zlib
+from dataclasses import dataclass, field
+from typing import Any
+
+from safeload._internal.safetensors_check import looks_like_safetensors, parse_header
+from safeload.errors import MalformedFileError
+from safeload_conversion.pickle_vm import Finding, MalformedPickle, PickleMachine, allowlist
+from safeload_conversion.torchfile import (
+    LEGACY_MAGIC,
+    TorchCheckpoint,
+    read_torch_legacy,
+    read_torch_zip,
+)
+from safeload_conversion.zipstrict import ZipError, read_member, read_zip
+
+MAX_UNWRAPPED = 1 << 30  # 1 GiB decompressed per file, all members together
+MAX_WRAP_DEPTH = 1
+MAX_TRAILING_STREAMS = 16  # extra pickles after STOP read only to report what they would do
+
+Verdict = str  # "clean" | "unsafe" | "skipped"
+
+
+@dataclass(eq=False)
+class Inspection:
+    """The verdict on one file (or one member of a wrapper)."""
+
+    format: str
+    verdict: Verdict
+    findings: list[Finding] = field(default_factory=list)
+    detail: str = ""
+    checkpoint: TorchCheckpoint | None = None
+    members: list[tuple[str, Inspection]] = field(default_factory=list)
+
+    @property
+    def unsafe(self) -> bool:
+        return self.verdict == "unsafe"
+
+
+_PICKLE_OPCODES = frozenset(b"(.012FIJKLMNPQRSTUVXabcd}eghijl]opqrst)uG\x80\x81\x82\x83\x84\x85"
+                            b"\x86\x87\x88\x89\x8a\x8bBC\x8c\x8d\x8e\x8f\x90\x91\x92\x93\x94\x95"
+                            b"\x96\x97\x98")
+
+
+def sniff(head: bytes, size: int) -> str:
+    """The format named by the first bytes; "pickle?" when only a parse can tell."""
+    if looks_like_safetensors(head, size):
+        return "safetensors"
+    if head.startswith((b"PK\x03\x04", b"PK\x05\x06")):
+        return "zip"
+    if head.startswith(b"\x93NUMPY"):
+        return "numpy"
+    if head.startswith(b"\x1f\x8b"):
+        return "gzip"
+    if head.startswith(b"BZh") and head[3:4] in b"123456789" and len(head) > 3:
+        return "bz2"
+    if head.startswith(b"\xfd7zXZ\x00"):
+        return "xz"
+    if head.startswith(b"7z\xbc\xaf\x27\x1c"):
+        return "7z"
+    if head.startswith(b"\x28\xb5\x2f\xfd"):
+        return "zstd"
+    if head.startswith(b"\x04\x22\x4d\x18"):
+        return "lz4"
+    if len(head) >= 262 and head[257:262] == b"ustar":
+        return "tar"
+    if len(head) >= 2 and head[0] == 0x78 and (head[0] << 8 | head[1]) % 31 == 0:
+        return "zlib"
+    if head[:1] and head[0] in _PICKLE_OPCODES:
+        return "pickle?"
+    return "unknown"
+
+
+def inspect_bytes(buf: bytes | memoryview, *, name: str = "", depth: int = 0) -> Inspection:
+    """Inspect a whole file's bytes. Never raises for hostile input: it returns a verdict."""
+    try:
+        return _inspect(buf, name, depth)
+    except (MalformedFileError, ZipError) as exc:
+        return Inspection("unknown", "unsafe", [Finding("malformed", str(exc), member=name or None)])
+    except (RecursionError, MemoryError, OverflowError, ValueError) as exc:
+        # Defence in depth: a parser bug is still a refusal, never a pass.
+        return Inspection("unknown", "unsafe",
+                          [Finding("malformed", f"cannot inspect: {type(exc).__name__}: {exc}",
+                                   member=name or None)])
+
+
+def _inspect(buf: bytes | memoryview, name: str, depth: int) -> Inspection:
+    size = len(buf)
+    head = bytes(buf[:512])
+    kind = sniff(head, size)
+    if kind == "safetensors":
+        header = parse_header(buf, name or "file")
+        return Inspection("safetensors", "clean", detail=f"{len(header.tensors)} tensors")
+    if kind == "zip":
+        return _inspect_zip(buf, name, depth)
+    if kind == "numpy":
+        return _inspect_npy(buf, name)
+    if kind in ("gzip", "bz2", "xz", "zlib"):
+        return _inspect_wrapped(kind, buf, name, depth)
+    if kind in ("7z", "zstd", "lz4", "tar"):
+        what = {"tar": "a tar archive (legacy tar-format torch files included)"}.get(
+            kind, f"a {kind} archive")
+        return Inspection(kind, "unsafe", [Finding(
+            "unsupported", f"{what}: safeload cannot inspect its contents; extract it and "
+            "scan the files inside", member=name or None)])
+    if kind == "pickle?":
+        return _inspect_pickle(buf, name)
+    return Inspection("unknown", "skipped", detail="not a format any model loader reads")
+
+
+def _inspect_pickle(buf: bytes | memoryview, name: str) -> Inspection:
+    vm = PickleMachine(buf, member=name or None)
+    try:
+        root = vm.run()
+    except MalformedPickle as exc:
+        if not vm.globals_seen and buf[:1] != b"\x80":
+            # No import was reached and no protocol header claimed a pickle: this is some
+            # other file (a README, a config) that no pickle loader could act on.
+            return Inspection("unknown", "skipped", detail="not a pickle")
+        findings = [*vm.findings, Finding("malformed", f"malformed pickle: {exc}", exc.offset,
+                                          exc.opcode, None, name or None)]
+        return Inspection("pickle", "unsafe", findings)
+    if isinstance(root, int) and not isinstance(root, bool) and root == LEGACY_MAGIC:
+        ck = read_torch_legacy(buf)
+        return Inspection("torch-legacy", "unsafe" if ck.findings else "clean",
+                          list(ck.findings), checkpoint=ck)
+    findings = list(vm.findings)
+    pos = vm.pos
+    if pos != len(buf):
+        findings.append(Finding("malformed", "bytes after STOP", pos, None, None, name or None))
+        findings.extend(_trailing_findings(buf, pos, name))
+    fmt = "joblib" if any(g.startswith("joblib.") for g in vm.globals_seen) else "pickle"
+    return Inspection(fmt, "unsafe" if findings else "clean", findings,
+                      detail=f"protocol {vm.proto}")
+
+
+def _trailing_findings(buf: bytes | memoryview, pos: int, name: str) -> list[Finding]:
+    """What the streams after the first STOP would do: reported, never a reason to pass."""
+    out: list[Finding] = []
+    for _ in range(MAX_TRAILING_STREAMS):
+        if pos >= len(buf):
+            break
+        vm = PickleMachine(buf, start=pos, member=name or None)
+        try:
+            vm.run()
+        except MalformedPickle:
+            out.extend(vm.findings)
+            break
+        out.extend(vm.findings)
+        pos = vm.pos
+    return out
+
+
+def _inspect_zip(buf: bytes | memoryview, name: str, depth: int) -> Inspection:
+    try:
+        members = read_zip(buf)
+    except ZipError as exc:
+        return Inspection("zip", "unsafe", [Finding("archive", str(exc), member=name or None)])
+    names = [m.name for m in members]
+    if any(n.count("/") == 1 and n.endswith("/data.pkl") for n in names):
+        ck = read_torch_zip(buf, members)
+        return Inspection(ck.kind, "unsafe" if ck.findings else "clean", list(ck.findings),
+                          checkpoint=ck)
+    if names and all(n.endswith(".npy") for n in names):
+        return _inspect_members("npz", buf, members, name, depth, nested_ok=True)
+    if depth >= MAX_WRAP_DEPTH:
+        return Inspection("zip", "unsafe", [Finding(
+            "archive", "nested archive (a zip inside a wrapper) is refused", member=name or None)])
+    return _inspect_members("zip", buf, members, name, depth, nested_ok=False)
+
+
+def _inspect_members(fmt: str, buf: bytes | memoryview, members: list[Any], name: str,
+                     depth: int, *, nested_ok: bool) -> Inspection:
+    result = Inspection(fmt, "clean")
+    budget = MAX_UNWRAPPED
+    for m in members:
+        label = f"{name}:{m.name}" if name else m.name
+        if m.name.endswith("/") and m.size == 0:
+            continue
+        if m.size > budget:
+            result.findings.append(Finding("archive", "decompressed size exceeds the "
+                                           f"{MAX_UNWRAPPED}-byte bound", member=label))
+            result.verdict = "unsafe"
+            break
+        budget -= m.size
+        try:
+            data = read_member(buf, m, limit=MAX_UNWRAPPED)
+        except ZipError as exc:
+            result.findings.append(Finding("archive", str(exc), member=label))
+            result.verdict = "unsafe"
+            continue
+        inner = _inspect(data, label, depth if nested_ok else depth + 1)
+        result.members.append((m.name, inner))
+        result.findings.extend(inner.findings)
+        if inner.verdict == "unsafe":
+            result.verdict = "unsafe"
+    return result
+
+
+def _inspect_wrapped(kind: str, buf: bytes | memoryview, name: str, depth: int) -> Inspection:
+    if depth >= MAX_WRAP_DEPTH:
+        return Inspection(kind, "unsafe", [Finding(
+            "archive", f"nested archive ({kind} inside a wrapper) is refused", member=name or None)])
+    try:
+        data = _decompress(kind, buf)
+    except _Bomb as exc:
+        return Inspection(kind, "unsafe", [Finding("archive", str(exc), member=name or None)])
+    except (OSError, EOFError, zlib.error, lzma.LZMAError, ValueError) as exc:
+        return Inspection(kind, "unsafe", [Finding(
+            "malformed", f"corrupt {kind} stream: {exc}", member=name or None)])
+    inner = _inspect(data, f"{name}[{kind}]" if name else f"[{kind}]", depth + 1)
+    out = Inspection(f"{kind}+{inner.format}", inner.verdict, list(inner.findings),
+                     detail=inner.detail, members=[(kind, inner)])
+    return out
+
+
+class _Bomb(Exception):
+    pass
+
+
+def _decompress(kind: str, buf: bytes | memoryview) -> bytes:
+    """Undo one compression layer with a hard output bound (decompression bombs)."""
+    limit = MAX_UNWRAPPED
+    if kind == "gzip":
+        d: Any = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    elif kind == "zlib":
+        d = zlib.decompressobj()
+    elif kind == "bz2":
+        d = bz2.BZ2Decompressor()
+    else:
+        d = lzma.LZMADecompressor()
+    data = bytes(buf)
+    if kind in ("gzip", "zlib"):
+        out = d.decompress(data, limit + 1)
+        if len(out) > limit or d.unconsumed_tail:
+            raise _Bomb(f"decompresses past the {limit}-byte bound")
+        if not d.eof:
+            raise ValueError("truncated stream")
+        if d.unused_data:
+            raise ValueError("data after the compressed stream")
+        return bytes(out)
+    out = d.decompress(data, max_length=limit + 1)
+    if len(out) > limit or not d.needs_input and not d.eof:
+        raise _Bomb(f"decompresses past the {limit}-byte bound")
+    if not d.eof:
+        raise ValueError("truncated stream")
+    if d.unused_data:
+        raise ValueError("data after the compressed stream")
+    return bytes(out)
+
+
+_NPY_HEADER = re.compile(
+    r"\{'descr': '([<>|=]?)([a-zA-Z]\d*)', 'fortran_order': (True|False), "
+    r"'shape': \(((?:\d+, )*\d*|\d+,)\), \}\s*\n?"
+)
+
+
+def _inspect_npy(buf: bytes | memoryview, name: str) -> Inspection:
+    head = bytes(buf[:12])
+    major = head[6] if len(head) > 6 else 0
+    if major == 1:
+        hlen, start = struct.unpack_from("<H", head, 8)[0], 10
+    elif major in (2, 3):
+        hlen, start = struct.unpack_from("<I", head, 8)[0], 12
+    else:
+        return Inspection("numpy", "unsafe", [Finding("malformed", "unknown .npy version",
+                                                      member=name or None)])
+    if hlen > 1 << 16 or start + hlen > len(buf):
+        return Inspection("numpy", "unsafe", [Finding("malformed", ".npy header out of bounds",
+                                                      member=name or None)])
+    try:
+        header = bytes(buf[start : start + hlen]).decode("latin-1")
+    except UnicodeDecodeError:
+        header = ""
+    m = _NPY_HEADER.fullmatch(header)
+    if m is None:
+        if "'O'" in header or "|O" in header:
+            why = "NumPy object array: loading it unpickles arbitrary objects"
+        else:
+            why = ".npy header is not a plain numeric array header"
+        return Inspection("numpy", "unsafe", [Finding("unsupported", why, member=name or None)])
+    code = m.group(2)
+    if code.startswith("O"):
+        return Inspection("numpy", "unsafe", [Finding(
+            "unsupported", "NumPy object array: loading it unpickles arbitrary objects",
+            member=name or None)])
+    numpy_codes = allowlist().numpy_dtypes
+    if code not in numpy_codes and code != "?":
+        return Inspection("numpy", "unsafe", [Finding(
+            "unsupported", f"NumPy dtype {code!r} is not a plain numeric dtype",
+            member=name or None)])
+    dims = [int(x) for x in m.group(4).replace(" ", "").split(",") if x]
+    count = 1
+    for d in dims:
+        count *= d
+    itemsize = 1 if code == "?" else allowlist().dtypes[numpy_codes[code]]["itemsize"]
+    if start + hlen + count * itemsize != len(buf):
+        return Inspection("numpy", "unsafe", [Finding(
+            "malformed", ".npy data size does not match its header", member=name or None)])
+    return Inspection("numpy", "clean", detail=f"{code} {tuple(dims)}")

@@ -1,0 +1,173 @@
+"""`safeload scan`: classify every file under the given paths by its bytes, whatever its name.
+
+Verdicts: clean (loadable without running code), unsafe (could run code, or cannot be shown not
+to: malformed, unknown or code-bearing), skipped (no model loader acts on it: a README, a JSON
+config). Symlink loops, FIFOs, devices and links out of the tree are reported, never opened.
+This module never imports torch.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from safeload import __version__
+from safeload._internal.opened import OpenedFile
+from safeload._internal.text import safe_text
+from safeload.errors import SafeloadError
+from safeload.inspection import Inspection, inspect_bytes
+from safeload_conversion.pickle_vm import Finding
+
+
+@dataclass(frozen=True)
+class FileReport:
+    path: str
+    status: str  # clean | unsafe | skipped
+    format: str
+    findings: tuple[Finding, ...] = ()
+    detail: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"path": self.path, "status": self.status, "format": self.format,
+                "detail": self.detail, "findings": [f.to_dict() for f in self.findings]}
+
+
+def describe(f: Finding) -> str:
+    """One escaped line for a terminal."""
+    where = []
+    if f.member:
+        where.append(f"member {safe_text(f.member, limit=200)}")
+    if f.offset is not None:
+        where.append(f"offset {f.offset}")
+    if f.opcode:
+        where.append(f"opcode {f.opcode}")
+    if f.global_name:
+        where.append(f"global {safe_text(f.global_name, limit=200)}")
+    suffix = f" ({', '.join(where)})" if where else ""
+    return f"[{f.code}] {safe_text(f.message, limit=400)}{suffix}"
+
+
+def scan(path: str | os.PathLike[str]) -> FileReport:
+    """Inspect one file (opened once, never followed out of its folder)."""
+    p = os.fspath(path)
+    with OpenedFile.open(p) as f:
+        ins = inspect_bytes(f.mapping(), name="")
+    return _report(p, ins)
+
+
+def _report(path: str, ins: Inspection) -> FileReport:
+    return FileReport(path, ins.verdict, ins.format, tuple(ins.findings), ins.detail)
+
+
+def _walk(root: str, errors: list[tuple[str, str]]) -> Iterator[str]:
+    """Regular files under `root`; special files and escaping links become errors or skips."""
+    try:
+        st = os.lstat(root)
+    except OSError as exc:
+        errors.append((root, exc.strerror or str(exc)))
+        return
+    if stat.S_ISREG(st.st_mode):
+        yield root
+        return
+    if stat.S_ISLNK(st.st_mode):
+        try:
+            target = os.stat(root)
+        except OSError as exc:
+            errors.append((root, f"broken or looping symlink: {exc.strerror}"))
+            return
+        if stat.S_ISREG(target.st_mode):
+            yield root
+            return
+        if not stat.S_ISDIR(target.st_mode):
+            errors.append((root, "symlink to a FIFO, socket or device: not opened"))
+            return
+    elif not stat.S_ISDIR(st.st_mode):
+        errors.append((root, "FIFO, socket or device: not opened"))
+        return
+    real_root = Path(root).resolve()
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        dirnames.sort()
+        for d in list(dirnames):
+            full = os.path.join(dirpath, d)
+            if os.path.islink(full):
+                dirnames.remove(d)
+                errors.append((full, "symlinked directory: not followed"))
+        for name in sorted(filenames):
+            full = os.path.join(dirpath, name)
+            try:
+                lst = os.lstat(full)
+            except OSError as exc:
+                errors.append((full, exc.strerror or str(exc)))
+                continue
+            if stat.S_ISLNK(lst.st_mode):
+                try:
+                    real = Path(full).resolve(strict=True)
+                except (OSError, RuntimeError):
+                    errors.append((full, "broken or looping symlink"))
+                    continue
+                if real_root not in real.parents:
+                    errors.append((full, f"symlink leaves the tree (to {real}): not followed"))
+                    continue
+                if not real.is_file():
+                    errors.append((full, "symlink to a non-regular file: not opened"))
+                    continue
+                yield full
+            elif stat.S_ISREG(lst.st_mode):
+                yield full
+            else:
+                errors.append((full, "FIFO, socket or device: not opened"))
+
+
+def scan_paths(paths: Sequence[str]) -> tuple[list[FileReport], list[tuple[str, str]]]:
+    """Scan files and directories (recursively). Returns reports and operational errors."""
+    reports: list[FileReport] = []
+    errors: list[tuple[str, str]] = []
+    for root in paths:
+        for path in _walk(root, errors):
+            try:
+                reports.append(scan(path))
+            except SafeloadError as exc:
+                errors.append((path, str(exc)))
+            except OSError as exc:
+                errors.append((path, exc.strerror or str(exc)))
+    return reports, errors
+
+
+def to_sarif(reports: Sequence[FileReport]) -> dict[str, Any]:
+    """A SARIF 2.1.0 log: one result per finding, so code-scanning tools can show them."""
+    rules: dict[str, dict[str, Any]] = {}
+    results: list[dict[str, Any]] = []
+    for r in reports:
+        if r.status != "unsafe":
+            continue
+        for f in r.findings:
+            rules.setdefault(f.code, {
+                "id": f.code,
+                "shortDescription": {"text": f"safeload finding: {f.code}"},
+                "defaultConfiguration": {"level": "error"},
+            })
+            text = describe(f)
+            results.append({
+                "ruleId": f.code,
+                "level": "error",
+                "message": {"text": text},
+                "locations": [{"physicalLocation": {
+                    "artifactLocation": {"uri": Path(r.path).as_posix()},
+                }}],
+                "properties": {"format": r.format, "member": f.member, "offset": f.offset,
+                               "opcode": f.opcode, "global": f.global_name},
+            })
+    return {
+        "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
+        "version": "2.1.0",
+        "runs": [{
+            "tool": {"driver": {"name": "safeload", "version": __version__,
+                                "informationUri": "https://github.com/safeload/safeload",
+                                "rules": list(rules.values())}},
+            "results": results,
+        }],
+    }
