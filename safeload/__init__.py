@@ -18,18 +18,18 @@ __version__ = "0.1.0"
 __all__ = ["__version__", "load", "scan"]
 
 if TYPE_CHECKING:
-    from safeload.load import load as load
-    from safeload.scan import scan as scan
+    from safeload.loading import load as load
+    from safeload.scanning import scan as scan
 
 
 def __getattr__(name: str) -> Any:
     # Lazy: `import safeload` must not import torch (the CLI's scan and trust stay fast).
     if name == "load":
-        from safeload.load import load
+        from safeload.loading import load
 
         return load
     if name == "scan":
-        from safeload.scan import scan
+        from safeload.scanning import scan
 
         return scan
     raise AttributeError(f"module 'safeload' has no attribute {name!r}")

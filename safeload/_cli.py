@@ -54,7 +54,7 @@ def _add_common_flags(parser: argparse.ArgumentParser, *, top_level: bool) -> No
 
 
 def _scan(args: argparse.Namespace) -> int:
-    from safeload.scan import describe, scan_paths, to_sarif
+    from safeload.scanning import describe, scan_paths, to_sarif
 
     reports, errors = scan_paths([os.fspath(p) for p in args.paths])
     unsafe = [r for r in reports if r.status == "unsafe"]

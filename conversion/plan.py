@@ -1,0 +1,235 @@
+"""From a symbolic checkpoint to a safetensors plan: which bytes go where, plus the structure.
+
+Tensors become safetensors entries named by their path in the checkpoint ("model.layer.weight";
+a plain state dict keeps its own keys). Views that are identical (same storage, offset, size,
+stride) are written once and the duplicates become aliases. Everything else (containers, ints,
+strings, `torch.Size`, NumPy values, paths, datetimes, `argparse.Namespace`) is described by a
+small JSON "structure" kept in the file's metadata, so the loader rebuilds exactly what
+`torch.load` would have returned. Object identity (the pickle memo) is kept with references.
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass, field
+from typing import Any
+
+from safeload_conversion.pickle_vm import (
+    Global,
+    Obj,
+    Opaque,
+    SDict,
+    SList,
+    SSet,
+    TensorRef,
+    allowlist,
+    vm_itemsize,
+)
+
+MAX_DEPTH = 200
+MAX_NODES = 5_000_000
+
+
+class PlanError(Exception):
+    """The checkpoint cannot be represented faithfully; the message names the value and why."""
+
+
+@dataclass
+class Entry:
+    name: str
+    dtype: str  # safetensors code
+    shape: tuple[int, ...]
+    nbytes: int
+    # Where the bytes come from: ("span", file_offset) for a contiguous range of the input,
+    # ("strided", storage_file_offset, itemsize, offset, size, stride), or ("bytes", data).
+    source: tuple[Any, ...]
+
+
+@dataclass
+class Plan:
+    entries: list[Entry] = field(default_factory=list)
+    structure: Any = None
+
+
+def _contiguous_strides(size: tuple[int, ...]) -> tuple[int, ...]:
+    strides, acc = [], 1
+    for d in reversed(size):
+        strides.append(acc)
+        acc *= max(d, 1)
+    return tuple(reversed(strides))
+
+
+def _numel(size: tuple[int, ...]) -> int:
+    n = 1
+    for d in size:
+        n *= d
+    return n
+
+
+class _Planner:
+    def __init__(self, spans: dict[str, tuple[int, int]], buffer: Any) -> None:
+        self.spans = spans
+        self.buffer = buffer
+        self.plan = Plan()
+        self.names: set[str] = set()
+        self.views: dict[tuple[Any, ...], str] = {}
+        self.ids: dict[int, int] = {}
+        self.active: set[int] = set()
+        self.nodes = 0
+        self.keep: list[Any] = []  # keeps encoded objects alive so id() stays unique
+
+    def name_for(self, path: list[str]) -> str:
+        base = ".".join(path) or "tensor"
+        name, n = base, 1
+        while name in self.names:
+            n += 1
+            name = f"{base}#{n}"
+        self.names.add(name)
+        return name
+
+    def encode(self, value: Any, path: list[str], depth: int) -> Any:
+        self.nodes += 1
+        if self.nodes > MAX_NODES:
+            raise PlanError(f"more than {MAX_NODES} values")
+        if depth > MAX_DEPTH:
+            raise PlanError(f"nesting deeper than {MAX_DEPTH} at {'.'.join(path)!r}")
+        if value is None or isinstance(value, bool):
+            return {"t": "const", "v": value}
+        if isinstance(value, int):
+            return {"t": "int", "v": str(value)}
+        if isinstance(value, float):
+            return {"t": "float", "v": value.hex()}
+        if isinstance(value, str):
+            return {"t": "str", "v": value}
+        if isinstance(value, (bytes, memoryview)):
+            return {"t": "bytes", "v": base64.b64encode(bytes(value)).decode()}
+        if isinstance(value, tuple):
+            return {"t": "tuple", "v": [self.encode(x, [*path, str(i)], depth + 1)
+                                        for i, x in enumerate(value)]}
+        if isinstance(value, Global):
+            if value.rule == "dtype":
+                return {"t": "dtype", "v": value.params["dtype"]}
+            raise PlanError(f"{value.qualname} at {'.'.join(path)!r} is not a value")
+        if isinstance(value, Opaque):
+            raise PlanError(f"refused value at {'.'.join(path)!r}")
+        # Objects with identity: keep references so aliasing survives.
+        key = id(value)
+        if key in self.active:
+            raise PlanError(f"reference cycle at {'.'.join(path)!r}")
+        if key in self.ids:
+            return {"t": "ref", "v": self.ids[key]}
+        ident = len(self.ids)
+        self.ids[key] = ident
+        self.keep.append(value)
+        self.active.add(key)
+        try:
+            body = self._encode_object(value, path, depth)
+        finally:
+            self.active.discard(key)
+        body["id"] = ident
+        return body
+
+    def _encode_object(self, value: Any, path: list[str], depth: int) -> dict[str, Any]:
+        if isinstance(value, SList):
+            return {"t": "list", "v": [self.encode(x, [*path, str(i)], depth + 1)
+                                       for i, x in enumerate(value.items)]}
+        if isinstance(value, SSet):
+            return {"t": "frozenset" if value.frozen else "set",
+                    "v": [self.encode(x, [*path, str(i)], depth + 1)
+                          for i, x in enumerate(value.items)]}
+        if isinstance(value, SDict):
+            items = []
+            for k, v in value.items:
+                label = k if isinstance(k, str) else str(k) if isinstance(k, int) else "key"
+                items.append([self.encode(k, [*path, "key"], depth + 1),
+                              self.encode(v, [*path, label], depth + 1)])
+            out: dict[str, Any] = {"t": "odict" if value.ordered else "dict", "v": items}
+            if value.attrs:
+                out["attrs"] = [[k, self.encode(v, [*path, k], depth + 1)]
+                                for k, v in value.attrs.items()]
+            return out
+        if isinstance(value, TensorRef):
+            return self._tensor(value, path)
+        if isinstance(value, Obj):
+            return self._obj(value, path, depth)
+        raise PlanError(f"unsupported value {type(value).__name__} at {'.'.join(path)!r}")
+
+    def _tensor(self, t: TensorRef, path: list[str]) -> dict[str, Any]:
+        view = (t.storage.key, t.offset, t.size, t.stride, t.dtype)
+        name = self.views.get(view)
+        if name is None:
+            name = self.name_for(path)
+            self.views[view] = name
+            self._add_entry(name, t)
+        return {"t": "tensor", "k": name, "dt": t.dtype, "sh": list(t.size),
+                "g": t.requires_grad, "p": t.parameter}
+
+    def _add_entry(self, name: str, t: TensorRef) -> None:
+        itemsize = vm_itemsize(t.dtype)
+        count = _numel(t.size)
+        nbytes = count * itemsize
+        code = allowlist().dtypes[t.dtype]["safetensors"]
+        dtype, shape = (code, t.size) if code else ("U8", (nbytes,))
+        span = self.spans.get(t.storage.key)
+        if span is None:
+            raise PlanError(f"storage {t.storage.key!r} of {name!r} has no bytes")
+        start = span[0]
+        if count == 0:
+            source: tuple[Any, ...] = ("bytes", b"")
+        elif t.stride == _contiguous_strides(t.size) or count == 1:
+            source = ("span", start + t.offset * itemsize)
+        else:
+            source = ("strided", start, itemsize, t.offset, t.size, t.stride)
+        self.plan.entries.append(Entry(name, dtype, tuple(shape), nbytes, source))
+
+    def _obj(self, o: Obj, path: list[str], depth: int) -> dict[str, Any]:
+        f = o.fields
+        k = o.kind
+        if k == "torch_size":
+            return {"t": "size", "v": list(f["dims"])}
+        if k == "torch_device":
+            return {"t": "device", "v": f["type"], "i": f["index"]}
+        if k == "complex":
+            return {"t": "complex", "v": [f["real"].hex(), f["imag"].hex()]}
+        if k == "bytearray":
+            return {"t": "bytearray", "v": base64.b64encode(f["data"]).decode()}
+        if k == "namespace":
+            attrs = f["attrs"]
+            return {"t": "namespace", "v": [[a, self.encode(v, [*path, a], depth + 1)]
+                                            for a, v in attrs.items]}
+        if k == "path":
+            return {"t": "path", "c": f["class"], "v": f["parts"]}
+        if k in ("datetime", "date", "time"):
+            tz = f["tz"]
+            return {"t": k, "v": base64.b64encode(f["state"]).decode(),
+                    "tz": None if tz is None else self.encode(tz, [*path, "tz"], depth + 1)}
+        if k == "timedelta":
+            return {"t": "timedelta", "v": [f["days"], f["seconds"], f["us"]]}
+        if k == "timezone":
+            return {"t": "timezone", "v": self.encode(f["offset"], path, depth + 1),
+                    "n": f["name"]}
+        if k == "np_scalar":
+            dt = f["dtype"].fields
+            return {"t": "np_scalar", "dt": dt["code"], "bo": dt["byteorder"],
+                    "v": base64.b64encode(f["data"]).decode()}
+        if k == "np_dtype":
+            return {"t": "np_dtype", "dt": f["code"], "bo": f["byteorder"]}
+        if k == "ndarray":
+            if not f.get("built"):
+                raise PlanError(f"incomplete NumPy array at {'.'.join(path)!r}")
+            dt = f["dtype"].fields
+            name = self.name_for(path)
+            data = bytes(f["data"])
+            self.plan.entries.append(Entry(name, "U8", (len(data),), len(data), ("bytes", data)))
+            return {"t": "ndarray", "k": name, "dt": dt["code"], "bo": dt["byteorder"],
+                    "sh": list(f["shape"]), "fortran": f["fortran"]}
+        raise PlanError(f"unsupported {k} at {'.'.join(path)!r}")
+
+
+def make_plan(root: Any, spans: dict[str, tuple[int, int]], buffer: Any = None) -> Plan:
+    """Plan the conversion of a symbolic checkpoint (see module docstring)."""
+    planner = _Planner(spans, buffer)
+    # A top-level state dict keeps its own keys as tensor names (what transformers expects).
+    planner.plan.structure = planner.encode(root, [], 0)
+    return planner.plan
+

@@ -1,0 +1,172 @@
+"""Rebuilding a checkpoint's structure from the converter's JSON description (parent side).
+
+Only the kinds the converter writes are accepted; each is rebuilt with a plain constructor
+(no pickle, no imports chosen by the data).
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import collections
+import datetime
+import pathlib
+from typing import Any
+
+import torch
+
+from safeload._internal.tensors import torch_dtype
+
+MAX_DEPTH = 220
+
+_PATH_CLASSES: dict[str, type[pathlib.PurePath]] = {
+    "Path": pathlib.Path, "PosixPath": pathlib.PurePosixPath, "WindowsPath": pathlib.PureWindowsPath,
+    "PurePath": pathlib.PurePath, "PurePosixPath": pathlib.PurePosixPath,
+    "PureWindowsPath": pathlib.PureWindowsPath,
+}
+
+
+class StructureError(ValueError):
+    pass
+
+
+class Rebuilder:
+    def __init__(self, tensors: dict[str, torch.Tensor], map_tensor: Any) -> None:
+        self.tensors = tensors
+        self.map_tensor = map_tensor
+        self.objects: dict[int, Any] = {}
+        self.made: dict[str, torch.Tensor] = {}
+
+    def build(self, node: Any, depth: int = 0) -> Any:
+        if depth > MAX_DEPTH or not isinstance(node, dict):
+            raise StructureError("malformed structure")
+        t = node.get("t")
+        if t == "ref":
+            try:
+                return self.objects[node["v"]]
+            except (KeyError, TypeError):
+                raise StructureError("dangling reference") from None
+        value = self._build(t, node, depth)
+        if "id" in node:
+            self.objects[node["id"]] = value
+        return value
+
+    def _register(self, node: dict[str, Any], value: Any) -> Any:
+        if "id" in node:
+            self.objects[node["id"]] = value
+        return value
+
+    def _build(self, t: Any, n: dict[str, Any], depth: int) -> Any:
+        v = n.get("v")
+        d = depth + 1
+        if t == "const":
+            if v is not None and not isinstance(v, bool):
+                raise StructureError("bad constant")
+            return v
+        if t == "int":
+            return int(v)
+        if t == "float":
+            return float.fromhex(v)
+        if t == "str":
+            return str(v)
+        if t == "bytes":
+            return base64.b64decode(v)
+        if t == "tuple":
+            return tuple(self.build(x, d) for x in v)
+        if t == "list":
+            out_list: list[Any] = self._register(n, [])
+            out_list.extend(self.build(x, d) for x in v)
+            return out_list
+        if t in ("set", "frozenset"):
+            items = [self.build(x, d) for x in v]
+            return set(items) if t == "set" else frozenset(items)
+        if t in ("dict", "odict"):
+            out: dict[Any, Any] = self._register(
+                n, collections.OrderedDict() if t == "odict" else {})
+            for k, val in v:
+                out[self.build(k, d)] = self.build(val, d)
+            for name, val in n.get("attrs", []):
+                if name != "_metadata":
+                    raise StructureError(f"unexpected OrderedDict attribute {name!r}")
+                out._metadata = self.build(val, d)  # type: ignore[attr-defined]
+            return out
+        if t == "tensor":
+            return self._tensor(n)
+        if t == "dtype":
+            return torch_dtype(v)
+        if t == "size":
+            return torch.Size(int(x) for x in v)
+        if t == "device":
+            return torch.device(v) if n.get("i") is None else torch.device(v, int(n["i"]))
+        if t == "complex":
+            return complex(float.fromhex(v[0]), float.fromhex(v[1]))
+        if t == "bytearray":
+            return bytearray(base64.b64decode(v))
+        if t == "namespace":
+            ns = self._register(n, argparse.Namespace())
+            for name, val in v:
+                setattr(ns, str(name), self.build(val, d))
+            return ns
+        if t == "path":
+            cls = _PATH_CLASSES.get(n.get("c", ""))
+            if cls is None:
+                raise StructureError("unknown path class")
+            if cls is pathlib.PurePosixPath and n.get("c") == "PosixPath":
+                return pathlib.PosixPath(*v) if hasattr(pathlib, "PosixPath") else cls(*v)
+            return cls(*v)
+        if t in ("datetime", "date", "time"):
+            state = base64.b64decode(v)
+            tz = n.get("tz")
+            cls2: Any = {"datetime": datetime.datetime, "date": datetime.date,
+                         "time": datetime.time}[t]
+            # The pickle-state constructors validate the bytes themselves.
+            return cls2(state) if tz is None or t == "date" else cls2(state, self.build(tz, d))
+        if t == "timedelta":
+            return datetime.timedelta(days=v[0], seconds=v[1], microseconds=v[2])
+        if t == "timezone":
+            offset = self.build(v, d)
+            return datetime.timezone(offset) if n.get("n") is None else datetime.timezone(
+                offset, n["n"])
+        if t in ("ndarray", "np_scalar", "np_dtype"):
+            return self._numpy(t, n)
+        raise StructureError(f"unknown structure kind {t!r}")
+
+    def _tensor(self, n: dict[str, Any]) -> torch.Tensor:
+        key = n["k"]
+        if key in self.made:
+            base = self.made[key]
+        else:
+            raw = self.tensors[key]
+            dtype = torch_dtype(n["dt"])
+            shape = tuple(int(x) for x in n["sh"])
+            if raw.dtype != dtype:  # stored as raw bytes (no safetensors dtype)
+                raw = raw.view(dtype).reshape(shape)
+            base = self.map_tensor(raw)
+            self.made[key] = base
+        t = base
+        if n.get("p"):
+            return torch.nn.Parameter(t, requires_grad=bool(n.get("g")))
+        if n.get("g"):
+            t = t.detach().requires_grad_(True)
+        return t
+
+    def _numpy(self, t: str, n: dict[str, Any]) -> Any:
+        import numpy as np
+
+        bo = n.get("bo", "=")
+        dtype = np.dtype((bo if bo in "<>" else "=") + n["dt"])
+        if t == "np_dtype":
+            return dtype
+        if t == "np_scalar":
+            return np.frombuffer(base64.b64decode(n["v"]), dtype=dtype)[0]
+        raw = self.tensors[n["k"]].numpy().tobytes()
+        arr = np.frombuffer(raw, dtype=dtype).copy()
+        shape = tuple(int(x) for x in n["sh"])
+        return arr.reshape(shape, order="F" if n.get("fortran") else "C")
+
+
+def rebuild(structure: Any, tensors: dict[str, torch.Tensor], map_tensor: Any) -> Any:
+    try:
+        return Rebuilder(tensors, map_tensor).build(structure)
+    except (KeyError, TypeError, ValueError, RecursionError, IndexError) as exc:
+        raise StructureError(f"converted file has a malformed structure: {exc}") from None

@@ -1,0 +1,73 @@
+"""Turning validated bytes into tensors (imports torch: only the load path uses this module)."""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import torch
+
+from safeload._internal.safetensors_check import DTYPES, SafetensorsHeader, parse_header
+
+
+def torch_dtype(name: str) -> torch.dtype:
+    dt = getattr(torch, name, None)
+    if not isinstance(dt, torch.dtype):
+        raise ValueError(f"this torch has no dtype {name}")
+    return dt
+
+
+def apply_map_location(t: torch.Tensor, map_location: Any, saved: str = "cpu") -> torch.Tensor:
+    """What torch.load's `map_location` does to a tensor saved on `saved`."""
+    if map_location is None:
+        return t
+    if isinstance(map_location, dict):
+        target = map_location.get(saved)
+        return t if target is None else t.to(torch.device(target))
+    if isinstance(map_location, (str, torch.device)):
+        return t.to(torch.device(map_location))
+    if callable(map_location):
+        storage = map_location(t.untyped_storage(), saved)
+        if storage is None:
+            return t
+        device = getattr(storage, "device", None)
+        return t if device is None else t.to(device)
+    raise TypeError(f"unsupported map_location {type(map_location).__name__}")
+
+
+def tensors_from_header(buf: Any, header: SafetensorsHeader, *, copy: bool
+                        ) -> dict[str, torch.Tensor]:
+    """Tensors viewing the (private, copy-on-write) mapping, or private copies."""
+    out: dict[str, torch.Tensor] = {}
+    for e in sorted(header.tensors, key=lambda e: e.name):
+        dtype = torch_dtype(DTYPES[e.dtype][0])
+        count = 1
+        for d in e.shape:
+            count *= d
+        if count == 0:
+            t = torch.empty(e.shape, dtype=dtype)
+        else:
+            t = torch.frombuffer(buf, dtype=dtype, count=count, offset=e.begin).view(e.shape)
+            if copy:
+                t = t.clone()
+        out[e.name] = t
+    return out
+
+
+def load_safetensors_buffer(buf: Any, name: str, *, map_location: Any = None,
+                            copy: bool = False) -> dict[str, torch.Tensor]:
+    header = parse_header(buf, name)
+    tensors = tensors_from_header(buf, header, copy=copy)
+    return {k: apply_map_location(v, map_location) for k, v in tensors.items()}
+
+
+def load_numpy_buffer(buf: Any, fmt: str, *, map_location: Any = None) -> Any:
+    """`.npy` -> a tensor, `.npz` -> a dict of tensors; never with allow_pickle."""
+    import numpy as np
+
+    loaded = np.load(io.BytesIO(bytes(buf)), allow_pickle=False)
+    if fmt == "numpy":
+        return apply_map_location(torch.from_numpy(np.array(loaded)), map_location)
+    with loaded as npz:
+        return {k: apply_map_location(torch.from_numpy(np.array(npz[k])), map_location)
+                for k in npz.files}
