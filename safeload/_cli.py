@@ -11,8 +11,11 @@ import argparse
 import json
 import logging
 import os
+import re
 import sys
 from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
 from safeload import __version__
@@ -106,6 +109,883 @@ def _add_scan(sub: Any) -> None:
 
 
 # --------------------------------------------------------------------------------------------
+# provenance
+
+
+def _since(value: str) -> datetime:
+    """`--since`: an ISO date or time (UTC unless it says otherwise), or an age (30m, 12h, 7d)."""
+    age = re.fullmatch(r"(\d{1,6})([mhdw])", value.strip())
+    if age:
+        unit = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}[age.group(2)]
+        return datetime.now(timezone.utc) - timedelta(**{unit: int(age.group(1))})
+    try:
+        parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"not a date, time or age (like 2026-01-31, 2026-01-31T12:00Z, 7d): {value!r}"
+        ) from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+
+
+def _since_filter(records: Sequence[Any], since: datetime | None) -> list[Any]:
+    from safeload.provenance import parse_time
+
+    if since is None:
+        return list(records)
+    out = []
+    for r in records:
+        try:
+            if r.entry is not None and parse_time(r.entry.time) >= since:
+                out.append(r)
+        except ValueError:
+            continue
+    return out
+
+
+def _entry_source(entry: Any) -> str:
+    src = entry.source
+    text = src.purl or src.path or "?"
+    return f"{text} {src.file}" if src.purl and src.file else text
+
+
+def _prov_list(args: argparse.Namespace) -> int:
+    from safeload.provenance import read_ledger
+
+    state = read_ledger(args.ledger)
+    records = _since_filter(state.records, args.since)
+    report = state.report
+    if args.json:
+        _emit_json({"ok": True, "chain_ok": report.ok, "head": report.head,
+                    "entries": [r.to_dict() for r in records]})
+    for r in records:
+        if r.entry is None:
+            _err(f"{'?':>5}  line {r.line}: not a valid entry")
+            continue
+        e = r.entry
+        lic = e.license.id if e.license else "-"
+        mark = "" if r.verified else "  [UNVERIFIED]"
+        _err(f"{r.seq:>5}  {safe_text(e.time[:19])}  {e.action:<15}  "
+             f"{safe_text(_entry_source(e), limit=160)}  licence {safe_text(lic, limit=80)}  "
+             f"signature {e.signature.status}{mark}")
+    _err(f"{len(records)} entries shown; head {report.head or '(empty ledger)'}")
+    if not report.ok:
+        _err(f"warning: {safe_text(report.describe())}; run `safeload provenance verify`")
+    return EXIT_OK
+
+
+def _find_record(records: Sequence[Any], selector: str) -> Any:
+    from safeload.errors import ProvenanceError
+
+    key = selector.strip().lower()
+    if re.fullmatch(r"-?\d+", key):
+        n = int(key)
+        chain = [r for r in records if r.seq is not None]
+        if n < 0 and -n <= len(chain):
+            return chain[n]
+        for r in chain:
+            if r.seq == n:
+                return r
+    else:
+        hexpart = key.removeprefix("sha256:")
+        if not re.fullmatch(r"[0-9a-f]{6,64}", hexpart):
+            raise ProvenanceError(f"not an entry number or digest: {safe_text(selector)}")
+        hits = [r for r in records if r.digest and r.digest[7:].startswith(hexpart)]
+        if len(hits) > 1:
+            raise ProvenanceError(f"digest prefix {hexpart} matches {len(hits)} entries")
+        if hits:
+            return hits[0]
+    raise ProvenanceError(f"no ledger entry {safe_text(selector)}")
+
+
+def _prov_show(args: argparse.Namespace) -> int:
+    from safeload.provenance import read_ledger
+
+    state = read_ledger(args.ledger)
+    r = _find_record(state.records, args.entry)
+    if args.json:
+        _emit_json({"ok": True, "chain_ok": state.report.ok, "record": r.to_dict()})
+    status = "chain verified" if r.verified else "NOT VERIFIED (at or after a broken link)"
+    _err(f"entry {r.seq}  {r.digest}  ({status})")
+    e = r.entry
+    if e is None:
+        return EXIT_OK
+    t = safe_text
+    rows: list[tuple[str, str]] = [
+        ("time", t(e.time)), ("action", e.action), ("safeload", t(e.safeload_version)),
+        ("source", t(_entry_source(e))),
+    ]
+    for f in e.files:
+        rows.append(("file", f"{t(f.path)}  sha256:{f.sha256}  {f.size} bytes  {t(f.format)}"))
+    if e.converted_from:
+        c = e.converted_from
+        rows.append(("converted", f"from sha256:{c.sha256} ({t(c.format)}"
+                     f"{', ' + t(c.path) if c.path else ''}); sandbox: "
+                     f"{t(', '.join(c.sandbox_layers) or 'none')}"))
+    s = e.signature
+    rows.append(("signature", s.status + "".join(
+        f"  {k} {t(v)}" for k, v in (("publisher", s.publisher), ("key", s.key_id),
+                                     ("method", s.method)) if v)))
+    rows.append(("trust", f"mode {t(e.trust.mode)}, pin {e.trust.pin}"))
+    if e.license:
+        lic = e.license
+        rows.append(("licence", f"{t(lic.id)} ({lic.license_class}; from {t(lic.source)})"
+                     + (f"  {t(lic.name)}" if lic.name else "")))
+    if e.publisher:
+        p = e.publisher
+        rows.append(("publisher", f"{t(p.namespace or '-')}, trusted {'yes' if p.trusted else 'no'}"
+                     f", signature verified {'yes' if p.signature_verified else 'no'}"))
+    if e.task:
+        rows.append(("task", t(e.task)))
+    if e.datasets:
+        rows.append(("datasets", t(", ".join(e.datasets))))
+    if e.base_model:
+        rows.append(("base model", t(", ".join(e.base_model))))
+    rows += [("warning", t(w)) for w in e.warnings]
+    if r.repair:
+        rows.append(("repair", t(f"removed a torn write: {dict(r.repair)}")))
+    for label, value in rows:
+        _err(f"  {label:<10} {value}")
+    return EXIT_OK
+
+
+def _prov_verify(args: argparse.Namespace) -> int:
+    from safeload.provenance import verify
+
+    report = verify(args.ledger, anchor=args.anchor)
+    if args.json:
+        _emit_json({"ok": report.ok, "report": report.to_dict()})
+    _err(safe_text(report.describe()))
+    for note in report.notes:
+        _err(f"  note: {safe_text(note)}")
+    _err(f"head: {report.head or '(empty ledger)'}"
+         + (f" (entry {report.head_seq})" if report.head_seq is not None else ""))
+    return EXIT_OK if report.ok else EXIT_REFUSED
+
+
+def _prov_export(args: argparse.Namespace) -> int:
+    from safeload.provenance import read_ledger, require_intact
+    from safeload.sbom import to_cyclonedx
+
+    state = read_ledger(args.ledger)
+    if args.allow_broken:
+        if not state.report.ok:
+            _err(f"warning: exporting a ledger that does not verify: "
+                 f"{safe_text(state.report.describe())}")
+    else:
+        require_intact(state)
+    records = _since_filter([r for r in state.records if r.entry is not None], args.since)
+    bom = to_cyclonedx(records, redact_paths=args.redact_paths, spec_version=args.spec_version,
+                       report=state.report)
+    summary = {"components": len(bom["components"]), "entries": len(records),
+               "head": state.report.head, "chain_ok": state.report.ok}
+    if args.output and args.output != "-":
+        _write_new_file(Path(args.output), json.dumps(bom, indent=2) + "\n", args.overwrite)
+        if args.json:
+            _emit_json({"ok": True, "output": args.output, **summary})
+        _err(f"wrote CycloneDX {args.spec_version} to {safe_text(args.output)}: "
+             f"{summary['components']} models from {summary['entries']} entries")
+    elif args.json:
+        _emit_json({"ok": True, **summary, "bom": bom})
+    else:
+        print(json.dumps(bom, indent=2))
+    return EXIT_OK
+
+
+def _write_new_file(path: Path, text: str, overwrite: bool) -> None:
+    """Write atomically (temp file + rename); refuse to replace a file unless told to."""
+    if path.exists() and not overwrite:
+        raise FileExistsError(17, "exists (use --overwrite to replace it)", str(path))
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "x", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def _add_provenance(sub: Any) -> None:
+    p = sub.add_parser("provenance", help="the provenance ledger: list, show, verify, export")
+    _add_common_flags(p, top_level=False)
+    psub = p.add_subparsers(dest="provenance_command", metavar="ACTION")
+    psub.required = True
+
+    def leaf(name: str, help_text: str) -> argparse.ArgumentParser:
+        q: argparse.ArgumentParser = psub.add_parser(name, help=help_text)
+        _add_common_flags(q, top_level=False)
+        q.add_argument("--ledger", type=Path, default=None, metavar="DIR",
+                       help="ledger folder (default: the data folder's provenance/)")
+        return q
+
+    q = leaf("list", "one line per entry")
+    q.add_argument("--since", type=_since, default=None, metavar="WHEN",
+                   help="only entries at or after WHEN: a date, a time, or an age (7d, 12h)")
+    q.set_defaults(func=_prov_list)
+
+    q = leaf("show", "one entry in full (publisher, licence, datasets, ...)")
+    q.add_argument("entry", help="entry number (-1: the last) or digest prefix")
+    q.set_defaults(func=_prov_show)
+
+    q = leaf("verify", "check the hash chain and the head; exit 1 if broken")
+    q.add_argument("--anchor", default=None, metavar="DIGEST",
+                   help="a head digest kept elsewhere; the chain must contain it")
+    q.set_defaults(func=_prov_verify)
+
+    q = leaf("export", "export as an SBOM (CycloneDX JSON)")
+    q.add_argument("--format", choices=["cyclonedx"], default="cyclonedx")
+    q.add_argument("--spec-version", choices=["1.6", "1.7"], default="1.6")
+    q.add_argument("--since", type=_since, default=None, metavar="WHEN",
+                   help="only entries at or after WHEN: a date, a time, or an age (7d, 12h)")
+    q.add_argument("-o", "--output", default=None, metavar="FILE",
+                   help="write to FILE (default: stdout)")
+    q.add_argument("--overwrite", action="store_true", help="replace FILE if it exists")
+    q.add_argument("--redact-paths", action="store_true",
+                   help="replace home folders (user names) in paths with ~")
+    q.add_argument("--allow-broken", action="store_true",
+                   help="export even if the chain does not verify (marked in the metadata)")
+    q.set_defaults(func=_prov_export)
+
+
+# --------------------------------------------------------------------------------------------
+# demo
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from safeload.demo import run
+
+    return run(_err)
+
+
+def _add_demo(sub: Any) -> None:
+    p = sub.add_parser("demo", help="end-to-end demo on the real all-MiniLM-L6-v2 model")
+    _add_common_flags(p, top_level=False)
+    p.set_defaults(func=_demo)
+
+
+# --------------------------------------------------------------------------------------------
+# trust / verify / sign (issue 4). Never import torch here.
+
+
+def _add_trust_store_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--trust-store", metavar="PATH", default=None,
+                   help="trust store file (default: $SAFELOAD_TRUST_STORE, else trust.json in "
+                        "the config dir)")
+
+
+def _store_path(args: argparse.Namespace) -> Path:
+    from safeload._internal import paths
+
+    return Path(args.trust_store) if args.trust_store else paths.trust_store_path()
+
+
+def _confirm(args: argparse.Namespace, question: str) -> None:
+    """Destructive changes: `--yes`, or an interactive "y"; never a prompt in --json mode."""
+    if getattr(args, "yes", False):
+        return
+    if args.json or not sys.stdin.isatty():
+        raise SafeloadError(f"{question}: refusing without confirmation",
+                            hint="re-run with --yes")
+    sys.stderr.write(f"{question} [y/N] ")
+    sys.stderr.flush()
+    if sys.stdin.readline().strip().lower() not in ("y", "yes"):
+        raise SafeloadError("cancelled; nothing changed")
+
+
+def _time_arg(value: str | None) -> Any:
+    from safeload.trust import parse_time
+
+    if value is None:
+        return None
+    try:
+        return parse_time(value)
+    except ValueError as exc:
+        raise SafeloadError(f"--expires {safe_text(value)}: {exc}",
+                            hint="use 2030-01-01 or 2030-01-01T00:00:00Z") from exc
+
+
+def _report_change(args: argparse.Namespace, before: Any, after: Any, action: str,
+                   extra: dict[str, Any] | None = None) -> int:
+    from safeload.trust import diff_stores
+
+    changes = diff_stores(before, after)
+    if args.json:
+        _emit_json({"ok": True, "action": action, "path": str(after.path), "changed": changes,
+                    "state_digest": after.state_digest(), **(extra or {})})
+    for line in changes:
+        _err(line)
+    if not changes:
+        _err("nothing changed")
+    _err(f"trust store: {safe_text(after.path)}")
+    return EXIT_OK
+
+
+def _key_summary(store: Any, publisher: Any, key: Any) -> dict[str, Any]:
+    from safeload.trust import format_time
+
+    return {"id": key.key_id, "algorithm": key.algorithm, "expires": format_time(key.expires),
+            "revoked": store.key_revocation(key.key_id) is not None}
+
+
+def _publisher_summary(store: Any, p: Any, *, pem: bool = False) -> dict[str, Any]:
+    from safeload.trust import format_time
+
+    keys = [_key_summary(store, p, k) | ({"pem": k.pem} if pem else {}) for k in p.keys]
+    roots = [{"fingerprint": r.fingerprint, "identities": list(r.identities),
+              "expires": format_time(r.expires),
+              "subject": r.certificate().subject.rfc4514_string()}
+             | ({"pem": r.pem} if pem else {}) for r in p.roots]
+    return {"name": p.name, "namespaces": list(p.namespaces), "expires": format_time(p.expires),
+            "keys": keys, "roots": roots}
+
+
+def _trust_init(args: argparse.Namespace) -> int:
+    from safeload.trust import Policy, TrustStore
+
+    path = _store_path(args)
+    existed = TrustStore.load(path).exists
+
+    def change(s: TrustStore) -> TrustStore:
+        return s if s.exists or args.mode is None else s.with_policy(Policy(mode=args.mode))
+
+    _, after = TrustStore.update(change, path)
+    if args.json:
+        _emit_json({"ok": True, "path": str(path), "created": not existed,
+                    "policy": after.policy.to_dict()})
+    _err(f"{'exists' if existed else 'created'}: {safe_text(path)} "
+         f"(policy mode {after.policy.mode})")
+    return EXIT_OK
+
+
+def _trust_list(args: argparse.Namespace) -> int:
+    from safeload.trust import TrustStore, load_observations
+
+    store = TrustStore.load(_store_path(args))
+    obs = load_observations(store)
+    pins = [p.to_dict() | {"source": "user"} for p in store.pins] + \
+        [p.to_dict() | {"source": "first-use"} for p in obs.pins]
+    if args.json:
+        _emit_json({
+            "ok": True, "path": str(store.path), "exists": store.exists,
+            "state_digest": store.state_digest(), "policy": store.policy.to_dict(),
+            "publishers": [_publisher_summary(store, p) for p in store.publishers],
+            "revoked_keys": [{"key_id": r.value, "reason": r.reason} for r in store.revoked_keys],
+            "revoked_digests": [{"sha256": r.value, "reason": r.reason}
+                                for r in store.revoked_digests],
+            "pins": pins,
+            "revision_locks": [x.to_dict() for x in store.revision_locks],
+            "signed_locations": [{"location": s.location, "publisher": s.publisher,
+                                  "key_id": s.key_id, "first_seen": s.first_seen}
+                                 for s in obs.signed],
+        })
+        return EXIT_OK
+    _err(f"trust store: {safe_text(store.path)}"
+         + ("" if store.exists else " (missing: empty store, default policy)"))
+    _err(f"policy: mode {store.policy.mode}, pin Hub files on first use: "
+         f"{store.policy.pin_hub_on_first_use}, pin local files: {store.policy.pin_local_files}")
+    for p in store.publishers:
+        _err(f"publisher {safe_text(p.name)}: namespaces {', '.join(p.namespaces) or '-'}; "
+             f"{len(p.keys)} key(s), {len(p.roots)} root(s)")
+        for k in p.keys:
+            flag = " REVOKED" if store.key_revocation(k.key_id) else ""
+            _err(f"  key {k.key_id} {k.algorithm}{flag}")
+        for r in p.roots:
+            _err(f"  root {r.fingerprint[:16]}... identities {safe_text(', '.join(r.identities))}")
+    for rev in store.revoked_keys:
+        _err(f"revoked key {rev.value} {safe_text(rev.reason)}")
+    for rev in store.revoked_digests:
+        _err(f"revoked digest sha256:{rev.value} {safe_text(rev.reason)}")
+    for pin in pins:
+        what = pin.get("path") or f"{pin['repo']}@{pin['revision']}:{pin['file']}"
+        _err(f"pin ({pin['source']}) {safe_text(what)} sha256:{pin['sha256']}")
+    for x in store.revision_locks:
+        _err(f"revision lock {safe_text(x.repo)}: {', '.join(x.revisions)}")
+    for s in obs.signed:
+        _err(f"signed before: {safe_text(s.location)} by {safe_text(s.publisher)}")
+    return EXIT_OK
+
+
+def _trust_show(args: argparse.Namespace) -> int:
+    from safeload.trust import TrustStore
+
+    store = TrustStore.load(_store_path(args))
+    p = store.publisher(args.name)
+    if p is None:
+        hit = store.find_key(args.name)
+        if hit is None:
+            raise SafeloadError(f"no publisher or key {safe_text(args.name)} in "
+                                f"{safe_text(store.path)}", hint="safeload trust list")
+        p = hit[0]
+    summary = _publisher_summary(store, p, pem=True)
+    if args.json:
+        _emit_json({"ok": True, "publisher": summary})
+        return EXIT_OK
+    _err(f"publisher {safe_text(p.name)}")
+    _err(f"  namespaces: {', '.join(p.namespaces) or '-'}"
+         + (f"; expires {summary['expires']}" if summary["expires"] else ""))
+    for k in summary["keys"]:
+        _err(f"  key {k['id']} {k['algorithm']}" + (" REVOKED" if k["revoked"] else "")
+             + (f" expires {k['expires']}" if k["expires"] else ""))
+        _err(safe_text(k["pem"], keep_newlines=True).rstrip())
+    for r in summary["roots"]:
+        _err(f"  root {r['fingerprint']} {safe_text(r['subject'])}")
+        _err(f"    identities: {safe_text(', '.join(r['identities']))}")
+    return EXIT_OK
+
+
+def _read_key_or_root(path: str, identities: Sequence[str], expires: Any) -> tuple[Any, Any]:
+    """(TrustedKey | None, TrustedRoot | None) from a PEM file."""
+    from safeload.trust import TrustedKey, TrustedRoot
+
+    data = Path(path).read_bytes()
+    if b"-----BEGIN CERTIFICATE-----" in data:
+        return None, TrustedRoot.from_pem(data, identities=tuple(identities), expires=expires)
+    if identities:
+        raise SafeloadError("--identity applies to root certificates, not to public keys")
+    return TrustedKey.from_pem(data, expires=expires), None
+
+
+def _trust_add_publisher(args: argparse.Namespace) -> int:
+    from safeload.errors import TrustStoreError
+    from safeload.trust import Publisher, TrustStore
+
+    expires = _time_arg(args.expires)
+    keys, roots = [], []
+    for path in args.key or []:
+        k, _ = _read_key_or_root(path, [], None)
+        keys.append(k)
+    for path in args.root or []:
+        if not args.identity:
+            raise SafeloadError("--root needs at least one --identity (the SAN the publisher "
+                                "signs as)")
+        _, r = _read_key_or_root(path, args.identity, None)
+        roots.append(r)
+    try:
+        pub = Publisher.from_dict({"name": args.name, "namespaces": args.namespace or []},
+                                  where="publisher", source="command line")
+    except TrustStoreError as exc:
+        raise SafeloadError(str(exc).removeprefix("command line: "), hint=exc.hint) from exc
+    pub = Publisher(name=pub.name, namespaces=pub.namespaces, keys=tuple(keys),
+                    roots=tuple(roots), expires=expires)
+    before, after = TrustStore.update(lambda s: s.with_publisher(pub), _store_path(args))
+    return _report_change(args, before, after, "add-publisher")
+
+
+def _trust_add_key(args: argparse.Namespace) -> int:
+    from safeload.trust import Publisher, TrustStore
+
+    expires = _time_arg(args.expires)
+    key, root = _read_key_or_root(args.file, args.identity or [], expires)
+
+    def change(s: TrustStore) -> TrustStore:
+        if s.publisher(args.publisher) is None:
+            raise SafeloadError(f"no publisher {safe_text(args.publisher)}",
+                                hint=f"safeload trust add-publisher {args.publisher} "
+                                     "--namespace ORG/*")
+        return s.with_publisher(Publisher(name=args.publisher,
+                                          keys=(key,) if key else (),
+                                          roots=(root,) if root else ()))
+
+    before, after = TrustStore.update(change, _store_path(args))
+    ident = key.key_id if key else root.fingerprint
+    return _report_change(args, before, after, "add-key", {"id": ident})
+
+
+def _resolve_key_id(store: Any, value: str) -> str:
+    from safeload.signing import _keys
+
+    p = Path(value)
+    if p.is_file():
+        try:
+            return _keys.key_id(_keys.load_public_key(p.read_bytes()))
+        except _keys.BadKeyError as exc:
+            raise SafeloadError(f"{safe_text(value)}: {exc}") from exc
+    hit = store.find_key(value)
+    if hit is not None:
+        return str(hit[1].key_id)
+    v = value.lower()
+    if len(v) == 64 and all(c in "0123456789abcdef" for c in v):
+        return v
+    raise SafeloadError(f"{safe_text(value)} is not a key in the trust store, a 64-hex key id, "
+                        "or a PEM public key file")
+
+
+def _trust_revoke_key(args: argparse.Namespace) -> int:
+    from safeload.trust import TrustStore
+
+    path = _store_path(args)
+    kid = _resolve_key_id(TrustStore.load(path), args.key)
+    _confirm(args, f"revoke key {kid}: every signature by it will be refused")
+    before, after = TrustStore.update(lambda s: s.with_revoked_key(kid, args.reason or ""), path)
+    return _report_change(args, before, after, "revoke-key", {"key_id": kid})
+
+
+def _file_sha256(path: Path) -> str:
+    import hashlib
+
+    from safeload.signing._tree import hash_file
+
+    return hash_file(path, hashlib.sha256, follow_symlinks=True)
+
+
+def _digest_arg(value: str) -> str:
+    v = value.lower().removeprefix("sha256:")
+    if len(v) == 64 and all(c in "0123456789abcdef" for c in v):
+        return v
+    p = Path(value)
+    if p.is_file():
+        return _file_sha256(p)
+    raise SafeloadError(f"{safe_text(value)} is neither a sha256 hex digest nor a file")
+
+
+def _trust_revoke_digest(args: argparse.Namespace) -> int:
+    from safeload.trust import TrustStore
+
+    sha = _digest_arg(args.digest)
+    _confirm(args, f"revoke digest sha256:{sha}: this file will be refused everywhere")
+    before, after = TrustStore.update(lambda s: s.with_revoked_digest(sha, args.reason or ""),
+                                      _store_path(args))
+    return _report_change(args, before, after, "revoke-digest", {"sha256": sha})
+
+
+def _pin_target(args: argparse.Namespace) -> tuple[Any, str | None]:
+    """(Pin target tuple, local path) from PATH or --repo/--revision/--file."""
+    from safeload.trust import Pin
+
+    hub = (args.repo, args.revision, args.file)
+    if args.path is not None:
+        if any(hub):
+            raise SafeloadError("give either PATH or --repo/--revision/--file, not both")
+        resolved = str(Path(args.path).resolve())
+        return ("path", resolved), resolved
+    if not all(hub):
+        raise SafeloadError("a Hub pin needs --repo, --revision and --file (or give a PATH)")
+    return Pin("0" * 64, repo=args.repo, revision=args.revision, file=args.file).target, None
+
+
+def _trust_pin(args: argparse.Namespace) -> int:
+    from safeload.trust import Pin, TrustStore
+
+    target, local = _pin_target(args)
+    if local is not None:
+        sha = _digest_arg(args.sha256) if args.sha256 else _file_sha256(Path(local))
+        pin = Pin(sha, path=local)
+    else:
+        if not args.sha256:
+            raise SafeloadError("a Hub pin needs --sha256")
+        pin = Pin(_digest_arg(args.sha256), repo=args.repo, revision=args.revision,
+                  file=args.file)
+    path = _store_path(args)
+    old = TrustStore.load(path).find_pin(target)
+    if old is not None and old.sha256 != pin.sha256:
+        if not args.replace:
+            raise SafeloadError(f"{safe_text(pin.describe())} is already pinned to "
+                                f"sha256:{old.sha256}", hint="pass --replace to change it")
+        _confirm(args, f"replace the pin of {safe_text(pin.describe())}")
+    before, after = TrustStore.update(
+        lambda s: s.with_pin(pin, replace_existing=bool(args.replace)), path)
+    return _report_change(args, before, after, "pin", {"sha256": pin.sha256})
+
+
+def _trust_unpin(args: argparse.Namespace) -> int:
+    from safeload.trust import TrustStore, unpin_observed
+
+    target, _ = _pin_target(args)
+    path = _store_path(args)
+    _confirm(args, f"remove the pin of {safe_text(':'.join(target[1:]))}")
+    before, after = TrustStore.update(lambda s: s.without_pin(target), path)
+    removed_observed = unpin_observed(path, target)
+    if removed_observed:
+        _err("removed the first-use pin")
+    if not removed_observed and before == after:
+        raise SafeloadError(f"no pin for {safe_text(':'.join(target[1:]))}")
+    return _report_change(args, before, after, "unpin", {"first_use_pin_removed": removed_observed})
+
+
+def _trust_forget(args: argparse.Namespace) -> int:
+    from safeload.trust import forget_location
+
+    _confirm(args, f"forget that {safe_text(args.location)} was signed (it may then load "
+                   "unsigned)")
+    if not forget_location(_store_path(args), args.location):
+        raise SafeloadError(f"no signed-location record {safe_text(args.location)}",
+                            hint="safeload trust list shows them")
+    if args.json:
+        _emit_json({"ok": True, "action": "forget", "location": args.location})
+    _err(f"forgot {safe_text(args.location)}")
+    return EXIT_OK
+
+
+_POLICY_HELP = """\
+The default policy (mode "default"):
+  - revoked digests and revoked keys are refused, in every mode;
+  - a pinned digest that no longer matches is refused;
+  - a repository with a revision lock loads only at the locked commits;
+  - a signature that is present (model.sig) must verify against a trusted publisher;
+  - a repo in a namespace owned by a publisher with keys must be signed by it;
+  - content once loaded with a valid signature is refused later without one;
+  - anything else (unsigned, unbound) loads with a warning;
+  - Hub files (repo + commit + file) are pinned on first use; local files are not.
+mode "strict": every load needs a signature by a trusted publisher.
+mode "audit": signature, pin, lock and downgrade failures are warnings (UNSAFE for production);
+  revoked digests and keys are still refused."""
+
+_MODE_RANK = {"audit": 0, "default": 1, "strict": 2}
+
+
+def _trust_policy(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from safeload.trust import TrustStore
+
+    path = _store_path(args)
+    current = TrustStore.load(path).policy
+    wanted = current
+    if args.mode is not None:
+        wanted = replace(wanted, mode=args.mode)
+    if args.pin_hub_on_first_use is not None:
+        wanted = replace(wanted, pin_hub_on_first_use=args.pin_hub_on_first_use == "on")
+    if args.pin_local_files is not None:
+        wanted = replace(wanted, pin_local_files=args.pin_local_files == "on")
+    if wanted == current:
+        if args.json:
+            _emit_json({"ok": True, "path": str(path), "policy": current.to_dict(),
+                        "default": _POLICY_HELP})
+        _err(f"policy ({safe_text(path)}): {json.dumps(current.to_dict())}")
+        _err(_POLICY_HELP)
+        return EXIT_OK
+    weaker = _MODE_RANK[wanted.mode] < _MODE_RANK[current.mode] or (
+        current.pin_hub_on_first_use and not wanted.pin_hub_on_first_use)
+    if weaker:
+        _confirm(args, f"weaken the policy ({current.mode} -> {wanted.mode})")
+    if wanted.mode == "audit":
+        _logger.warning("audit mode is UNSAFE: signature and pin failures only warn")
+    before, after = TrustStore.update(lambda s: s.with_policy(wanted), path)
+    return _report_change(args, before, after, "policy", {"policy": after.policy.to_dict()})
+
+
+def _trust_export(args: argparse.Namespace) -> int:
+    from safeload.trust import TrustStore
+
+    store = TrustStore.load(_store_path(args))
+    if args.output:
+        out = Path(args.output)
+        if out.exists() and not args.overwrite:
+            raise SafeloadError(f"{safe_text(out)} exists", hint="pass --overwrite")
+        out.write_bytes(store.to_json())
+        if args.json:
+            _emit_json({"ok": True, "output": str(out), "state_digest": store.state_digest()})
+        _err(f"exported {safe_text(store.path)} to {safe_text(out)}")
+    elif args.json:
+        _emit_json({"ok": True, "store": store.to_dict(), "state_digest": store.state_digest()})
+    else:
+        sys.stdout.write(store.to_json().decode())
+    return EXIT_OK
+
+
+def _trust_import(args: argparse.Namespace) -> int:
+    from safeload.trust import TrustStore, diff_stores
+
+    incoming = TrustStore.from_bytes(Path(args.file).read_bytes(), source=str(args.file))
+    path = _store_path(args)
+
+    def change(s: TrustStore) -> TrustStore:
+        merged = s.merged(incoming, replace_pins=args.replace_pins)
+        return merged.with_policy(incoming.policy) if args.with_policy else merged
+
+    preview = diff_stores(TrustStore.load(path), change(TrustStore.load(path)))
+    if args.dry_run or not preview:
+        if args.json:
+            _emit_json({"ok": True, "action": "import", "dry_run": bool(args.dry_run),
+                        "changed": preview})
+        for line in preview or ["nothing to import"]:
+            _err(line)
+        return EXIT_OK
+    for line in preview:
+        _err(line)
+    _confirm(args, f"apply these {len(preview)} change(s) to {safe_text(path)}")
+    before, after = TrustStore.update(change, path)
+    return _report_change(args, before, after, "import")
+
+
+def _add_trust(sub: Any) -> None:
+    trust = sub.add_parser("trust", help="manage the trust store (publishers, keys, pins, policy)")
+    _add_common_flags(trust, top_level=False)
+    tsub = trust.add_subparsers(dest="trust_command", metavar="ACTION")
+    tsub.required = True
+
+    def cmd(name: str, func: Handler, help_text: str, *, destructive: bool = False
+            ) -> argparse.ArgumentParser:
+        p: argparse.ArgumentParser = tsub.add_parser(name, help=help_text)
+        _add_common_flags(p, top_level=False)
+        _add_trust_store_flag(p)
+        if destructive:
+            p.add_argument("-y", "--yes", action="store_true",
+                           help="do not ask for confirmation")
+        p.set_defaults(func=func)
+        return p
+
+    p = cmd("init", _trust_init, "create an empty trust store (default policy)")
+    p.add_argument("--mode", choices=["strict", "default", "audit"], default=None)
+    cmd("list", _trust_list, "list publishers, keys, revocations, pins and the policy")
+    p = cmd("show", _trust_show, "show one publisher (or the publisher of a key id)")
+    p.add_argument("name", help="publisher name or key id (prefix of 8+ hex digits)")
+    p = cmd("add-publisher", _trust_add_publisher, "add a publisher (or merge into it)")
+    p.add_argument("name")
+    p.add_argument("--namespace", action="append", metavar="ORG/*",
+                   help="Hugging Face namespace it owns: org/* or org/name (repeatable)")
+    p.add_argument("--key", action="append", metavar="PUB.pem", help="public key (repeatable)")
+    p.add_argument("--root", action="append", metavar="ROOT.pem",
+                   help="X.509 root certificate (repeatable; needs --identity)")
+    p.add_argument("--identity", action="append", metavar="SAN",
+                   help="certificate identity (SAN: e-mail, URI) allowed under --root")
+    p.add_argument("--expires", metavar="DATE", help="trust this publisher until DATE")
+    p = cmd("add-key", _trust_add_key, "add a public key or a root certificate to a publisher")
+    p.add_argument("publisher")
+    p.add_argument("file", help="PEM public key, or PEM root certificate (with --identity)")
+    p.add_argument("--identity", action="append", metavar="SAN")
+    p.add_argument("--expires", metavar="DATE")
+    p = cmd("revoke-key", _trust_revoke_key, "revoke a key (refused in every mode)",
+            destructive=True)
+    p.add_argument("key", help="key id, 8+ hex prefix, or PEM public key file")
+    p.add_argument("--reason", default="")
+    p = cmd("revoke-digest", _trust_revoke_digest,
+            "revoke a file digest (refused wherever it appears)", destructive=True)
+    p.add_argument("digest", help="sha256 hex digest, or a file to hash")
+    p.add_argument("--reason", default="")
+    for name, func, help_text in (("pin", _trust_pin, "pin a file's sha256"),
+                                  ("unpin", _trust_unpin, "remove a pin")):
+        p = cmd(name, func, help_text, destructive=True)
+        p.add_argument("path", nargs="?", default=None, help="local file")
+        p.add_argument("--repo", help="Hugging Face repo id (org/name)")
+        p.add_argument("--revision", help="commit hash")
+        p.add_argument("--file", help="file path inside the repo")
+        if name == "pin":
+            p.add_argument("--sha256", help="digest (default for PATH: hash the file)")
+            p.add_argument("--replace", action="store_true",
+                           help="replace an existing pin with another digest")
+    p = cmd("forget", _trust_forget,
+            "drop a 'was signed' record (allows the location to load unsigned again)",
+            destructive=True)
+    p.add_argument("location", help="as shown by `safeload trust list` (hf:ORG/NAME, file:DIR)")
+    p = cmd("policy", _trust_policy, "show or change the load policy", destructive=True)
+    p.add_argument("--mode", choices=["strict", "default", "audit"], default=None)
+    p.add_argument("--pin-hub-on-first-use", choices=["on", "off"], default=None)
+    p.add_argument("--pin-local-files", choices=["on", "off"], default=None)
+    p = cmd("export", _trust_export, "print (or write) the trust store JSON")
+    p.add_argument("-o", "--output", metavar="FILE")
+    p.add_argument("--overwrite", action="store_true")
+    p = cmd("import", _trust_import, "merge another trust store file (shows changes, asks)",
+            destructive=True)
+    p.add_argument("file")
+    p.add_argument("--dry-run", action="store_true", help="only show what would change")
+    p.add_argument("--replace-pins", action="store_true",
+                   help="imported pins replace conflicting ones (default: refuse)")
+    p.add_argument("--with-policy", action="store_true",
+                   help="also take the imported policy (default: keep ours)")
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from safeload.signing import default_signature_path, verify_model
+    from safeload.trust import TrustStore
+
+    target = Path(args.path)
+    sig = Path(args.signature) if args.signature else default_signature_path(target)
+    one_off = args.key is not None or args.certificate_chain is not None
+    store = TrustStore.load(_store_path(args))
+    result = verify_model(
+        target, sig, trust_store=store, key=args.key if one_off else None,
+        certificate_chain=args.certificate_chain, identity=args.identity)
+    if args.json:
+        _emit_json({
+            "ok": True, "verified": True, "path": str(target), "signature": str(sig),
+            "signature_sha256": result.signature_sha256, "method": result.method,
+            "publisher": result.publisher, "key_id": result.key_id,
+            "identity": result.identity, "subject_digest": result.subject_digest,
+            "hash_type": result.hash_type, "serialization": result.serialization,
+            "files": dict(result.files),
+        })
+    who = safe_text(result.publisher) if result.publisher else "the given " + (
+        "key" if args.key else "root")
+    ident = f" as {safe_text(result.identity)}" if result.identity else ""
+    _err(f"verified: {safe_text(target)} ({len(result.files)} signed entries, "
+         f"{result.hash_type}/{result.serialization}) signed by {who}{ident} "
+         f"[{result.method}, key {result.key_id[:16]}...]")
+    return EXIT_OK
+
+
+def _add_verify(sub: Any) -> None:
+    p = sub.add_parser("verify", help="verify a model's OpenSSF Model Signing signature "
+                                      "(exit 0 verified, 1 refused, 2 could not decide)")
+    _add_common_flags(p, top_level=False)
+    _add_trust_store_flag(p)
+    p.add_argument("path", help="model directory or single file")
+    p.add_argument("--signature", metavar="SIG",
+                   help="signature file (default: PATH/model.sig, or FILE.sig)")
+    one_off = p.add_mutually_exclusive_group()
+    one_off.add_argument("--key", metavar="PUB.pem",
+                         help="one-off check with this public key instead of the trust store")
+    one_off.add_argument("--certificate-chain", metavar="ROOT.pem", action="append",
+                         help="one-off check against this root certificate (repeatable)")
+    p.add_argument("--identity", metavar="SAN",
+                   help="required certificate identity (certificate method)")
+    p.set_defaults(func=_verify)
+
+
+def _sign(args: argparse.Namespace) -> int:
+    from safeload.signing import sign_model
+
+    password: bytes | None = None
+    pem = Path(args.key).read_bytes()
+    if b"ENCRYPTED" in pem:
+        env = os.environ.get("SAFELOAD_SIGNING_KEY_PASSWORD")
+        if env is not None:
+            password = env.encode()
+        elif sys.stdin.isatty() and not args.json:
+            import getpass
+
+            password = getpass.getpass(f"password for {args.key}: ").encode()
+        else:
+            raise SafeloadError(f"{safe_text(args.key)} is encrypted",
+                                hint="set SAFELOAD_SIGNING_KEY_PASSWORD or run interactively")
+    result = sign_model(args.path, private_key_pem_path=args.key,
+                        certificate_chain=args.certificate_chain, output=args.output,
+                        password=password, ignore_paths=args.ignore_path or [],
+                        overwrite=args.overwrite)
+    if args.json:
+        _emit_json({"ok": True, "output": str(result.output), "method": result.method,
+                    "key_id": result.key_id, "algorithm": result.algorithm,
+                    "subject_digest": result.subject_digest, "files": result.files,
+                    "reference_compatible": result.reference_compatible})
+    _err(f"signed {len(result.files)} file(s) of {safe_text(args.path)} -> "
+         f"{safe_text(result.output)} ({result.method}, {result.algorithm}, key "
+         f"{result.key_id[:16]}...)")
+    if not result.reference_compatible:
+        _err("note: Ed25519 is a safeload extension: `model_signing verify` cannot read it")
+    return EXIT_OK
+
+
+def _add_sign(sub: Any) -> None:
+    p = sub.add_parser("sign", help="sign a model (OpenSSF Model Signing bundle)")
+    _add_common_flags(p, top_level=False)
+    p.add_argument("path", help="model directory or single file")
+    p.add_argument("--key", required=True, metavar="KEY.pem",
+                   help="private key: ECDSA P-256/P-384/P-521 (Ed25519: safeload-only "
+                        "extension)")
+    p.add_argument("--certificate-chain", action="append", metavar="CERT.pem",
+                   help="certificate method: signing certificate first, then intermediates "
+                        "(repeatable)")
+    p.add_argument("-o", "--output", metavar="SIG",
+                   help="signature file (default: PATH/model.sig, or FILE.sig)")
+    p.add_argument("--ignore-path", action="append", metavar="REL",
+                   help="path relative to PATH to leave unsigned (repeatable)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing signature")
+    p.set_defaults(func=_sign)
+
+
+# --------------------------------------------------------------------------------------------
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -118,6 +998,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     _add_scan(sub)
+    _add_demo(sub)
+    _add_provenance(sub)
+    _add_trust(sub)
+    _add_verify(sub)
+    _add_sign(sub)
     return parser
 
 

@@ -75,6 +75,34 @@ class DigestMismatchError(VerificationError):
         self.path, self.expected, self.actual = path, expected, actual
 
 
+class ManifestMismatchError(VerificationError):
+    """The files on disk are not the files the signature covers (missing, extra or escaping)."""
+
+    def __init__(self, message: str, *, hint: str = "", missing: tuple[str, ...] = (),
+                 extra: tuple[str, ...] = ()) -> None:
+        super().__init__(message, hint=hint)
+        self.missing, self.extra = missing, extra
+
+
+class RevokedError(VerificationError):
+    """A digest or key that the trust store revokes: refused in every mode, audit included."""
+
+
+class RevisionLockError(VerificationError):
+    """A repository revision that the trust store's revision lock does not allow."""
+
+
+class UnsupportedSignatureError(SafeloadError):
+    """A signature safeload cannot check (keyless bundle, blake3 without the `blake3` package).
+
+    Not a `RefusedError`: safeload could not decide, so the CLI exits 2 and loads fail closed.
+    """
+
+
+class SigningError(SafeloadError):
+    """A model could not be signed (unusable key or certificate, nothing to sign, output exists)."""
+
+
 class LicenseRefusedError(RefusedError):
     """The model's licence is denied by the licence policy."""
 
@@ -102,3 +130,15 @@ class SandboxUnavailableError(ConversionError):
 
 class ProvenanceError(SafeloadError):
     """The provenance ledger could not be written or does not verify."""
+
+
+class LedgerIntegrityError(ProvenanceError, RefusedError):
+    """The provenance ledger does not verify: an entry was edited, deleted, reordered or cut off.
+
+    A `RefusedError` too (the CLI exits 1): the ledger was checked and found broken, which is a
+    finding, not an operational failure.
+    """
+
+
+class ProvenanceWarning(UserWarning):
+    """Provenance could not be recorded and the policy is not strict: the load went ahead."""

@@ -19,8 +19,6 @@ import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
-from safeload._internal.safetensors_check import looks_like_safetensors, parse_header
-from safeload.errors import MalformedFileError
 from safeload_conversion.pickle_vm import Finding, MalformedPickle, PickleMachine, allowlist
 from safeload_conversion.torchfile import (
     LEGACY_MAGIC,
@@ -29,6 +27,9 @@ from safeload_conversion.torchfile import (
     read_torch_zip,
 )
 from safeload_conversion.zipstrict import ZipError, read_member, read_zip
+
+from safeload._internal.safetensors_check import looks_like_safetensors, parse_header
+from safeload.errors import MalformedFileError
 
 MAX_UNWRAPPED = 1 << 30  # 1 GiB decompressed per file, all members together
 MAX_WRAP_DEPTH = 1
@@ -105,7 +106,11 @@ def _inspect(buf: bytes | memoryview, name: str, depth: int) -> Inspection:
     head = bytes(buf[:512])
     kind = sniff(head, size)
     if kind == "safetensors":
-        header = parse_header(buf, name or "file")
+        try:
+            header = parse_header(buf, name or "file")
+        except MalformedFileError as exc:
+            return Inspection("safetensors", "unsafe",
+                              [Finding("malformed", str(exc), member=None)])
         return Inspection("safetensors", "clean", detail=f"{len(header.tensors)} tensors")
     if kind == "zip":
         return _inspect_zip(buf, name, depth)

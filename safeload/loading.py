@@ -107,6 +107,10 @@ def _refuse_if_unsafe(name: str, ins: Inspection) -> None:
         raise UnsupportedFormatError(
             f"{name}: not a checkpoint format safeload loads (found: {ins.detail or ins.format})",
             hint="safeload loads safetensors, torch zip and legacy files, pickles and .npy/.npz")
+    if ins.verdict == "unsafe" and ins.format == "safetensors":
+        # Safetensors cannot run code: a bad one is malformed, not unsafe.
+        raise MalformedFileError(ins.findings[0].message,
+                                 hint="fetch the file again from its source")
     if ins.verdict == "unsafe":
         lines = "; ".join(describe(x) for x in ins.findings[:5])
         more = f" (+{len(ins.findings) - 5} more)" if len(ins.findings) > 5 else ""
