@@ -350,6 +350,58 @@ def _add_provenance(sub: Any) -> None:
 
 
 # --------------------------------------------------------------------------------------------
+# convert
+
+
+def _convert(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from safeload.convert import convert_directory, convert_file, output_name
+
+    src = Path(args.src)
+    allow = bool(args.allow_unsandboxed_convert)
+    if allow:
+        _logger.warning("unsafe: --allow-unsandboxed-convert lets the converter run without "
+                        "an isolating sandbox layer if none is available")
+
+    def progress(f: Any) -> None:
+        if not args.json:
+            _err(f"converted {safe_text(f.source)} -> {safe_text(f.output)}  "
+                 f"({f.tensors} tensors, {f.bytes / 1e6:.1f} MB, {f.seconds:.2f} s"
+                 f"{', cached' if f.cache_hit else ''})")
+
+    if src.is_dir():
+        dst = Path(args.output) if args.output else src
+        done, refused = convert_directory(src, dst, overwrite=args.overwrite,
+                                          allow_unsandboxed=allow, progress=progress)
+    else:
+        dst = Path(args.output) if args.output else src.with_name(output_name(src))
+        done, refused = [convert_file(src, dst, overwrite=args.overwrite,
+                                      allow_unsandboxed=allow)], []
+        progress(done[0])
+    for path, why in refused:
+        _err(f"REFUSED {safe_text(path)}: {safe_text(why)}")
+    if args.json:
+        _emit_json({"ok": not refused,
+                    "converted": [f.__dict__ for f in done],
+                    "refused": [{"path": p, "reason": r} for p, r in refused]})
+    if not done and not refused:
+        _err("nothing to convert: no pickle checkpoint found")
+    return EXIT_REFUSED if refused else EXIT_OK
+
+
+def _add_convert(sub: Any) -> None:
+    p = sub.add_parser("convert", help="convert pickle checkpoints to safetensors in the sandbox")
+    _add_common_flags(p, top_level=False)
+    p.add_argument("src", help="a checkpoint file, or a model directory (sharded ones included)")
+    p.add_argument("-o", "--output", help="output file (or directory for a directory source)")
+    p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    p.add_argument("--allow-unsandboxed-convert", action="store_true",
+                   help="unsafe: convert even where no isolating sandbox layer is available")
+    p.set_defaults(func=_convert)
+
+
+# --------------------------------------------------------------------------------------------
 # demo
 
 
@@ -998,6 +1050,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     _add_scan(sub)
+    _add_convert(sub)
     _add_demo(sub)
     _add_provenance(sub)
     _add_trust(sub)

@@ -20,13 +20,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from safeload_conversion import __version__ as CONVERTER_VERSION
+from safeload_conversion.pickle_vm import allowlist
+
 from safeload._internal import paths
 from safeload._internal.opened import OpenedFile
 from safeload._internal.safetensors_check import SafetensorsHeader, parse_header
 from safeload.errors import ConversionError, UnsafeCheckpointError
 from safeload.inspection import Inspection
-from safeload_conversion import __version__ as CONVERTER_VERSION
-from safeload_conversion.pickle_vm import allowlist
 
 _logger = logging.getLogger(__name__)
 
@@ -153,15 +154,140 @@ def _input_fd(opened: OpenedFile | tuple[str, bytes]) -> tuple[int, bool]:
 def load_via_sandbox(name: str, ins: Inspection, opened: Any, *, map_location: Any,
                      mmap: bool | None) -> Any:
     """Convert a clean pickle checkpoint in the sandbox and return what torch.load would."""
-    from safeload._internal.structure import rebuild
-    from safeload._internal.tensors import apply_map_location, tensors_from_header
+    from safeload._internal.tensors import load_safetensors_buffer
 
     if ins.verdict != "clean":  # never reached: load refuses first; kept as a last guard
         raise UnsafeCheckpointError(f"{name}: refused before conversion")
     conv = convert_opened(name, opened)
     with OpenedFile.open(conv.path) as f:
-        buf = f.mapping()
-        header = parse_header(buf, str(conv.path))
-        tensors = tensors_from_header(buf, header, copy=(mmap is False))
-    structure = json.loads((header.metadata or {})[STRUCTURE_KEY])
-    return rebuild(structure, tensors, lambda t: apply_map_location(t, map_location))
+        return load_safetensors_buffer(f.mapping(), str(conv.path), map_location=map_location,
+                                       copy=(mmap is False))
+
+
+# ------------------------------------------------------------------------------------------
+# `safeload convert`: files and model directories (sharded checkpoints included)
+
+
+@dataclass(frozen=True)
+class ConvertedFile:
+    source: str
+    output: str
+    tensors: int
+    bytes: int
+    cache_hit: bool
+    layers: tuple[str, ...]
+    seconds: float
+
+
+def output_name(source: Path) -> str:
+    """`pytorch_model.bin` -> `model.safetensors`; shards keep their numbering."""
+    name = source.name
+    if name == "pytorch_model.bin":
+        return "model.safetensors"
+    if name.startswith("pytorch_model-") and name.endswith(".bin"):
+        return "model-" + name[len("pytorch_model-"):-len(".bin")] + ".safetensors"
+    return source.stem + ".safetensors"
+
+
+def _copy_atomic(src: Path, dst: Path, *, overwrite: bool) -> None:
+    if dst.exists() and not overwrite:
+        raise FileExistsError(f"{dst} exists (use --overwrite)")
+    tmp = dst.with_name(f".{dst.name}.partial-{os.getpid()}")
+    try:
+        shutil.copyfile(src, tmp)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, dst)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def convert_file(src: Path, dst: Path, *, overwrite: bool = False,
+                 allow_unsandboxed: bool = False) -> ConvertedFile:
+    """Inspect `src`, convert it in the sandbox, write a standard safetensors file at `dst`.
+
+    Raises:
+        UnsafeCheckpointError: inspection found something; nothing is converted.
+        ConversionError: the sandboxed conversion failed; nothing is written.
+    """
+    import time
+
+    from safeload.inspection import inspect_bytes
+    from safeload.loading import _refuse_if_unsafe
+
+    started = time.monotonic()
+    with OpenedFile.open(src) as opened:
+        ins = inspect_bytes(opened.mapping(), name=str(src))
+        _refuse_if_unsafe(str(src), ins)
+        if ins.format not in ("torch-zip", "torch-legacy", "pickle"):
+            raise UnsafeCheckpointError(f"{src}: {ins.format} is not a pickle checkpoint; "
+                                        "nothing to convert")
+        conv = convert_opened(str(src), opened, allow_unsandboxed=allow_unsandboxed)
+    _copy_atomic(conv.path, dst, overwrite=overwrite)
+    nbytes = sum(e.end - e.begin for e in conv.header.tensors)
+    return ConvertedFile(str(src), str(dst), len(conv.header.tensors), nbytes, conv.cache_hit,
+                         tuple(conv.report.get("layers", {}).get("applied", [])),
+                         time.monotonic() - started)
+
+
+def _safe_shard_name(model_dir: Path, name: object) -> Path:
+    if (not isinstance(name, str) or not name or "/" in name or "\\" in name
+            or name in (".", "..") or os.path.isabs(name)):
+        raise UnsafeCheckpointError(f"{model_dir}: weight map names an unsafe shard {name!r}",
+                                    hint="shard names must be plain file names in the folder")
+    return model_dir / name
+
+
+def convert_directory(src: Path, dst: Path, *, overwrite: bool = False,
+                      allow_unsandboxed: bool = False,
+                      progress: Any = None) -> tuple[list[ConvertedFile], list[tuple[str, str]]]:
+    """Convert every pickle checkpoint in a model directory; rewrite a sharded index.
+
+    Returns the converted files and the refusals (path, reason); unsafe files are left alone.
+    """
+    dst.mkdir(parents=True, exist_ok=True)
+    index_path = src / "pytorch_model.bin.index.json"
+    done: list[ConvertedFile] = []
+    refused: list[tuple[str, str]] = []
+    renames: dict[str, str] = {}
+    if index_path.is_file():
+        index = json.loads(index_path.read_text())
+        weight_map = index.get("weight_map")
+        if not isinstance(weight_map, dict):
+            raise UnsafeCheckpointError(f"{index_path}: no weight_map")
+        shards = sorted({str(v) for v in weight_map.values()})
+        for shard in shards:
+            _safe_shard_name(src, shard)
+        candidates = [src / s for s in shards]
+    else:
+        from safeload.inspection import sniff
+
+        candidates = []
+        for p in sorted(src.iterdir()):
+            if p.is_file() and not p.is_symlink() or (p.is_symlink() and p.resolve().is_file()):
+                with open(p, "rb") as fh:
+                    head = fh.read(512)
+                if sniff(head, p.stat().st_size) in ("zip", "pickle?"):
+                    candidates.append(p)
+    for p in candidates:
+        out = dst / output_name(p)
+        try:
+            done.append(convert_file(p, out, overwrite=overwrite,
+                                     allow_unsandboxed=allow_unsandboxed))
+            renames[p.name] = out.name
+            if progress:
+                progress(done[-1])
+        except (UnsafeCheckpointError, ConversionError) as exc:
+            refused.append((str(p), str(exc)))
+    if index_path.is_file() and not refused:
+        new_map = {k: renames[str(v)] for k, v in index["weight_map"].items()}
+        total = 0
+        for f in done:
+            total += f.bytes
+        new_index = {"metadata": {**index.get("metadata", {}), "total_size": total},
+                     "weight_map": new_map}
+        target = dst / "model.safetensors.index.json"
+        tmp = target.with_name(target.name + ".partial")
+        tmp.write_text(json.dumps(new_index, indent=2))
+        os.replace(tmp, target)
+    return done, refused

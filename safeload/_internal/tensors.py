@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import io
+import json
 from typing import Any
 
 import torch
 
 from safeload._internal.safetensors_check import DTYPES, SafetensorsHeader, parse_header
+from safeload.errors import MalformedFileError
+
+STRUCTURE_KEY = "safeload.structure"
 
 
 def torch_dtype(name: str) -> torch.dtype:
@@ -58,6 +62,17 @@ def load_safetensors_buffer(buf: Any, name: str, *, map_location: Any = None,
                             copy: bool = False) -> dict[str, torch.Tensor]:
     header = parse_header(buf, name)
     tensors = tensors_from_header(buf, header, copy=copy)
+    structure = (header.metadata or {}).get(STRUCTURE_KEY)
+    if structure is not None:
+        # A file safeload converted: restore the original checkpoint's structure.
+        from safeload._internal.structure import StructureError, rebuild
+
+        try:
+            return rebuild(json.loads(structure), tensors,
+                           lambda t: apply_map_location(t, map_location))
+        except (StructureError, ValueError, RecursionError) as exc:
+            raise MalformedFileError(f"{name}: bad {STRUCTURE_KEY} metadata: {exc}",
+                                     hint="convert the original checkpoint again") from None
     return {k: apply_map_location(v, map_location) for k, v in tensors.items()}
 
 
