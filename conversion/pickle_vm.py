@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import codecs
 import json
+import mmap
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -225,6 +226,7 @@ _OPS: dict[int, tuple[str, str]] = {
 }
 
 PersistentLoad = Callable[[Any, "PickleMachine"], Any]
+Buf = bytes | memoryview | mmap.mmap  # what a stream can be read from
 
 
 # ------------------------------------------------------------------------------------------
@@ -240,7 +242,7 @@ class PickleMachine:
 
     def __init__(
         self,
-        data: bytes | memoryview,
+        data: Buf,
         *,
         start: int = 0,
         end: int | None = None,
@@ -570,7 +572,7 @@ class PickleMachine:
         items = self._pop_mark()
         if len(items) % 2:
             raise self._fail("odd number of items for DICT")
-        self.stack.append(SDict(list(zip(items[::2], items[1::2]))))
+        self.stack.append(SDict(list(zip(items[::2], items[1::2], strict=True))))
 
     def _op_FROZENSET(self, _: None) -> None:
         items = self._pop_mark()
@@ -600,7 +602,7 @@ class PickleMachine:
         items = self._pop_mark()
         if len(items) % 2:
             raise self._fail("odd number of items for SETITEMS")
-        self._setitems(self._top(), list(zip(items[::2], items[1::2])))
+        self._setitems(self._top(), list(zip(items[::2], items[1::2], strict=True)))
 
     def _setitems(self, target: Any, pairs: list[tuple[Any, Any]]) -> None:
         # On anything but a dict, pickle calls the object's `__setitem__`.
@@ -825,7 +827,7 @@ def _rule_ordered_dict(vm: PickleMachine, g: Global, args: tuple[Any, ...]) -> A
     if len(args) == 1 and isinstance(args[0], SList) and all(
         isinstance(p, tuple) and len(p) == 2 for p in args[0].items
     ):
-        return SDict([tuple(p) for p in args[0].items], ordered=True)  # type: ignore[misc]
+        return SDict([(p[0], p[1]) for p in args[0].items], ordered=True)
     raise RuleViolation("expects () or a list of pairs")
 
 
@@ -850,7 +852,7 @@ def _check_extent(storage: StorageRef, offset: int, size: tuple[int, ...],
         raise RuleViolation("size and stride differ in length")
     if 0 in size:
         return
-    extent = offset + sum((s - 1) * st for s, st in zip(size, stride)) + 1
+    extent = offset + sum((s - 1) * st for s, st in zip(size, stride, strict=True)) + 1
     storage_bytes = storage.numel * (1 if storage.untyped else vm_itemsize(storage.dtype))
     if extent * itemsize > storage_bytes:
         raise RuleViolation("tensor view reaches past the end of its storage")
@@ -890,7 +892,7 @@ def _rule_rebuild_v2(vm: PickleMachine, g: Global, args: tuple[Any, ...]) -> Any
     _arity(args, 6, 7)
     if len(args) == 7 and not _metadata_ok(args[6]):
         raise RuleViolation("tensor metadata must be empty")
-    return _tensor(*args[:6], dtype=None)
+    return _tensor(args[0], args[1], args[2], args[3], args[4], args[5], None)
 
 
 def _rule_rebuild_v3(vm: PickleMachine, g: Global, args: tuple[Any, ...]) -> Any:
@@ -900,7 +902,8 @@ def _rule_rebuild_v3(vm: PickleMachine, g: Global, args: tuple[Any, ...]) -> Any
     dtype = args[6]
     if not (isinstance(dtype, Global) and dtype.rule == "dtype"):
         raise RuleViolation("dtype argument must be a torch dtype")
-    return _tensor(*args[:6], dtype=dtype.params["dtype"])
+    return _tensor(args[0], args[1], args[2], args[3], args[4], args[5],
+                   dtype.params["dtype"])
 
 
 def _rule_rebuild_parameter(vm: PickleMachine, g: Global, args: tuple[Any, ...]) -> Any:
@@ -960,7 +963,8 @@ def _rule_complex(vm: PickleMachine, g: Global, args: tuple[Any, ...]) -> Any:
     _arity(args, 1, 2)
     if not all(isinstance(a, (int, float)) for a in args):
         raise RuleViolation("expects real numbers")
-    return Obj("complex", {"real": float(args[0]), "imag": float(args[1]) if len(args) > 1 else 0.0})
+    imag = float(args[1]) if len(args) > 1 else 0.0
+    return Obj("complex", {"real": float(args[0]), "imag": imag})
 
 
 def _rule_bytearray(vm: PickleMachine, g: Global, args: tuple[Any, ...]) -> Any:
@@ -1060,7 +1064,8 @@ def _rule_numpy_scalar(vm: PickleMachine, g: Global, args: tuple[Any, ...]) -> A
 
 
 _CALL, _NEW = frozenset({"call"}), frozenset({"new"})
-_RULES: dict[str, tuple[frozenset[str], Callable[[PickleMachine, Global, tuple[Any, ...]], Any]]] = {
+Rule = Callable[[PickleMachine, Global, tuple[Any, ...]], Any]
+_RULES: dict[str, tuple[frozenset[str], Rule]] = {
     "ordered_dict": (_CALL, _rule_ordered_dict),
     "torch_size": (_CALL, _rule_torch_size),
     "torch_device": (_CALL, _rule_torch_device),

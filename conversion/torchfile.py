@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from safeload_conversion.pickle_vm import (
+    Buf,
     Finding,
     MalformedPickle,
     PickleMachine,
@@ -38,12 +39,13 @@ class TorchCheckpoint:
     kind: str  # "torch-zip", "torch-legacy" or "torchscript"
     root: Any = None
     storages: dict[str, StorageRef] = field(default_factory=dict)
-    storage_spans: dict[str, tuple[int, int]] = field(default_factory=dict)  # key -> (offset, nbytes)
+    # storage key -> (file offset, nbytes)
+    storage_spans: dict[str, tuple[int, int]] = field(default_factory=dict)
     findings: list[Finding] = field(default_factory=list)
     streams: int = 0
 
 
-def _run(ck: TorchCheckpoint, data: bytes | memoryview, member: str, *, start: int = 0,
+def _run(ck: TorchCheckpoint, data: Buf, member: str, *, start: int = 0,
          end: int | None = None, persistent: bool, legacy: bool = False,
          must_end: bool = True) -> tuple[Any, int, dict[str, StorageRef]] | None:
     """Run one stream; on malformation record a finding and return None (the file is refused)."""
@@ -69,7 +71,7 @@ def _run(ck: TorchCheckpoint, data: bytes | memoryview, member: str, *, start: i
     return root, vm.pos, storages
 
 
-def read_torch_zip(buf: bytes | memoryview, members: list[ZipMember]) -> TorchCheckpoint:
+def read_torch_zip(buf: Buf, members: list[ZipMember]) -> TorchCheckpoint:
     """A torch.save (or TorchScript) zip archive whose structure `zipstrict` already checked."""
     prefixes = {m.name.split("/", 1)[0] for m in members}
     ck = TorchCheckpoint("torch-zip")
@@ -118,21 +120,21 @@ def read_torch_zip(buf: bytes | memoryview, members: list[ZipMember]) -> TorchCh
         return ck
     ck.root, _, ck.storages = result
     for key, ref in ck.storages.items():
-        m = by_name.get(f"data/{key}")
+        member = by_name.get(f"data/{key}")
         nbytes = ref.numel * (1 if ref.untyped else vm_itemsize(ref.dtype))
-        if m is None:
+        if member is None:
             ck.findings.append(Finding("archive", f"storage {key!r} has no data member",
                                        member=f"{prefix}data/{key}"))
-        elif m.method != 0 or m.size != nbytes:
+        elif member.method != 0 or member.size != nbytes:
             ck.findings.append(Finding(
-                "archive", f"storage {key!r}: member is compressed or its size ({m.size}) is not "
-                f"the declared {nbytes} bytes", member=m.name))
+                "archive", f"storage {key!r}: member is compressed or its size ({member.size}) is "
+                f"not the declared {nbytes} bytes", member=member.name))
         else:
-            ck.storage_spans[key] = (m.data_offset, nbytes)
+            ck.storage_spans[key] = (member.data_offset, nbytes)
     return ck
 
 
-def read_torch_legacy(buf: bytes | memoryview) -> TorchCheckpoint:
+def read_torch_legacy(buf: Buf) -> TorchCheckpoint:
     """The pre-1.6 format: magic, protocol, sys_info, data and key-list pickles, raw storages."""
     ck = TorchCheckpoint("torch-legacy")
     pos = 0

@@ -14,11 +14,13 @@ Everything else is a `ZipError`.
 
 from __future__ import annotations
 
+import mmap
 import struct
 import zlib
 from dataclasses import dataclass
 
 MAX_MEMBERS = 1 << 20
+Buf = bytes | memoryview | mmap.mmap
 
 
 class ZipError(Exception):
@@ -44,14 +46,14 @@ _LOC = b"PK\x03\x04"
 _DD = b"PK\x07\x08"
 
 
-def _u(fmt: str, buf: bytes | memoryview, off: int) -> tuple[int, ...]:
+def _u(fmt: str, buf: Buf, off: int) -> tuple[int, ...]:
     size = struct.calcsize(fmt)
     if off < 0 or off + size > len(buf):
         raise ZipError("truncated zip structure")
     return struct.unpack_from(fmt, buf, off)
 
 
-def _find_eocd(buf: bytes | memoryview) -> int:
+def _find_eocd(buf: Buf) -> int:
     n = len(buf)
     if n >= 22 and bytes(buf[n - 22 : n - 18]) == _EOCD and _u("<H", buf, n - 2)[0] == 0:
         return n - 22
@@ -106,7 +108,7 @@ def _check_name(raw: bytes, utf8: bool) -> str:
     return name
 
 
-def read_zip(buf: bytes | memoryview) -> list[ZipMember]:
+def read_zip(buf: Buf) -> list[ZipMember]:
     """Parse and cross-check the whole archive structure; raise `ZipError` on any doubt."""
     eocd = _find_eocd(buf)
     disk, cd_disk, n_disk, n_total, cd_size, cd_offset, _ = _u("<HHHHIIH", buf, eocd + 4)
@@ -207,7 +209,7 @@ def read_zip(buf: bytes | memoryview) -> list[ZipMember]:
     return out
 
 
-def _skip_descriptor(buf: bytes | memoryview, pos: int, m: ZipMember) -> int:
+def _skip_descriptor(buf: Buf, pos: int, m: ZipMember) -> int:
     if bytes(buf[pos : pos + 4]) == _DD:
         pos += 4
     big = m.size >= 0xFFFFFFFF or m.compressed_size >= 0xFFFFFFFF
@@ -218,7 +220,7 @@ def _skip_descriptor(buf: bytes | memoryview, pos: int, m: ZipMember) -> int:
     return pos + struct.calcsize(fmt)
 
 
-def read_member(buf: bytes | memoryview, m: ZipMember, *, limit: int, check_crc: bool = True
+def read_member(buf: Buf, m: ZipMember, *, limit: int, check_crc: bool = True
                 ) -> bytes | memoryview:
     """The member's bytes: a view for stored members, bounded inflation for deflated ones."""
     if m.size > limit:

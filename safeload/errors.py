@@ -49,7 +49,7 @@ class MalformedFileError(RefusedError, pickle.UnpicklingError):
 
 
 class UnsafePathError(RefusedError):
-    """A path that is not a regular file inside its model directory (FIFO, device, escaping link)."""
+    """A path that is not a regular file inside its model directory (FIFO, device, bad link)."""
 
 
 class VerificationError(RefusedError):

@@ -19,7 +19,7 @@ import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
-from safeload_conversion.pickle_vm import Finding, MalformedPickle, PickleMachine, allowlist
+from safeload_conversion.pickle_vm import Buf, Finding, MalformedPickle, PickleMachine, allowlist
 from safeload_conversion.torchfile import (
     LEGACY_MAGIC,
     TorchCheckpoint,
@@ -88,12 +88,13 @@ def sniff(head: bytes, size: int) -> str:
     return "unknown"
 
 
-def inspect_bytes(buf: bytes | memoryview, *, name: str = "", depth: int = 0) -> Inspection:
+def inspect_bytes(buf: Buf, *, name: str = "", depth: int = 0) -> Inspection:
     """Inspect a whole file's bytes. Never raises for hostile input: it returns a verdict."""
     try:
         return _inspect(buf, name, depth)
     except (MalformedFileError, ZipError) as exc:
-        return Inspection("unknown", "unsafe", [Finding("malformed", str(exc), member=name or None)])
+        return Inspection("unknown", "unsafe",
+                          [Finding("malformed", str(exc), member=name or None)])
     except (RecursionError, MemoryError, OverflowError, ValueError) as exc:
         # Defence in depth: a parser bug is still a refusal, never a pass.
         return Inspection("unknown", "unsafe",
@@ -101,7 +102,7 @@ def inspect_bytes(buf: bytes | memoryview, *, name: str = "", depth: int = 0) ->
                                    member=name or None)])
 
 
-def _inspect(buf: bytes | memoryview, name: str, depth: int) -> Inspection:
+def _inspect(buf: Buf, name: str, depth: int) -> Inspection:
     size = len(buf)
     head = bytes(buf[:512])
     kind = sniff(head, size)
@@ -129,7 +130,7 @@ def _inspect(buf: bytes | memoryview, name: str, depth: int) -> Inspection:
     return Inspection("unknown", "skipped", detail="not a format any model loader reads")
 
 
-def _inspect_pickle(buf: bytes | memoryview, name: str) -> Inspection:
+def _inspect_pickle(buf: Buf, name: str) -> Inspection:
     vm = PickleMachine(buf, member=name or None)
     try:
         root = vm.run()
@@ -155,7 +156,7 @@ def _inspect_pickle(buf: bytes | memoryview, name: str) -> Inspection:
                       detail=f"protocol {vm.proto}")
 
 
-def _trailing_findings(buf: bytes | memoryview, pos: int, name: str) -> list[Finding]:
+def _trailing_findings(buf: Buf, pos: int, name: str) -> list[Finding]:
     """What the streams after the first STOP would do: reported, never a reason to pass."""
     out: list[Finding] = []
     for _ in range(MAX_TRAILING_STREAMS):
@@ -172,7 +173,7 @@ def _trailing_findings(buf: bytes | memoryview, pos: int, name: str) -> list[Fin
     return out
 
 
-def _inspect_zip(buf: bytes | memoryview, name: str, depth: int) -> Inspection:
+def _inspect_zip(buf: Buf, name: str, depth: int) -> Inspection:
     try:
         members = read_zip(buf)
     except ZipError as exc:
@@ -190,7 +191,7 @@ def _inspect_zip(buf: bytes | memoryview, name: str, depth: int) -> Inspection:
     return _inspect_members("zip", buf, members, name, depth, nested_ok=False)
 
 
-def _inspect_members(fmt: str, buf: bytes | memoryview, members: list[Any], name: str,
+def _inspect_members(fmt: str, buf: Buf, members: list[Any], name: str,
                      depth: int, *, nested_ok: bool) -> Inspection:
     result = Inspection(fmt, "clean")
     budget = MAX_UNWRAPPED
@@ -218,10 +219,11 @@ def _inspect_members(fmt: str, buf: bytes | memoryview, members: list[Any], name
     return result
 
 
-def _inspect_wrapped(kind: str, buf: bytes | memoryview, name: str, depth: int) -> Inspection:
+def _inspect_wrapped(kind: str, buf: Buf, name: str, depth: int) -> Inspection:
     if depth >= MAX_WRAP_DEPTH:
         return Inspection(kind, "unsafe", [Finding(
-            "archive", f"nested archive ({kind} inside a wrapper) is refused", member=name or None)])
+            "archive", f"nested archive ({kind} inside a wrapper) is refused",
+            member=name or None)])
     try:
         data = _decompress(kind, buf)
     except _Bomb as exc:
@@ -239,7 +241,7 @@ class _Bomb(Exception):
     pass
 
 
-def _decompress(kind: str, buf: bytes | memoryview) -> bytes:
+def _decompress(kind: str, buf: Buf) -> bytes:
     """Undo one compression layer with a hard output bound (decompression bombs)."""
     limit = MAX_UNWRAPPED
     if kind == "gzip":
@@ -276,7 +278,7 @@ _NPY_HEADER = re.compile(
 )
 
 
-def _inspect_npy(buf: bytes | memoryview, name: str) -> Inspection:
+def _inspect_npy(buf: Buf, name: str) -> Inspection:
     head = bytes(buf[:12])
     major = head[6] if len(head) > 6 else 0
     if major == 1:

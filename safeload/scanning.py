@@ -15,12 +15,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from safeload_conversion.pickle_vm import Finding
+
 from safeload import __version__
 from safeload._internal.opened import OpenedFile
 from safeload._internal.text import safe_text
 from safeload.errors import SafeloadError
 from safeload.inspection import Inspection, inspect_bytes
-from safeload_conversion.pickle_vm import Finding
 
 
 @dataclass(frozen=True)

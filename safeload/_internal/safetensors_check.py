@@ -12,6 +12,8 @@ import struct
 from dataclasses import dataclass
 from typing import Any
 
+from safeload_conversion.pickle_vm import Buf
+
 from safeload.errors import MalformedFileError
 
 # The reference implementation's own bound on the header (safetensors `MAX_HEADER_SIZE`).
@@ -66,7 +68,7 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"non-finite number {name}")
 
 
-def parse_header(buf: bytes | memoryview, path: str) -> SafetensorsHeader:
+def parse_header(buf: Buf, path: str) -> SafetensorsHeader:
     """Validate the header and the layout; raise `MalformedFileError` naming the file."""
     def bad(why: str) -> MalformedFileError:
         return MalformedFileError(f"{path}: not a valid safetensors file: {why}",

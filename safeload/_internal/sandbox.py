@@ -243,7 +243,7 @@ def _interpret(returncode: int, raw: bytes, tail: str, elapsed: float, *,
         what = "could not set up its sandbox" if (
             returncode == EXIT_LOCKDOWN_FAILED and kind == "lockdown-failed") else "failed"
         hint = ""
-        if returncode in (-signal.SIGXCPU, -signal.SIGKILL):
+        if -returncode in (getattr(signal, "SIGXCPU", -1), signal.SIGKILL):
             hint = "it may have hit its CPU or memory limit"
         raise ConversionError(
             f"the conversion worker {what} ({_describe_exit(returncode)})"

@@ -20,7 +20,8 @@ from safeload._internal.tensors import torch_dtype
 MAX_DEPTH = 220
 
 _PATH_CLASSES: dict[str, type[pathlib.PurePath]] = {
-    "Path": pathlib.Path, "PosixPath": pathlib.PurePosixPath, "WindowsPath": pathlib.PureWindowsPath,
+    "Path": pathlib.Path, "PosixPath": pathlib.PurePosixPath,
+    "WindowsPath": pathlib.PureWindowsPath,
     "PurePath": pathlib.PurePath, "PurePosixPath": pathlib.PurePosixPath,
     "PureWindowsPath": pathlib.PureWindowsPath,
 }
@@ -57,7 +58,7 @@ class Rebuilder:
         return value
 
     def _build(self, t: Any, n: dict[str, Any], depth: int) -> Any:
-        v = n.get("v")
+        v: Any = n.get("v")
         d = depth + 1
         if t == "const":
             if v is not None and not isinstance(v, bool):

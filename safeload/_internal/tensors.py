@@ -68,8 +68,9 @@ def load_safetensors_buffer(buf: Any, name: str, *, map_location: Any = None,
         from safeload._internal.structure import StructureError, rebuild
 
         try:
-            return rebuild(json.loads(structure), tensors,
-                           lambda t: apply_map_location(t, map_location))
+            rebuilt: dict[str, torch.Tensor] = rebuild(
+                json.loads(structure), tensors, lambda t: apply_map_location(t, map_location))
+            return rebuilt
         except (StructureError, ValueError, RecursionError) as exc:
             raise MalformedFileError(f"{name}: bad {STRUCTURE_KEY} metadata: {exc}",
                                      hint="convert the original checkpoint again") from None

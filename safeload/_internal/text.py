@@ -15,9 +15,7 @@ def safe_text(value: object, *, keep_newlines: bool = False, limit: int = _MAX *
         text = text[:limit] + f"...[{len(text) - limit} more chars]"
     out: list[str] = []
     for ch in text:
-        if ch == "\n" and keep_newlines:
-            out.append(ch)
-        elif ch.isprintable() and not _is_bidi(ch):
+        if ch == "\n" and keep_newlines or ch.isprintable() and not _is_bidi(ch):
             out.append(ch)
         else:
             code = ord(ch)

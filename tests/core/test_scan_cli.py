@@ -65,8 +65,8 @@ def test_unsafe_file_with_innocent_name_exits_1(tmp_path: Path,
 def test_canary_control_fires_under_plain_pickle(tmp_path: Path) -> None:
     marker = tmp_path / "marker"
     data = pickle.dumps(_Canary(marker))
-    subprocess.run([sys.executable, "-c", "import pickle,sys; pickle.loads(sys.stdin.buffer.read())"],
-                   input=data, check=True)
+    code = "import pickle,sys; pickle.loads(sys.stdin.buffer.read())"
+    subprocess.run([sys.executable, "-c", code], input=data, check=True)
     assert marker.exists()
 
 
