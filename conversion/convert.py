@@ -6,6 +6,7 @@ import hashlib
 import json
 import mmap
 import os
+import threading
 import time
 from typing import Any
 
@@ -29,11 +30,17 @@ class ConvertRefused(Exception):
     """The input is not something the converter will reconstruct; the message says why."""
 
 
-def _sha256(buf: Any) -> str:
+def sha256_fd(fd: int, size: int) -> str:
+    """sha256 of the whole input, read with pread into one buffer (no mapping, flat memory)."""
     h = hashlib.sha256()
-    view = memoryview(buf)
-    for pos in range(0, len(view), 16 << 20):
-        h.update(view[pos : pos + (16 << 20)])
+    scratch = memoryview(bytearray(8 << 20))
+    pos = 0
+    while pos < size:
+        n = os.preadv(fd, [scratch], pos)
+        if n <= 0:
+            raise OSError("input shrank while it was being read")
+        h.update(scratch[:n])
+        pos += n
     return h.hexdigest()
 
 
@@ -63,30 +70,61 @@ def read_checkpoint(buf: Any) -> TorchCheckpoint:
 
 
 def convert_fd(in_fd: int, out_dir: str) -> dict[str, Any]:
+    """Convert the checkpoint behind `in_fd` into OUT_DIR/model.safetensors; report it."""
     started = time.monotonic()
     size = os.fstat(in_fd).st_size
     buf: Any = mmap.mmap(in_fd, size, access=mmap.ACCESS_READ) if size else b""
-    source_sha256 = _sha256(buf)
-    ck = read_checkpoint(buf)
+    timings: dict[str, float] = {}
+    # The digest of everything read is computed on the other core while tensors are copied
+    # (hashlib and pread release the GIL); the parent checks it against its own.
+    digest: list[str | BaseException] = []
+
+    def hash_source() -> None:
+        mark = time.monotonic()
+        try:
+            digest.append(sha256_fd(in_fd, size))
+        except BaseException as exc:  # reported below, never swallowed
+            digest.append(exc)
+        timings["hash_source"] = time.monotonic() - mark
+
+    def source_digest() -> str:
+        hasher.join()
+        if not digest or isinstance(digest[0], BaseException):
+            raise ConvertRefused(f"could not hash the input: {digest[0] if digest else '?'}")
+        return digest[0]
+
+    hasher = threading.Thread(target=hash_source, name="source-sha256")
+    hasher.start()
     try:
-        plan = make_plan(ck.root, ck.storage_spans, buf)
-    except PlanError as exc:
-        raise ConvertRefused(str(exc)) from None
-    metadata = {
-        "format": "pt",
-        STRUCTURE_KEY: json.dumps(plan.structure, separators=(",", ":")),
-        "safeload.converter": __version__,
-        "safeload.allowlist": allowlist().version,
-        "safeload.source_sha256": source_sha256,
-    }
-    out_path = os.path.join(out_dir, OUTPUT_NAME)
-    digests = write_safetensors(plan, buf, out_path, metadata)
+        mark = time.monotonic()
+        ck = read_checkpoint(buf)
+        try:
+            plan = make_plan(ck.root, ck.storage_spans, buf)
+        except PlanError as exc:
+            raise ConvertRefused(str(exc)) from None
+        timings["read_and_plan"] = time.monotonic() - mark
+        mark = time.monotonic()
+        metadata = {
+            "format": "pt",
+            STRUCTURE_KEY: json.dumps(plan.structure, separators=(",", ":")),
+            "safeload.converter": __version__,
+            "safeload.allowlist": allowlist().version,
+            "safeload.source_sha256": "0" * 64,  # filled in once the digest is known
+        }
+        out_path = os.path.join(out_dir, OUTPUT_NAME)
+        digests = write_safetensors(
+            plan, buf, out_path, metadata, timings, in_fd=in_fd,
+            late_metadata=lambda: {"safeload.source_sha256": source_digest()})
+        timings["write"] = time.monotonic() - mark
+    finally:
+        hasher.join()
     return {
-        "source_sha256": source_sha256,
+        "source_sha256": source_digest(),
         "source_format": ck.kind,
         "output": OUTPUT_NAME,
         "tensors": digests,
         "converter": __version__,
         "allowlist": allowlist().version,
         "seconds": round(time.monotonic() - started, 4),
+        "timings": {k: round(v, 4) for k, v in timings.items()},
     }

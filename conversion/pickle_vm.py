@@ -667,6 +667,9 @@ class PickleMachine:
             return self.finding(
                 "global-not-allowed", f"import of {qualname} is not allowlisted", qualname
             )
+        if entry[0] == "unsupported":
+            # Known and harmless, but with no faithful safetensors form: refused, with the fix.
+            return self.finding("unsupported", f"{qualname}: {entry[1]['reason']}", qualname)
         return Global(module, name, entry[0], entry[1])
 
     def _text_global(self, pair: tuple[bytes, bytes]) -> Global | Opaque:

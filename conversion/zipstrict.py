@@ -193,7 +193,8 @@ def read_zip(buf: Buf) -> list[ZipMember]:
             if (lcrc, lcsize, lusize) != (0, 0, 0) and (lcrc, lcsize, lusize) != (
                 m.crc, min(m.compressed_size, 0xFFFFFFFF), min(m.size, 0xFFFFFFFF)):
                 raise ZipError(f"local header disagrees with central directory for {m.name!r}")
-            end = _skip_descriptor(buf, end, m)
+            end = _skip_descriptor(buf, end, m, zip64=_has_zip64(lextra) or max(
+                m.size, m.compressed_size) >= 0xFFFFFFFF)
         else:
             lneed = [f for f, v in (("size", lusize), ("csize", lcsize)) if v == 0xFFFFFFFF]
             lvals: dict[str, int] = {}
@@ -209,11 +210,21 @@ def read_zip(buf: Buf) -> list[ZipMember]:
     return out
 
 
-def _skip_descriptor(buf: Buf, pos: int, m: ZipMember) -> int:
+def _has_zip64(extra: bytes) -> bool:
+    pos = 0
+    while pos + 4 <= len(extra):
+        tag, size = struct.unpack_from("<HH", extra, pos)
+        if tag == 0x0001:
+            return True
+        pos += 4 + size
+    return False
+
+
+def _skip_descriptor(buf: Buf, pos: int, m: ZipMember, *, zip64: bool) -> int:
+    # APPNOTE 4.3.9: sizes are 8 bytes when the local header carries a zip64 extra field.
     if bytes(buf[pos : pos + 4]) == _DD:
         pos += 4
-    big = m.size >= 0xFFFFFFFF or m.compressed_size >= 0xFFFFFFFF
-    fmt = "<IQQ" if big else "<III"
+    fmt = "<IQQ" if zip64 else "<III"
     crc, csize, usize = _u(fmt, buf, pos)
     if (crc, csize, usize) != (m.crc, m.compressed_size, m.size):
         raise ZipError(f"data descriptor disagrees with central directory for {m.name!r}")

@@ -94,24 +94,35 @@ def _validate_output(out: Path, report: dict[str, Any], source_sha256: str,
 
 
 def convert_opened(name: str, opened: OpenedFile | tuple[str, bytes], *, timeout: float = 3600,
-                   allow_unsandboxed: bool = False) -> Converted:
-    """Convert (or find in the cache) the checkpoint held by `opened`."""
+                   allow_unsandboxed: bool = False, destination: Path | None = None,
+                   overwrite: bool = False) -> Converted:
+    """Convert (or find in the cache) the checkpoint held by `opened`.
+
+    With `destination`, the child writes next to it and the validated file is renamed into
+    place (no second copy of a multi-GB file); otherwise the result goes to the cache.
+    """
     from safeload._internal.sandbox import Limits, run_worker
 
     buf = opened.mapping() if isinstance(opened, OpenedFile) else opened[1]
-    source_sha256 = sha256_buffer(buf)
+    source_sha256 = opened.sha256() if isinstance(opened, OpenedFile) else sha256_buffer(buf)
     store = _private_dir(paths.converted_dir())
     final = store / _cache_key(source_sha256)
+    if destination is not None and destination.exists() and not overwrite:
+        raise FileExistsError(f"{destination} exists (use --overwrite)")
     if (final / OUTPUT_NAME).is_file():
         try:
             report = json.loads((final / REPORT_NAME).read_text())
             header = _validate_output(final / OUTPUT_NAME, report, source_sha256, False)
+            if destination is not None:
+                _copy_atomic(final / OUTPUT_NAME, destination, overwrite=overwrite)
+                return Converted(destination, header, report, source_sha256, True)
             return Converted(final / OUTPUT_NAME, header, report, source_sha256, True)
         except (OSError, ValueError, ConversionError) as exc:
             _logger.warning("discarding a damaged converted entry %s: %s", final, exc)
             shutil.rmtree(final, ignore_errors=True)
 
-    work = Path(tempfile.mkdtemp(prefix=".convert-", dir=store))
+    parent = destination.parent if destination is not None else store
+    work = Path(tempfile.mkdtemp(prefix=".safeload-convert-", dir=parent))
     fd, close_fd = _input_fd(opened)
     try:
         result = run_worker(
@@ -123,7 +134,12 @@ def convert_opened(name: str, opened: OpenedFile | tuple[str, bytes], *, timeout
         if report.get("source_sha256") != source_sha256:
             raise ConversionError(f"{name}: the worker converted different bytes than were "
                                   "verified (digest mismatch)")
-        _validate_output(work / OUTPUT_NAME, report, source_sha256, True)
+        header = _validate_output(work / OUTPUT_NAME, report, source_sha256, True)
+        if destination is not None:
+            os.chmod(work / OUTPUT_NAME, 0o644)
+            os.replace(work / OUTPUT_NAME, destination)
+            shutil.rmtree(work, ignore_errors=True)
+            return Converted(destination, header, report, source_sha256, False)
         (work / REPORT_NAME).write_text(json.dumps(report))
         try:
             os.rename(work, final)
@@ -222,8 +238,8 @@ def convert_file(src: Path, dst: Path, *, overwrite: bool = False,
         if ins.format not in ("torch-zip", "torch-legacy", "pickle"):
             raise UnsafeCheckpointError(f"{src}: {ins.format} is not a pickle checkpoint; "
                                         "nothing to convert")
-        conv = convert_opened(str(src), opened, allow_unsandboxed=allow_unsandboxed)
-    _copy_atomic(conv.path, dst, overwrite=overwrite)
+        conv = convert_opened(str(src), opened, allow_unsandboxed=allow_unsandboxed,
+                              destination=dst, overwrite=overwrite)
     nbytes = sum(e.end - e.begin for e in conv.header.tensors)
     return ConvertedFile(str(src), str(dst), len(conv.header.tensors), nbytes, conv.cache_hit,
                          tuple(conv.report.get("layers", {}).get("applied", [])),

@@ -8,6 +8,7 @@ mtime and ctime), which the loader calls once it has finished.
 
 from __future__ import annotations
 
+import hashlib
 import mmap
 import os
 import stat
@@ -69,6 +70,19 @@ class OpenedFile:
             self._map = mmap.mmap(self.fd, self.identity.size, flags=mmap.MAP_PRIVATE,
                                   prot=mmap.PROT_READ | mmap.PROT_WRITE)
         return self._map
+
+    def sha256(self) -> str:
+        """sha256 of the whole file, read through the descriptor (no mapping: flat memory)."""
+        h = hashlib.sha256()
+        scratch = memoryview(bytearray(8 << 20))
+        pos = 0
+        while pos < self.identity.size:
+            n = os.preadv(self.fd, [scratch], pos)
+            if n <= 0:
+                raise OSError(f"{self.path}: file shrank while it was being read")
+            h.update(scratch[:n])
+            pos += n
+        return h.hexdigest()
 
     def changed(self) -> bool:
         """True if the inode was modified (size, mtime or ctime) since it was opened."""

@@ -110,7 +110,9 @@ def test_interrupted_conversion_leaves_no_output_and_no_cache(
     monkeypatch.setattr(sandbox.Limits, "for_input", staticmethod(tiny))
     with pytest.raises(ConversionError):
         convert_file(src, tmp_path / "m.safetensors")
-    assert not (tmp_path / "m.safetensors").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.pt"]  # no partial output
+    with pytest.raises(ConversionError):
+        safeload.load(src)  # through the cache: nothing half-written stays there either
     assert _store_entries() == []
 
 
@@ -130,8 +132,9 @@ def test_huge_declared_storage_is_refused_before_any_child(tmp_path: Path) -> No
     # Declare a 2**40-element storage: the archive cannot back it.
     patched = data.replace(b"K\x02t", b"\x8a\x06\x00\x00\x00\x00\x00\x01t", 1)
     assert patched != data
-    from safeload.inspection import inspect_bytes
     from safeload_conversion.zipstrict import read_zip  # noqa: F401
+
+    from safeload.inspection import inspect_bytes
 
     # Rebuild the archive with the patched pickle.
     bad = tmp_path / "bad.pt"
