@@ -190,8 +190,10 @@ def read_zip(buf: Buf) -> list[ZipMember]:
             raise ZipError(f"member {m.name!r} runs into the central directory")
         if lflags & 0x08:
             # Sizes follow the data in a descriptor; the local fields may be zero.
-            if (lcrc, lcsize, lusize) != (0, 0, 0) and (lcrc, lcsize, lusize) != (
-                m.crc, min(m.compressed_size, 0xFFFFFFFF), min(m.size, 0xFFFFFFFF)):
+            # Each local field is a placeholder (0, or 0xFFFFFFFF for zip64 sizes) or the value.
+            if (lcrc not in (0, m.crc)
+                    or lcsize not in (0, 0xFFFFFFFF, m.compressed_size)
+                    or lusize not in (0, 0xFFFFFFFF, m.size)):
                 raise ZipError(f"local header disagrees with central directory for {m.name!r}")
             end = _skip_descriptor(buf, end, m, zip64=_has_zip64(lextra) or max(
                 m.size, m.compressed_size) >= 0xFFFFFFFF)

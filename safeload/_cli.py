@@ -779,7 +779,9 @@ The default policy (mode "default"):
   - a repo in a namespace owned by a publisher with keys must be signed by it;
   - content once loaded with a valid signature is refused later without one;
   - anything else (unsigned, unbound) loads with a warning;
-  - Hub files (repo + commit + file) are pinned on first use; local files are not.
+  - Hub files (repo + commit + file) are pinned on first use; local files are not;
+  - pickles that inspect clean are converted in the sandbox (pickles "refuse": all refused);
+  - no mode ever executes pickled code: pickles with findings are always refused.
 mode "strict": every load needs a signature by a trusted publisher.
 mode "audit": signature, pin, lock and downgrade failures are warnings (UNSAFE for production);
   revoked digests and keys are still refused."""
@@ -801,6 +803,8 @@ def _trust_policy(args: argparse.Namespace) -> int:
         wanted = replace(wanted, pin_hub_on_first_use=args.pin_hub_on_first_use == "on")
     if args.pin_local_files is not None:
         wanted = replace(wanted, pin_local_files=args.pin_local_files == "on")
+    if args.pickles is not None:
+        wanted = replace(wanted, pickles=args.pickles)
     if wanted == current:
         if args.json:
             _emit_json({"ok": True, "path": str(path), "policy": current.to_dict(),
@@ -809,7 +813,8 @@ def _trust_policy(args: argparse.Namespace) -> int:
         _err(_POLICY_HELP)
         return EXIT_OK
     weaker = _MODE_RANK[wanted.mode] < _MODE_RANK[current.mode] or (
-        current.pin_hub_on_first_use and not wanted.pin_hub_on_first_use)
+        current.pin_hub_on_first_use and not wanted.pin_hub_on_first_use) or (
+        current.pickles == "refuse" and wanted.pickles == "convert")
     if weaker:
         _confirm(args, f"weaken the policy ({current.mode} -> {wanted.mode})")
     if wanted.mode == "audit":
@@ -926,6 +931,8 @@ def _add_trust(sub: Any) -> None:
     p.add_argument("--mode", choices=["strict", "default", "audit"], default=None)
     p.add_argument("--pin-hub-on-first-use", choices=["on", "off"], default=None)
     p.add_argument("--pin-local-files", choices=["on", "off"], default=None)
+    p.add_argument("--pickles", choices=["convert", "refuse"], default=None,
+                   help="convert clean pickles in the sandbox (default) or refuse every pickle")
     p = cmd("export", _trust_export, "print (or write) the trust store JSON")
     p.add_argument("-o", "--output", metavar="FILE")
     p.add_argument("--overwrite", action="store_true")

@@ -24,7 +24,7 @@ from safeload_conversion import __version__ as CONVERTER_VERSION
 from safeload_conversion.pickle_vm import allowlist
 
 from safeload._internal import paths
-from safeload._internal.opened import OpenedFile
+from safeload._internal.opened import OpenedFile, sha256_buffer
 from safeload._internal.safetensors_check import SafetensorsHeader, parse_header
 from safeload.errors import ConversionError, UnsafeCheckpointError
 from safeload.inspection import Inspection
@@ -46,14 +46,6 @@ class Converted:
     report: dict[str, Any]
     source_sha256: str
     cache_hit: bool
-
-
-def sha256_buffer(buf: Any) -> str:
-    h = hashlib.sha256()
-    view = memoryview(buf)
-    for pos in range(0, len(view), 16 << 20):
-        h.update(view[pos : pos + (16 << 20)])
-    return h.hexdigest()
 
 
 def _cache_key(source_sha256: str) -> str:
@@ -95,7 +87,7 @@ def _validate_output(out: Path, report: dict[str, Any], source_sha256: str,
 
 def convert_opened(name: str, opened: OpenedFile | tuple[str, bytes], *, timeout: float = 3600,
                    allow_unsandboxed: bool = False, destination: Path | None = None,
-                   overwrite: bool = False) -> Converted:
+                   overwrite: bool = False, source_sha256: str | None = None) -> Converted:
     """Convert (or find in the cache) the checkpoint held by `opened`.
 
     With `destination`, the child writes next to it and the validated file is renamed into
@@ -104,7 +96,9 @@ def convert_opened(name: str, opened: OpenedFile | tuple[str, bytes], *, timeout
     from safeload._internal.sandbox import Limits, run_worker
 
     buf = opened.mapping() if isinstance(opened, OpenedFile) else opened[1]
-    source_sha256 = opened.sha256() if isinstance(opened, OpenedFile) else sha256_buffer(buf)
+    if source_sha256 is None:  # the caller verified it already, from the same handle
+        source_sha256 = (opened.sha256() if isinstance(opened, OpenedFile)
+                         else sha256_buffer(opened[1]))
     store = _private_dir(paths.converted_dir())
     final = store / _cache_key(source_sha256)
     if destination is not None and destination.exists() and not overwrite:
@@ -168,13 +162,13 @@ def _input_fd(opened: OpenedFile | tuple[str, bytes]) -> tuple[int, bool]:
 
 
 def load_via_sandbox(name: str, ins: Inspection, opened: Any, *, map_location: Any,
-                     mmap: bool | None) -> Any:
+                     mmap: bool | None, source_sha256: str | None = None) -> Any:
     """Convert a clean pickle checkpoint in the sandbox and return what torch.load would."""
     from safeload._internal.tensors import load_safetensors_buffer
 
     if ins.verdict != "clean":  # never reached: load refuses first; kept as a last guard
         raise UnsafeCheckpointError(f"{name}: refused before conversion")
-    conv = convert_opened(name, opened)
+    conv = convert_opened(name, opened, source_sha256=source_sha256)
     with OpenedFile.open(conv.path) as f:
         return load_safetensors_buffer(f.mapping(), str(conv.path), map_location=map_location,
                                        copy=(mmap is False))

@@ -12,9 +12,11 @@ import logging
 import os
 import warnings
 from collections.abc import Callable
-from typing import IO, Any
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
 
-from safeload._internal.opened import OpenedFile
+from safeload._internal.opened import OpenedFile, sha256_buffer
 from safeload.errors import (
     MalformedFileError,
     UnsafeCheckpointError,
@@ -22,6 +24,9 @@ from safeload.errors import (
 )
 from safeload.inspection import Inspection, inspect_bytes
 from safeload.scanning import describe
+
+if TYPE_CHECKING:
+    from safeload.trust import TrustDecision, TrustStore
 
 _logger = logging.getLogger(__name__)
 
@@ -65,9 +70,14 @@ def load(
     try:
         buf = opened.mapping() if isinstance(opened, OpenedFile) else opened[1]
         name = opened.path if isinstance(opened, OpenedFile) else opened[0]
+        verified = verify_opened(opened)
         ins = inspect_bytes(buf, name=name)
         _refuse_if_unsafe(name, ins)
-        result = _load_inspected(name, ins, buf, map_location, mmap, opened)
+        if ins.format in _PICKLE_FORMATS and verified.store.policy.pickles == "refuse":
+            raise UnsafeCheckpointError(
+                f"{name}: a pickle checkpoint ({ins.format}), and the policy refuses every pickle",
+                hint="ask for safetensors, or `safeload trust policy --pickles convert`")
+        result = _load_inspected(name, ins, buf, map_location, mmap, opened, verified.sha256)
         if isinstance(opened, OpenedFile) and opened.changed():
             raise MalformedFileError(
                 f"{name}: the file was modified while it was being loaded",
@@ -76,6 +86,54 @@ def load(
     finally:
         if isinstance(opened, OpenedFile):
             opened.close()
+
+
+_PICKLE_FORMATS = ("torch-zip", "torch-legacy", "pickle")
+
+
+@dataclass(frozen=True)
+class Verified:
+    """What verification established about the bytes safeload holds."""
+
+    sha256: str
+    size: int
+    store: TrustStore
+    decision: TrustDecision | None
+    cached: bool
+
+
+def verify_opened(opened: OpenedFile | tuple[str, bytes], *, repo: str | None = None,
+                  revision: str | None = None, filename: str | None = None) -> Verified:
+    """Hash what is held (or reuse a cached digest) and apply the trust store's policy.
+
+    Raises:
+        RefusedError: revoked, pinned digest mismatch, bad or missing required signature.
+        TrustStoreError: the trust store is unusable (never "trust everything").
+    """
+    from safeload._internal import verify_cache
+    from safeload.errors import RevokedError
+    from safeload.trust import TrustStore, check_load
+
+    store = TrustStore.load()
+    if not isinstance(opened, OpenedFile):
+        name, data = opened
+        sha = sha256_buffer(data)
+        rev = store.digest_revocation(sha)
+        if rev is not None:
+            raise RevokedError(f"{name} has revoked digest sha256:{sha}",
+                               hint="this exact file is known bad; do not load it")
+        return Verified(sha, len(data), store, None, False)
+    state = store.state_digest()
+    hit = verify_cache.lookup(opened.identity, state)
+    cached = hit is not None
+    sha = hit if hit is not None else opened.sha256()
+    decision = check_load(Path(opened.path), sha256=sha, size=opened.identity.size, store=store,
+                          repo=repo, revision=revision, filename=filename)
+    if not cached and not opened.changed():
+        verify_cache.remember(opened.identity, state, sha)
+    for w in decision.warnings:
+        _logger.warning("%s", w)
+    return Verified(sha, opened.identity.size, store, decision, cached)
 
 
 def _open(f: FileLike) -> OpenedFile | tuple[str, bytes]:
@@ -123,7 +181,7 @@ def _refuse_if_unsafe(name: str, ins: Inspection) -> None:
 
 
 def _load_inspected(name: str, ins: Inspection, buf: Any, map_location: MapLocation,
-                    mmap: bool | None, opened: Any) -> Any:
+                    mmap: bool | None, opened: Any, sha256: str) -> Any:
     fmt = ins.format
     if fmt == "safetensors":
         from safeload._internal.tensors import load_safetensors_buffer
@@ -137,7 +195,8 @@ def _load_inspected(name: str, ins: Inspection, buf: Any, map_location: MapLocat
     if fmt in ("torch-zip", "torch-legacy", "pickle"):
         from safeload.convert import load_via_sandbox
 
-        return load_via_sandbox(name, ins, opened, map_location=map_location, mmap=mmap)
+        return load_via_sandbox(name, ins, opened, map_location=map_location, mmap=mmap,
+                                source_sha256=sha256)
     raise UnsupportedFormatError(
         f"{name}: {fmt} files are recognised but not loaded by safeload.load",
         hint="decompress or extract the file and load the checkpoint inside")

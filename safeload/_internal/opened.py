@@ -18,6 +18,14 @@ from pathlib import Path
 from safeload.errors import UnsafePathError
 
 
+def sha256_buffer(buf: bytes | memoryview) -> str:
+    h = hashlib.sha256()
+    view = memoryview(buf)
+    for pos in range(0, len(view), 16 << 20):
+        h.update(view[pos : pos + (16 << 20)])
+    return h.hexdigest()
+
+
 @dataclass(frozen=True)
 class FileIdentity:
     device: int
@@ -43,6 +51,7 @@ class OpenedFile:
             raise UnsafePathError(f"{path}: not a regular file (FIFO, device or directory)",
                                   hint="point safeload at the checkpoint file itself")
         self.identity = FileIdentity.of(st)
+        self._nlink = st.st_nlink
         self._map: mmap.mmap | None = None
 
     @classmethod
@@ -85,9 +94,19 @@ class OpenedFile:
         return h.hexdigest()
 
     def changed(self) -> bool:
-        """True if the inode was modified (size, mtime or ctime) since it was opened."""
+        """True if the inode's content may have changed since it was opened.
+
+        Size or mtime changed; or ctime changed with the link count unchanged (a write whose
+        mtime was put back). A ctime change that comes with a different link count is the
+        file being renamed over or unlinked: the bytes held are still the bytes that were
+        verified, so that is not a change.
+        """
         st = os.fstat(self.fd)
-        return FileIdentity.of(st) != self.identity
+        now = FileIdentity.of(st)
+        i = self.identity
+        if (now.size, now.mtime_ns) != (i.size, i.mtime_ns):
+            return True
+        return now.ctime_ns != i.ctime_ns and st.st_nlink == self._nlink
 
     def close(self) -> None:
         # The mapping may outlive the descriptor: tensors made from it keep it alive.

@@ -1,0 +1,207 @@
+"""Sign a model in the OpenSSF Model Signing (OMS) format.
+
+With an ECDSA P-256/P-384/P-521 key the output is what `model_signing sign key|certificate`
+1.1.1 writes: a Sigstore bundle v0.3 around a DSSE envelope, a `files` + `sha256` manifest,
+`publicKey.hint` (key method) or `x509CertificateChain` (certificate method). The reference
+`model_signing verify` accepts it.
+
+Ed25519 keys are **safeload's own extension**: the bundle is marked with
+`publicKey.keyDetails = "PKIX_ED25519"` and the reference tool cannot verify it (model_signing
+only implements ECDSA); only safeload reads it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Literal
+
+from cryptography.hazmat.primitives.asymmetric import ed25519
+
+from safeload._internal.text import safe_text
+from safeload.errors import SigningError
+from safeload.signing import _keys
+from safeload.signing._format import (
+    ED25519_KEY_DETAILS,
+    GIT_IGNORES,
+    INTOTO_PAYLOAD_TYPE,
+    Resource,
+    bundle_json,
+    check_relpath,
+    pae,
+    root_digest,
+    statement_json,
+)
+from safeload.signing._tree import hash_file, hasher_factory, list_files, run_parallel
+from safeload.signing.verify import default_signature_path
+
+_logger = logging.getLogger(__name__)
+
+PathLike = str | os.PathLike[str]
+
+
+@dataclass(frozen=True)
+class SigningResult:
+    """What `sign_model` wrote."""
+
+    output: Path
+    method: Literal["key", "certificate"]
+    key_id: str  # SHA-256 of the signing key's DER SPKI
+    algorithm: str  # ecdsa-p256 | ecdsa-p384 | ecdsa-p521 | ed25519
+    subject_digest: str
+    files: dict[str, str]  # relative path -> hex digest
+    reference_compatible: bool  # False for Ed25519 (safeload extension)
+
+
+def _sort_key(rel: str) -> tuple[str, ...]:
+    # model_signing's order (PurePosixPath components), so both tools write the same manifest.
+    return tuple(rel.split("/"))
+
+
+def sign_model(
+    model_dir: PathLike,
+    *,
+    private_key_pem_path: PathLike,
+    certificate_chain: Sequence[PathLike] | None = None,
+    output: PathLike | None = None,
+    password: bytes | None = None,
+    ignore_paths: Sequence[str] = (),
+    hash_type: Literal["sha256", "blake2b", "blake3"] = "sha256",
+    overwrite: bool = False,
+    max_workers: int | None = None,
+) -> SigningResult:
+    """Hash every file of `model_dir` (or the single file it names) and write a signature.
+
+    `certificate_chain` switches to the certificate method: PEM files holding the signing
+    (leaf) certificate first, then its intermediates; the leaf must hold the private key's
+    public key. `output` defaults to `model.sig` inside the directory (`<file>.sig` beside a
+    single file); a signature inside the directory is excluded and listed in `ignore_paths`.
+    `ignore_paths` are relative to `model_dir`. The top-level `.git*` paths are always ignored.
+    Only `sha256` manifests are readable by the `model_signing` CLI.
+
+    Raises:
+        SigningError: unusable key or certificate, the leaf does not match the key, nothing to
+            sign, the output exists (without `overwrite`).
+        UnsafePathError: symlinks or special files in the model (never signed).
+        UnsupportedSignatureError: blake3 without the `blake3` package.
+        OSError: unreadable files, or the output cannot be written.
+    """
+    root = Path(model_dir)
+    if not root.exists():
+        raise SigningError(f"no such model: {safe_text(root)}")
+    out = Path(output) if output is not None else default_signature_path(root)
+    if out.exists() and not overwrite:
+        raise SigningError(f"{safe_text(out)} exists", hint="pass --overwrite to replace it")
+    try:
+        key = _keys.load_private_key(Path(private_key_pem_path).read_bytes(), password)
+    except TypeError as exc:
+        raise SigningError(f"{safe_text(private_key_pem_path)} is encrypted; a password is "
+                           "needed") from exc
+    except _keys.BadKeyError as exc:
+        raise SigningError(f"{safe_text(private_key_pem_path)}: {exc}") from exc
+    public = key.public_key()
+    algorithm = _keys.algorithm_name(key)
+    is_ed25519 = isinstance(key, ed25519.Ed25519PrivateKey)
+
+    certificates: tuple[bytes, ...] = ()
+    if certificate_chain:
+        certs = []
+        for cp in certificate_chain:
+            try:
+                certs.extend(_keys.load_pem_certificates(Path(cp).read_bytes()))
+            except _keys.BadKeyError as exc:
+                raise SigningError(f"{safe_text(cp)}: {exc}") from exc
+        if certs[0].public_key() != public:
+            raise SigningError(
+                "the first certificate of the chain is not for this private key (the signing "
+                "certificate must come first)")
+        from cryptography.hazmat.primitives import serialization
+
+        certificates = tuple(c.public_bytes(serialization.Encoding.DER) for c in certs)
+
+    factory = hasher_factory(hash_type)
+    if root.is_dir():
+        ignore = set(GIT_IGNORES)
+        for ip in ignore_paths:
+            ignore.add(check_relpath(ip.strip("/"), source="ignore_paths", what="ignore path"))
+        with contextlib.suppress(ValueError):
+            ignore.add(out.resolve().relative_to(root.resolve()).as_posix())
+        files = list_files(root, ignore=ignore, allow_symlinks=False)
+        names = sorted(files, key=_sort_key)
+        recorded_ignores = sorted(ignore)
+        subject_name = root.resolve().name
+    else:
+        # model_signing 1.1.1 names a single file "."; its verifier would refuse the basename.
+        files = {".": root}
+        names = ["."]
+        recorded_ignores = []
+        subject_name = root.name
+    if not names:
+        raise SigningError(f"{safe_text(root)} has no files to sign")
+    digests = run_parallel(
+        [partial(hash_file, files[n], factory, follow_symlinks=(n == ".")) for n in names],
+        max_workers=max_workers,
+    )
+    resources = [Resource(name=n, path=n, algorithm=hash_type, digest=d)
+                 for n, d in zip(names, digests, strict=True)]
+    payload = statement_json(subject_name=subject_name, resources=resources,
+                             hash_type=hash_type, ignore_paths=recorded_ignores)
+    signature = _keys.sign_raw(key, pae(INTOTO_PAYLOAD_TYPE, payload))
+    data = bundle_json(
+        payload=payload, signature=signature,
+        key_hint=None if certificates else _keys.pem_hint(public),
+        key_details=ED25519_KEY_DETAILS if is_ed25519 and not certificates else None,
+        certificates=certificates,
+    )
+    if is_ed25519:
+        _logger.warning(
+            "Ed25519 signature: a safeload extension; the reference model_signing tool cannot "
+            "verify it (it supports ECDSA P-256/P-384/P-521 only)")
+    _write_new(out, data, overwrite=overwrite)
+    return SigningResult(
+        output=out,
+        method="certificate" if certificates else "key",
+        key_id=_keys.key_id(public),
+        algorithm=algorithm,
+        subject_digest=root_digest(resources),
+        files={r.name: r.digest for r in resources},
+        reference_compatible=not is_ed25519 and hash_type == "sha256",
+    )
+
+
+def _write_new(path: Path, data: bytes, *, overwrite: bool) -> None:
+    """Atomic write; without `overwrite`, refuse to replace a file that appeared meanwhile."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        if os.name == "posix":
+            os.chmod(tmp, 0o644)
+        if overwrite:
+            os.replace(tmp, path)
+        else:
+            try:
+                os.link(tmp, path)  # fails if the path exists: no silent overwrite
+            except FileExistsError as exc:
+                raise SigningError(f"{safe_text(path)} exists",
+                                   hint="pass --overwrite to replace it") from exc
+            except OSError:
+                if path.exists():
+                    raise SigningError(f"{safe_text(path)} exists") from None
+                os.replace(tmp, path)  # filesystems without hard links
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+
+
+__all__ = ["SigningResult", "sign_model"]
+

@@ -1,0 +1,564 @@
+"""Verify OpenSSF Model Signing (OMS) signatures: `key` and `certificate` methods.
+
+Order of checks, each one refusing on failure:
+
+1. the bundle (Sigstore bundle v0.3 holding a DSSE envelope) is read, the payload kept opaque;
+2. the DSSE signature is checked over the PAE bytes, with a key from the trust store or the
+   caller (key method), or with the leaf of a certificate chain that ends at a trusted root,
+   whose identity (SAN) the trust store allows for that publisher (certificate method);
+3. only then the payload is parsed: in-toto statement, manifest, subject digest;
+4. `verify_model` re-hashes the model directory: every signed file present with the signed
+   digest, no extra files beyond the format's ignore rules, no path leaving the directory.
+
+Stricter than model_signing 1.1.1: the leaf certificate must be valid now (not only when it
+signed), the leaf must allow digital signatures (and code signing when it has an EKU), the
+certificate identity is bound to the publisher, resource names with `..` are refused, an empty
+manifest is refused.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Literal
+
+from cryptography import x509
+
+from safeload._internal.text import safe_text
+from safeload.errors import (
+    DigestMismatchError,
+    ManifestMismatchError,
+    RevokedError,
+    SignatureError,
+    UntrustedPublisherError,
+)
+from safeload.signing import _keys
+from safeload.signing._format import (
+    GIT_IGNORES,
+    INTOTO_PAYLOAD_TYPE,
+    MAX_BUNDLE_BYTES,
+    Bundle,
+    Manifest,
+    Resource,
+    pae,
+    parse_bundle,
+    parse_statement,
+)
+from safeload.signing._tree import (
+    hash_file,
+    hash_shards,
+    hasher_factory,
+    largest_first,
+    list_files,
+    open_regular,
+    run_parallel,
+)
+
+if TYPE_CHECKING:
+    from safeload.trust import TrustStore
+
+_logger = logging.getLogger(__name__)
+
+DEFAULT_SIGNATURE_NAME = "model.sig"
+Method = Literal["key", "certificate"]
+PathLike = str | os.PathLike[str]
+
+
+@dataclass(frozen=True)
+class SignedManifest:
+    """A bundle whose signature verified, and its parsed manifest. No model file was read."""
+
+    manifest: Manifest
+    method: Method
+    publisher: str | None  # None for a one-off check with a caller-supplied key or root
+    key_id: str  # SHA-256 of the signing key's DER SPKI (the leaf's key for certificates)
+    identity: str | None  # the leaf SAN that matched (certificate method)
+    signature_path: str
+    signature_sha256: str
+
+    def resources_for(self, relpath: str) -> list[Resource]:
+        """The manifest entries of one file (one for `files`, its shards for `shards`).
+
+        `relpath` is relative to the model directory; for a single-file model pass the file's
+        basename (the manifest may say `.` or the basename).
+        """
+        return [r for r in self.manifest.resources if r.path == relpath]
+
+
+@dataclass(frozen=True)
+class VerificationResult:
+    """A model directory (or single file) that matches a trusted signature.
+
+    `files` maps every signed manifest name to its hex digest in `hash_type`: file paths for the
+    `files` serialization, `path:start:end` for `shards`.
+    """
+
+    publisher: str | None
+    key_id: str
+    method: Method
+    files: Mapping[str, str]
+    subject_digest: str
+    hash_type: str
+    serialization: Literal["files", "shards"]
+    identity: str | None
+    signature_path: str
+    signature_sha256: str
+
+
+def default_signature_path(model_path: Path) -> Path:
+    """`model.sig` inside a model directory, `<file>.sig` beside a single-file model."""
+    return model_path / DEFAULT_SIGNATURE_NAME if model_path.is_dir() else \
+        model_path.with_name(model_path.name + ".sig")
+
+
+def read_signature(path: Path) -> bytes:
+    """The bytes of a signature file (bounded; FIFOs and devices refused).
+
+    Raises:
+        UnsafePathError: not a regular file. OSError: cannot read.
+    """
+    fd = open_regular(path, follow_symlinks=True)
+    try:
+        with os.fdopen(fd, "rb", closefd=False) as f:
+            data = f.read(MAX_BUNDLE_BYTES + 1)
+    finally:
+        os.close(fd)
+    return data
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+def _check_revoked(store: TrustStore | None, key_ids: Sequence[str], what: str) -> None:
+    if store is None:
+        return
+    for kid in key_ids:
+        rev = store.key_revocation(kid)
+        if rev is not None:
+            why = f" ({safe_text(rev.reason)})" if rev.reason else ""
+            raise RevokedError(f"{what} was made with revoked key {kid}{why}")
+
+
+def _verify_key_method(
+    bundle: Bundle, signed: bytes, *, source: str, store: TrustStore | None,
+    key: PathLike | None, now: dt.datetime,
+) -> tuple[str | None, str]:
+    """(publisher, key id) of the key whose signature verifies."""
+    if key is not None:
+        try:
+            pub = _keys.load_public_key(Path(key).read_bytes())
+        except _keys.BadKeyError as exc:
+            raise SignatureError(f"{safe_text(key)}: {exc}") from exc
+        if bundle.key_hint and bundle.key_hint != _keys.pem_hint(pub):
+            raise SignatureError(
+                f"{source}: key mismatch: the signature was made with another key (bundle hint "
+                f"{safe_text(bundle.key_hint, limit=80)}, given key hint {_keys.pem_hint(pub)})"
+            )
+        if not _keys.verify_raw(pub, bundle.signature, signed):
+            raise SignatureError(f"{source}: the signature does not verify with {safe_text(key)}")
+        kid = _keys.key_id(pub)
+        _check_revoked(store, [kid], source)
+        return None, kid
+    assert store is not None
+    candidates = [
+        (p, k) for p in store.publishers for k in p.keys
+        if bundle.key_hint is None or k.hint == bundle.key_hint
+    ]
+    if not candidates:
+        raise UntrustedPublisherError(
+            f"{source}: signed by a key that is not in the trust store"
+            + (f" (key hint {safe_text(bundle.key_hint, limit=80)})" if bundle.key_hint else ""),
+            hint="if you trust this publisher, add its public key: "
+                 "safeload trust add-key PUBLISHER KEY.pem",
+        )
+    for publisher, tkey in candidates:
+        if not _keys.verify_raw(tkey.public_key(), bundle.signature, signed):
+            continue
+        _check_revoked(store, [tkey.key_id], source)
+        expiry = min((e for e in (tkey.expires, publisher.expires) if e is not None), default=None)
+        if expiry is not None and now > expiry:
+            raise SignatureError(
+                f"{source}: signed by publisher {safe_text(publisher.name)} with key "
+                f"{tkey.key_id[:16]}..., which the trust store trusts only until "
+                f"{expiry:%Y-%m-%d}"
+            )
+        return publisher.name, tkey.key_id
+    names = sorted({safe_text(p.name) for p, _ in candidates})
+    raise SignatureError(
+        f"{source}: the signature does not verify with the trusted key(s) of "
+        f"{', '.join(names)} (the bundle or its payload was altered, or it was signed by "
+        "another key)"
+    )
+
+
+def _load_certs(bundle: Bundle, source: str) -> list[x509.Certificate]:
+    try:
+        return [x509.load_der_x509_certificate(der) for der in bundle.certificates]
+    except ValueError as exc:
+        raise SignatureError(f"{source}: a certificate in the bundle is malformed") from exc
+
+
+def _verify_certificate_method(
+    bundle: Bundle, signed: bytes, *, source: str, store: TrustStore | None,
+    roots_paths: Sequence[PathLike] | None, identity: str | None, now: dt.datetime,
+) -> tuple[str | None, str, str]:
+    """(publisher, leaf key id, matched identity)."""
+    certs = _load_certs(bundle, source)
+    candidates: list[tuple[str | None, list[x509.Certificate], tuple[str, ...],
+                           dt.datetime | None]] = []
+    if roots_paths is not None:
+        roots: list[x509.Certificate] = []
+        for rp in roots_paths:
+            try:
+                roots.extend(_keys.load_pem_certificates(Path(rp).read_bytes()))
+            except _keys.BadKeyError as exc:
+                raise SignatureError(f"{safe_text(rp)}: {exc}") from exc
+        candidates.append((None, roots, (identity,) if identity else (), None))
+    else:
+        assert store is not None
+        for pub in store.publishers:
+            for root in pub.roots:
+                allowed = root.identities if identity is None else \
+                    tuple(i for i in root.identities if i == identity)
+                expiry = min((e for e in (root.expires, pub.expires) if e is not None),
+                             default=None)
+                candidates.append((pub.name, [root.certificate()], allowed, expiry))
+        if not candidates:
+            raise UntrustedPublisherError(
+                f"{source}: signed with a certificate, and the trust store has no root "
+                "certificates",
+                hint="add the publisher's root: safeload trust add-key PUBLISHER ROOT.pem "
+                     "--identity SAN",
+            )
+    leaf_errors: list[SignatureError] = []
+    chain_errors: list[_keys.ChainError] = []
+    identity_refusals: list[str] = []
+    for publisher, roots, allowed, expiry in candidates:
+        try:
+            chain = _keys.verify_chain(certs, roots, now=now)
+        except _keys.ChainError as exc:
+            chain_errors.append(exc)
+            continue
+        except SignatureError as exc:
+            leaf_errors.append(exc)
+            continue
+        if allowed or publisher is not None:
+            matched = [i for i in chain.identities if i in allowed]
+            if not matched:
+                identity_refusals.append(
+                    f"the leaf identity {safe_text(', '.join(chain.identities) or '(none)')} is "
+                    f"not allowed" + (f" for publisher {safe_text(publisher)}" if publisher
+                                     else f" (expected {safe_text(identity)})")
+                )
+                continue
+            ident: str | None = matched[0]
+        else:
+            ident = chain.identities[0] if chain.identities else None
+            _logger.warning(
+                "%s: no --identity given: any certificate under the given root is accepted "
+                "(leaf identity: %s)", source, safe_text(ident))
+        if expiry is not None and now > expiry:
+            raise SignatureError(
+                f"{source}: publisher {safe_text(publisher)}'s root is trusted only until "
+                f"{expiry:%Y-%m-%d}"
+            )
+        try:
+            leaf_key = _keys.certificate_key(chain.leaf)
+        except _keys.BadKeyError as exc:
+            raise SignatureError(f"{source}: signing certificate: {exc}") from exc
+        if not _keys.verify_raw(leaf_key, bundle.signature, signed):
+            raise SignatureError(
+                f"{source}: the signature does not verify with the signing certificate's key "
+                "(the bundle or its payload was altered)"
+            )
+        ids = [_keys.key_id(leaf_key)]
+        for c in chain.chain[1:]:
+            try:
+                ids.append(_keys.key_id(_keys.certificate_key(c)))
+            except _keys.BadKeyError:
+                continue  # an RSA CA cannot be in our revocation list anyway
+        _check_revoked(store, ids, source)
+        return publisher, ids[0], ident or ""
+    if leaf_errors:
+        raise SignatureError(f"{source}: {leaf_errors[0]}") from leaf_errors[0]
+    if identity_refusals:
+        raise UntrustedPublisherError(f"{source}: {identity_refusals[0]}")
+    raise UntrustedPublisherError(
+        f"{source}: the signing certificate does not chain to a trusted root"
+        + (f" ({chain_errors[0]})" if chain_errors else ""),
+        hint="add the publisher's root certificate with its allowed identities: "
+             "safeload trust add-key PUBLISHER ROOT.pem --identity SAN",
+    )
+
+
+def verify_signature(
+    signature_path: PathLike,
+    *,
+    trust_store: TrustStore | None = None,
+    key: PathLike | None = None,
+    certificate_chain: Sequence[PathLike] | None = None,
+    identity: str | None = None,
+    now: dt.datetime | None = None,
+) -> SignedManifest:
+    """Check a signature file and return its manifest, without reading any model file.
+
+    Trust comes from `key` (a PEM public key file) or `certificate_chain` (PEM root files) for a
+    one-off check, otherwise from `trust_store` (loaded from its default location when None).
+    With a one-off key or root, the trust store's key revocations still apply when a
+    `trust_store` is passed.
+
+    Raises:
+        SignatureError: malformed bundle, signature that does not verify, expired or unusable
+            certificate, inconsistent or unsafe manifest.
+        UntrustedPublisherError: valid-looking signature by a key, root or identity that the
+            trust store does not trust.
+        RevokedError: signed by a revoked key.
+        UnsupportedSignatureError: a keyless Sigstore bundle or another kind safeload cannot
+            check (could not decide).
+        TrustStoreError: the trust store is unusable.
+        OSError: the signature file cannot be read.
+    """
+    sig_path = Path(signature_path)
+    return verify_signature_bytes(
+        read_signature(sig_path), signature_path=sig_path, trust_store=trust_store, key=key,
+        certificate_chain=certificate_chain, identity=identity, now=now)
+
+
+def verify_signature_bytes(
+    data: bytes,
+    *,
+    signature_path: PathLike,
+    trust_store: TrustStore | None = None,
+    key: PathLike | None = None,
+    certificate_chain: Sequence[PathLike] | None = None,
+    identity: str | None = None,
+    now: dt.datetime | None = None,
+) -> SignedManifest:
+    """`verify_signature` on bundle bytes already read (`signature_path` names them in errors).
+
+    Raises:
+        The same as `verify_signature`.
+    """
+    if key is not None and certificate_chain is not None:
+        raise ValueError("pass key or certificate_chain, not both")
+    sig_path = Path(signature_path)
+    source = safe_text(sig_path)
+    store = trust_store
+    if store is None and key is None and certificate_chain is None:
+        from safeload.trust import TrustStore
+
+        store = TrustStore.load()
+    when = now or _now()
+    bundle = parse_bundle(data, source=source)
+    # model_signing builds the PAE with the constant in-toto type and checks payloadType after
+    # the signature; doing the same keeps both tools agreeing on what was signed.
+    signed = pae(INTOTO_PAYLOAD_TYPE, bundle.payload)
+    ident: str | None = None
+    if bundle.method == "key":
+        if certificate_chain is not None:
+            raise SignatureError(
+                f"{source}: the bundle uses the key method but a certificate chain was given"
+            )
+        publisher, kid = _verify_key_method(
+            bundle, signed, source=source, store=store, key=key, now=when)
+    else:
+        if key is not None:
+            raise SignatureError(
+                f"{source}: the bundle uses the certificate method but a public key was given"
+            )
+        publisher, kid, ident = _verify_certificate_method(
+            bundle, signed, source=source, store=store, roots_paths=certificate_chain,
+            identity=identity, now=when)
+    manifest = parse_statement(bundle.payload, bundle.payload_type, source=source)
+    return SignedManifest(
+        manifest=manifest,
+        method=bundle.method,
+        publisher=publisher,
+        key_id=kid,
+        identity=ident or None,
+        signature_path=str(sig_path),
+        signature_sha256=bundle.sha256,
+    )
+
+
+def _relative_inside(path: Path, root: Path) -> str | None:
+    try:
+        rel = path.resolve().relative_to(root.resolve())
+    except ValueError:
+        return None
+    return rel.as_posix()
+
+
+def _describe(names: Sequence[str], limit: int = 10) -> str:
+    shown = ", ".join(safe_text(n, limit=200) for n in sorted(names)[:limit])
+    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
+
+
+def check_files(
+    signed: SignedManifest,
+    model_path: Path,
+    *,
+    known_digests: Mapping[str, str] | None = None,
+    max_workers: int | None = None,
+) -> dict[str, str]:
+    """Re-hash the model (a directory, or one file) against a verified manifest.
+
+    Returns {manifest name: hex digest}.
+
+    Raises:
+        ManifestMismatchError: missing or extra files.
+        DigestMismatchError: a file (or shard) whose digest differs; names the first one.
+        UnsafePathError: a symlink or special file that the format does not allow.
+        UnsupportedSignatureError: blake3 without the `blake3` package.
+        OSError: a file cannot be read.
+    """
+    m = signed.manifest
+    factory = hasher_factory(m.hash_type)
+    follow = m.allow_symlinks
+    if model_path.is_dir():
+        ignore = set(GIT_IGNORES) | set(m.ignore_paths)
+        sig_rel = _relative_inside(Path(signed.signature_path), model_path)
+        if sig_rel is not None:
+            ignore.add(sig_rel)
+        actual = list_files(model_path, ignore=ignore, allow_symlinks=follow)
+        expected = {r.path for r in m.resources}
+        if "." in expected:
+            raise ManifestMismatchError(
+                f"{safe_text(signed.signature_path)} signs a single file, but "
+                f"{safe_text(model_path)} is a directory"
+            )
+    else:
+        # A single-file model: model_signing 1.1.1 names it ".", the OMS spec its basename.
+        names = {r.path for r in m.resources}
+        if names not in ({"."}, {model_path.name}):
+            raise ManifestMismatchError(
+                f"{safe_text(signed.signature_path)} does not sign the single file "
+                f"{safe_text(model_path)} (it lists {_describe(list(names), 3)})"
+            )
+        actual = {next(iter(names)): model_path}
+        expected = set(names)
+        follow = True  # the caller named this file; links inside a directory are what matter
+    if m.method == "shards":
+        # Empty files have no shards: the format cannot see them (upstream PR #653).
+        actual = {k: v for k, v in actual.items() if k in expected or _size(v) > 0}
+    missing = sorted(expected - actual.keys())
+    extra = sorted(actual.keys() - expected)
+    if missing or extra:
+        parts = []
+        if missing:
+            parts.append(f"missing signed file(s): {_describe(missing)}")
+        if extra:
+            parts.append(f"file(s) not covered by the signature: {_describe(extra)}")
+        raise ManifestMismatchError(
+            f"{safe_text(model_path)} does not match {safe_text(signed.signature_path)}: "
+            + "; ".join(parts),
+            missing=tuple(missing), extra=tuple(extra),
+        )
+    known = {k: v.lower() for k, v in (known_digests or {}).items()}
+    order = largest_first(actual)
+    results: dict[str, str] = {}
+    if m.method == "files":
+        by_path = {r.path: r for r in m.resources}
+        todo = [rel for rel in order if not (m.hash_type == "sha256" and rel in known)]
+        for rel in order:
+            if rel not in todo:
+                results[by_path[rel].name] = known[rel]
+        digests = run_parallel(
+            [partial(hash_file, actual[rel], factory, follow_symlinks=follow) for rel in todo],
+            max_workers=max_workers,
+        )
+        for rel, digest in zip(todo, digests, strict=True):
+            results[by_path[rel].name] = digest
+        for r in m.resources:
+            if results[r.name] != r.digest:
+                raise DigestMismatchError(
+                    safe_text(model_path / r.path if r.path != "." else model_path),
+                    f"{m.hash_type}:{r.digest}", f"{m.hash_type}:{results[r.name]}")
+        return results
+    assert m.shard_size is not None
+    all_shards = run_parallel(
+        [partial(hash_shards, actual[rel], factory, m.shard_size, follow_symlinks=follow)
+         for rel in order],
+        max_workers=max_workers,
+    )
+    for rel, have in sorted(zip(order, all_shards, strict=True)):
+        want = {(r.start or 0, r.end or 0): r for r in m.resources if r.path == rel}
+        shown = safe_text(model_path / rel if rel != "." else model_path)
+        if set(want) != set(have):
+            raise ManifestMismatchError(
+                f"{shown}: the signed shards do not cover the file as it is now (size changed)"
+            )
+        for rng, digest in sorted(have.items()):
+            r = want[rng]
+            if r.digest != digest:
+                raise DigestMismatchError(
+                    f"{shown} bytes {rng[0]}..{rng[1]}", f"{m.hash_type}:{r.digest}",
+                    f"{m.hash_type}:{digest}")
+            results[r.name] = digest
+    return results
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
+def verify_model(
+    model_dir: PathLike,
+    signature_path: PathLike | None = None,
+    *,
+    trust_store: TrustStore | None = None,
+    key: PathLike | None = None,
+    certificate_chain: Sequence[PathLike] | None = None,
+    identity: str | None = None,
+    known_digests: Mapping[str, str] | None = None,
+    max_workers: int | None = None,
+) -> VerificationResult:
+    """Verify a model directory (or single file) against its OMS signature.
+
+    `signature_path` defaults to `model.sig` inside the directory (`<file>.sig` for a single
+    file). `known_digests` maps relative paths to SHA-256 hex digests the caller already computed
+    from its own open handle; they are used instead of re-reading those files when the manifest is
+    `files` + `sha256` (otherwise the files are re-hashed).
+
+    Raises:
+        SignatureError, UntrustedPublisherError, RevokedError: see `verify_signature`.
+        ManifestMismatchError: a signed file is missing or an unsigned one is present.
+        DigestMismatchError: a file differs from its signed digest.
+        UnsafePathError: a symlink leaving the directory (or any symlink when the signature does
+            not allow them), a FIFO or another special file.
+        UnsupportedSignatureError: keyless bundle, or blake3 without the `blake3` package.
+        TrustStoreError: the trust store is unusable.
+        OSError: a file cannot be read.
+    """
+    root = Path(model_dir)
+    if not root.exists():
+        raise FileNotFoundError(f"no such model: {root}")
+    sig = Path(signature_path) if signature_path is not None else default_signature_path(root)
+    if not sig.exists():
+        raise SignatureError(f"no signature at {safe_text(sig)}",
+                             hint="pass the signature file with --signature")
+    signed = verify_signature(sig, trust_store=trust_store, key=key,
+                              certificate_chain=certificate_chain, identity=identity)
+    files = check_files(signed, root, known_digests=known_digests, max_workers=max_workers)
+    return VerificationResult(
+        publisher=signed.publisher,
+        key_id=signed.key_id,
+        method=signed.method,
+        files=MappingProxyType(dict(sorted(files.items()))),
+        subject_digest=signed.manifest.subject_digest,
+        hash_type=signed.manifest.hash_type,
+        serialization=signed.manifest.method,
+        identity=signed.identity,
+        signature_path=str(sig),
+        signature_sha256=signed.signature_sha256,
+    )

@@ -1,0 +1,169 @@
+"""The trust store is enforced on every `safeload.load`, from the handle that is loaded."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+import safeload
+from safeload._internal import verify_cache
+from safeload.errors import (
+    DigestMismatchError,
+    RevokedError,
+    SignatureError,
+    TrustStoreError,
+    UnsafeCheckpointError,
+    UntrustedPublisherError,
+)
+from safeload.signing import sign_model
+from safeload.trust import Policy, Publisher, TrustedKey, TrustStore
+
+KEYS = Path(__file__).resolve().parents[1] / "assets" / "oms" / "keys"
+
+
+def _model(tmp_path: Path) -> Path:
+    d = tmp_path / "model"
+    d.mkdir()
+    save_file({"w": torch.arange(6.0)}, str(d / "model.safetensors"))
+    (d / "config.json").write_text("{}")
+    return d
+
+
+def _trust_p256() -> None:
+    key = TrustedKey.from_pem((KEYS / "p256.pub.pem").read_bytes())
+    TrustStore.update(lambda s: s.with_publisher(Publisher("acme", keys=(key,))))
+
+
+def test_revoked_digest_is_refused(tmp_path: Path) -> None:
+    f = _model(tmp_path) / "model.safetensors"
+    import hashlib
+
+    digest = hashlib.sha256(f.read_bytes()).hexdigest()
+    TrustStore.update(lambda s: s.with_revoked_digest(digest, "known bad"))
+    with pytest.raises(RevokedError, match="revoked"):
+        safeload.load(f)
+
+
+def test_signed_model_loads_and_tampering_is_refused(tmp_path: Path) -> None:
+    d = _model(tmp_path)
+    sign_model(d, private_key_pem_path=KEYS / "p256.priv.pem")
+    _trust_p256()
+    assert torch.equal(safeload.load(d / "model.safetensors")["w"], torch.arange(6.0))
+    save_file({"w": torch.zeros(6)}, str(d / "model.safetensors"))  # swapped weights
+    with pytest.raises(DigestMismatchError, match="model.safetensors"):
+        safeload.load(d / "model.safetensors")
+
+
+def test_signature_by_an_untrusted_key_is_refused(tmp_path: Path) -> None:
+    d = _model(tmp_path)
+    sign_model(d, private_key_pem_path=KEYS / "other-p256.priv.pem")
+    _trust_p256()
+    with pytest.raises(UntrustedPublisherError, match="not in the trust store"):
+        safeload.load(d / "model.safetensors")
+
+
+def test_no_silent_downgrade_by_deleting_the_signature(tmp_path: Path) -> None:
+    d = _model(tmp_path)
+    sign_model(d, private_key_pem_path=KEYS / "p256.priv.pem")
+    _trust_p256()
+    safeload.load(d / "model.safetensors")
+    (d / "model.sig").unlink()
+    with pytest.raises(SignatureError, match="signed"):
+        safeload.load(d / "model.safetensors")
+
+
+def test_strict_mode_refuses_unsigned(tmp_path: Path) -> None:
+    d = _model(tmp_path)
+    TrustStore.update(lambda s: s.with_policy(Policy(mode="strict")))
+    with pytest.raises(SignatureError):
+        safeload.load(d / "model.safetensors")
+
+
+def test_policy_can_refuse_every_pickle(tmp_path: Path) -> None:
+    f = tmp_path / "m.pt"
+    torch.save({"w": torch.ones(2)}, f)
+    TrustStore.update(lambda s: s.with_policy(Policy(pickles="refuse")))
+    with pytest.raises(UnsafeCheckpointError, match="refuses every pickle"):
+        safeload.load(f)
+
+
+def test_corrupt_trust_store_fails_closed(tmp_path: Path, isolated_home: Path) -> None:
+    f = _model(tmp_path) / "model.safetensors"
+    store = isolated_home / "config" / "trust.json"
+    store.parent.mkdir(parents=True, exist_ok=True)
+    store.write_text("{not json")
+    with pytest.raises(TrustStoreError, match="trust.json"):
+        safeload.load(f)
+
+
+def test_bytes_verified_are_bytes_loaded_even_if_the_file_is_swapped(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    d = _model(tmp_path)
+    sign_model(d, private_key_pem_path=KEYS / "p256.priv.pem")
+    _trust_p256()
+    evil = tmp_path / "evil.safetensors"
+    save_file({"w": torch.full((6,), 666.0)}, str(evil))
+    import safeload.loading as loading
+
+    real = loading.inspect_bytes
+
+    def swap_then_inspect(buf: object, **kw: object) -> object:
+        # Between verification and use, an attacker replaces the file by path.
+        shutil.copy(evil, tmp_path / "tmp.bin")
+        os.replace(tmp_path / "tmp.bin", d / "model.safetensors")
+        return real(buf, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(loading, "inspect_bytes", swap_then_inspect)
+    out = safeload.load(d / "model.safetensors")
+    assert torch.equal(out["w"], torch.arange(6.0))  # the verified bytes, not the swapped ones
+
+
+def test_in_place_modification_during_load_is_detected(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from safeload.errors import MalformedFileError
+
+    f = _model(tmp_path) / "model.safetensors"
+    import safeload.loading as loading
+
+    real = loading.inspect_bytes
+
+    def write_in_place(buf: object, **kw: object) -> object:
+        with open(f, "r+b") as fh:
+            fh.seek(-4, os.SEEK_END)
+            fh.write(b"\0\0\0\0")
+        return real(buf, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(loading, "inspect_bytes", write_in_place)
+    with pytest.raises(MalformedFileError, match="modified while it was being loaded"):
+        safeload.load(f)
+
+
+def test_verification_cache_skips_the_hash_until_the_store_changes(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from safeload._internal.opened import OpenedFile
+
+    monkeypatch.setattr(verify_cache, "QUIESCENT_SECONDS", 0)
+    f = _model(tmp_path) / "model.safetensors"
+    safeload.load(f)  # hashes and remembers
+    calls: list[str] = []
+    real = OpenedFile.sha256
+
+    def counting(self: OpenedFile) -> str:
+        calls.append(self.path)
+        return real(self)
+
+    monkeypatch.setattr(OpenedFile, "sha256", counting)
+    safeload.load(f)
+    assert calls == []  # cache hit: no second hash
+    import hashlib
+
+    digest = hashlib.sha256(f.read_bytes()).hexdigest()
+    TrustStore.update(lambda s: s.with_revoked_digest(digest))
+    with pytest.raises(RevokedError):
+        safeload.load(f)  # the store changed: the cached verdict does not apply
+    assert calls == [str(f)]

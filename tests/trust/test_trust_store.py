@@ -1,0 +1,209 @@
+"""The trust store file: validation, permissions, atomic and concurrent writes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from safeload._internal import paths
+from safeload.errors import TrustStoreError
+from safeload.trust import (
+    SCHEMA_VERSION,
+    Pin,
+    Policy,
+    Publisher,
+    TrustedKey,
+    TrustedRoot,
+    TrustStore,
+)
+
+posix_only = pytest.mark.skipif(os.name != "posix", reason="POSIX permissions")
+
+
+def _write(path: Path, doc: Any) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(doc if isinstance(doc, str) else json.dumps(doc))
+    path.chmod(0o644)
+    return path
+
+
+def _minimal(**extra: Any) -> dict[str, Any]:
+    return {"schema_version": SCHEMA_VERSION, **extra}
+
+
+def test_missing_store_is_empty_with_default_policy(tmp_path: Path) -> None:
+    store = TrustStore.load(tmp_path / "nope.json")
+    assert not store.exists
+    assert store.publishers == () and store.pins == ()
+    assert store.policy == Policy(mode="default", pin_hub_on_first_use=True,
+                                  pin_local_files=False)
+    assert not (tmp_path / "nope.json").exists()  # loading never creates
+
+
+def test_default_location_follows_safeload_home(isolated_home: Path) -> None:
+    assert TrustStore.load().path == isolated_home / "config" / "trust.json"
+
+
+def test_env_override(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SAFELOAD_TRUST_STORE", str(tmp_path / "elsewhere.json"))
+    assert paths.trust_store_path() == tmp_path / "elsewhere.json"
+    assert TrustStore.load().path == tmp_path / "elsewhere.json"
+
+
+def test_round_trip_and_state_digest(oms: Path, tmp_path: Path) -> None:
+    path = tmp_path / "trust.json"
+    key = TrustedKey.from_pem((oms / "keys/p256.pub.pem").read_bytes())
+    root = TrustedRoot.from_pem((oms / "pki/root-ca.cert.pem").read_bytes(),
+                                identities=("publisher@example.test",))
+    _, after = TrustStore.update(
+        lambda s: s.with_publisher(Publisher("acme", ("acme/*",), (key,), (root,))), path)
+    again = TrustStore.load(path)
+    assert again == after
+    assert again.state_digest() == after.state_digest()
+    digest = again.state_digest()
+    _, revoked = TrustStore.update(lambda s: s.with_revoked_key(key.key_id, "leaked"), path)
+    assert revoked.state_digest() != digest
+    assert TrustStore.load(path).key_revocation(key.key_id) is not None
+
+
+@pytest.mark.parametrize(("doc", "match"), [
+    ("{not json", r"cannot parse"),
+    ("[]", r"is not a JSON object"),
+    ({"schema_version": 99}, r"schema_version 99; this safeload reads 1"),
+    ({"schema_version": "1"}, r"unknown schema_version"),
+    ({}, r"unknown schema_version None"),
+    (_minimal(extra=1), r"unknown field\(s\) 'extra'"),
+    (_minimal(policy={"mode": "default", "allow_pickles": True}),
+     r"unknown field\(s\) 'allow_pickles' in policy"),
+    (_minimal(policy={"mode": "yolo"}), r"policy.mode must be one of strict, default, audit"),
+    (_minimal(policy={"pin_local_files": "yes"}), r"pin_local_files must be true or false"),
+    (_minimal(publishers=[{"name": "a", "keys": [{"pem": "junk"}]}]),
+     r"publisher 'a'.keys\[0\]: not a usable public key"),
+    (_minimal(pins=[{"sha256": "abc", "path": "/x"}]), r"pins\[0\].sha256 is not a valid"),
+    (_minimal(pins=[{"sha256": "a" * 64}]), r"needs either path, or repo"),
+    ('{"schema_version": 1, "schema_version": 1}', r"duplicate key"),
+])
+def test_bad_store_is_refused_with_the_file_and_a_fix(tmp_path: Path, doc: Any,
+                                                      match: str) -> None:
+    path = _write(tmp_path / "trust.json", doc)
+    with pytest.raises(TrustStoreError, match=match) as info:
+        TrustStore.load(path)
+    assert str(path) in str(info.value)
+    assert info.value.hint  # says how to fix it
+
+
+def test_root_without_identity_is_refused(oms: Path, tmp_path: Path) -> None:
+    pem = (oms / "pki/root-ca.cert.pem").read_text()
+    path = _write(tmp_path / "trust.json",
+                  _minimal(publishers=[{"name": "a", "roots": [{"pem": pem, "identities": []}]}]))
+    with pytest.raises(TrustStoreError, match="at least one allowed identity"):
+        TrustStore.load(path)
+
+
+def test_key_id_must_match_pem(oms: Path, tmp_path: Path) -> None:
+    pem = (oms / "keys/p256.pub.pem").read_text()
+    path = _write(tmp_path / "trust.json",
+                  _minimal(publishers=[{"name": "a", "keys": [{"pem": pem, "id": "0" * 64}]}]))
+    with pytest.raises(TrustStoreError, match="id does not match its PEM"):
+        TrustStore.load(path)
+
+
+@posix_only
+@pytest.mark.parametrize("mode", [0o666, 0o664, 0o646])
+def test_store_writable_by_others_is_refused(tmp_path: Path, mode: int) -> None:
+    path = _write(tmp_path / "trust.json", _minimal())
+    path.chmod(mode)
+    with pytest.raises(TrustStoreError, match="writable by group or others") as info:
+        TrustStore.load(path)
+    assert f"chmod go-w {path}" in info.value.diagnostics()
+
+
+@posix_only
+def test_store_in_a_world_writable_directory_is_refused(tmp_path: Path) -> None:
+    d = tmp_path / "shared"
+    path = _write(d / "trust.json", _minimal())
+    d.chmod(0o777)
+    try:
+        with pytest.raises(TrustStoreError, match="its directory .* is writable"):
+            TrustStore.load(path)
+    finally:
+        d.chmod(0o755)
+
+
+@posix_only
+def test_written_store_passes_its_own_checks(tmp_path: Path) -> None:
+    old = os.umask(0o002)  # a user-private-group umask must not make us refuse our own file
+    try:
+        _, after = TrustStore.update(lambda s: s.with_policy(Policy(mode="strict")),
+                                     tmp_path / "cfg" / "trust.json")
+    finally:
+        os.umask(old)
+    assert TrustStore.load(after.path).policy.mode == "strict"
+    assert (tmp_path / "cfg" / "trust.json").stat().st_mode & 0o022 == 0
+
+
+def test_update_leaves_no_temp_files_and_validates(tmp_path: Path) -> None:
+    path = tmp_path / "trust.json"
+    TrustStore.update(lambda s: s.with_pin(Pin("a" * 64, path="/x")), path)
+    with pytest.raises(TrustStoreError, match="already pinned"):
+        TrustStore.update(lambda s: s.with_pin(Pin("b" * 64, path="/x")), path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["trust.json", "trust.json.lock"]
+    assert TrustStore.load(path).find_pin(("path", "/x")) == Pin("a" * 64, path="/x")
+
+
+def test_failed_change_leaves_the_file_untouched(tmp_path: Path) -> None:
+    path = tmp_path / "trust.json"
+    TrustStore.update(lambda s: s.with_pin(Pin("a" * 64, path="/x")), path)
+    before = path.read_bytes()
+
+    def boom(s: TrustStore) -> TrustStore:
+        raise TrustStoreError("no")
+
+    with pytest.raises(TrustStoreError):
+        TrustStore.update(boom, path)
+    assert path.read_bytes() == before
+
+
+_WORKER = """
+import sys
+from safeload.trust import Pin, TrustStore
+path, worker, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+for i in range(n):
+    pin = Pin(f"{worker:032x}{i:032x}", repo="org/m", revision="0" * 40, file=f"w{worker}-{i}")
+    TrustStore.update(lambda s: s.with_pin(pin), path)
+"""
+
+
+def test_concurrent_pins_from_many_processes_lose_none(tmp_path: Path) -> None:
+    path = tmp_path / "trust.json"
+    workers, per_worker = 6, 8
+    procs = [subprocess.Popen([sys.executable, "-c", _WORKER, str(path), str(w), str(per_worker)])
+             for w in range(workers)]
+    assert [p.wait(timeout=120) for p in procs] == [0] * workers
+    store = TrustStore.load(path)
+    assert len(store.pins) == workers * per_worker
+    assert {p.file for p in store.pins} == {f"w{w}-{i}" for w in range(workers)
+                                            for i in range(per_worker)}
+
+
+def test_merge_reports_and_keeps_our_policy(oms: Path) -> None:
+    key = TrustedKey.from_pem((oms / "keys/p256.pub.pem").read_bytes())
+    ours = TrustStore(policy=Policy(mode="strict"))
+    theirs = TrustStore(publishers=(Publisher("acme", ("acme/*",), (key,)),),
+                        policy=Policy(mode="audit"))
+    merged = ours.merged(theirs)
+    assert merged.policy.mode == "strict"
+    assert merged.publisher("acme") is not None
+
+
+def test_publisher_namespace_binding() -> None:
+    p = Publisher("acme", ("acme/*", "other/exact"))
+    assert p.owns("acme/model") and p.owns("ACME/Model")
+    assert p.owns("other/exact") and not p.owns("other/else")
+    assert not p.owns("acmex/model") and not p.owns("gpt2")
