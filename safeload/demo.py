@@ -81,8 +81,8 @@ def _run(say: Say, snap: Path, tmp: Path, started: float) -> int:
     converted = safeload.load(pickle_copy)
     elapsed = time.monotonic() - t0
     same_pickle = all(torch.equal(converted[k], reference[k]) for k in reference)
-    from safeload.convert import convert_opened
     from safeload._internal.opened import OpenedFile
+    from safeload.convert import convert_opened
 
     with OpenedFile.open(pickle_copy) as fh:
         conv = convert_opened(str(pickle_copy), fh)

@@ -6,7 +6,6 @@ import io
 import zipfile
 
 import pytest
-
 from safeload_conversion.zipstrict import ZipError, read_member, read_zip
 
 
