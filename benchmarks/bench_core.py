@@ -17,7 +17,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from harness import PY, compare, make_checkpoints, ratio  # noqa: E402
+from harness import compare, make_checkpoints, ratio, wheel_python  # noqa: E402
 
 HF_BASELINE = """
 import sys, torch
@@ -31,6 +31,7 @@ for k in sd:
     assert torch.equal(sd[k], re[k])
 """
 
+PY = sys.executable
 LOAD_ALL = """
 import sys, torch
 t = {lib}.{fn}(sys.argv[1])
@@ -47,9 +48,13 @@ def main() -> None:
     ap.add_argument("--peers", default="", help="bin/ folder holding picklescan and modelscan")
     args = ap.parse_args()
     sizes = [float(x) for x in args.sizes.split(",")]
+    global PY
+    PY = wheel_python()
     files = make_checkpoints(sizes)
     home = tempfile.mkdtemp(prefix="safeload-bench-")
     env = {**os.environ, "SAFELOAD_HOME": home}
+    # Installed packages have their bytecode compiled at install time; measure that case.
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     tags = [f"{s:g}gb" for s in sizes]
 
     print("\n== scan: cost must not grow with tensor bytes")

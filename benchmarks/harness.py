@@ -99,3 +99,27 @@ save_file(sd, {str(st)!r})
 
 def drop_caches_hint() -> None:
     print("(page cache warm: every case reads files already in memory, as after a first load)")
+
+
+def wheel_python() -> str:
+    """A venv with safeload installed from its wheel (as users get it: no editable finder in
+    every start-up, bytecode compiled), reusing the dev venv's torch and other dependencies."""
+    import sysconfig
+
+    root = ROOT.parent
+    venv = DATA / "wheel-venv"
+    dist = DATA / "dist"
+    subprocess.run([PY, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(dist), str(root)],
+                   check=True)
+    if not (venv / "bin" / "python").exists():
+        subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    vpy = str(venv / "bin" / "python")
+    purelib = subprocess.run([vpy, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                             check=True, capture_output=True, text=True).stdout.strip()
+    Path(purelib, "devdeps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    wheel = sorted(dist.glob("safeload-*.whl"))[-1]
+    subprocess.run([PY, "-m", "pip", "install", "-q", "--no-deps", "--force-reinstall",
+                    "--target", purelib, str(wheel)], check=True)
+    subprocess.run([vpy, "-m", "compileall", "-q", purelib + "/safeload",
+                    purelib + "/safeload_conversion"], check=True)
+    return vpy
