@@ -987,6 +987,11 @@ def _rule_reconstructor(vm: PickleMachine, g: Global, args: tuple[Any, ...]) -> 
     return vm.call(cls, (), None, "new")
 
 
+def _rule_joblib_array(vm: PickleMachine, g: Global, args: tuple[Any, ...]) -> Any:
+    _arity(args, 0)
+    return Obj("joblib_array", {"built": False})
+
+
 def _rule_namespace(vm: PickleMachine, g: Global, args: tuple[Any, ...]) -> Any:
     _arity(args, 0)
     return Obj("namespace", {"attrs": SDict()})
@@ -1084,6 +1089,7 @@ _RULES: dict[str, tuple[frozenset[str], Rule]] = {
     "builtins_bytearray": (_CALL, _rule_bytearray),
     "copyreg_reconstructor": (_CALL, _rule_reconstructor),
     "namespace": (_NEW, _rule_namespace),
+    "joblib_array": (_NEW, _rule_joblib_array),
     "pathlib_path": (_CALL, _rule_path),
     "datetime_datetime": (_CALL, _rule_datetime),
     "datetime_date": (_CALL, _rule_datetime),
@@ -1141,7 +1147,49 @@ def _build(vm: PickleMachine, target: Any, state: Any) -> None:
             raise RuleViolation("array data size does not match its shape")
         target.fields.update(shape=shape, dtype=dtype, fortran=fortran, data=raw, built=True)
         return
+    if isinstance(target, Obj) and target.kind == "joblib_array" and not target.fields["built"]:
+        _build_joblib_array(vm, target, state)
+        return
     raise RuleViolation("not an object whose state may be set")
+
+
+_JOBLIB_KEYS = {"subclass", "shape", "order", "dtype", "allow_mmap"}
+
+
+def _build_joblib_array(vm: PickleMachine, target: Obj, state: Any) -> None:
+    """joblib's array wrapper: its raw bytes follow the BUILD opcode in the file, outside the
+    pickle stream (after optional alignment padding). Read exactly as joblib's unpickler would."""
+    fields = dict(_str_keyed(state).items)
+    if not _JOBLIB_KEYS <= set(fields) <= _JOBLIB_KEYS | {"numpy_array_alignment_bytes"}:
+        raise RuleViolation("unexpected joblib array fields")
+    subclass, dtype = fields["subclass"], fields["dtype"]
+    if not (isinstance(subclass, Global) and subclass.rule == "numpy_ndarray_type"):
+        raise RuleViolation("only plain numpy.ndarray arrays are allowed")
+    if not (isinstance(dtype, Obj) and dtype.kind == "np_dtype" and dtype.fields["built"]):
+        raise RuleViolation("array dtype must be a plain numeric numpy dtype")
+    shape = _ints(fields["shape"], "shape")
+    if fields["order"] not in ("C", "F") or not isinstance(fields["allow_mmap"], bool):
+        raise RuleViolation("unexpected joblib array order or flags")
+    count = 1
+    for dim in shape:
+        count *= dim
+    nbytes = count * vm_itemsize(vm.rules.numpy_dtypes[dtype.fields["code"]])
+    # The raw bytes are read from the file, not the pickle: they must start on a frame edge.
+    if vm.frame_end is not None and vm.pos != vm.frame_end:
+        raise vm._fail("joblib array data inside a pickle frame")
+    vm.frame_end = None
+    align = fields.get("numpy_array_alignment_bytes")
+    if align is not None:
+        if not _is_int(align) or not 0 < align <= 4096:
+            raise RuleViolation("bad joblib alignment")
+        pad = vm._read(1)[0]
+        if pad > align:
+            raise vm._fail("joblib padding longer than the alignment")
+        vm._read(pad)
+    start = vm.pos
+    vm._read(nbytes)
+    target.fields.update(shape=shape, dtype=dtype, fortran=fields["order"] == "F",
+                         span=(start, nbytes), built=True)
 
 
 # ------------------------------------------------------------------------------------------

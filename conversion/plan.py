@@ -214,6 +214,14 @@ class _Planner:
                     "v": base64.b64encode(f["data"]).decode()}
         if k == "np_dtype":
             return {"t": "np_dtype", "dt": f["code"], "bo": f["byteorder"]}
+        if k == "joblib_array":
+            dt = f["dtype"].fields
+            name = self.name_for(path)
+            start, nbytes = f["span"]
+            source: tuple[Any, ...] = ("span", start) if nbytes else ("bytes", b"")
+            self.plan.entries.append(Entry(name, "U8", (nbytes,), nbytes, source))
+            return {"t": "ndarray", "k": name, "dt": dt["code"], "bo": dt["byteorder"],
+                    "sh": list(f["shape"]), "fortran": f["fortran"]}
         if k == "ndarray":
             if not f.get("built"):
                 raise PlanError(f"incomplete NumPy array at {'.'.join(path)!r}")

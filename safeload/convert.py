@@ -229,7 +229,7 @@ def convert_file(src: Path, dst: Path, *, overwrite: bool = False,
     with OpenedFile.open(src) as opened:
         ins = inspect_bytes(opened.mapping(), name=str(src))
         _refuse_if_unsafe(str(src), ins)
-        if ins.format not in ("torch-zip", "torch-legacy", "pickle"):
+        if ins.format not in ("torch-zip", "torch-legacy", "pickle", "joblib"):
             raise UnsafeCheckpointError(f"{src}: {ins.format} is not a pickle checkpoint; "
                                         "nothing to convert")
         conv = convert_opened(str(src), opened, allow_unsandboxed=allow_unsandboxed,

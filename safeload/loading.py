@@ -88,7 +88,7 @@ def load(
             opened.close()
 
 
-_PICKLE_FORMATS = ("torch-zip", "torch-legacy", "pickle")
+_PICKLE_FORMATS = ("torch-zip", "torch-legacy", "pickle", "joblib")
 
 
 @dataclass(frozen=True)
@@ -192,7 +192,7 @@ def _load_inspected(name: str, ins: Inspection, buf: Any, map_location: MapLocat
         from safeload._internal.tensors import load_numpy_buffer
 
         return load_numpy_buffer(buf, fmt, map_location=map_location)
-    if fmt in ("torch-zip", "torch-legacy", "pickle"):
+    if fmt in _PICKLE_FORMATS:
         from safeload.convert import load_via_sandbox
 
         return load_via_sandbox(name, ins, opened, map_location=map_location, mmap=mmap,

@@ -145,3 +145,26 @@ def test_fifo_is_refused(tmp_path: Path) -> None:
     os.mkfifo(tmp_path / "p.pt")
     with pytest.raises(UnsafePathError, match="not a regular file"):
         safeload.load(tmp_path / "p.pt")
+
+
+def test_joblib_arrays_load_like_joblib(tmp_path: Path) -> None:
+    joblib = pytest.importorskip("joblib")
+    import numpy as np
+
+    obj = {"a": np.arange(5, dtype=np.float32), "f": np.ones((2, 3), order="F"), "n": [1, "x"]}
+    joblib.dump(obj, tmp_path / "m.joblib")
+    out = safeload.load(tmp_path / "m.joblib")
+    ref = joblib.load(tmp_path / "m.joblib")
+    assert out["n"] == ref["n"]
+    for k in ("a", "f"):
+        assert out[k].dtype == ref[k].dtype and np.array_equal(out[k], ref[k])
+    assert out["f"].flags["F_CONTIGUOUS"]
+
+
+def test_joblib_object_array_is_refused(tmp_path: Path) -> None:
+    joblib = pytest.importorskip("joblib")
+    import numpy as np
+
+    joblib.dump({"o": np.array([{"k": 1}, None], dtype=object)}, tmp_path / "o.joblib")
+    with pytest.raises(UnsafeCheckpointError):
+        safeload.load(tmp_path / "o.joblib")
