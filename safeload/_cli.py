@@ -957,9 +957,15 @@ def _verify(args: argparse.Namespace) -> int:
     result = verify_model(
         target, sig, trust_store=store, key=args.key if one_off else None,
         certificate_chain=args.certificate_chain, identity=args.identity)
+    from safeload._internal.record import record_verification
+
+    ctx = record_verification(target, result, store)
+    licence = ctx.license.primary.spdx_id if ctx.license else None
     if args.json:
         _emit_json({
             "ok": True, "verified": True, "path": str(target), "signature": str(sig),
+            "license": licence,
+            "license_action": ctx.license.action if ctx.license else None,
             "signature_sha256": result.signature_sha256, "method": result.method,
             "publisher": result.publisher, "key_id": result.key_id,
             "identity": result.identity, "subject_digest": result.subject_digest,
@@ -972,6 +978,9 @@ def _verify(args: argparse.Namespace) -> int:
     _err(f"verified: {safe_text(target)} ({len(result.files)} signed entries, "
          f"{result.hash_type}/{result.serialization}) signed by {who}{ident} "
          f"[{result.method}, key {result.key_id[:16]}...]")
+    if ctx.license is not None:
+        _err(f"licence: {safe_text(licence)} ({ctx.license.action}); "
+             + "; ".join(safe_text(f.describe()) for f in ctx.license.findings))
     return EXIT_OK
 
 

@@ -47,6 +47,11 @@ class Converted:
     source_sha256: str
     cache_hit: bool
 
+    def output_record(self) -> tuple[str, str, int]:
+        """(path, sha256, size) of the safetensors file, as the parent measured it."""
+        return (str(self.path), str(self.report.get("output_sha256", "")),
+                int(self.report.get("output_size", 0)))
+
 
 def _cache_key(source_sha256: str) -> str:
     return f"{source_sha256}-c{CONVERTER_VERSION}-a{allowlist().version}"
@@ -78,10 +83,16 @@ def _validate_output(out: Path, report: dict[str, Any], source_sha256: str,
             if not isinstance(expected, dict) or set(expected) != {e.name for e in header.tensors}:
                 raise ConversionError(f"{out}: tensors differ from the worker's report")
             view = memoryview(buf)
-            for e in header.tensors:
-                if hashlib.sha256(view[e.begin : e.end]).hexdigest() != expected[e.name]:
+            # One pass: each tensor's digest, and the whole file's (for the provenance record).
+            whole = hashlib.sha256(view[: header.data_start])
+            for e in sorted(header.tensors, key=lambda e: e.begin):
+                chunk = view[e.begin : e.end]
+                whole.update(chunk)
+                if hashlib.sha256(chunk).hexdigest() != expected[e.name]:
                     raise ConversionError(
                         f"{out}: tensor {e.name!r} differs from the bytes the worker read")
+            report["output_sha256"] = whole.hexdigest()
+            report["output_size"] = len(view)
         return header
 
 
@@ -162,7 +173,8 @@ def _input_fd(opened: OpenedFile | tuple[str, bytes]) -> tuple[int, bool]:
 
 
 def load_via_sandbox(name: str, ins: Inspection, opened: Any, *, map_location: Any,
-                     mmap: bool | None, source_sha256: str | None = None) -> Any:
+                     mmap: bool | None, source_sha256: str | None = None
+                     ) -> tuple[Any, Converted]:
     """Convert a clean pickle checkpoint in the sandbox and return what torch.load would."""
     from safeload._internal.tensors import load_safetensors_buffer
 
@@ -171,7 +183,7 @@ def load_via_sandbox(name: str, ins: Inspection, opened: Any, *, map_location: A
     conv = convert_opened(name, opened, source_sha256=source_sha256)
     with OpenedFile.open(conv.path) as f:
         return load_safetensors_buffer(f.mapping(), str(conv.path), map_location=map_location,
-                                       copy=(mmap is False))
+                                       copy=(mmap is False)), conv
 
 
 # ------------------------------------------------------------------------------------------
@@ -216,24 +228,35 @@ def convert_file(src: Path, dst: Path, *, overwrite: bool = False,
                  allow_unsandboxed: bool = False) -> ConvertedFile:
     """Inspect `src`, convert it in the sandbox, write a standard safetensors file at `dst`.
 
+    The same pipeline as a load: the trust store's verdict on the source's digest, the licence
+    policy, inspection, the sandboxed conversion, and a provenance entry.
+
     Raises:
         UnsafeCheckpointError: inspection found something; nothing is converted.
+        RefusedError: the trust store or the licence policy refuses the source.
         ConversionError: the sandboxed conversion failed; nothing is written.
     """
     import time
 
+    from safeload._internal.record import model_context, record
     from safeload.inspection import inspect_bytes
-    from safeload.loading import _refuse_if_unsafe
+    from safeload.loading import _PICKLE_FORMATS, _refuse_if_unsafe, verify_opened
 
     started = time.monotonic()
     with OpenedFile.open(src) as opened:
+        verified = verify_opened(opened)
+        context = model_context(src, verified.store)
         ins = inspect_bytes(opened.mapping(), name=str(src))
         _refuse_if_unsafe(str(src), ins)
-        if ins.format not in ("torch-zip", "torch-legacy", "pickle", "joblib"):
+        if ins.format not in _PICKLE_FORMATS:
             raise UnsafeCheckpointError(f"{src}: {ins.format} is not a pickle checkpoint; "
                                         "nothing to convert")
         conv = convert_opened(str(src), opened, allow_unsandboxed=allow_unsandboxed,
-                              destination=dst, overwrite=overwrite)
+                              destination=dst, overwrite=overwrite,
+                              source_sha256=verified.sha256)
+    record(action="convert", path=str(src), sha256=verified.sha256, size=verified.size,
+           fmt=ins.format, decision=verified.decision, context=context, store=verified.store,
+           converted=conv.report, output=conv.output_record())
     nbytes = sum(e.end - e.begin for e in conv.header.tensors)
     return ConvertedFile(str(src), str(dst), len(conv.header.tensors), nbytes, conv.cache_hit,
                          tuple(conv.report.get("layers", {}).get("applied", [])),

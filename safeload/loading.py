@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from safeload._internal.opened import OpenedFile, sha256_buffer
+from safeload._internal.record import model_context, record
 from safeload.errors import (
     MalformedFileError,
     UnsafeCheckpointError,
@@ -26,6 +27,7 @@ from safeload.inspection import Inspection, inspect_bytes
 from safeload.scanning import describe
 
 if TYPE_CHECKING:
+    from safeload.convert import Converted
     from safeload.trust import TrustDecision, TrustStore
 
 _logger = logging.getLogger(__name__)
@@ -70,18 +72,26 @@ def load(
     try:
         buf = opened.mapping() if isinstance(opened, OpenedFile) else opened[1]
         name = opened.path if isinstance(opened, OpenedFile) else opened[0]
+        path = Path(name) if isinstance(opened, OpenedFile) else None
         verified = verify_opened(opened)
+        context = model_context(path, verified.store)  # licence policy (may refuse)
         ins = inspect_bytes(buf, name=name)
         _refuse_if_unsafe(name, ins)
         if ins.format in _PICKLE_FORMATS and verified.store.policy.pickles == "refuse":
             raise UnsafeCheckpointError(
                 f"{name}: a pickle checkpoint ({ins.format}), and the policy refuses every pickle",
                 hint="ask for safetensors, or `safeload trust policy --pickles convert`")
-        result = _load_inspected(name, ins, buf, map_location, mmap, opened, verified.sha256)
+        result, conversion = _load_inspected(name, ins, buf, map_location, mmap, opened,
+                                             verified.sha256)
         if isinstance(opened, OpenedFile) and opened.changed():
             raise MalformedFileError(
                 f"{name}: the file was modified while it was being loaded",
                 hint="load it again once the writer has finished")
+        record(action="load", path=name, sha256=verified.sha256, size=verified.size,
+               fmt=ins.format, decision=verified.decision, context=context,
+               store=verified.store,
+               converted=conversion.report if conversion else None,
+               output=conversion.output_record() if conversion else None)
         return result
     finally:
         if isinstance(opened, OpenedFile):
@@ -181,17 +191,18 @@ def _refuse_if_unsafe(name: str, ins: Inspection) -> None:
 
 
 def _load_inspected(name: str, ins: Inspection, buf: Any, map_location: MapLocation,
-                    mmap: bool | None, opened: Any, sha256: str) -> Any:
+                    mmap: bool | None, opened: Any, sha256: str) -> tuple[Any, Converted | None]:
+    """The loaded object, and the conversion it came from (pickles only)."""
     fmt = ins.format
     if fmt == "safetensors":
         from safeload._internal.tensors import load_safetensors_buffer
 
         return load_safetensors_buffer(buf, name, map_location=map_location,
-                                       copy=(mmap is False))
+                                       copy=(mmap is False)), None
     if fmt in ("numpy", "npz"):
         from safeload._internal.tensors import load_numpy_buffer
 
-        return load_numpy_buffer(buf, fmt, map_location=map_location)
+        return load_numpy_buffer(buf, fmt, map_location=map_location), None
     if fmt in _PICKLE_FORMATS:
         from safeload.convert import load_via_sandbox
 

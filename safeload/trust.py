@@ -74,6 +74,7 @@ from safeload.errors import (
     UntrustedPublisherError,
     VerificationError,
 )
+from safeload.licenses import LicensePolicy
 from safeload.signing import _keys
 from safeload.signing.verify import SignedManifest, read_signature, verify_signature_bytes
 
@@ -194,8 +195,11 @@ class Policy:
     pin_local_files: bool = False
     # "convert": clean pickles are converted in the sandbox; "refuse": every pickle is refused.
     pickles: str = "convert"
+    # Which model licences to deny or warn about (read from the model card at load).
+    licenses: LicensePolicy = field(default_factory=LicensePolicy.default)
 
-    _FIELDS = frozenset({"mode", "pin_hub_on_first_use", "pin_local_files", "pickles"})
+    _FIELDS = frozenset({"mode", "pin_hub_on_first_use", "pin_local_files", "pickles",
+                         "licenses"})
 
     @classmethod
     def from_dict(cls, data: object, *, source: str = "<policy>") -> Policy:
@@ -214,11 +218,18 @@ class Policy:
         pickles = d.get("pickles", "convert")
         if pickles not in ("convert", "refuse"):
             raise _fail(source, "policy.pickles must be \"convert\" or \"refuse\"", _FIX_EDIT)
-        return cls(mode=cast(Mode, mode), pickles=pickles, **out)
+        licenses = LicensePolicy.default()
+        if "licenses" in d:
+            try:
+                licenses = LicensePolicy.from_dict(d["licenses"])
+            except TrustStoreError as exc:
+                raise _fail(source, f"policy.{exc}", _FIX_EDIT) from None
+        return cls(mode=cast(Mode, mode), pickles=pickles, licenses=licenses, **out)
 
     def to_dict(self) -> dict[str, Any]:
         return {"mode": self.mode, "pin_hub_on_first_use": self.pin_hub_on_first_use,
-                "pin_local_files": self.pin_local_files, "pickles": self.pickles}
+                "pin_local_files": self.pin_local_files, "pickles": self.pickles,
+                "licenses": self.licenses.to_dict()}
 
 
 @dataclass(frozen=True)

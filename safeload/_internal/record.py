@@ -1,0 +1,201 @@
+"""The last two steps of every load: the model card's licence policy, and the provenance entry.
+
+A file inside a model directory (a Hugging Face snapshot or a local copy of one) is judged by
+that directory's model card; a fine-tune also by its base model's card when that card is in the
+local Hugging Face cache (otherwise the record says the licence chain is unknown).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from safeload.licenses import LicenseDecision, evaluate_license
+from safeload.modelcard import ModelCard, find_model_card, read_model_card
+
+if TYPE_CHECKING:
+    from safeload.trust import TrustDecision, TrustStore
+
+_logger = logging.getLogger(__name__)
+
+_SNAPSHOT = re.compile(r"models--(?P<repo>[^/]+)/snapshots/(?P<rev>[0-9a-f]{40})/(?P<file>.+)$")
+
+
+@dataclass(frozen=True)
+class ModelContext:
+    card: ModelCard | None
+    card_path: Path | None
+    license: LicenseDecision | None
+    repo: str | None
+    revision: str | None
+    filename: str | None
+
+
+def hub_origin(path: Path) -> tuple[str, str, str] | None:
+    """(repo id, commit, file) when `path` lies in a Hugging Face cache snapshot."""
+    m = _SNAPSHOT.search(path.as_posix())
+    if m is None:
+        return None
+    return m["repo"].replace("--", "/", 1), m["rev"], m["file"]
+
+
+def _base_cards(card: ModelCard) -> dict[str, ModelCard]:
+    """Cards of the base models that are in the local Hugging Face cache (never the network)."""
+    out: dict[str, ModelCard] = {}
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:  # pragma: no cover - a declared dependency
+        return out
+    for base in card.base_model:
+        try:
+            found = try_to_load_from_cache(base, "README.md")
+        except Exception:  # noqa: BLE001 - a malformed repo id in a card is the card's problem
+            continue
+        if isinstance(found, str):
+            out[base] = read_model_card(found)
+    return out
+
+
+def model_context(path: Path | None, store: TrustStore) -> ModelContext:
+    """Read the model card next to `path` and apply the licence policy.
+
+    Raises:
+        LicenseRefusedError: the licence (or a base model's) is denied by the policy.
+    """
+    origin = hub_origin(path) if path is not None else None
+    repo, rev, fname = origin if origin else (None, None, None)
+    card_path = find_model_card(path) if path is not None else None
+    if card_path is None:
+        return ModelContext(None, None, None, repo, rev, fname)
+    card = read_model_card(card_path)
+    for w in card.warnings:
+        _logger.warning("model card %s: %s", card_path, w)
+    decision = evaluate_license(card, store.policy.licenses, base_card=_base_cards(card))
+    if decision.action == "warn" and decision.deciding is not None:
+        _logger.warning("licence: %s", decision.deciding.describe())
+    return ModelContext(card, card_path, decision, repo, rev, fname)
+
+
+def record(*, action: str, path: str, sha256: str, size: int, fmt: str,
+           decision: TrustDecision | None, context: ModelContext | None,
+           store: TrustStore, converted: dict[str, Any] | None = None,
+           output: tuple[str, str, int] | None = None) -> None:
+    """Append one provenance entry; an unwritable ledger fails closed in strict mode only.
+
+    `converted` is the sandbox report of a conversion (the entry then lists the safetensors
+    output, `output` = (path, sha256, size), with the original pickle as `converted_from`).
+
+    Raises:
+        ProvenanceError: strict mode and the ledger cannot be written.
+    """
+    from safeload.provenance import (
+        ConvertedFrom,
+        FileRecord,
+        LicenseRecord,
+        ProvenanceEntry,
+        PublisherRecord,
+        SignatureRecord,
+        Source,
+        TrustRecord,
+        record_or_warn,
+    )
+
+    ctx = context
+    if ctx is not None and ctx.repo and ctx.revision:
+        source = Source.huggingface(ctx.repo, ctx.revision, ctx.filename)
+    else:
+        source = Source.local(path)
+    files: list[FileRecord] = []
+    converted_from = None
+    if converted is not None and output is not None:
+        files.append(FileRecord(output[0], output[1], output[2], "safetensors"))
+        layers = tuple(converted.get("layers", {}).get("applied", []))
+        converted_from = ConvertedFrom(sha256, fmt, layers, path)
+    else:
+        files.append(FileRecord(path, sha256, size, fmt))
+    signed = bool(decision and decision.signed)
+    signature = SignatureRecord(
+        "verified" if signed else "unsigned",
+        decision.publisher if decision else None,
+        decision.key_id if decision else None,
+        decision.method if decision else None)
+    trust = TrustRecord(store.policy.mode, decision.pin if decision else "none")
+    card = ctx.card if ctx else None
+    warnings: list[str] = list(decision.warnings) if decision else []
+    if ctx is not None and ctx.license is not None:
+        warnings.extend(ctx.license.notes)
+    namespace = ctx.repo.split("/", 1)[0] if ctx and ctx.repo and "/" in ctx.repo else None
+    entry = ProvenanceEntry(
+        action=action,
+        source=source,
+        files=tuple(files),
+        converted_from=converted_from,
+        signature=signature,
+        trust=trust,
+        license=LicenseRecord.from_card(card) if card is not None else None,
+        datasets=tuple(card.datasets) if card else (),
+        base_model=tuple(card.base_model) if card else (),
+        publisher=PublisherRecord(namespace, bool(decision and decision.publisher), signed),
+        task=card.pipeline_tag if card else None,
+        warnings=tuple(warnings),
+    )
+    record_or_warn(entry, strict=store.policy.mode == "strict")
+
+
+def _sha256_path(p: Path) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(p, "rb") as fh:
+        while chunk := fh.read(8 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def record_verification(target: Path, result: Any, store: TrustStore) -> ModelContext:
+    """The provenance entry of a `safeload verify`, with the model card's licence decision.
+
+    Raises:
+        LicenseRefusedError: the model's licence is denied by the policy.
+        ProvenanceError: strict mode and the ledger cannot be written.
+    """
+    from safeload.provenance import (
+        FileRecord,
+        LicenseRecord,
+        ProvenanceEntry,
+        PublisherRecord,
+        SignatureRecord,
+        Source,
+        TrustRecord,
+        record_or_warn,
+    )
+
+    ctx = model_context(target / "config.json" if target.is_dir() else target, store)
+    files = []
+    sha256_manifest = result.hash_type == "sha256" and result.serialization == "files"
+    names = sorted(result.files) if sha256_manifest else sorted(
+        {n.rsplit(":", 2)[0] if result.serialization == "shards" else n for n in result.files})
+    for name in names:
+        p = target / name if target.is_dir() and name != "." else target
+        # The ledger speaks sha256: other manifests (blake2b, blake3, shards) get one more pass.
+        digest = result.files[name] if sha256_manifest else _sha256_path(p)
+        files.append(FileRecord(str(p), digest, p.stat().st_size, "file"))
+    card = ctx.card
+    entry = ProvenanceEntry(
+        action="verify",
+        source=Source.local(target),
+        files=tuple(files),
+        signature=SignatureRecord("verified", result.publisher, result.key_id, result.method),
+        trust=TrustRecord(store.policy.mode, "none"),
+        license=LicenseRecord.from_card(card) if card is not None else None,
+        datasets=tuple(card.datasets) if card else (),
+        base_model=tuple(card.base_model) if card else (),
+        publisher=PublisherRecord(None, result.publisher is not None, True),
+        task=card.pipeline_tag if card else None,
+        warnings=tuple(ctx.license.notes) if ctx.license else (),
+    )
+    record_or_warn(entry, strict=store.policy.mode == "strict")
+    return ctx
