@@ -114,8 +114,9 @@ def wheel_python() -> str:
     if not (venv / "bin" / "python").exists():
         subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
     vpy = str(venv / "bin" / "python")
-    purelib = subprocess.run([vpy, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                             check=True, capture_output=True, text=True).stdout.strip()
+    code = "import sysconfig; print(sysconfig.get_paths()['purelib'])"
+    purelib = subprocess.run([vpy, "-c", code], check=True, capture_output=True,
+                             text=True).stdout.strip()
     Path(purelib, "devdeps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
     wheel = sorted(dist.glob("safeload-*.whl"))[-1]
     subprocess.run([PY, "-m", "pip", "install", "-q", "--no-deps", "--force-reinstall",

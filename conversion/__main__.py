@@ -1,22 +1,39 @@
-"""The sandboxed conversion worker: `python -I -B -m safeload_conversion RESULT_FD IN_FD OUT_DIR`.
+"""The sandboxed conversion worker.
 
-It locks itself down first (while still single-threaded), then reads the checkpoint it was
-handed as an open descriptor (never a path), reconstructs it symbolically under the allowlist,
-copies tensor bytes into a safetensors file in OUT_DIR, and reports one JSON object: the digest
-of the bytes it read, each written tensor's digest, the structure and the sandbox layers.
+    python -I -B -m safeload_conversion RESULT_FD IN_FD OUT_DIR
+    python -I -B -m safeload_conversion RESULT_FD OUT_DIR --batch IN_FD [IN_FD ...]
+
+It locks itself down first (while still single-threaded), then reads the checkpoints it was
+handed as open descriptors (never paths), reconstructs each symbolically under the allowlist,
+copies tensor bytes into a safetensors file, and reports one JSON object: the digest of the bytes
+it read, each written tensor's digest, the structure and the sandbox layers.
+
+The single form writes OUT_DIR/model.safetensors. The batch form (one child per model, not per
+file) writes OUT_DIR/<i>/model.safetensors for the i-th descriptor and reports `results`, one
+entry per input in order: a refused or failed input is reported and the others still convert.
 """
 
 from __future__ import annotations
 
+import gc
+import os
 import sys
+from typing import Any
 
 from safeload_conversion.sandbox_layers import enter_sandbox, send_result
 
+USAGE = ("usage: python -I -B -m safeload_conversion RESULT_FD IN_FD OUT_DIR\n"
+         "       python -I -B -m safeload_conversion RESULT_FD OUT_DIR --batch IN_FD [IN_FD ...]")
+
 
 def main(argv: list[str]) -> int:
+    if len(argv) >= 4 and argv[2] == "--batch":
+        if not argv[0].isdigit() or not all(a.isdigit() for a in argv[3:]):
+            print(USAGE, file=sys.stderr)
+            return 2
+        return _batch(int(argv[0]), argv[1], [int(a) for a in argv[3:]])
     if len(argv) != 3 or not argv[0].isdigit() or not argv[1].isdigit():
-        print("usage: python -I -B -m safeload_conversion RESULT_FD IN_FD OUT_DIR",
-              file=sys.stderr)
+        print(USAGE, file=sys.stderr)
         return 2
     result_fd, in_fd, out_dir = int(argv[0]), int(argv[1]), argv[2]
     report = enter_sandbox(result_fd, out_dir, keep_fds=(in_fd,))
@@ -31,6 +48,38 @@ def main(argv: list[str]) -> int:
         return 1
     result.update(ok=True, layers=report.to_dict())
     send_result(result_fd, result)
+    return 0
+
+
+def _batch(result_fd: int, out_dir: str, in_fds: list[int]) -> int:
+    if len(set(in_fds)) != len(in_fds) or result_fd in in_fds:
+        print(USAGE, file=sys.stderr)
+        return 2
+    report = enter_sandbox(result_fd, out_dir, keep_fds=tuple(in_fds))
+    from safeload_conversion.convert import ConvertRefused, convert_fd
+
+    results: list[dict[str, Any]] = []
+    for i, fd in enumerate(in_fds):
+        sub = os.path.join(out_dir, str(i))
+        try:
+            os.makedirs(sub, exist_ok=True)
+            one = convert_fd(fd, sub)
+            one["ok"] = True
+        except ConvertRefused as exc:
+            one = {"ok": False, "error": {"kind": "refused", "message": str(exc)}}
+        except (OSError, MemoryError, RecursionError, ValueError, OverflowError) as exc:
+            # One input hitting a limit or an I/O error must not cost the others their result.
+            one = {"ok": False, "error": {"kind": "failed",
+                                          "message": f"{type(exc).__name__}: {exc}"}}
+        finally:
+            try:
+                os.close(fd)  # done with this input: fewer live mappings and descriptors
+            except OSError:
+                pass
+        results.append(one)
+        gc.collect()  # drop the input's mapping before the next one counts against RLIMIT_AS
+    send_result(result_fd, {"ok": True, "batch": True, "results": results,
+                            "layers": report.to_dict()})
     return 0
 
 

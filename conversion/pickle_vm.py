@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import codecs
 import json
+import math
 import mmap
 import struct
 from collections.abc import Callable
@@ -226,7 +227,7 @@ _OPS: dict[int, tuple[str, str]] = {
 }
 
 PersistentLoad = Callable[[Any, "PickleMachine"], Any]
-Buf = bytes | memoryview | mmap.mmap  # what a stream can be read from
+Buf = bytes | bytearray | memoryview | mmap.mmap  # what a stream can be read from
 
 
 # ------------------------------------------------------------------------------------------
@@ -399,9 +400,11 @@ class PickleMachine:
         self.stack = []
 
     def _op_POP(self, _: None) -> None:
-        # C's unpickler pops a MARK when the stack segment is empty; Python's pops a value from
-        # the segment below. They disagree, so the ambiguous case is refused.
-        self._pop()
+        # Both CPython unpicklers pop the MARK itself when the current segment is empty.
+        if not self.stack and self.metastack:
+            self._pop_mark()
+        else:
+            self._pop()
 
     def _op_POP_MARK(self, _: None) -> None:
         self._pop_mark()
@@ -442,8 +445,11 @@ class PickleMachine:
         self.stack.append(self._parse_decimal(line[:-1] if line.endswith(b"L") else line))
 
     def _parse_decimal(self, text: bytes) -> int:
-        digits = text[1:] if text[:1] in (b"-", b"+") else text
-        if not digits or not digits.isdigit() or len(digits) > 4300:
+        # One spelling only: CPython reads "010" as octal (C) or refuses it (Python), "+1" and
+        # "-0" differently again. Anything but plain decimal is refused (stricter, never looser).
+        digits = text[1:] if text[:1] == b"-" else text
+        if (not digits or not digits.isdigit() or len(digits) > 4300
+                or (len(digits) > 1 and digits[:1] == b"0") or text == b"-0"):
             raise self._fail("malformed integer literal")
         return int(text)
 
@@ -466,7 +472,7 @@ class PickleMachine:
             value = float(text)
         except ValueError as exc:
             raise self._fail("malformed float literal") from exc
-        if not text or text.strip() != text or "_" in text:
+        if not text or text.strip() != text or "_" in text or not math.isfinite(value):
             raise self._fail("malformed float literal")
         self.stack.append(value)
 
@@ -474,11 +480,12 @@ class PickleMachine:
         self.stack.append(value)
 
     def _decode_str8(self, data: bytes) -> str:
-        # pickle.load's default for protocol-0/1 8-bit strings: encoding="ASCII".
+        # Protocol-0/1 8-bit strings: pickle.load decodes ASCII, torch.load passes UTF-8. The
+        # value only matters as data; bytes neither could decode are refused.
         try:
-            return data.decode("ascii")
+            return data.decode("utf-8")
         except UnicodeDecodeError as exc:
-            raise self._fail("non-ASCII 8-bit string (needs encoding= to load)") from exc
+            raise self._fail("8-bit string that is not UTF-8") from exc
 
     def _op_STRING(self, line: bytes) -> None:
         if len(line) < 2 or line[:1] not in (b"'", b'"') or line[-1:] != line[:1]:
@@ -523,10 +530,11 @@ class PickleMachine:
         raise self._fail("out-of-band buffer (NEXT_BUFFER): no loader passes buffers")
 
     def _op_READONLY_BUFFER(self, _: None) -> None:
+        # A read-only view of a buffer: modelled as immutable bytes.
         top = self._top()
-        if not isinstance(top, (bytes, memoryview)) and not (
-            isinstance(top, Obj) and top.kind == "bytearray"
-        ):
+        if isinstance(top, Obj) and top.kind == "bytearray":
+            self.stack[-1] = bytes(top.fields["data"])
+        elif not isinstance(top, (bytes, memoryview)):
             raise self._fail("READONLY_BUFFER on a non-buffer")
 
     # -- containers ----------------------------------------------------------------------
@@ -572,10 +580,14 @@ class PickleMachine:
         items = self._pop_mark()
         if len(items) % 2:
             raise self._fail("odd number of items for DICT")
+        if not all(hashable(k) for k in items[::2]):
+            raise self._fail("unhashable dict key (every unpickler raises TypeError)")
         self.stack.append(SDict(list(zip(items[::2], items[1::2], strict=True))))
 
     def _op_FROZENSET(self, _: None) -> None:
         items = self._pop_mark()
+        if not all(hashable(i) for i in items):
+            raise self._fail("unhashable set member (every unpickler raises TypeError)")
         self.stack.append(SSet(items, frozen=True))
 
     def _op_APPEND(self, _: None) -> None:
@@ -607,6 +619,8 @@ class PickleMachine:
     def _setitems(self, target: Any, pairs: list[tuple[Any, Any]]) -> None:
         # On anything but a dict, pickle calls the object's `__setitem__`.
         if isinstance(target, SDict):
+            if not all(hashable(k) for k, _ in pairs):
+                raise self._fail("unhashable dict key (every unpickler raises TypeError)")
             target.items.extend(pairs)
         elif not isinstance(target, Opaque):
             self.finding("mutation-not-allowed", f"SETITEM on a {_describe(target)}")
@@ -615,6 +629,8 @@ class PickleMachine:
         items = self._pop_mark()
         target = self._top()
         if isinstance(target, SSet) and not target.frozen:
+            if not all(hashable(i) for i in items):
+                raise self._fail("unhashable set member (every unpickler raises TypeError)")
             target.items.extend(items)
         elif not isinstance(target, Opaque):
             self.finding("mutation-not-allowed", f"ADDITEMS on a {_describe(target)}")
@@ -677,10 +693,8 @@ class PickleMachine:
             module, name = (part.decode("utf-8") for part in pair)
         except UnicodeDecodeError as exc:
             raise self._fail("GLOBAL name is not UTF-8") from exc
-        if not (_is_dotted_identifier(module) and _is_dotted_identifier(name)):
-            # No importer can resolve such a name, so this is not an import: it is garbage
-            # (a text file that happens to start with 'c' or 'i'). Refused as malformed.
-            raise self._fail("GLOBAL operand is not a dotted identifier")
+        # Any text is an import attempt: `__import__("evil-mod")` finds evil-mod.py on sys.path.
+        # Such names are never allowlisted, so they are findings, not garbage.
         return self._import(module, name)
 
     def _op_GLOBAL(self, pair: tuple[bytes, bytes]) -> None:
@@ -803,6 +817,23 @@ def _describe(value: Any) -> str:
         value, (SList, SDict, SSet)) else type(value).__name__
 
 
+_HASHABLE_KINDS = frozenset({"torch_size", "torch_device", "complex", "path", "datetime", "date",
+                             "time", "timedelta", "timezone", "np_scalar", "np_dtype"})
+
+
+def hashable(v: Any) -> bool:
+    """Whether the value the symbol stands for could be a dict key or set member."""
+    if v is None or isinstance(v, (bool, int, float, str, bytes, Global, TensorRef, Opaque)):
+        return True
+    if isinstance(v, tuple):
+        return all(hashable(x) for x in v)
+    if isinstance(v, SSet):
+        return v.frozen and all(hashable(x) for x in v.items)
+    if isinstance(v, Obj):
+        return v.kind in _HASHABLE_KINDS
+    return False
+
+
 def _is_int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
@@ -827,10 +858,16 @@ def _arity(args: tuple[Any, ...], *allowed: int) -> None:
 def _rule_ordered_dict(vm: PickleMachine, g: Global, args: tuple[Any, ...]) -> Any:
     if args == ():
         return SDict(ordered=True)
-    if len(args) == 1 and isinstance(args[0], SList) and all(
-        isinstance(p, tuple) and len(p) == 2 for p in args[0].items
-    ):
-        return SDict([(p[0], p[1]) for p in args[0].items], ordered=True)
+    if len(args) == 1 and isinstance(args[0], (SList, tuple)):
+        items = args[0].items if isinstance(args[0], SList) else list(args[0])
+        # Pairs may be tuples or two-item lists (`OrderedDict([[k, v], ...])`, as lpips has).
+        pairs = [tuple(p) if isinstance(p, tuple) else tuple(p.items)
+                 for p in items if isinstance(p, (tuple, SList))]
+        if len(pairs) == len(items) and all(len(p) == 2 for p in pairs):
+            for key, _ in pairs:
+                if not hashable(key):
+                    raise RuleViolation("unhashable key")
+            return SDict([(p[0], p[1]) for p in pairs], ordered=True)
     raise RuleViolation("expects () or a list of pairs")
 
 
@@ -955,17 +992,51 @@ def _rule_set(vm: PickleMachine, g: Global, args: tuple[Any, ...]) -> Any:
         return SSet(frozen=frozen)
     _arity(args, 1)
     items = args[0]
-    if isinstance(items, SList):
-        return SSet(list(items.items), frozen=frozen)
-    if isinstance(items, tuple):
-        return SSet(list(items), frozen=frozen)
-    raise RuleViolation("expects a list or tuple")
+    if not isinstance(items, (SList, tuple)):
+        raise RuleViolation("expects a list or tuple")
+    members = list(items.items) if isinstance(items, SList) else list(items)
+    if not all(hashable(m) for m in members):
+        raise RuleViolation("unhashable set member")
+    return SSet(members, frozen=frozen)
+
+
+def _rule_bytes(vm: PickleMachine, g: Global, args: tuple[Any, ...]) -> Any:
+    # Protocols < 3 write b"" as `bytes()`; nothing else is allowed.
+    if args != ():
+        raise RuleViolation("only bytes() with no arguments is allowed")
+    return b""
+
+
+def _rule_numpy_frombuffer(vm: PickleMachine, g: Global, args: tuple[Any, ...]) -> Any:
+    """Protocol 5 arrays: `_frombuffer(buffer, dtype, shape, order)`."""
+    _arity(args, 4)
+    buf, dtype, shape, order = args
+    if isinstance(buf, Obj) and buf.kind == "bytearray":
+        buf = buf.fields["data"]
+    if not isinstance(buf, (bytes, memoryview)):
+        raise RuleViolation("buffer must be bytes")
+    if not (isinstance(dtype, Obj) and dtype.kind == "np_dtype" and dtype.fields["built"]):
+        raise RuleViolation("dtype must be a plain numeric numpy dtype")
+    shape = _ints(shape, "shape")
+    if order not in ("C", "F"):
+        raise RuleViolation("order must be 'C' or 'F'")
+    count = 1
+    for dim in shape:
+        count *= dim
+    if len(buf) != count * vm_itemsize(vm.rules.numpy_dtypes[dtype.fields["code"]]):
+        raise RuleViolation("buffer size does not match shape and dtype")
+    return Obj("ndarray", {"built": True, "shape": shape, "dtype": dtype,
+                           "fortran": order == "F", "data": buf})
 
 
 def _rule_complex(vm: PickleMachine, g: Global, args: tuple[Any, ...]) -> Any:
     _arity(args, 1, 2)
     if not all(isinstance(a, (int, float)) for a in args):
         raise RuleViolation("expects real numbers")
+    try:
+        [float(a) for a in args]
+    except OverflowError:
+        raise RuleViolation("number too large for a complex") from None
     imag = float(args[1]) if len(args) > 1 else 0.0
     return Obj("complex", {"real": float(args[0]), "imag": imag})
 
@@ -1099,6 +1170,8 @@ _RULES: dict[str, tuple[frozenset[str], Rule]] = {
     "numpy_reconstruct": (_CALL, _rule_numpy_reconstruct),
     "numpy_dtype": (_CALL, _rule_numpy_dtype),
     "numpy_scalar": (_CALL, _rule_numpy_scalar),
+    "numpy_frombuffer": (_CALL, _rule_numpy_frombuffer),
+    "builtins_bytes": (_CALL, _rule_bytes),
 }
 
 

@@ -162,7 +162,7 @@ class _Planner:
             self.views[view] = name
             self._add_entry(name, t)
         return {"t": "tensor", "k": name, "dt": t.dtype, "sh": list(t.size),
-                "g": t.requires_grad, "p": t.parameter}
+                "g": t.requires_grad, "p": t.parameter, "loc": t.storage.location}
 
     def _add_entry(self, name: str, t: TensorRef) -> None:
         itemsize = vm_itemsize(t.dtype)

@@ -20,7 +20,7 @@ import zlib
 from dataclasses import dataclass
 
 MAX_MEMBERS = 1 << 20
-Buf = bytes | memoryview | mmap.mmap
+Buf = bytes | bytearray | memoryview | mmap.mmap
 
 
 class ZipError(Exception):

@@ -402,6 +402,188 @@ def _add_convert(sub: Any) -> None:
 
 
 # --------------------------------------------------------------------------------------------
+# cache: the local Hugging Face cache (scan, convert)
+
+
+def _human_size(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if abs(n) < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} TB"  # pragma: no cover - the loop returns at GB
+
+
+class _ProgressLine:
+    """Progress with sizes and ETA on stderr: one rewritten line on a terminal, else a line
+    every few seconds (logs stay readable)."""
+
+    non_tty_interval = 5.0
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        import time
+
+        self.tty = enabled and sys.stderr.isatty()
+        # Off a terminal the first line waits one interval: short runs stay quiet in logs.
+        self.last = 0.0 if self.tty else time.monotonic()
+        self.width = 0
+
+    def __call__(self, p: Any) -> None:
+        import time
+
+        now = time.monotonic()
+        if not self.enabled or now - self.last < (0.2 if self.tty else self.non_tty_interval):
+            return
+        self.last = now
+        frac = p.done / p.total if p.total else 1.0
+        eta = "--:--"
+        if p.done and p.total > p.done:
+            left = int(p.elapsed * (p.total - p.done) / p.done)
+            eta = f"{left // 60:d}:{left % 60:02d}"
+        bar = "#" * int(frac * 20)
+        line = (f"[{bar:<20}] {frac:4.0%}  {_human_size(p.done)} / {_human_size(p.total)}  "
+                f"ETA {eta}  {safe_text(p.current)[:60]}")
+        if self.tty:
+            sys.stderr.write("\r" + line.ljust(self.width))
+            sys.stderr.flush()
+            self.width = len(line)
+        else:
+            _err(line)
+
+    def finish(self) -> None:
+        if self.tty and self.width:
+            sys.stderr.write("\r" + " " * self.width + "\r")
+            sys.stderr.flush()
+            self.width = 0
+
+
+def _cache_scan(args: argparse.Namespace) -> int:
+    from safeload.hfcache import BAD_STATUSES, scan_cache
+
+    bar = _ProgressLine(not args.json)
+    try:
+        result = scan_cache(args.cache_dir, repos=args.repo, progress=bar)
+    finally:
+        bar.finish()
+    files = result.files()
+    bad = any(f.status in BAD_STATUSES for _, f in files)
+    errors = any(f.status == "error" for _, f in files) or bool(result.missing_repos)
+    if args.json:
+        _emit_json({"ok": not bad and not errors, **result.to_dict()})
+    else:
+        _err(f"  {'STATUS':<11} {'SIZE':>9}  {'FORMAT':<12} {'SIGNED':<6} {'PINNED':<8} FILE")
+        for rev in result.revisions:
+            refs = f" ({', '.join(safe_text(r) for r in rev.refs)})" if rev.refs else ""
+            _err(f"{safe_text(rev.repo_id)} [{rev.repo_type}] {rev.commit[:12]}{refs}"
+                 f"{'  signed' if rev.signed else ''}")
+            if not rev.files:
+                _err("  (no weight files)")
+            for f in rev.files:
+                _err(f"  {f.status:<11} {_human_size(f.size):>9}  {safe_text(f.format):<12} "
+                     f"{'yes' if f.signed else 'no':<6} {f.pinned:<8} {safe_text(f.name)}")
+                if f.status in BAD_STATUSES or f.status == "error":
+                    for why in f.findings[:3]:
+                        _err(f"              {safe_text(why)}")
+    for w in result.warnings:
+        _err(f"warning: {w}")
+    for repo in result.missing_repos:
+        _err(f"error: {safe_text(repo)} is not in the cache")
+    s = result.summary()
+    _err(f"{s['repos']} repos, {s['revisions']} revisions: {s['convertible']} convertible, "
+         f"{s['converted']} converted, {s['safetensors']} safetensors, {s['unsafe']} unsafe, "
+         f"{s['tampered']} tampered, {s['refused']} refused, {s['error']} errors")
+    if bad:
+        return EXIT_REFUSED
+    return EXIT_ERROR if errors else EXIT_OK
+
+
+def _cache_convert(args: argparse.Namespace) -> int:
+    from safeload.hfcache import HUB_SIGNATURE_WARNING, convert_cache
+
+    allow = bool(args.allow_unsandboxed_convert)
+    if allow:
+        _logger.warning("unsafe: --allow-unsandboxed-convert lets the converter run without "
+                        "an isolating sandbox layer if none is available")
+    if args.write_to_hub_cache and not args.dry_run:
+        _err(f"warning: {HUB_SIGNATURE_WARNING}")
+    bar = _ProgressLine(not args.json)
+    try:
+        report = convert_cache(args.cache_dir, repos=args.repo, dry_run=args.dry_run,
+                               write_to_hub_cache=args.write_to_hub_cache and not args.dry_run,
+                               allow_unsandboxed=allow, progress=bar)
+    finally:
+        bar.finish()
+    errors = report.failed or bool(report.missing_repos)
+    if args.json:
+        out = {"ok": not report.refused and not errors, **report.to_dict()}
+        if args.write_to_hub_cache:
+            out["warning"] = HUB_SIGNATURE_WARNING
+        _emit_json(out)
+    else:
+        for o in report.outcomes:
+            if o.action == "skipped":
+                continue
+            where = f"{safe_text(o.repo_id)}@{o.commit[:8]} {safe_text(o.name)}"
+            line = f"{o.action:<17} {_human_size(o.size):>9}  {where}"
+            if o.action in ("unsafe", "tampered", "refused", "failed") and o.message:
+                line += f"\n                  {safe_text(o.message)[:400]}"
+            _err(line)
+        for path in report.hub_written:
+            _err(f"hub cache: wrote {safe_text(path)}")
+        for note in report.hub_notes:
+            _err(f"hub cache: {safe_text(note)}")
+    for w in report.warnings:
+        _err(f"warning: {w}")
+    for repo in report.missing_repos:
+        _err(f"error: {safe_text(repo)} is not in the cache")
+    c = report.counts()
+    rate = report.converted_bytes / report.seconds * 60 / 1e9 if report.seconds else 0.0
+    verb = "would convert" if report.dry_run else "converted"
+    n = c.get("would-convert", 0) if report.dry_run else c.get("converted", 0)
+    _err(f"{verb} {n} file(s) ({_human_size(report.converted_bytes)}, {rate:.2f} GB/min), "
+         f"{c.get('already-converted', 0)} already converted, {c.get('unsafe', 0)} unsafe, "
+         f"{c.get('tampered', 0)} tampered, {c.get('refused', 0)} refused, "
+         f"{c.get('failed', 0)} failed, in {report.seconds:.1f} s"
+         + ("; nothing was written (dry run)" if report.dry_run else ""))
+    if report.refused:
+        _err("unsafe, tampered and refused files were left untouched")
+        return EXIT_REFUSED
+    return EXIT_ERROR if errors else EXIT_OK
+
+
+def _add_cache(sub: Any) -> None:
+    p = sub.add_parser("cache", help="the local Hugging Face cache: scan it, convert its pickles")
+    _add_common_flags(p, top_level=False)
+    csub = p.add_subparsers(dest="cache_command", metavar="ACTION")
+    csub.required = True
+    exits = ("exit 1 if any weight file is unsafe, tampered with or refused; else 2 if "
+             "something could not be decided")
+
+    def leaf(name: str, help_text: str) -> argparse.ArgumentParser:
+        q: argparse.ArgumentParser = csub.add_parser(name, help=help_text,
+                                                     description=f"{help_text}; {exits}")
+        _add_common_flags(q, top_level=False)
+        q.add_argument("--cache-dir", default=None, metavar="DIR",
+                       help="the Hub cache (default: HF_HUB_CACHE, else $HF_HOME/hub, else "
+                            "~/.cache/huggingface/hub)")
+        q.add_argument("--repo", action="append", default=None, metavar="REPO",
+                       help="only this repo id (repeatable)")
+        return q
+
+    q = leaf("scan", "list every cached repo revision and classify its weight files by bytes")
+    q.set_defaults(func=_cache_scan)
+    q = leaf("convert", "convert every clean pickle in the cache, in the sandbox, into "
+                        "safeload's converted store (one child per repo revision)")
+    q.add_argument("--dry-run", action="store_true", help="classify and report; write nothing")
+    q.add_argument("--write-to-hub-cache", action="store_true",
+                   help="also add the converted files to the Hub snapshots (for plain "
+                        "transformers); breaks signatures made over the original file list")
+    q.add_argument("--allow-unsandboxed-convert", action="store_true",
+                   help="unsafe: convert even where no isolating sandbox layer is available")
+    q.set_defaults(func=_cache_convert)
+
+
+# --------------------------------------------------------------------------------------------
 # demo
 
 
@@ -1067,6 +1249,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
     _add_scan(sub)
     _add_convert(sub)
+    _add_cache(sub)
     _add_demo(sub)
     _add_provenance(sub)
     _add_trust(sub)

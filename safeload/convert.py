@@ -16,6 +16,8 @@ import os
 import shutil
 import stat
 import tempfile
+import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,9 +26,10 @@ from safeload_conversion import __version__ as CONVERTER_VERSION
 from safeload_conversion.pickle_vm import allowlist
 
 from safeload._internal import paths
-from safeload._internal.opened import OpenedFile, sha256_buffer
+from safeload._internal.opened import Held, OpenedFile, sha256_buffer
 from safeload._internal.safetensors_check import SafetensorsHeader, parse_header
-from safeload.errors import ConversionError, UnsafeCheckpointError
+from safeload._internal.text import safe_text
+from safeload.errors import ConversionError, MalformedFileError, UnsafeCheckpointError
 from safeload.inspection import Inspection
 
 _logger = logging.getLogger(__name__)
@@ -96,7 +99,32 @@ def _validate_output(out: Path, report: dict[str, Any], source_sha256: str,
         return header
 
 
-def convert_opened(name: str, opened: OpenedFile | tuple[str, bytes], *, timeout: float = 3600,
+def converted_path(source_sha256: str) -> Path | None:
+    """Where the converted store keeps the conversion of this source digest, if it has one.
+
+    A cheap existence check (no validation) for listings; loads validate the entry.
+    """
+    out = paths.converted_dir() / _cache_key(source_sha256) / OUTPUT_NAME
+    return out if out.is_file() else None
+
+
+def _cached(final: Path, source_sha256: str) -> Converted | None:
+    """The store entry `final`, validated; a damaged entry is removed and regenerated."""
+    if not (final / OUTPUT_NAME).is_file():
+        return None
+    try:
+        report = json.loads((final / REPORT_NAME).read_text())
+        if not isinstance(report, dict):
+            raise ValueError("report is not an object")
+        header = _validate_output(final / OUTPUT_NAME, report, source_sha256, False)
+        return Converted(final / OUTPUT_NAME, header, report, source_sha256, True)
+    except (OSError, ValueError, ConversionError) as exc:
+        _logger.warning("discarding a damaged converted entry %s: %s", final, exc)
+        shutil.rmtree(final, ignore_errors=True)
+        return None
+
+
+def convert_opened(name: str, opened: Held, *, timeout: float = 3600,
                    allow_unsandboxed: bool = False, destination: Path | None = None,
                    overwrite: bool = False, source_sha256: str | None = None) -> Converted:
     """Convert (or find in the cache) the checkpoint held by `opened`.
@@ -114,17 +142,12 @@ def convert_opened(name: str, opened: OpenedFile | tuple[str, bytes], *, timeout
     final = store / _cache_key(source_sha256)
     if destination is not None and destination.exists() and not overwrite:
         raise FileExistsError(f"{destination} exists (use --overwrite)")
-    if (final / OUTPUT_NAME).is_file():
-        try:
-            report = json.loads((final / REPORT_NAME).read_text())
-            header = _validate_output(final / OUTPUT_NAME, report, source_sha256, False)
-            if destination is not None:
-                _copy_atomic(final / OUTPUT_NAME, destination, overwrite=overwrite)
-                return Converted(destination, header, report, source_sha256, True)
-            return Converted(final / OUTPUT_NAME, header, report, source_sha256, True)
-        except (OSError, ValueError, ConversionError) as exc:
-            _logger.warning("discarding a damaged converted entry %s: %s", final, exc)
-            shutil.rmtree(final, ignore_errors=True)
+    hit = _cached(final, source_sha256)
+    if hit is not None:
+        if destination is not None:
+            _copy_atomic(hit.path, destination, overwrite=overwrite)
+            return Converted(destination, hit.header, hit.report, source_sha256, True)
+        return hit
 
     parent = destination.parent if destination is not None else store
     work = Path(tempfile.mkdtemp(prefix=".safeload-convert-", dir=parent))
@@ -160,7 +183,165 @@ def convert_opened(name: str, opened: OpenedFile | tuple[str, bytes], *, timeout
             os.close(fd)
 
 
-def _input_fd(opened: OpenedFile | tuple[str, bytes]) -> tuple[int, bool]:
+Source = Held
+
+
+def convert_many(items: Sequence[tuple[str, Source]], *, timeout: float | None = None,
+                 allow_unsandboxed: bool = False,
+                 source_sha256s: Sequence[str | None] | None = None,
+                 progress: Callable[[int], None] | None = None) -> list[Converted | Exception]:
+    """Convert several checkpoints (one model's files) in ONE sandboxed child.
+
+    `items` are (name, opened) pairs; `source_sha256s[i]`, when given, is the digest the caller
+    already verified from the same handle. Inputs already in the converted store are not sent to
+    the child; identical inputs are converted once. Each output is validated exactly as
+    `convert_opened` validates one (the child's digest of its input equal to ours, every tensor's
+    digest) and moved into the store.
+
+    Returns one entry per item, in order: its `Converted`, or the exception it met. A failure of
+    the whole child (no sandbox, timeout, crash) is the entry of every item it was converting.
+    `progress(bytes_written)` is called from a watcher thread while the child runs.
+    """
+    shas = list(source_sha256s) if source_sha256s is not None else [None] * len(items)
+    if len(shas) != len(items):
+        raise ValueError("source_sha256s must have one entry per item")
+    store = _private_dir(paths.converted_dir())
+    results: list[Converted | Exception | None] = [None] * len(items)
+    wanted: dict[str, list[int]] = {}  # digest -> items with that content
+    for i, (_, opened) in enumerate(items):
+        sha = shas[i]
+        if sha is None:
+            sha = opened.sha256() if isinstance(opened, OpenedFile) else sha256_buffer(opened[1])
+        wanted.setdefault(sha, []).append(i)
+    todo: list[tuple[str, int]] = []  # (digest, first item with it)
+    for sha, idx in wanted.items():
+        hit = _cached(store / _cache_key(sha), sha)
+        if hit is not None:
+            for i in idx:
+                results[i] = hit
+        else:
+            todo.append((sha, idx[0]))
+    if todo:
+        for sha, conv in _convert_batch(items, todo, store, timeout=timeout,
+                                        allow_unsandboxed=allow_unsandboxed, progress=progress):
+            for i in wanted[sha]:
+                results[i] = conv
+    out: list[Converted | Exception] = []
+    for r in results:
+        assert r is not None  # every digest got a cache hit or a batch result
+        out.append(r)
+    return out
+
+
+def _convert_batch(items: Sequence[tuple[str, Source]], todo: list[tuple[str, int]],
+                   store: Path, *, timeout: float | None, allow_unsandboxed: bool,
+                   progress: Callable[[int], None] | None
+                   ) -> list[tuple[str, Converted | Exception]]:
+    from safeload._internal.sandbox import Limits, run_worker
+
+    sizes = [len(_buffer(items[i][1])) for _, i in todo]
+    # Inputs are converted one after another: memory and file size are bounded by the largest,
+    # CPU time by the sum.
+    big, total = Limits.for_input(max(sizes)), Limits.for_input(sum(sizes))
+    limits = Limits(address_space=big.address_space, cpu_seconds=total.cpu_seconds,
+                       file_size=big.file_size, open_files=max(big.open_files, len(todo) + 64))
+    if timeout is None:
+        timeout = max(3600.0, 120.0 * sum(sizes) / (1 << 30))
+    work = Path(tempfile.mkdtemp(prefix=".safeload-convert-", dir=store))
+    fds: list[tuple[int, bool]] = []
+    stop = threading.Event()
+    watcher: threading.Thread | None = None
+    try:
+        for j, (_, i) in enumerate(todo):
+            fds.append(_input_fd(items[i][1]))
+            (work / str(j)).mkdir()
+        if progress is not None:
+            watcher = threading.Thread(target=_watch_bytes, args=(work, stop, progress),
+                                       name="safeload-convert-progress", daemon=True)
+            watcher.start()
+        in_fds = [fd for fd, _ in fds]
+        try:
+            result = run_worker(WORKER_MODULE, [str(work), "--batch", *map(str, in_fds)],
+                         pass_fds=tuple(in_fds), output_dir=work, timeout=timeout,
+                         limits=limits, allow_unsandboxed=allow_unsandboxed)
+        except ConversionError as exc:
+            return [(sha, exc) for sha, _ in todo]
+        finally:
+            stop.set()
+            if watcher is not None:
+                watcher.join()
+        reported = result.result.get("results")
+        if not isinstance(reported, list) or len(reported) != len(todo):
+            bad = ConversionError("the conversion worker's batch result does not match its "
+                                  "inputs")
+            return [(sha, bad) for sha, _ in todo]
+        layers = result.layers.to_dict()
+        out: list[tuple[str, Converted | Exception]] = []
+        for j, ((sha, i), one) in enumerate(zip(todo, reported, strict=True)):
+            try:
+                out.append((sha, _accept(items[i][0], one, work / str(j), store, sha, layers)))
+            except (ConversionError, OSError) as exc:
+                out.append((sha, exc))
+        return out
+    finally:
+        stop.set()
+        for fd, close in fds:
+            if close:
+                os.close(fd)
+        shutil.rmtree(work, ignore_errors=True)  # accepted outputs were renamed out already
+
+
+def _accept(name: str, one: object, sub: Path, store: Path, sha: str,
+            layers: dict[str, Any]) -> Converted:
+    """Validate one batch output and move it into the store."""
+    if not isinstance(one, dict):
+        raise ConversionError(f"{name}: the conversion worker's result is not an object")
+    if one.get("ok") is not True:
+        err = one.get("error")
+        kind = safe_text(err.get("kind", "")) if isinstance(err, dict) else ""
+        msg = safe_text(err.get("message", "")) if isinstance(err, dict) else ""
+        what = "refused it" if kind == "refused" else "failed"
+        raise ConversionError(f"{name}: the converter {what}: {msg or kind or 'no reason'}")
+    report = {str(k): v for k, v in one.items()}
+    report["layers"] = layers
+    if report.get("source_sha256") != sha:
+        raise ConversionError(f"{name}: the worker converted different bytes than were "
+                              "verified (digest mismatch)")
+    try:
+        _validate_output(sub / OUTPUT_NAME, report, sha, True)
+    except MalformedFileError as exc:
+        raise ConversionError(f"{name}: the converter's output is not valid: {exc}") from None
+    (sub / REPORT_NAME).write_text(json.dumps(report))
+    final = store / _cache_key(sha)
+    try:
+        os.rename(sub, final)
+    except OSError:  # a concurrent conversion won the race: use its entry
+        pass
+    hit = _cached(final, sha)
+    if hit is None:
+        raise ConversionError(f"{name}: the converted entry vanished from the store")
+    return Converted(hit.path, hit.header, hit.report, sha, False)
+
+
+def _buffer(opened: Source) -> Any:
+    return opened.mapping() if isinstance(opened, OpenedFile) else opened[1]
+
+
+def _watch_bytes(work: Path, stop: threading.Event, progress: Callable[[int], None]) -> None:
+    """Report how many bytes the child has written so far (its outputs, partial ones included)."""
+    while not stop.wait(0.5):
+        total = 0
+        try:
+            for sub in os.scandir(work):
+                if sub.is_dir(follow_symlinks=False):
+                    for f in os.scandir(sub.path):
+                        total += f.stat(follow_symlinks=False).st_size
+        except OSError:
+            continue  # an entry was renamed away mid-scan: try again next tick
+        progress(total)
+
+
+def _input_fd(opened: Held) -> tuple[int, bool]:
     """The descriptor the child reads; an in-memory stream goes through a sealed memfd."""
     if isinstance(opened, OpenedFile):
         return opened.fd, False

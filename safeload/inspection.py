@@ -95,7 +95,8 @@ def inspect_bytes(buf: Buf, *, name: str = "", depth: int = 0) -> Inspection:
     except (MalformedFileError, ZipError) as exc:
         return Inspection("unknown", "unsafe",
                           [Finding("malformed", str(exc), member=name or None)])
-    except (RecursionError, MemoryError, OverflowError, ValueError) as exc:
+    except (RecursionError, MemoryError, OverflowError, ValueError, struct.error,
+            IndexError, KeyError, TypeError) as exc:
         # Defence in depth: a parser bug is still a refusal, never a pass.
         return Inspection("unknown", "unsafe",
                           [Finding("malformed", f"cannot inspect: {type(exc).__name__}: {exc}",
@@ -135,12 +136,17 @@ def _inspect_pickle(buf: Buf, name: str) -> Inspection:
     try:
         root = vm.run()
     except MalformedPickle as exc:
-        if not vm.globals_seen and buf[:1] != b"\x80":
-            # No import was reached and no protocol header claimed a pickle: this is some
-            # other file (a README, a config) that no pickle loader could act on.
+        reach = would_import(buf)
+        if buf[:1] != b"\x80" and reach is None:
+            # No protocol header claims a pickle, and no unpickler, however lenient, reaches an
+            # import before the bytes stop parsing: some other file (a README, a config).
             return Inspection("unknown", "skipped", detail="not a pickle")
         findings = [*vm.findings, Finding("malformed", f"malformed pickle: {exc}", exc.offset,
                                           exc.opcode, None, name or None)]
+        if reach is not None and reach[0] > exc.offset:
+            findings.append(Finding(
+                "global-not-allowed", "a lenient unpickler reads past this point and reaches "
+                "an import", reach[0], reach[1], None, name or None))
         return Inspection("pickle", "unsafe", findings)
     if isinstance(root, int) and not isinstance(root, bool) and root == LEGACY_MAGIC:
         ck = read_torch_legacy(buf)
@@ -154,6 +160,68 @@ def _inspect_pickle(buf: Buf, name: str) -> Inspection:
     fmt = "joblib" if any(g.startswith("joblib.") for g in vm.globals_seen) else "pickle"
     return Inspection(fmt, "unsafe" if findings else "clean", findings,
                       detail=f"protocol {vm.proto}")
+
+
+# Opcodes that import or call: reaching one is what makes a broken pickle dangerous.
+_IMPORTS = {0x63: "GLOBAL", 0x69: "INST", 0x93: "STACK_GLOBAL", 0x82: "EXT1", 0x83: "EXT2",
+            0x84: "EXT4", 0x50: "PERSID", 0x51: "BINPERSID"}
+_LINE_ARGS = frozenset(b"FILPSVgp")  # one text line
+_FIXED_ARGS = {0x4A: 4, 0x4B: 1, 0x4D: 2, 0x68: 1, 0x6A: 4, 0x71: 1, 0x72: 4, 0x47: 8,
+               0x80: 1, 0x82: 1, 0x83: 2, 0x84: 4, 0x95: 8}
+_LEN_ARGS = {0x54: ("<i", 4), 0x55: ("<B", 1), 0x58: ("<I", 4), 0x8A: ("<B", 1),
+             0x8B: ("<i", 4), 0x42: ("<I", 4), 0x43: ("<B", 1), 0x8C: ("<B", 1),
+             0x8D: ("<Q", 8), 0x8E: ("<Q", 8), 0x96: ("<Q", 8)}
+
+
+def would_import(buf: Buf, limit: int = 64 << 20) -> tuple[int, str] | None:
+    """Could ANY unpickler reach an import before these bytes stop parsing?
+
+    A walk that checks only framing (a known opcode, complete arguments), so it goes at least
+    as far as CPython's C and Python unpicklers, which also check values. A GLOBAL or INST is
+    an import unless its module text has whitespace (no importable module is named so; this
+    keeps text files such as `import torch` scripts from counting as pickles). Returns the
+    offset and name of the first import opcode reached, or None. Past `limit` bytes of
+    well-formed opcodes it gives up and answers as if an import were reached (fail closed:
+    such a file is refused, never skipped).
+    """
+    pos, end = 0, len(buf)
+    while pos < end:
+        if pos >= limit:
+            return pos, "(undecided: too long to walk)"
+        op = buf[pos]
+        at = pos
+        pos += 1
+        if op not in _PICKLE_OPCODES:
+            return None
+        if op in (0x63, 0x69):  # GLOBAL / INST: two text lines
+            nl = bytes(buf[pos : min(end, pos + (1 << 16))]).find(b"\n")
+            if nl <= 0:
+                return None
+            module = bytes(buf[pos : pos + nl])
+            if not any(c in b" \t\r\x0b\x0c" for c in module):
+                return at, _IMPORTS[op]
+            pos += nl + 1
+            nl = bytes(buf[pos : min(end, pos + (1 << 16))]).find(b"\n")
+            if nl < 0:
+                return None
+            pos += nl + 1
+            continue
+        if op in _IMPORTS:
+            return at, _IMPORTS[op]
+        if op in _LINE_ARGS:
+            nl = bytes(buf[pos : min(end, pos + (1 << 16))]).find(b"\n")
+            if nl < 0:
+                return None
+            pos += nl + 1
+        elif op in _FIXED_ARGS:
+            pos += _FIXED_ARGS[op]
+        elif op in _LEN_ARGS:
+            fmt, size = _LEN_ARGS[op]
+            if pos + size > end:
+                return None
+            (n,) = struct.unpack_from(fmt, buf, pos)
+            pos += size + max(n, 0)
+    return None
 
 
 def _trailing_findings(buf: Buf, pos: int, name: str) -> list[Finding]:
@@ -280,7 +348,7 @@ _NPY_HEADER = re.compile(
 
 def _inspect_npy(buf: Buf, name: str) -> Inspection:
     head = bytes(buf[:12])
-    major = head[6] if len(head) > 6 else 0
+    major = head[6] if len(head) >= 12 else 0
     if major == 1:
         hlen, start = struct.unpack_from("<H", head, 8)[0], 10
     elif major in (2, 3):

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from safeload._internal.opened import OpenedFile, sha256_buffer
+from safeload._internal.opened import Held, OpenedFile, sha256_buffer
 from safeload._internal.record import model_context, record
 from safeload.errors import (
     MalformedFileError,
@@ -70,32 +70,60 @@ def load(
                    "pickle_module or pickle load arguments: its own policy applies")
     opened = _open(f)
     try:
-        buf = opened.mapping() if isinstance(opened, OpenedFile) else opened[1]
-        name = opened.path if isinstance(opened, OpenedFile) else opened[0]
-        path = Path(name) if isinstance(opened, OpenedFile) else None
-        verified = verify_opened(opened)
-        context = model_context(path, verified.store)  # licence policy (may refuse)
-        ins = inspect_bytes(buf, name=name)
-        _refuse_if_unsafe(name, ins)
-        if ins.format in _PICKLE_FORMATS and verified.store.policy.pickles == "refuse":
-            raise UnsafeCheckpointError(
-                f"{name}: a pickle checkpoint ({ins.format}), and the policy refuses every pickle",
-                hint="ask for safetensors, or `safeload trust policy --pickles convert`")
-        result, conversion = _load_inspected(name, ins, buf, map_location, mmap, opened,
-                                             verified.sha256)
-        if isinstance(opened, OpenedFile) and opened.changed():
-            raise MalformedFileError(
-                f"{name}: the file was modified while it was being loaded",
-                hint="load it again once the writer has finished")
-        record(action="load", path=name, sha256=verified.sha256, size=verified.size,
-               fmt=ins.format, decision=verified.decision, context=context,
-               store=verified.store,
-               converted=conversion.report if conversion else None,
-               output=conversion.output_record() if conversion else None)
-        return result
+        return load_opened(opened, map_location=map_location, mmap=mmap)
     finally:
         if isinstance(opened, OpenedFile):
             opened.close()
+
+
+def blob_digest(path: Path) -> str | None:
+    """The sha256 a Hugging Face cache blob's name asserts, from the link's FIRST hop.
+
+    Snapshot files link to `../../blobs/<sha256>` for LFS files (the Hub names them by their
+    content). Only the first hop counts: a shared store further down (Xet) names things
+    differently, and following to the end would compare against the wrong name.
+    """
+    try:
+        target = os.readlink(path)
+    except OSError:
+        return None
+    name = os.path.basename(target)
+    if len(name) == 64 and all(c in "0123456789abcdef" for c in name):
+        return name
+    return None
+
+
+def load_opened(opened: Held, *, map_location: MapLocation = None,
+                mmap: bool | None = None, action: str = "load") -> Any:
+    """The one pipeline: verify, licence, inspect, convert, load, record (see module doc)."""
+    from safeload._internal.record import hub_origin
+
+    buf = opened.mapping() if isinstance(opened, OpenedFile) else opened[1]
+    name = opened.path if isinstance(opened, OpenedFile) else opened[0]
+    path = Path(name) if isinstance(opened, OpenedFile) else None
+    origin = hub_origin(path) if path is not None else None
+    repo, revision, filename = origin if origin else (None, None, None)
+    verified = verify_opened(opened, repo=repo, revision=revision, filename=filename,
+                             blob_sha256=blob_digest(path) if path is not None else None)
+    context = model_context(path, verified.store)  # licence policy (may refuse)
+    ins = inspect_bytes(buf, name=name)
+    _refuse_if_unsafe(name, ins)
+    if ins.format in _PICKLE_FORMATS and verified.store.policy.pickles == "refuse":
+        raise UnsafeCheckpointError(
+            f"{name}: a pickle checkpoint ({ins.format}), and the policy refuses every pickle",
+            hint="ask for safetensors, or `safeload trust policy --pickles convert`")
+    result, conversion = _load_inspected(name, ins, buf, map_location, mmap, opened,
+                                         verified.sha256)
+    if isinstance(opened, OpenedFile) and opened.changed():
+        raise MalformedFileError(
+            f"{name}: the file was modified while it was being loaded",
+            hint="load it again once the writer has finished")
+    record(action=action, path=name, sha256=verified.sha256, size=verified.size,
+           fmt=ins.format, decision=verified.decision, context=context,
+           store=verified.store,
+           converted=conversion.report if conversion else None,
+           output=conversion.output_record() if conversion else None)
+    return result
 
 
 _PICKLE_FORMATS = ("torch-zip", "torch-legacy", "pickle", "joblib")
@@ -112,9 +140,13 @@ class Verified:
     cached: bool
 
 
-def verify_opened(opened: OpenedFile | tuple[str, bytes], *, repo: str | None = None,
-                  revision: str | None = None, filename: str | None = None) -> Verified:
+def verify_opened(opened: Held, *, repo: str | None = None,
+                  revision: str | None = None, filename: str | None = None,
+                  blob_sha256: str | None = None) -> Verified:
     """Hash what is held (or reuse a cached digest) and apply the trust store's policy.
+
+    `blob_sha256` is the digest a Hugging Face cache blob's name asserts: a free integrity
+    check, made before anything is pinned.
 
     Raises:
         RefusedError: revoked, pinned digest mismatch, bad or missing required signature.
@@ -137,6 +169,11 @@ def verify_opened(opened: OpenedFile | tuple[str, bytes], *, repo: str | None = 
     hit = verify_cache.lookup(opened.identity, state)
     cached = hit is not None
     sha = hit if hit is not None else opened.sha256()
+    if blob_sha256 is not None and blob_sha256 != sha:
+        from safeload.errors import DigestMismatchError
+
+        raise DigestMismatchError(opened.path, f"sha256:{blob_sha256} (its cache blob name)",
+                                  f"sha256:{sha}")
     decision = check_load(Path(opened.path), sha256=sha, size=opened.identity.size, store=store,
                           repo=repo, revision=revision, filename=filename)
     if not cached and not opened.changed():
@@ -146,7 +183,7 @@ def verify_opened(opened: OpenedFile | tuple[str, bytes], *, repo: str | None = 
     return Verified(sha, opened.identity.size, store, decision, cached)
 
 
-def _open(f: FileLike) -> OpenedFile | tuple[str, bytes]:
+def _open(f: FileLike) -> Held:
     if isinstance(f, (str, os.PathLike)):
         return OpenedFile.open(f)
     name = str(getattr(f, "name", "<file object>"))
@@ -162,12 +199,14 @@ def _open(f: FileLike) -> OpenedFile | tuple[str, bytes]:
                 return OpenedFile(fd, name)
             os.close(fd)
     data = f.read(MAX_STREAM_BYTES + 1)
-    if not isinstance(data, bytes):
+    if not isinstance(data, (bytes, bytearray)):
         raise UnsupportedFormatError(f"{name}: file object did not return bytes (open it 'rb')")
     if len(data) > MAX_STREAM_BYTES:
         raise UnsupportedFormatError(f"{name}: stream larger than {MAX_STREAM_BYTES} bytes",
                                      hint="pass a path instead of a stream")
-    return name, data
+    # A private, writable copy: tensors made from it must not alias (or try to write into)
+    # the caller's immutable bytes.
+    return name, bytearray(data)
 
 
 def _refuse_if_unsafe(name: str, ins: Inspection) -> None:

@@ -18,7 +18,7 @@ from pathlib import Path
 from safeload.errors import UnsafePathError
 
 
-def sha256_buffer(buf: bytes | memoryview) -> str:
+def sha256_buffer(buf: bytes | bytearray | memoryview) -> str:
     h = hashlib.sha256()
     view = memoryview(buf)
     for pos in range(0, len(view), 16 << 20):
@@ -119,3 +119,7 @@ class OpenedFile:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+# What a load holds: an opened file, or (name, bytes) read from a stream without a descriptor.
+Held = OpenedFile | tuple[str, bytes | bytearray]

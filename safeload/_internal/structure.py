@@ -142,7 +142,7 @@ class Rebuilder:
             shape = tuple(int(x) for x in n["sh"])
             if raw.dtype != dtype:  # stored as raw bytes (no safetensors dtype)
                 raw = raw.view(dtype).reshape(shape)
-            base = self.map_tensor(raw)
+            base = self.map_tensor(raw, str(n.get("loc", "cpu")))
             self.made[key] = base
         t = base
         if n.get("p"):
@@ -158,10 +158,11 @@ class Rebuilder:
         dtype = np.dtype((bo if bo in "<>" else "=") + n["dt"])
         if t == "np_dtype":
             return dtype
+        native = dtype.newbyteorder("=")  # NumPy's own unpickling returns native byte order
         if t == "np_scalar":
-            return np.frombuffer(base64.b64decode(n["v"]), dtype=dtype)[0]
+            return np.frombuffer(base64.b64decode(n["v"]), dtype=dtype).astype(native)[0]
         raw = self.tensors[n["k"]].numpy().tobytes()
-        arr = np.frombuffer(raw, dtype=dtype).copy()
+        arr = np.frombuffer(raw, dtype=dtype).astype(native)
         shape = tuple(int(x) for x in n["sh"])
         return arr.reshape(shape, order="F" if n.get("fortran") else "C")
 

@@ -21,19 +21,31 @@ def torch_dtype(name: str) -> torch.dtype:
     return dt
 
 
+def _restore(t: torch.Tensor, location: str) -> torch.Tensor:
+    """torch's default restore: back to the device the tensor was saved on."""
+    if location == "cpu":
+        return t
+    if location.startswith("cuda") and not torch.cuda.is_available():
+        # torch.load's own words, so callers see the error they know.
+        raise RuntimeError(
+            "Attempting to deserialize object on a CUDA device but torch.cuda.is_available() "
+            "is False. If you are running on a CPU-only machine, please use torch.load with "
+            "map_location=torch.device('cpu') to map your storages to the CPU.")
+    return t.to(torch.device(location))
+
+
 def apply_map_location(t: torch.Tensor, map_location: Any, saved: str = "cpu") -> torch.Tensor:
     """What torch.load's `map_location` does to a tensor saved on `saved`."""
     if map_location is None:
-        return t
+        return _restore(t, saved)
     if isinstance(map_location, dict):
-        target = map_location.get(saved)
-        return t if target is None else t.to(torch.device(target))
+        return _restore(t, str(map_location.get(saved, saved)))
     if isinstance(map_location, (str, torch.device)):
         return t.to(torch.device(map_location))
     if callable(map_location):
         storage = map_location(t.untyped_storage(), saved)
         if storage is None:
-            return t
+            return _restore(t, saved)
         device = getattr(storage, "device", None)
         return t if device is None else t.to(device)
     raise TypeError(f"unsupported map_location {type(map_location).__name__}")
@@ -69,7 +81,8 @@ def load_safetensors_buffer(buf: Any, name: str, *, map_location: Any = None,
 
         try:
             rebuilt: dict[str, torch.Tensor] = rebuild(
-                json.loads(structure), tensors, lambda t: apply_map_location(t, map_location))
+                json.loads(structure), tensors,
+                lambda t, loc: apply_map_location(t, map_location, loc))
             return rebuilt
         except (StructureError, ValueError, RecursionError) as exc:
             raise MalformedFileError(f"{name}: bad {STRUCTURE_KEY} metadata: {exc}",
@@ -81,9 +94,13 @@ def load_numpy_buffer(buf: Any, fmt: str, *, map_location: Any = None) -> Any:
     """`.npy` -> a tensor, `.npz` -> a dict of tensors; never with allow_pickle."""
     import numpy as np
 
+    def native(a: Any) -> Any:  # torch.from_numpy needs native byte order
+        arr = np.asarray(a)
+        return arr.astype(arr.dtype.newbyteorder("="), order="C")
+
     loaded = np.load(io.BytesIO(bytes(buf)), allow_pickle=False)
     if fmt == "numpy":
-        return apply_map_location(torch.from_numpy(np.array(loaded)), map_location)
+        return apply_map_location(torch.from_numpy(native(loaded)), map_location)
     with loaded as npz:
-        return {k: apply_map_location(torch.from_numpy(np.array(npz[k])), map_location)
+        return {k: apply_map_location(torch.from_numpy(native(npz[k])), map_location)
                 for k in npz.files}
