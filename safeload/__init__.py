@@ -15,9 +15,10 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "load", "scan"]
+__all__ = ["__version__", "from_pretrained", "load", "scan"]
 
 if TYPE_CHECKING:
+    from safeload.hf import from_pretrained as from_pretrained
     from safeload.loading import load as load
     from safeload.scanning import scan as scan
 
@@ -28,6 +29,10 @@ def __getattr__(name: str) -> Any:
         from safeload.loading import load
 
         return load
+    if name == "from_pretrained":
+        from safeload.hf import from_pretrained
+
+        return from_pretrained
     if name == "scan":
         from safeload.scanning import scan
 
