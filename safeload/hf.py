@@ -129,7 +129,8 @@ def _read_index(path: Path) -> dict[str, str]:
     return weight_map
 
 
-def _weight_files(src: _Source, variant: str | None) -> Iterator[tuple[Path, dict[str, str] | None]]:
+def _weight_files(src: _Source, variant: str | None
+                  ) -> Iterator[tuple[Path, dict[str, str] | None]]:
     """The first kind of weights present: (file, the keys it must provide) pairs."""
     for index_name, single_name in (("model.safetensors.index.json", "model.safetensors"),
                                     ("pytorch_model.bin.index.json", "pytorch_model.bin")):
