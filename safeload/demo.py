@@ -209,8 +209,9 @@ def _run(say: Say, snap: Path, tmp: Path, started: float) -> int:
     bom_path.write_text(json.dumps(bom, indent=2))
     kept = Path.cwd() / "safeload-demo-sbom.cdx.json"
     shutil.copy(bom_path, kept)
+    head = (state_.report.head or "")[:23]
     say(f"9. Provenance: {len(state_.records)} ledger entries, hash chain "
-        f"{'verified' if state_.report.ok else 'BROKEN'} (head {(state_.report.head or '')[:23]}...); "
+        f"{'verified' if state_.report.ok else 'BROKEN'} (head {head}...); "
         f"CycloneDX {bom['specVersion']} ML-BOM with {len(bom.get('components', []))} components "
         f"written to {kept}.")
     ok &= state_.report.ok
