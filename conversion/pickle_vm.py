@@ -27,6 +27,7 @@ import codecs
 import json
 import math
 import mmap
+import re
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -821,17 +822,25 @@ _HASHABLE_KINDS = frozenset({"torch_size", "torch_device", "complex", "path", "d
                              "time", "timedelta", "timezone", "np_scalar", "np_dtype"})
 
 
-def hashable(v: Any) -> bool:
-    """Whether the value the symbol stands for could be a dict key or set member."""
+def hashable(v: Any, _seen: dict[int, bool] | None = None) -> bool:
+    """Whether the value the symbol stands for could be a dict key or set member.
+
+    Memoised by identity: a tuple DAG built with the memo is walked once per node, not once
+    per path (which would be exponential).
+    """
     if v is None or isinstance(v, (bool, int, float, str, bytes, Global, TensorRef, Opaque)):
         return True
-    if isinstance(v, tuple):
-        return all(hashable(x) for x in v)
-    if isinstance(v, SSet):
-        return v.frozen and all(hashable(x) for x in v.items)
     if isinstance(v, Obj):
         return v.kind in _HASHABLE_KINDS
-    return False
+    if not isinstance(v, (tuple, SSet)) or (isinstance(v, SSet) and not v.frozen):
+        return False
+    seen = {} if _seen is None else _seen
+    key = id(v)
+    if key not in seen:
+        seen[key] = True  # a cycle through a tuple cannot be built by pickle; assume fine
+        items = v if isinstance(v, tuple) else v.items
+        seen[key] = all(hashable(x, seen) for x in items)
+    return seen[key]
 
 
 def _is_int(v: Any) -> bool:
@@ -878,11 +887,15 @@ def _rule_torch_size(vm: PickleMachine, g: Global, args: tuple[Any, ...]) -> Any
 
 def _rule_torch_device(vm: PickleMachine, g: Global, args: tuple[Any, ...]) -> Any:
     _arity(args, 1, 2)
-    if not isinstance(args[0], str) or len(args[0]) > 64:
-        raise RuleViolation("device type must be a short string")
+    if not isinstance(args[0], str) or not _DEVICE.fullmatch(args[0]):
+        raise RuleViolation("device must be a device type such as 'cpu' or 'cuda:0'")
     if len(args) == 2 and not (args[1] is None or (_is_int(args[1]) and args[1] >= -1)):
         raise RuleViolation("device index must be an int")
     return Obj("torch_device", {"type": args[0], "index": args[1] if len(args) == 2 else None})
+
+
+_DEVICE = re.compile(r"(cpu|cuda|mps|xpu|meta|hpu|mtia|privateuseone|xla|ipu|lazy|vulkan)"
+                     r"(:\d{1,4})?")
 
 
 def _check_extent(storage: StorageRef, offset: int, size: tuple[int, ...],
@@ -1058,11 +1071,6 @@ def _rule_reconstructor(vm: PickleMachine, g: Global, args: tuple[Any, ...]) -> 
     return vm.call(cls, (), None, "new")
 
 
-def _rule_joblib_array(vm: PickleMachine, g: Global, args: tuple[Any, ...]) -> Any:
-    _arity(args, 0)
-    return Obj("joblib_array", {"built": False})
-
-
 def _rule_namespace(vm: PickleMachine, g: Global, args: tuple[Any, ...]) -> Any:
     _arity(args, 0)
     return Obj("namespace", {"attrs": SDict()})
@@ -1160,7 +1168,6 @@ _RULES: dict[str, tuple[frozenset[str], Rule]] = {
     "builtins_bytearray": (_CALL, _rule_bytearray),
     "copyreg_reconstructor": (_CALL, _rule_reconstructor),
     "namespace": (_NEW, _rule_namespace),
-    "joblib_array": (_NEW, _rule_joblib_array),
     "pathlib_path": (_CALL, _rule_path),
     "datetime_datetime": (_CALL, _rule_datetime),
     "datetime_date": (_CALL, _rule_datetime),
@@ -1220,49 +1227,7 @@ def _build(vm: PickleMachine, target: Any, state: Any) -> None:
             raise RuleViolation("array data size does not match its shape")
         target.fields.update(shape=shape, dtype=dtype, fortran=fortran, data=raw, built=True)
         return
-    if isinstance(target, Obj) and target.kind == "joblib_array" and not target.fields["built"]:
-        _build_joblib_array(vm, target, state)
-        return
     raise RuleViolation("not an object whose state may be set")
-
-
-_JOBLIB_KEYS = {"subclass", "shape", "order", "dtype", "allow_mmap"}
-
-
-def _build_joblib_array(vm: PickleMachine, target: Obj, state: Any) -> None:
-    """joblib's array wrapper: its raw bytes follow the BUILD opcode in the file, outside the
-    pickle stream (after optional alignment padding). Read exactly as joblib's unpickler would."""
-    fields = dict(_str_keyed(state).items)
-    if not _JOBLIB_KEYS <= set(fields) <= _JOBLIB_KEYS | {"numpy_array_alignment_bytes"}:
-        raise RuleViolation("unexpected joblib array fields")
-    subclass, dtype = fields["subclass"], fields["dtype"]
-    if not (isinstance(subclass, Global) and subclass.rule == "numpy_ndarray_type"):
-        raise RuleViolation("only plain numpy.ndarray arrays are allowed")
-    if not (isinstance(dtype, Obj) and dtype.kind == "np_dtype" and dtype.fields["built"]):
-        raise RuleViolation("array dtype must be a plain numeric numpy dtype")
-    shape = _ints(fields["shape"], "shape")
-    if fields["order"] not in ("C", "F") or not isinstance(fields["allow_mmap"], bool):
-        raise RuleViolation("unexpected joblib array order or flags")
-    count = 1
-    for dim in shape:
-        count *= dim
-    nbytes = count * vm_itemsize(vm.rules.numpy_dtypes[dtype.fields["code"]])
-    # The raw bytes are read from the file, not the pickle: they must start on a frame edge.
-    if vm.frame_end is not None and vm.pos != vm.frame_end:
-        raise vm._fail("joblib array data inside a pickle frame")
-    vm.frame_end = None
-    align = fields.get("numpy_array_alignment_bytes")
-    if align is not None:
-        if not _is_int(align) or not 0 < align <= 4096:
-            raise RuleViolation("bad joblib alignment")
-        pad = vm._read(1)[0]
-        if pad > align:
-            raise vm._fail("joblib padding longer than the alignment")
-        vm._read(pad)
-    start = vm.pos
-    vm._read(nbytes)
-    target.fields.update(shape=shape, dtype=dtype, fortran=fields["order"] == "F",
-                         span=(start, nbytes), built=True)
 
 
 # ------------------------------------------------------------------------------------------
@@ -1284,8 +1249,8 @@ def torch_persistent_load(legacy: bool) -> PersistentLoad:
             raise RuleViolation("storage type is not an allowlisted storage class")
         if not isinstance(key, str) or not key or len(key) > 256 or not key.isprintable():
             raise RuleViolation("storage key must be a short printable string")
-        if not isinstance(location, str) or len(location) > 64:
-            raise RuleViolation("storage location must be a short string")
+        if not isinstance(location, str) or not _DEVICE.fullmatch(location):
+            raise RuleViolation("storage location must be a device such as 'cpu' or 'cuda:0'")
         if not _is_int(numel) or numel < 0:
             raise RuleViolation("storage size must be a non-negative int")
         ref = StorageRef(key, stype.params["dtype"], numel, location,

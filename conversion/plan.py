@@ -103,9 +103,6 @@ class _Planner:
             return {"t": "str", "v": value}
         if isinstance(value, (bytes, memoryview)):
             return {"t": "bytes", "v": base64.b64encode(bytes(value)).decode()}
-        if isinstance(value, tuple):
-            return {"t": "tuple", "v": [self.encode(x, [*path, str(i)], depth + 1)
-                                        for i, x in enumerate(value)]}
         if isinstance(value, Global):
             if value.rule == "dtype":
                 return {"t": "dtype", "v": value.params["dtype"]}
@@ -130,6 +127,11 @@ class _Planner:
         return body
 
     def _encode_object(self, value: Any, path: list[str], depth: int) -> dict[str, Any]:
+        # Tuples go through identity too: a tuple DAG (one tuple referenced from many places
+        # via the memo) is then written once, not once per path (exponential).
+        if isinstance(value, tuple):
+            return {"t": "tuple", "v": [self.encode(x, [*path, str(i)], depth + 1)
+                                        for i, x in enumerate(value)]}
         if isinstance(value, SList):
             return {"t": "list", "v": [self.encode(x, [*path, str(i)], depth + 1)
                                        for i, x in enumerate(value.items)]}
@@ -214,14 +216,6 @@ class _Planner:
                     "v": base64.b64encode(f["data"]).decode()}
         if k == "np_dtype":
             return {"t": "np_dtype", "dt": f["code"], "bo": f["byteorder"]}
-        if k == "joblib_array":
-            dt = f["dtype"].fields
-            name = self.name_for(path)
-            start, nbytes = f["span"]
-            source: tuple[Any, ...] = ("span", start) if nbytes else ("bytes", b"")
-            self.plan.entries.append(Entry(name, "U8", (nbytes,), nbytes, source))
-            return {"t": "ndarray", "k": name, "dt": dt["code"], "bo": dt["byteorder"],
-                    "sh": list(f["shape"]), "fortran": f["fortran"]}
         if k == "ndarray":
             if not f.get("built"):
                 raise PlanError(f"incomplete NumPy array at {'.'.join(path)!r}")

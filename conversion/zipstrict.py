@@ -140,8 +140,10 @@ def read_zip(buf: Buf) -> list[ZipMember]:
     for _ in range(n_total):
         if bytes(buf[pos : pos + 4]) != _CEN:
             raise ZipError("bad central directory entry")
-        (_, _, flags, method, _, _, crc, csize, usize, nlen, xlen, clen, dstart, _, _,
+        (_, needed, flags, method, _, _, crc, csize, usize, nlen, xlen, clen, dstart, _, _,
          hoff) = _u("<HHHHHHIIIHHHHHII", buf, pos + 4)
+        if needed & 0xFF > 63:  # what Python's zipfile (np.load) refuses: version 6.3 is the top
+            raise ZipError(f"member needs zip version {(needed & 0xFF) / 10}")
         raw_name = bytes(buf[pos + 46 : pos + 46 + nlen])
         extra = bytes(buf[pos + 46 + nlen : pos + 46 + nlen + xlen])
         if len(raw_name) != nlen or len(extra) != xlen:

@@ -15,9 +15,12 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "from_pretrained", "load", "scan"]
+__all__ = ["__version__", "from_pretrained", "guard", "install", "load", "scan", "uninstall"]
 
 if TYPE_CHECKING:
+    from safeload.guard import guard as guard
+    from safeload.guard import install as install
+    from safeload.guard import uninstall as uninstall
     from safeload.hf import from_pretrained as from_pretrained
     from safeload.loading import load as load
     from safeload.scanning import scan as scan
@@ -37,4 +40,8 @@ def __getattr__(name: str) -> Any:
         from safeload.scanning import scan
 
         return scan
+    if name in ("guard", "install", "uninstall"):
+        import importlib  # not `from safeload import guard`: that would come back here
+
+        return getattr(importlib.import_module("safeload.guard"), name)
     raise AttributeError(f"module 'safeload' has no attribute {name!r}")

@@ -1258,12 +1258,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg,unused-ignore]
+    """Writes to whatever sys.stderr is now (callers and test runners replace it)."""
+
+    @property  # type: ignore[override,unused-ignore]
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _: Any) -> None:
+        pass
+
+
 def _configure_logging(verbose: int) -> None:
     level_name = os.environ.get("SAFELOAD_LOGLEVEL", "")
     level = getattr(logging, level_name.upper(), None) if level_name else None
     if not isinstance(level, int):
         level = logging.DEBUG if verbose >= 1 else logging.WARNING
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _StderrHandler()
     handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
     # The package logger, not the root logger: third-party libraries stay quiet.
     _logger.handlers[:] = [handler]

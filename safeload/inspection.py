@@ -79,13 +79,30 @@ def sniff(head: bytes, size: int) -> str:
         return "zstd"
     if head.startswith(b"\x04\x22\x4d\x18"):
         return "lz4"
-    if len(head) >= 262 and head[257:262] == b"ustar":
+    if _is_tar(head):
         return "tar"
+    if head.startswith(b"ZF") and len(head) > 21 and head[21:22] == b"\x78":
+        return "joblib-zfile"  # joblib's legacy zlib container
+    if len(head) >= 13 and head[0] == 0x5D and head[1:5] != b"\x00\x00\x00\x00" and (
+            head[5:13] == b"\xff" * 8 or int.from_bytes(head[5:13], "little") < (1 << 40)):
+        return "lzma-alone"  # .lzma (joblib compress="lzma"); also ']' in a pickle: checked
     if len(head) >= 2 and head[0] == 0x78 and (head[0] << 8 | head[1]) % 31 == 0:
         return "zlib"
     if head[:1] and head[0] in _PICKLE_OPCODES:
         return "pickle?"
     return "unknown"
+
+
+def _is_tar(head: bytes) -> bool:
+    """A tar header by its checksum (V7 tars have no `ustar` magic; tarfile reads them)."""
+    if len(head) < 512:
+        return False
+    try:
+        stored = int(head[148:156].replace(b"\x00", b" ").strip() or b"-1", 8)
+    except ValueError:
+        return False
+    unsigned = sum(head[:148]) + 8 * 32 + sum(head[156:512])
+    return stored == unsigned and stored != 8 * 32
 
 
 def inspect_bytes(buf: Buf, *, name: str = "", depth: int = 0) -> Inspection:
@@ -113,13 +130,22 @@ def _inspect(buf: Buf, name: str, depth: int) -> Inspection:
         except MalformedFileError as exc:
             return Inspection("safetensors", "unsafe",
                               [Finding("malformed", str(exc), member=None)])
+        polyglot = _pickle_reading(buf, name)
+        if polyglot is not None:
+            return Inspection("safetensors", "unsafe", [polyglot])
         return Inspection("safetensors", "clean", detail=f"{len(header.tensors)} tensors")
     if kind == "zip":
         return _inspect_zip(buf, name, depth)
     if kind == "numpy":
         return _inspect_npy(buf, name)
-    if kind in ("gzip", "bz2", "xz", "zlib"):
+    if kind in ("gzip", "bz2", "xz", "zlib", "joblib-zfile"):
         return _inspect_wrapped(kind, buf, name, depth)
+    if kind == "lzma-alone":
+        wrapped = _inspect_wrapped(kind, buf, name, depth)
+        if wrapped.findings and wrapped.findings[0].code == "malformed":
+            # Not an LZMA stream after all: a pickle starting with EMPTY_LIST.
+            return _inspect_pickle(buf, name)
+        return wrapped
     if kind in ("7z", "zstd", "lz4", "tar"):
         what = {"tar": "a tar archive (legacy tar-format torch files included)"}.get(
             kind, f"a {kind} archive")
@@ -129,6 +155,27 @@ def _inspect(buf: Buf, name: str, depth: int) -> Inspection:
     if kind == "pickle?":
         return _inspect_pickle(buf, name)
     return Inspection("unknown", "skipped", detail="not a format any model loader reads")
+
+
+def _pickle_reading(buf: Buf, name: str) -> Finding | None:
+    """A file of another format that is also a pickle (a polyglot): what a pickle loader given
+    it would do. torch.load picks its reader by the bytes and a name, not by the format."""
+    if not buf[:1] or buf[0] not in _PICKLE_OPCODES:
+        return None
+    vm = PickleMachine(buf, member=name or None)
+    try:
+        vm.run()
+        return Finding("polyglot", "the file is also a complete pickle", 0, None, None,
+                       name or None)
+    except MalformedPickle:
+        pass
+    if vm.findings:
+        return vm.findings[0]
+    reach = would_import(buf, strict_lines=True)
+    if reach is not None:
+        return Finding("polyglot", "read as a pickle, the file reaches an import", reach[0],
+                       reach[1], None, name or None)
+    return None
 
 
 def _inspect_pickle(buf: Buf, name: str) -> Inspection:
@@ -143,10 +190,11 @@ def _inspect_pickle(buf: Buf, name: str) -> Inspection:
             return Inspection("unknown", "skipped", detail="not a pickle")
         findings = [*vm.findings, Finding("malformed", f"malformed pickle: {exc}", exc.offset,
                                           exc.opcode, None, name or None)]
-        if reach is not None and reach[0] > exc.offset:
+        if reach is not None and (reach[0] > exc.offset or reach[1].startswith("(undecided")):
             findings.append(Finding(
                 "global-not-allowed", "a lenient unpickler reads past this point and reaches "
-                "an import", reach[0], reach[1], None, name or None))
+                "an import (or cannot be shown not to)", reach[0], reach[1], None,
+                name or None))
         return Inspection("pickle", "unsafe", findings)
     if isinstance(root, int) and not isinstance(root, bool) and root == LEGACY_MAGIC:
         ck = read_torch_legacy(buf)
@@ -173,7 +221,18 @@ _LEN_ARGS = {0x54: ("<i", 4), 0x55: ("<B", 1), 0x58: ("<I", 4), 0x8A: ("<B", 1),
              0x8D: ("<Q", 8), 0x8E: ("<Q", 8), 0x96: ("<Q", 8)}
 
 
-def would_import(buf: Buf, limit: int = 64 << 20) -> tuple[int, str] | None:
+def _line_end(buf: Buf, pos: int, end: int) -> int | None:
+    """Index of the newline ending a text argument; -1 when undecidable (no newline in 64 KiB
+    and the bytes go on: a C unpickler reads lines of any length); None at end of input."""
+    window = bytes(buf[pos : min(end, pos + (1 << 16))])
+    nl = window.find(b"\n")
+    if nl >= 0:
+        return pos + nl
+    return -1 if pos + len(window) < end else None
+
+
+def would_import(buf: Buf, limit: int = 64 << 20, *, strict_lines: bool = False
+                 ) -> tuple[int, str] | None:
     """Could ANY unpickler reach an import before these bytes stop parsing?
 
     A walk that checks only framing (a known opcode, complete arguments), so it goes at least
@@ -194,25 +253,31 @@ def would_import(buf: Buf, limit: int = 64 << 20) -> tuple[int, str] | None:
         if op not in _PICKLE_OPCODES:
             return None
         if op in (0x63, 0x69):  # GLOBAL / INST: two text lines
-            nl = bytes(buf[pos : min(end, pos + (1 << 16))]).find(b"\n")
-            if nl <= 0:
+            nl = _line_end(buf, pos, end)
+            if nl is None or nl == pos or (nl == -1 and strict_lines):
                 return None
-            module = bytes(buf[pos : pos + nl])
+            if nl == -1:
+                return at, "(undecided: text argument longer than 64 KiB)"
+            module = bytes(buf[pos:nl])
             if not any(c in b" \t\r\x0b\x0c" for c in module):
                 return at, _IMPORTS[op]
-            pos += nl + 1
-            nl = bytes(buf[pos : min(end, pos + (1 << 16))]).find(b"\n")
-            if nl < 0:
+            pos = nl + 1
+            nl = _line_end(buf, pos, end)
+            if nl is None or (nl == -1 and strict_lines):
                 return None
-            pos += nl + 1
+            if nl == -1:
+                return at, "(undecided: text argument longer than 64 KiB)"
+            pos = nl + 1
             continue
         if op in _IMPORTS:
             return at, _IMPORTS[op]
         if op in _LINE_ARGS:
-            nl = bytes(buf[pos : min(end, pos + (1 << 16))]).find(b"\n")
-            if nl < 0:
+            nl = _line_end(buf, pos, end)
+            if nl is None or (nl == -1 and strict_lines):
                 return None
-            pos += nl + 1
+            if nl == -1:
+                return at, "(undecided: text argument longer than 64 KiB)"
+            pos = nl + 1
         elif op in _FIXED_ARGS:
             pos += _FIXED_ARGS[op]
         elif op in _LEN_ARGS:
@@ -252,7 +317,15 @@ def _inspect_zip(buf: Buf, name: str, depth: int) -> Inspection:
         return Inspection(ck.kind, "unsafe" if ck.findings else "clean", list(ck.findings),
                           checkpoint=ck)
     if names and all(n.endswith(".npy") for n in names):
-        return _inspect_members("npz", buf, members, name, depth, nested_ok=True)
+        npz = _inspect_members("npz", buf, members, name, depth, nested_ok=True)
+        # An .npz holds .npy arrays only: anything else inside (text, nested archives) would
+        # reach np.load's fallbacks, or walk archives within archives.
+        for member, inner in npz.members:
+            if inner.format != "numpy":
+                npz.verdict = "unsafe"
+                npz.findings.append(Finding("archive", f"npz member is {inner.format}, not .npy",
+                                            member=f"{name}:{member}" if name else member))
+        return npz
     if depth >= MAX_WRAP_DEPTH:
         return Inspection("zip", "unsafe", [Finding(
             "archive", "nested archive (a zip inside a wrapper) is refused", member=name or None)])
@@ -279,7 +352,10 @@ def _inspect_members(fmt: str, buf: Buf, members: list[Any], name: str,
             result.findings.append(Finding("archive", str(exc), member=label))
             result.verdict = "unsafe"
             continue
-        inner = _inspect(data, label, depth if nested_ok else depth + 1)
+        if nested_ok and bytes(data[:6]) != b"\x93NUMPY":
+            inner = Inspection("unknown", "unsafe", detail="not .npy")
+        else:
+            inner = _inspect(data, label, depth if nested_ok else depth + 1)
         result.members.append((m.name, inner))
         result.findings.extend(inner.findings)
         if inner.verdict == "unsafe":
@@ -312,15 +388,19 @@ class _Bomb(Exception):
 def _decompress(kind: str, buf: Buf) -> bytes:
     """Undo one compression layer with a hard output bound (decompression bombs)."""
     limit = MAX_UNWRAPPED
+    data = bytes(buf)
     if kind == "gzip":
         d: Any = zlib.decompressobj(16 + zlib.MAX_WBITS)
     elif kind == "zlib":
         d = zlib.decompressobj()
+    elif kind == "joblib-zfile":
+        d, data, kind = zlib.decompressobj(), data[21:], "zlib"
     elif kind == "bz2":
         d = bz2.BZ2Decompressor()
+    elif kind == "lzma-alone":
+        d = lzma.LZMADecompressor(format=lzma.FORMAT_ALONE)
     else:
         d = lzma.LZMADecompressor()
-    data = bytes(buf)
     if kind in ("gzip", "zlib"):
         out = d.decompress(data, limit + 1)
         if len(out) > limit or d.unconsumed_tail:
@@ -342,13 +422,13 @@ def _decompress(kind: str, buf: Buf) -> bytes:
 
 _NPY_HEADER = re.compile(
     r"\{'descr': '([<>|=]?)([a-zA-Z]\d*)', 'fortran_order': (True|False), "
-    r"'shape': \(((?:\d+, )*\d*|\d+,)\), \}\s*\n?"
+    r"'shape': \(((?:\d+, )*\d*|\d+,)\), \} *\n?"
 )
 
 
 def _inspect_npy(buf: Buf, name: str) -> Inspection:
     head = bytes(buf[:12])
-    major = head[6] if len(head) >= 12 else 0
+    major = head[6] if len(head) >= 12 and head[7] == 0 else 0  # versions 1.0, 2.0, 3.0 only
     if major == 1:
         hlen, start = struct.unpack_from("<H", head, 8)[0], 10
     elif major in (2, 3):
@@ -356,7 +436,7 @@ def _inspect_npy(buf: Buf, name: str) -> Inspection:
     else:
         return Inspection("numpy", "unsafe", [Finding("malformed", "unknown .npy version",
                                                       member=name or None)])
-    if hlen > 1 << 16 or start + hlen > len(buf):
+    if hlen > 10000 or start + hlen > len(buf):  # numpy's own header bound
         return Inspection("numpy", "unsafe", [Finding("malformed", ".npy header out of bounds",
                                                       member=name or None)])
     try:
@@ -381,6 +461,9 @@ def _inspect_npy(buf: Buf, name: str) -> Inspection:
             "unsupported", f"NumPy dtype {code!r} is not a plain numeric dtype",
             member=name or None)])
     dims = [int(x) for x in m.group(4).replace(" ", "").split(",") if x]
+    if any(d >= 1 << 62 for d in dims) or len(dims) > 64:
+        return Inspection("numpy", "unsafe", [Finding(
+            "malformed", ".npy shape out of bounds", member=name or None)])
     count = 1
     for d in dims:
         count *= d

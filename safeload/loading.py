@@ -222,9 +222,14 @@ def _refuse_if_unsafe(name: str, ins: Inspection) -> None:
         lines = "; ".join(describe(x) for x in ins.findings[:5])
         more = f" (+{len(ins.findings) - 5} more)" if len(ins.findings) > 5 else ""
         code_bearing = any(x.code == "code-bearing" for x in ins.findings)
-        hint = ("save a state_dict (model.state_dict()) instead of code, or export safetensors"
-                if code_bearing else
-                "do not load this file; if you trust its source, ask for a safetensors export")
+        # torch.save(model) pickles the model's classes: nn.Module subclasses, often __main__.
+        whole_model = any((x.global_name or "").startswith(("torch.nn.modules.", "__main__."))
+                          for x in ins.findings)
+        if code_bearing or whole_model:
+            hint = ("this file holds a whole model object or code: save model.state_dict() "
+                    "instead (or export safetensors) and load that")
+        else:
+            hint = "do not load this file; if you trust its source, ask for a safetensors export"
         raise UnsafeCheckpointError(f"{name}: refused ({ins.format}): {lines}{more}", hint=hint,
                                     findings=tuple(ins.findings))
 
@@ -241,7 +246,10 @@ def _load_inspected(name: str, ins: Inspection, buf: Any, map_location: MapLocat
     if fmt in ("numpy", "npz"):
         from safeload._internal.tensors import load_numpy_buffer
 
-        return load_numpy_buffer(buf, fmt, map_location=map_location), None
+        try:
+            return load_numpy_buffer(buf, fmt, map_location=map_location), None
+        except (ValueError, TypeError, OverflowError, NotImplementedError, OSError) as exc:
+            raise MalformedFileError(f"{name}: NumPy could not read it: {exc}") from None
     if fmt in _PICKLE_FORMATS:
         from safeload.convert import load_via_sandbox
 

@@ -170,5 +170,6 @@ class Rebuilder:
 def rebuild(structure: Any, tensors: dict[str, torch.Tensor], map_tensor: Any) -> Any:
     try:
         return Rebuilder(tensors, map_tensor).build(structure)
-    except (KeyError, TypeError, ValueError, RecursionError, IndexError) as exc:
+    except (KeyError, TypeError, ValueError, RecursionError, IndexError, RuntimeError,
+            OverflowError) as exc:
         raise StructureError(f"converted file has a malformed structure: {exc}") from None

@@ -1,0 +1,814 @@
+"""The local Hugging Face cache: what is in it, and converting its pickles once, in the sandbox.
+
+`scan_cache` lists every repo revision (through `huggingface_hub.scan_cache_dir`, never a
+hand-rolled walk) and classifies each weight file by its bytes: safetensors, a clean pickle
+(convertible, or already in safeload's converted store), unsafe, or tampered. The cache names an
+LFS blob by the sha256 of its content, which is a free integrity check: the name is read from
+the FIRST symlink hop only (hub 2.x may chain a repo blob to a shared Xet blob whose name is not
+a sha256), and a blob whose bytes do not match it is refused. Scanning writes nothing.
+
+`convert_cache` converts every clean pickle, one sandboxed child per repo revision, into the
+converted store keyed by the source digest (where `safeload.load` and `from_pretrained` find
+it). The Hugging Face snapshot is left untouched unless `write_to_hub_cache` is set, and nothing
+is ever deleted but `.no_exist` markers that would hide a written file. An interrupted run leaves
+no partial file (outputs are written under temporary names and renamed into place), and a rerun
+skips what is done.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from safeload._internal import verify_cache
+from safeload._internal.opened import OpenedFile
+from safeload._internal.text import safe_text
+from safeload.errors import ConversionError, RefusedError, SafeloadError
+from safeload.inspection import Inspection, inspect_bytes
+
+if TYPE_CHECKING:
+    from huggingface_hub import CachedRepoInfo, CachedRevisionInfo
+
+    from safeload.convert import Converted
+    from safeload.trust import TrustStore
+
+_logger = logging.getLogger(__name__)
+
+PICKLE_FORMATS = ("torch-zip", "torch-legacy", "pickle", "joblib")
+# Weight files whose bytes safeload does not read are still listed, so nothing hides.
+WEIGHT_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle", ".joblib", ".safetensors",
+                   ".npy", ".npz", ".h5", ".msgpack", ".onnx", ".gguf", ".tflite", ".ot")
+_SHA256_NAME = re.compile(r"[0-9a-f]{64}")
+_GIT_NAME = re.compile(r"[0-9a-f]{40}")
+_CHUNK = 8 << 20
+
+# File statuses, worst first. "refused" = a trust or licence refusal, or a link out of the cache.
+STATUSES = ("error", "tampered", "unsafe", "refused", "convertible", "converted", "safetensors",
+            "unsupported")
+BAD_STATUSES = frozenset({"tampered", "unsafe", "refused"})
+
+
+def default_cache_dir() -> Path:
+    """huggingface_hub's cache directory, resolved from the environment now (not at import).
+
+    The same precedence as `huggingface_hub.constants.HF_HUB_CACHE`: HF_HUB_CACHE, then
+    HUGGINGFACE_HUB_CACHE, then $HF_HOME/hub, $XDG_CACHE_HOME/huggingface/hub, and
+    ~/.cache/huggingface/hub.
+    """
+    env = os.environ
+    for name in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE"):
+        if env.get(name):
+            return Path(env[name]).expanduser()
+    if env.get("HF_HOME"):
+        return Path(env["HF_HOME"]).expanduser() / "hub"
+    xdg = env.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(xdg).expanduser() / "huggingface" / "hub"
+
+
+# ------------------------------------------------------------------------------------------
+# Results
+
+
+@dataclass
+class CacheFile:
+    """One weight file of one revision, classified by its bytes."""
+
+    name: str  # path relative to the snapshot ("unet/diffusion_pytorch_model.bin")
+    path: str  # the snapshot entry
+    size: int
+    blob: str | None  # first symlink hop's file name (the expected digest), if a link
+    format: str
+    status: str  # one of STATUSES
+    sha256: str | None = None
+    integrity: str = "unchecked"  # "ok", "mismatch" or "unchecked" (no digest to compare)
+    converted: bool = False
+    pinned: str = "no"  # "yes", "no", or "mismatch" (pinned to other bytes)
+    signed: bool = False  # a signature covers the revision or this file (not verified here)
+    findings: list[str] = field(default_factory=list)
+
+    @property
+    def pickle(self) -> bool:
+        return self.format in PICKLE_FORMATS
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["pickle"] = self.pickle
+        return out
+
+
+@dataclass
+class CacheRevision:
+    repo_id: str
+    repo_type: str
+    commit: str
+    refs: list[str]
+    snapshot: str
+    signed: bool
+    files: list[CacheFile] = field(default_factory=list)
+
+    @property
+    def label(self) -> str:
+        return f"{self.repo_id}@{self.commit[:8]}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"repo_id": self.repo_id, "repo_type": self.repo_type, "commit": self.commit,
+                "refs": list(self.refs), "snapshot": self.snapshot, "signed": self.signed,
+                "files": [f.to_dict() for f in self.files]}
+
+
+@dataclass
+class CacheScan:
+    cache_dir: str
+    revisions: list[CacheRevision]
+    warnings: list[str]
+    missing_repos: list[str]
+
+    def files(self) -> list[tuple[CacheRevision, CacheFile]]:
+        return [(r, f) for r in self.revisions for f in r.files]
+
+    def summary(self) -> dict[str, int]:
+        out = dict.fromkeys(STATUSES, 0)
+        for _, f in self.files():
+            out[f.status] += 1
+        out["revisions"] = len(self.revisions)
+        out["repos"] = len({(r.repo_type, r.repo_id) for r in self.revisions})
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        repos: dict[tuple[str, str], list[CacheRevision]] = {}
+        for r in self.revisions:
+            repos.setdefault((r.repo_type, r.repo_id), []).append(r)
+        return {
+            "cache_dir": self.cache_dir,
+            "repos": [{"repo_id": rid, "repo_type": rtype,
+                       "revisions": [r.to_dict() for r in revs]}
+                      for (rtype, rid), revs in repos.items()],
+            "warnings": list(self.warnings),
+            "missing_repos": list(self.missing_repos),
+            "summary": self.summary(),
+        }
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Bytes processed so far: each weight file counts once hashed, each pickle once converted."""
+
+    done: int
+    total: int
+    current: str
+    elapsed: float
+
+
+ProgressFn = Callable[[Progress], None]
+
+
+class _Meter:
+    def __init__(self, total: int, callback: ProgressFn | None) -> None:
+        self.total, self.done, self.callback = total, 0, callback
+        self.started = time.monotonic()
+        self.current = ""
+
+    def add(self, n: int, current: str | None = None) -> None:
+        self.done = min(self.total, self.done + n)
+        self.show(current)
+
+    def show(self, current: str | None = None, extra: int = 0) -> None:
+        if current is not None:
+            self.current = current
+        if self.callback is not None:
+            self.callback(Progress(min(self.total, self.done + extra), self.total, self.current,
+                                   time.monotonic() - self.started))
+
+
+# ------------------------------------------------------------------------------------------
+# Scanning
+
+
+def _hub_scan(cache_dir: Path) -> Any:
+    from huggingface_hub import scan_cache_dir
+    from huggingface_hub.errors import CacheNotFound
+
+    try:
+        # Always the explicit path: scan_cache_dir's own default is frozen at import time.
+        return scan_cache_dir(cache_dir)
+    except CacheNotFound:
+        raise SafeloadError(f"no Hugging Face cache at {safe_text(cache_dir)}",
+                            hint="pass --cache-dir, or set HF_HUB_CACHE / HF_HOME") from None
+
+
+def _selected(repos: Sequence[str] | None, cache: Any) -> tuple[list[Any], list[str]]:
+    infos = sorted(cache.repos, key=lambda r: (r.repo_type, r.repo_id))
+    if not repos:
+        return infos, []
+    wanted = {r.casefold(): r for r in repos}
+    chosen = [r for r in infos if r.repo_id.casefold() in wanted]
+    found = {r.repo_id.casefold() for r in chosen}
+    return chosen, [orig for key, orig in wanted.items() if key not in found]
+
+
+def _revisions(repo: CachedRepoInfo) -> list[CachedRevisionInfo]:
+    return sorted(repo.revisions, key=lambda r: r.commit_hash)
+
+
+def _first_hop(path: Path) -> str | None:
+    """The file name of the first symlink hop (the blob the snapshot names), never realpath."""
+    try:
+        return os.path.basename(os.readlink(path))
+    except OSError:
+        return None  # not a link: a no-symlink cache (Windows) keeps no digest in names
+
+
+def _tree_digests(repo_path: Path, commit: str) -> dict[str, str]:
+    """`trees/<commit>.json` (hub 2.x, snapshot_download): LFS path -> sha256, when present."""
+    try:
+        doc = json.loads((repo_path / "trees" / f"{commit}.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    files = doc.get("files") if isinstance(doc, dict) else None
+    out: dict[str, str] = {}
+    if isinstance(files, dict):
+        for name, info in files.items():
+            sha = info.get("lfs_sha256") if isinstance(info, dict) else None
+            if isinstance(name, str) and isinstance(sha, str) and _SHA256_NAME.fullmatch(sha):
+                out[name] = sha
+    return out
+
+
+def _hash(opened: OpenedFile, *, git: bool) -> tuple[str, str | None]:
+    """sha256 (and the git blob sha1 when `git`) of the held descriptor, in one pass."""
+    size = opened.identity.size
+    h = hashlib.sha256()
+    g = hashlib.sha1(b"blob %d\0" % size, usedforsecurity=False) if git else None
+    scratch = memoryview(bytearray(_CHUNK))
+    pos = 0
+    while pos < size:
+        n = os.preadv(opened.fd, [scratch], pos)
+        if n <= 0:
+            raise OSError(f"{opened.path}: file shrank while it was being read")
+        h.update(scratch[:n])
+        if g is not None:
+            g.update(scratch[:n])
+        pos += n
+    return h.hexdigest(), (g.hexdigest() if g is not None else None)
+
+
+def _is_weight(name: str, ins: Inspection) -> bool:
+    return ins.verdict != "skipped" or name.lower().endswith(WEIGHT_SUFFIXES)
+
+
+@dataclass
+class _Held:
+    """A classified file and the handle its bytes were read through (kept for conversion)."""
+
+    info: CacheFile
+    opened: OpenedFile | None
+
+    def close(self) -> None:
+        if self.opened is not None:
+            self.opened.close()
+
+
+@dataclass
+class _Context:
+    """What every file of one run is judged against (read once, not per file)."""
+
+    root: Path
+    store: TrustStore
+    state: str
+    observations: Any
+    meter: _Meter
+    remember: bool  # keep computed digests in the verification cache (never in a dry run)
+
+    @classmethod
+    def make(cls, root: Path, meter: _Meter, *, remember: bool) -> _Context:
+        from safeload.trust import TrustStore, load_observations
+
+        store = TrustStore.load()
+        return cls(root, store, store.state_digest(), load_observations(store), meter, remember)
+
+
+def _classify(rev: CacheRevision, file_path: Path, tree: dict[str, str], ctx: _Context
+              ) -> _Held | None:
+    """Classify one snapshot entry; None when it is not a weight file. The handle stays open."""
+    from safeload.errors import UnsafePathError
+
+    name = Path(file_path).relative_to(rev.snapshot).as_posix()
+    blob = _first_hop(file_path)
+    try:
+        # A snapshot link must resolve inside the cache (the shared Xet store included).
+        opened = OpenedFile.open(file_path, root=ctx.root)
+    except UnsafePathError as exc:
+        return _Held(CacheFile(name, str(file_path), 0, blob, "unknown", "refused",
+                               findings=[safe_text(str(exc))]), None)
+    except OSError as exc:
+        return _Held(CacheFile(name, str(file_path), 0, blob, "unknown", "error",
+                               findings=[safe_text(str(exc))]), None)
+    try:
+        ins = inspect_bytes(opened.mapping(), name=name)
+        if not _is_weight(name, ins):
+            opened.close()
+            return None
+        info = CacheFile(name, str(file_path), opened.identity.size, blob, ins.format, "")
+        _check(info, opened, ins, rev, tree, ctx)
+        return _Held(info, opened)
+    except BaseException:
+        opened.close()
+        raise
+
+
+def _check(info: CacheFile, opened: OpenedFile, ins: Inspection, rev: CacheRevision,
+           tree: dict[str, str], ctx: _Context) -> None:
+    from safeload.convert import converted_path
+    from safeload.trust import Pin
+
+    blob = info.blob
+    git = blob is not None and bool(_GIT_NAME.fullmatch(blob))
+    sha = None if git else verify_cache.lookup(opened.identity, ctx.state)
+    git_sha = None
+    if sha is None:
+        sha, git_sha = _hash(opened, git=git)
+        if ctx.remember and not opened.changed():
+            verify_cache.remember(opened.identity, ctx.state, sha)
+    info.sha256 = sha
+    ctx.meter.add(info.size, f"{rev.label}: {info.name}")
+    expected = [e for e in (blob if blob and _SHA256_NAME.fullmatch(blob) else None,
+                            tree.get(info.name)) if e]
+    if expected or git:
+        good = all(e == sha for e in expected) and (not git or git_sha == blob)
+        info.integrity = "ok" if good else "mismatch"
+    if info.integrity == "mismatch":
+        info.findings.append(f"content (sha256 {sha}) does not match the name the cache gives "
+                             f"it ({', '.join(expected) or blob})")
+    info.findings.extend(safe_text(f.message) for f in ins.findings[:5])
+    info.converted = ins.format in PICKLE_FORMATS and converted_path(sha) is not None
+    info.signed = rev.signed or (Path(rev.snapshot) / f"{info.name}.sig").is_file()
+    target = Pin(sha, repo=rev.repo_id, revision=rev.commit, file=info.name).target
+    pin = ctx.store.find_pin(target) or ctx.observations.find_pin(target)
+    info.pinned = "no" if pin is None else "yes" if pin.sha256 == sha else "mismatch"
+    info.status = _status(info, ins)
+
+
+def _status(info: CacheFile, ins: Inspection) -> str:
+    if info.integrity == "mismatch":
+        return "tampered"
+    if ins.verdict == "unsafe":
+        return "unsafe"
+    if info.pinned == "mismatch":
+        return "refused"
+    if ins.format == "safetensors":
+        return "safetensors"
+    if ins.format in PICKLE_FORMATS:
+        return "converted" if info.converted else "convertible"
+    return "unsupported"  # numpy, or a weight format safeload does not read (gguf, onnx...)
+
+
+def _revision_info(repo: CachedRepoInfo, rev: CachedRevisionInfo) -> CacheRevision:
+    snap = Path(rev.snapshot_path)
+    return CacheRevision(repo.repo_id, repo.repo_type, rev.commit_hash, sorted(rev.refs),
+                         str(snap), (snap / "model.sig").is_file())
+
+
+def _weight_candidates(rev: CachedRevisionInfo) -> list[Path]:
+    """Snapshot entries in a stable order (file_name is only a basename: use the path)."""
+    return sorted((Path(f.file_path) for f in rev.files), key=lambda p: p.as_posix())
+
+
+_PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle", ".joblib")
+
+
+def _pickle_name(name: str) -> bool:
+    return name.lower().endswith(_PICKLE_SUFFIXES)
+
+
+def _estimate(revs: list[tuple[Any, Any]]) -> tuple[int, int]:
+    """Cheap totals for the progress bar: (weight-ish bytes, pickle-ish bytes), by name only."""
+    weights = pickles = 0
+    for _, rev in revs:
+        for f in rev.files:
+            name = str(f.file_name)
+            if name.lower().endswith(WEIGHT_SUFFIXES):
+                weights += f.size_on_disk
+            if _pickle_name(name):
+                pickles += f.size_on_disk
+    return weights, pickles
+
+
+def scan_cache(cache_dir: str | os.PathLike[str] | None = None, *,
+               repos: Sequence[str] | None = None,
+               progress: ProgressFn | None = None) -> CacheScan:
+    """Classify every weight file of every cached revision (or of `repos`). Writes nothing.
+
+    Raises:
+        SafeloadError: there is no cache at `cache_dir`.
+        TrustStoreError: the trust store (read for pins) is unusable.
+    """
+    root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    info = _hub_scan(root)
+    chosen, missing = _selected(repos, info)
+    pairs = [(repo, rev) for repo in chosen for rev in _revisions(repo)]
+    ctx = _Context.make(root, _Meter(_estimate(pairs)[0], progress), remember=False)
+    out: list[CacheRevision] = []
+    for repo, rev in pairs:
+        cr = _revision_info(repo, rev)
+        tree = _tree_digests(Path(repo.repo_path), rev.commit_hash)
+        for p in _weight_candidates(rev):
+            held = _classify(cr, p, tree, ctx)
+            if held is not None:
+                held.close()
+                cr.files.append(held.info)
+        out.append(cr)
+    return CacheScan(str(root), out, [safe_text(str(w)) for w in info.warnings], missing)
+
+
+# ------------------------------------------------------------------------------------------
+# Converting
+
+
+@dataclass
+class Outcome:
+    """What `convert_cache` did with one weight file."""
+
+    repo_id: str
+    commit: str
+    name: str
+    size: int
+    action: str  # converted | already-converted | would-convert | unsafe | tampered | refused
+    #              | failed | skipped
+    message: str = ""
+    output: str | None = None
+    hub_path: str | None = None  # the snapshot entry written with write_to_hub_cache
+    seconds: float = 0.0
+
+
+@dataclass
+class ConvertReport:
+    cache_dir: str
+    dry_run: bool
+    outcomes: list[Outcome]
+    hub_written: list[str]
+    hub_notes: list[str]
+    warnings: list[str]
+    missing_repos: list[str]
+    seconds: float
+    converted_bytes: int
+
+    def counts(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for o in self.outcomes:
+            out[o.action] = out.get(o.action, 0) + 1
+        return out
+
+    @property
+    def refused(self) -> bool:
+        return any(o.action in ("unsafe", "tampered", "refused") for o in self.outcomes)
+
+    @property
+    def failed(self) -> bool:
+        return any(o.action == "failed" for o in self.outcomes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"cache_dir": self.cache_dir, "dry_run": self.dry_run,
+                "files": [asdict(o) for o in self.outcomes],
+                "hub_written": list(self.hub_written), "hub_notes": list(self.hub_notes),
+                "warnings": list(self.warnings), "missing_repos": list(self.missing_repos),
+                "summary": {**self.counts(), "seconds": round(self.seconds, 3),
+                            "converted_bytes": self.converted_bytes}}
+
+
+HUB_SIGNATURE_WARNING = ("--write-to-hub-cache adds files to Hugging Face snapshots: a "
+                         "signature made over a snapshot's original file list (model.sig) no "
+                         "longer covers every file there, so `safeload verify` of that "
+                         "directory reports the added files")
+
+
+def convert_cache(cache_dir: str | os.PathLike[str] | None = None, *,
+                  repos: Sequence[str] | None = None, dry_run: bool = False,
+                  write_to_hub_cache: bool = False, allow_unsandboxed: bool = False,
+                  progress: ProgressFn | None = None) -> ConvertReport:
+    """Convert every clean pickle in the cache into the converted store (one child a revision).
+
+    Every file goes through the same checks as a load: blob integrity, inspection, the trust
+    store (revocations, pins, signatures, namespace bindings) and the licence policy. Unsafe,
+    tampered and refused files are reported and left untouched. `dry_run` only classifies.
+
+    Raises:
+        SafeloadError: there is no cache at `cache_dir`.
+        TrustStoreError: the trust store is unusable.
+        KeyboardInterrupt: passes through; nothing partial is left behind.
+    """
+    started = time.monotonic()
+    root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    info = _hub_scan(root)
+    chosen, missing = _selected(repos, info)
+    pairs = [(repo, rev) for repo in chosen for rev in _revisions(repo)]
+    weights, pickles = _estimate(pairs)
+    ctx = _Context.make(root, _Meter(weights + (0 if dry_run else pickles), progress),
+                        remember=not dry_run)
+    report = ConvertReport(str(root), dry_run, [], [], [], [safe_text(str(w)) for w in
+                                                          info.warnings], missing, 0.0, 0)
+    for repo, rev in pairs:
+        cr = _revision_info(repo, rev)
+        tree = _tree_digests(Path(repo.repo_path), rev.commit_hash)
+        held: list[_Held] = []
+        try:
+            for p in _weight_candidates(rev):
+                h = _classify(cr, p, tree, ctx)
+                if h is not None:
+                    held.append(h)
+            _convert_revision(cr, held, ctx, report, dry_run=dry_run,
+                              write_to_hub_cache=write_to_hub_cache,
+                              repo_path=Path(repo.repo_path),
+                              allow_unsandboxed=allow_unsandboxed)
+        finally:
+            for h in held:
+                h.close()
+    report.seconds = time.monotonic() - started
+    return report
+
+
+def _convert_revision(cr: CacheRevision, held: list[_Held], ctx: _Context,
+                      report: ConvertReport, *, dry_run: bool, write_to_hub_cache: bool,
+                      repo_path: Path, allow_unsandboxed: bool) -> None:
+    from safeload._internal.record import ModelContext, model_context
+    from safeload.convert import convert_many
+    from safeload.trust import TrustDecision, check_load
+
+    todo: list[tuple[_Held, OpenedFile, TrustDecision, ModelContext]] = []
+    outcomes: dict[str, Outcome] = {}
+    for h in held:
+        f = h.info
+        o = Outcome(cr.repo_id, cr.commit, f.name, f.size, "skipped")
+        outcomes[f.name] = o
+        if f.status in ("tampered", "unsafe", "refused", "error"):
+            o.action = f.status if f.status != "error" else "failed"
+            o.message = "; ".join(f.findings)
+        elif f.status in ("safetensors", "unsupported"):
+            o.message = f"{f.format}: nothing to convert"
+        elif dry_run:
+            o.action = "already-converted" if f.converted else "would-convert"
+        else:
+            assert f.sha256 is not None and h.opened is not None
+            # The same checks as a load of this file: trust store, then licence policy.
+            try:
+                decision = check_load(Path(f.path), sha256=f.sha256, size=f.size,
+                                      store=ctx.store, repo=cr.repo_id, revision=cr.commit,
+                                      filename=f.name)
+                context = model_context(Path(f.path), ctx.store)
+            except RefusedError as exc:
+                o.action, o.message = "refused", safe_text(str(exc))
+                continue
+            except SafeloadError as exc:  # e.g. a signature safeload cannot check
+                o.action, o.message = "failed", safe_text(str(exc))
+                continue
+            todo.append((h, h.opened, decision, context))
+    report.outcomes.extend(outcomes.values())
+    if dry_run:
+        return
+    meter = ctx.meter
+    start = meter.done
+    # Counted like the total was estimated (by names), so the bar ends at 100%.
+    rev_bytes = sum(h.info.size for h in held if _pickle_name(h.info.name))
+    results: dict[str, Converted] = {}
+    if todo:
+        meter.show(f"{cr.label}: converting {len(todo)} file(s)")
+        mark = time.monotonic()
+        convs = convert_many([(t[0].info.path, t[1]) for t in todo],
+                             source_sha256s=[t[0].info.sha256 for t in todo],
+                             allow_unsandboxed=allow_unsandboxed,
+                             progress=lambda n: meter.show(extra=min(n, rev_bytes)))
+        seconds = round(time.monotonic() - mark, 3)
+        for (h, _, decision, context), conv in zip(todo, convs, strict=True):
+            o = outcomes[h.info.name]
+            o.seconds = seconds
+            if isinstance(conv, Exception):
+                o.action = "refused" if isinstance(conv, RefusedError) else "failed"
+                o.message = safe_text(str(conv))
+                continue
+            results[h.info.name] = conv
+            o.output = str(conv.path)
+            if conv.cache_hit:
+                o.action = "already-converted"
+                continue
+            o.action = "converted"
+            report.converted_bytes += h.info.size
+            _record_conversion(h.info, decision, context, ctx.store, conv)
+    meter.done = start
+    meter.add(rev_bytes)
+    if write_to_hub_cache and results:
+        _write_hub(cr, results, outcomes, report, ctx.root, repo_path)
+
+
+def _record_conversion(f: CacheFile, decision: Any, context: Any, store: TrustStore,
+                       conv: Converted) -> None:
+    from safeload._internal.record import record
+
+    assert f.sha256 is not None
+    record(action="convert", path=f.path, sha256=f.sha256, size=f.size, fmt=f.format,
+           decision=decision, context=context, store=store, converted=conv.report,
+           output=conv.output_record())
+
+
+# ------------------------------------------------------------------------------------------
+# Writing conversions into the Hub cache (opt-in)
+
+
+def hub_name(name: str) -> str:
+    """The name transformers/diffusers look for: `pytorch_model-00001-of-00002.bin` ->
+    `model-00001-of-00002.safetensors`, `diffusion_pytorch_model.bin` ->
+    `diffusion_pytorch_model.safetensors`, `model.pt` -> `model.safetensors`."""
+    path = Path(name)
+    base = path.name
+    stem = base.rsplit(".", 1)[0] if "." in base else base
+    if stem.startswith("pytorch_model"):
+        stem = "model" + stem[len("pytorch_model"):]
+    return (path.parent / f"{stem}.safetensors").as_posix()
+
+
+def _git_sha1(data: bytes) -> str:
+    return hashlib.sha1(b"blob %d\0" % len(data) + data, usedforsecurity=False).hexdigest()
+
+
+def _write_blob_copy(src: Path, blobs: Path, expected: str) -> Path:
+    """Copy `src` to blobs/<sha256>, hashing as it copies; atomic, never half-written."""
+    blobs.mkdir(parents=True, exist_ok=True)
+    final = blobs / expected
+    if final.exists():
+        with OpenedFile.open(final) as held:
+            if _hash(held, git=False)[0] == expected:
+                return final
+        raise ConversionError(f"{final}: a blob with this name already exists with other "
+                              "content; left untouched")
+    tmp = blobs / f".{expected}.safeload-partial-{os.getpid()}"
+    h = hashlib.sha256()
+    try:
+        with open(src, "rb") as fin, open(tmp, "xb") as fout:
+            while chunk := fin.read(_CHUNK):
+                h.update(chunk)
+                fout.write(chunk)
+            fout.flush()
+            os.fsync(fout.fileno())
+        if h.hexdigest() != expected:
+            raise ConversionError(f"{src}: the converted file changed since it was validated")
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, final)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return final
+
+
+def _write_blob_bytes(data: bytes, blobs: Path) -> Path:
+    """A regular (non-LFS) file: its blob is named by its git blob sha1."""
+    blobs.mkdir(parents=True, exist_ok=True)
+    final = blobs / _git_sha1(data)
+    if final.exists():
+        return final
+    tmp = blobs / f".{final.name}.safeload-partial-{os.getpid()}"
+    try:
+        with open(tmp, "xb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, final)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return final
+
+
+def _link(snapshot: Path, rel: str, blob: Path) -> str:
+    """snapshots/<commit>/<rel> -> relative path to the blob; "exists" if already so linked."""
+    link = snapshot / rel
+    link.parent.mkdir(parents=True, exist_ok=True)
+    target = os.path.relpath(blob, link.parent)
+    if os.path.lexists(link):
+        return "exists" if os.path.islink(link) and os.readlink(link) == target else "other"
+    os.symlink(target, link)  # atomic; never replaces an entry the snapshot already has
+    return "written"
+
+
+def _unhide(repo_path: Path, commit: str, rel: str) -> None:
+    marker = repo_path / ".no_exist" / commit / rel
+    if marker.is_file() and not marker.is_symlink():
+        marker.unlink()  # it would make the hub report the file as absent
+
+
+def _read_index(snapshot: Path, name: str, cache_root: Path) -> dict[str, Any] | None:
+    """A `*.bin.index.json`, read through a held handle and checked against its blob name."""
+    path = snapshot / name
+    blob = _first_hop(path)
+    with OpenedFile.open(path, root=cache_root) as held:
+        data = bytes(held.mapping())
+    if blob is not None and _GIT_NAME.fullmatch(blob) and _git_sha1(data) != blob:
+        return None
+    if blob is not None and _SHA256_NAME.fullmatch(blob) and \
+            hashlib.sha256(data).hexdigest() != blob:
+        return None
+    try:
+        doc = json.loads(data)
+    except ValueError:
+        return None
+    return doc if isinstance(doc, dict) and isinstance(doc.get("weight_map"), dict) else None
+
+
+def _write_hub(cr: CacheRevision, results: dict[str, Converted],
+               outcomes: dict[str, Outcome], report: ConvertReport, cache_root: Path,
+               repo_path: Path) -> None:
+    snapshot = Path(cr.snapshot)
+    if cr.repo_type != "model":
+        report.hub_notes.append(f"{cr.label}: not a model repo; the Hub cache is left as is")
+        return
+    blobs = repo_path / "blobs"
+    present = {p.relative_to(snapshot).as_posix() for p in snapshot.rglob("*")
+               if p.is_file() or p.is_symlink()}
+    # Sharded checkpoints: each index decides for its shards, all or nothing.
+    indexes = sorted(n for n in present if n.endswith(".bin.index.json"))
+    sharded: set[str] = set()
+    plans: list[tuple[str, dict[str, Any], dict[str, str]]] = []
+    for idx in indexes:
+        doc = _read_index(snapshot, idx, cache_root)
+        folder = Path(idx).parent
+        if doc is None:
+            report.hub_notes.append(f"{cr.label}: {idx} is unreadable or does not match its "
+                                    "blob name; its shards are not written")
+            continue
+        shards = sorted({(folder / str(v)).as_posix() for v in doc["weight_map"].values()})
+        sharded.update(shards)
+        missing = [s for s in shards if s not in results]
+        if missing:
+            report.hub_notes.append(f"{cr.label}: {idx}: not every shard converted "
+                                    f"({safe_text(', '.join(missing[:3]))}); none written")
+            continue
+        plans.append((idx, doc, {s: hub_name(s) for s in shards}))
+    singles = [n for n in sorted(results) if n not in sharded]
+    for name in singles:
+        _hub_file(cr, name, hub_name(name), results[name], outcomes, report, snapshot, blobs,
+                  repo_path, present)
+    for idx, doc, names in plans:
+        ok = all(_hub_file(cr, s, names[s], results[s], outcomes, report, snapshot, blobs,
+                           repo_path, present) for s in names)
+        if not ok:
+            continue
+        folder = Path(idx).parent
+        weight_map: dict[str, str] = {}
+        total = 0
+        for s, out in names.items():
+            for e in results[s].header.tensors:
+                weight_map[e.name] = Path(out).name
+                total += e.end - e.begin
+        old_meta = doc.get("metadata")
+        meta: dict[str, Any] = dict(old_meta) if isinstance(old_meta, dict) else {}
+        new = {"metadata": {**meta, "total_size": total},
+               "weight_map": dict(sorted(weight_map.items()))}
+        target = hub_name(idx[: -len(".index.json")]) + ".index.json"  # keeps the folder
+        if target in present:
+            report.hub_notes.append(f"{cr.label}: {target} already exists; left untouched")
+            continue
+        data = (json.dumps(new, indent=2) + "\n").encode()
+        state = _link(snapshot, target, _write_blob_bytes(data, blobs))
+        _unhide(repo_path, cr.commit, target)
+        if state != "other":
+            report.hub_written.append(str(snapshot / target))
+
+
+def _hub_file(cr: CacheRevision, name: str, target: str, conv: Converted,
+              outcomes: dict[str, Outcome], report: ConvertReport, snapshot: Path, blobs: Path,
+              repo_path: Path, present: set[str]) -> bool:
+    link = snapshot / target
+    expected = str(conv.report.get("output_sha256", ""))
+    if not _SHA256_NAME.fullmatch(expected):
+        report.hub_notes.append(f"{cr.label}: {name}: the converted entry has no output digest")
+        return False
+    if target in present:
+        if os.path.islink(link) and _first_hop(link) == expected:
+            outcomes[name].hub_path = str(link)  # written by an earlier run
+            return True
+        report.hub_notes.append(f"{cr.label}: {target} already exists; left untouched")
+        return False
+    try:
+        blob = _write_blob_copy(conv.path, blobs, expected)
+    except ConversionError as exc:
+        report.hub_notes.append(f"{cr.label}: {name}: {safe_text(str(exc))}")
+        return False
+    if _link(snapshot, target, blob) == "other":
+        report.hub_notes.append(f"{cr.label}: {target} appeared meanwhile; left untouched")
+        return False
+    _unhide(repo_path, cr.commit, target)
+    outcomes[name].hub_path = str(link)
+    report.hub_written.append(str(link))
+    present.add(target)
+    return True
+
+
+__all__ = ["CacheFile", "CacheRevision", "CacheScan", "ConvertReport", "Outcome", "Progress",
+           "HUB_SIGNATURE_WARNING", "convert_cache", "default_cache_dir", "hub_name",
+           "scan_cache"]
