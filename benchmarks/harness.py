@@ -9,6 +9,7 @@ of the process tree is reported as the larger of the two, plus both).
 from __future__ import annotations
 
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -41,7 +42,8 @@ def run_once(argv: Sequence[str], env: dict[str, str] | None = None,
     if setup:
         setup()
     start = time.perf_counter()
-    proc = subprocess.Popen(list(argv), env=env, stdout=subprocess.DEVNULL)
+    proc = subprocess.Popen(list(argv), env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - start
     proc.returncode = os.waitstatus_to_exitcode(status)
@@ -119,7 +121,11 @@ def wheel_python() -> str:
                              text=True).stdout.strip()
     Path(purelib, "devdeps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
     wheel = sorted(dist.glob("safeload-*.whl"))[-1]
-    subprocess.run([PY, "-m", "pip", "install", "-q", "--no-deps", "--force-reinstall",
+    for old in ("safeload", "safeload_conversion"):
+        shutil.rmtree(Path(purelib) / old, ignore_errors=True)
+    for old_info in Path(purelib).glob("safeload-*.dist-info"):
+        shutil.rmtree(old_info, ignore_errors=True)
+    subprocess.run([PY, "-m", "pip", "install", "-q", "--no-deps", "--upgrade",
                     "--target", purelib, str(wheel)], check=True)
     subprocess.run([vpy, "-m", "compileall", "-q", purelib + "/safeload",
                     purelib + "/safeload_conversion"], check=True)

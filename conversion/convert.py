@@ -114,7 +114,8 @@ def convert_fd(in_fd: int, out_dir: str) -> dict[str, Any]:
         out_path = os.path.join(out_dir, OUTPUT_NAME)
         digests = write_safetensors(
             plan, buf, out_path, metadata, timings, in_fd=in_fd,
-            late_metadata=lambda: {"safeload.source_sha256": source_digest()})
+            late_metadata=lambda: {"safeload.source_sha256": source_digest()},
+            durable=os.environ.get("SAFELOAD_CONVERT_FSYNC", "1") != "0")
         timings["write"] = time.monotonic() - mark
     finally:
         hasher.join()

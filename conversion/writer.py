@@ -67,8 +67,8 @@ def header_bytes(plan: Plan, metadata: dict[str, str]) -> bytes:
 
 def write_safetensors(plan: Plan, buf: Any, out_path: str, metadata: dict[str, str],
                       timings: dict[str, float] | None = None, in_fd: int | None = None,
-                      late_metadata: Callable[[], dict[str, str]] | None = None
-                      ) -> dict[str, str]:
+                      late_metadata: Callable[[], dict[str, str]] | None = None,
+                      durable: bool = True) -> dict[str, str]:
     """Write `plan` to `out_path` atomically; return {tensor name: sha256 of its bytes}.
 
     `late_metadata` supplies values known only once the data is written (the source digest);
@@ -98,7 +98,8 @@ def write_safetensors(plan: Plan, buf: Any, out_path: str, metadata: dict[str, s
                 raise OSError("late metadata changed the header length")
             os.pwrite(fd, final, 0)
         mark = time.monotonic()
-        os.fsync(fd)
+        if durable:  # cache entries must survive a crash; a user's output is like cp's
+            os.fsync(fd)
         if timings is not None:
             timings["fsync"] = time.monotonic() - mark
     except BaseException:

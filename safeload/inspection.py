@@ -169,9 +169,12 @@ def _pickle_reading(buf: Buf, name: str) -> Finding | None:
                        name or None)
     except MalformedPickle:
         pass
-    if vm.findings:
-        return vm.findings[0]
-    reach = would_import(buf, strict_lines=True)
+    # An import by name (not an extension code: nothing is registered in a normal process,
+    # and a safetensors length byte of 0x82-0x84 must not condemn a valid file).
+    named = [f for f in vm.findings if f.global_name is not None]
+    if named:
+        return named[0]
+    reach = would_import(buf, strict_lines=True, extensions=False)
     if reach is not None:
         return Finding("polyglot", "read as a pickle, the file reaches an import", reach[0],
                        reach[1], None, name or None)
@@ -211,8 +214,10 @@ def _inspect_pickle(buf: Buf, name: str) -> Inspection:
 
 
 # Opcodes that import or call: reaching one is what makes a broken pickle dangerous.
+# PERSID/BINPERSID are not here: no loader has a persistent_load for a file's first stream
+# (torch sets one only for the data pickle after its magic number), so they end the stream.
 _IMPORTS = {0x63: "GLOBAL", 0x69: "INST", 0x93: "STACK_GLOBAL", 0x82: "EXT1", 0x83: "EXT2",
-            0x84: "EXT4", 0x50: "PERSID", 0x51: "BINPERSID"}
+            0x84: "EXT4"}
 _LINE_ARGS = frozenset(b"FILPSVgp")  # one text line
 _FIXED_ARGS = {0x4A: 4, 0x4B: 1, 0x4D: 2, 0x68: 1, 0x6A: 4, 0x71: 1, 0x72: 4, 0x47: 8,
                0x80: 1, 0x82: 1, 0x83: 2, 0x84: 4, 0x95: 8}
@@ -231,8 +236,8 @@ def _line_end(buf: Buf, pos: int, end: int) -> int | None:
     return -1 if pos + len(window) < end else None
 
 
-def would_import(buf: Buf, limit: int = 64 << 20, *, strict_lines: bool = False
-                 ) -> tuple[int, str] | None:
+def would_import(buf: Buf, limit: int = 64 << 20, *, strict_lines: bool = False,
+                 extensions: bool = True) -> tuple[int, str] | None:
     """Could ANY unpickler reach an import before these bytes stop parsing?
 
     A walk that checks only framing (a known opcode, complete arguments), so it goes at least
@@ -269,8 +274,12 @@ def would_import(buf: Buf, limit: int = 64 << 20, *, strict_lines: bool = False
                 return at, "(undecided: text argument longer than 64 KiB)"
             pos = nl + 1
             continue
+        if op in (0x50, 0x51):  # persistent id: UnpicklingError in a first stream
+            return None
         if op in _IMPORTS:
-            return at, _IMPORTS[op]
+            # EXT* imports only what the process registered with copyreg (nothing, normally);
+            # `extensions=False` treats them as the lookup failure they nearly always are.
+            return (at, _IMPORTS[op]) if extensions or op == 0x93 else None
         if op in _LINE_ARGS:
             nl = _line_end(buf, pos, end)
             if nl is None or (nl == -1 and strict_lines):
