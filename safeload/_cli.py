@@ -77,7 +77,8 @@ def _scan(args: argparse.Namespace) -> int:
                 _err(f"        {describe(f)}")
         elif args.verbose or not args.json:
             if r.status == "clean":
-                _err(f"clean   {safe_text(r.path)}  [{r.format}]")
+                lic = f"  licence {safe_text(r.license)}" if r.license else ""
+                _err(f"clean   {safe_text(r.path)}  [{r.format}]{lic}")
             elif args.verbose:
                 _err(f"skipped {safe_text(r.path)}  ({safe_text(r.detail)})")
     for path, message in errors:

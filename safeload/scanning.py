@@ -31,10 +31,12 @@ class FileReport:
     format: str
     findings: tuple[Finding, ...] = ()
     detail: str = ""
+    license: str | None = None  # SPDX id and class from the model card beside the file
 
     def to_dict(self) -> dict[str, Any]:
         return {"path": self.path, "status": self.status, "format": self.format,
-                "detail": self.detail, "findings": [f.to_dict() for f in self.findings]}
+                "detail": self.detail, "license": self.license,
+                "findings": [f.to_dict() for f in self.findings]}
 
 
 def describe(f: Finding) -> str:
@@ -60,8 +62,22 @@ def scan(path: str | os.PathLike[str]) -> FileReport:
     return _report(p, ins)
 
 
+def _license(path: str) -> str | None:
+    """The licence of the model a weights file belongs to, from its model card."""
+    from safeload.licenses import license_info
+    from safeload.modelcard import find_model_card, read_model_card
+
+    card_path = find_model_card(path)
+    if card_path is None:
+        return None
+    card = read_model_card(card_path)
+    infos = [license_info(t) for t in card.license] or [license_info(None)]
+    return ", ".join(f"{i.spdx_id} ({i.license_class.value})" for i in infos)
+
+
 def _report(path: str, ins: Inspection) -> FileReport:
-    return FileReport(path, ins.verdict, ins.format, tuple(ins.findings), ins.detail)
+    lic = _license(path) if ins.verdict != "skipped" else None
+    return FileReport(path, ins.verdict, ins.format, tuple(ins.findings), ins.detail, lic)
 
 
 def _walk(root: str, errors: list[tuple[str, str]]) -> Iterator[str]:
