@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import stat
 from pathlib import Path
 
 import pytest
@@ -15,3 +18,31 @@ def isolated_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.
     monkeypatch.delenv("SAFELOAD_TRUST_STORE", raising=False)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     return home
+
+
+# A copy of ../shared/fixtures/oms lives in tests/assets/oms so CI never depends on that folder.
+OMS_FIXTURE = Path(os.environ.get("SAFELOAD_OMS_FIXTURE",
+                                  Path(__file__).resolve().parent / "assets" / "oms"))
+
+
+def copy_oms(dest: Path) -> Path:
+    """Copy the read-only fixture, make it writable, recreate `.git/HEAD` (git cannot store it)."""
+    if not OMS_FIXTURE.is_dir():
+        pytest.skip(f"OMS fixture not found at {OMS_FIXTURE}")
+    out = dest / "oms"
+    shutil.copytree(OMS_FIXTURE, out)
+    for root, dirs, files in os.walk(out):
+        for name in dirs + files:
+            p = Path(root) / name
+            p.chmod(p.stat().st_mode | stat.S_IWUSR)
+    out.chmod(out.stat().st_mode | stat.S_IWUSR)
+    git = out / "negative" / "git-files-added" / ".git"
+    git.mkdir(exist_ok=True)
+    (git / "HEAD").write_text("ref: refs/heads/main\n")
+    return out
+
+
+@pytest.fixture
+def oms(tmp_path: Path) -> Path:
+    """A private, writable copy of fixtures/oms."""
+    return copy_oms(tmp_path)
