@@ -59,7 +59,7 @@ import filelock
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from safeload._internal import paths
+from safeload._internal import paths, strictjson
 from safeload._internal.text import safe_text
 from safeload.errors import (
     DigestMismatchError,
@@ -533,16 +533,8 @@ def _read_trust_file(path: Path, source: str) -> bytes | None:
 
 
 def _parse_json(data: bytes, source: str) -> Any:
-    def no_dups(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for k, v in pairs:
-            if k in out:
-                raise ValueError(f"duplicate key {k!r}")
-            out[k] = v
-        return out
-
     try:
-        return json.loads(data.decode("utf-8"), object_pairs_hook=no_dups)
+        return strictjson.loads(data)
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise _fail(source, f"cannot parse ({exc})",
                     "fix the JSON, or move the file away and run `safeload trust init` "

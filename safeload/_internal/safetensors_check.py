@@ -7,13 +7,12 @@ non-overlapping and covering the data section exactly.
 
 from __future__ import annotations
 
-import json
 import struct
 from dataclasses import dataclass
-from typing import Any
 
 from safeload_conversion.pickle_vm import Buf
 
+from safeload._internal import strictjson
 from safeload.errors import MalformedFileError
 
 # The reference implementation's own bound on the header (safetensors `MAX_HEADER_SIZE`).
@@ -55,19 +54,6 @@ def looks_like_safetensors(head: bytes, size: int) -> bool:
     return 2 <= n <= min(MAX_HEADER_BYTES, size - 8) and head[8:9] == b"{"
 
 
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in pairs:
-        if k in out:
-            raise ValueError(f"duplicate key {k!r}")
-        out[k] = v
-    return out
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"non-finite number {name}")
-
-
 def parse_header(buf: Buf, path: str) -> SafetensorsHeader:
     """Validate the header and the layout; raise `MalformedFileError` naming the file."""
     def bad(why: str) -> MalformedFileError:
@@ -82,8 +68,7 @@ def parse_header(buf: Buf, path: str) -> SafetensorsHeader:
         raise bad(f"header length {n} is out of bounds")
     raw = bytes(buf[8 : 8 + n])
     try:
-        doc = json.loads(raw.decode("utf-8"), object_pairs_hook=_no_duplicates,
-                         parse_constant=_reject_constant)
+        doc = strictjson.loads(raw)
     except (ValueError, RecursionError, UnicodeDecodeError) as exc:
         raise bad(f"header is not well-formed JSON ({exc})") from None
     if not isinstance(doc, dict):

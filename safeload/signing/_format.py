@@ -16,6 +16,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from safeload._internal import strictjson
 from safeload._internal.text import safe_text
 from safeload.errors import SignatureError, UnsupportedSignatureError
 
@@ -94,22 +95,8 @@ def _b64(value: object, what: str, source: str) -> bytes:
         raise SignatureError(f"{source}: {what} is not valid base64") from exc
 
 
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in pairs:
-        if k in out:
-            # Two parsers that keep different duplicates see different manifests.
-            raise ValueError(f"duplicate key {k!r}")
-        out[k] = v
-    return out
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"non-standard JSON constant {name}")
-
-
 def _loads(data: bytes) -> Any:
-    return json.loads(data, object_pairs_hook=_no_duplicates, parse_constant=_reject_constant)
+    return strictjson.loads(data)
 
 
 def parse_bundle(data: bytes, *, source: str) -> Bundle:
