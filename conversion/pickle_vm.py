@@ -1036,7 +1036,7 @@ def _rule_numpy_frombuffer(vm: PickleMachine, g: Global, args: tuple[Any, ...]) 
     count = 1
     for dim in shape:
         count *= dim
-    if len(buf) != count * vm_itemsize(vm.rules.numpy_dtypes[dtype.fields["code"]]):
+    if len(buf) != count * np_itemsize(vm, dtype.fields["code"]):
         raise RuleViolation("buffer size does not match shape and dtype")
     return Obj("ndarray", {"built": True, "shape": shape, "dtype": dtype,
                            "fortran": order == "F", "data": buf})
@@ -1131,11 +1131,23 @@ def _rule_numpy_reconstruct(vm: PickleMachine, g: Global, args: tuple[Any, ...])
     return Obj("ndarray", {"built": False})
 
 
+_NP_TEXT = re.compile(r"([US])([1-9]\d{0,5})")  # fixed-width text: bytes, never objects
+
+
+def np_itemsize(vm: PickleMachine, code: str) -> int:
+    """Bytes per element of an allowed NumPy dtype code."""
+    text = _NP_TEXT.fullmatch(code)
+    if text:
+        return int(text[2]) * (4 if text[1] == "U" else 1)
+    return vm_itemsize(vm.rules.numpy_dtypes[code])
+
+
 def _rule_numpy_dtype(vm: PickleMachine, g: Global, args: tuple[Any, ...]) -> Any:
     _arity(args, 3)
     code, align, copy = args
-    if not isinstance(code, str) or code not in vm.rules.numpy_dtypes:
-        raise RuleViolation(f"dtype {code!r} is not a plain numeric dtype")
+    if not isinstance(code, str) or (code not in vm.rules.numpy_dtypes
+                                     and not _NP_TEXT.fullmatch(code)):
+        raise RuleViolation(f"dtype {code!r} is not a plain numeric or text dtype")
     if not isinstance(align, bool) or not isinstance(copy, bool):
         raise RuleViolation("expects (code, bool, bool)")
     return Obj("np_dtype", {"code": code, "byteorder": "=", "built": False})
@@ -1146,7 +1158,7 @@ def _rule_numpy_scalar(vm: PickleMachine, g: Global, args: tuple[Any, ...]) -> A
     dtype, data = args
     if not (isinstance(dtype, Obj) and dtype.kind == "np_dtype"):
         raise RuleViolation("first argument must be a numpy dtype")
-    itemsize = vm_itemsize(vm.rules.numpy_dtypes[dtype.fields["code"]])
+    itemsize = np_itemsize(vm, dtype.fields["code"])
     return Obj("np_scalar", {"dtype": dtype, "data": _bytes_arg(data, itemsize)})
 
 
@@ -1222,7 +1234,7 @@ def _build(vm: PickleMachine, target: Any, state: Any) -> None:
         count = 1
         for dim in shape:
             count *= dim
-        itemsize = vm_itemsize(vm.rules.numpy_dtypes[dtype.fields["code"]])
+        itemsize = np_itemsize(vm, dtype.fields["code"])
         if len(raw) != count * itemsize:
             raise RuleViolation("array data size does not match its shape")
         target.fields.update(shape=shape, dtype=dtype, fortran=fortran, data=raw, built=True)

@@ -343,7 +343,7 @@ def _inspect_zip(buf: Buf, name: str, depth: int) -> Inspection:
 
 def _inspect_members(fmt: str, buf: Buf, members: list[Any], name: str,
                      depth: int, *, nested_ok: bool) -> Inspection:
-    result = Inspection(fmt, "clean")
+    result = Inspection(fmt, "skipped", detail="no model file inside")
     budget = MAX_UNWRAPPED
     for m in members:
         label = f"{name}:{m.name}" if name else m.name
@@ -369,6 +369,8 @@ def _inspect_members(fmt: str, buf: Buf, members: list[Any], name: str,
         result.findings.extend(inner.findings)
         if inner.verdict == "unsafe":
             result.verdict = "unsafe"
+        elif inner.verdict == "clean" and result.verdict == "skipped":
+            result.verdict, result.detail = "clean", ""
     return result
 
 

@@ -169,3 +169,25 @@ def test_joblib_object_array_is_refused(tmp_path: Path) -> None:
     joblib.dump({"o": np.array([{"k": 1}, None], dtype=object)}, tmp_path / "o.joblib")
     with pytest.raises(UnsafeCheckpointError):
         safeload.load(tmp_path / "o.joblib")
+
+
+def test_numpy_text_arrays_round_trip(tmp_path: Path) -> None:
+    import numpy as np
+
+    f = tmp_path / "labels.pt"
+    torch.save({"labels": np.array(["cat", "dog"]), "codes": np.array([b"a", b"bc"])}, f)
+    out = safeload.load(f)
+    assert out["labels"].tolist() == ["cat", "dog"] and out["labels"].dtype.kind == "U"
+    assert out["codes"].tolist() == [b"a", b"bc"]
+
+
+def test_zip_of_non_model_files_is_skipped(tmp_path: Path) -> None:
+    import zipfile
+
+    from safeload.inspection import inspect_bytes
+
+    f = tmp_path / "bundle.zip"
+    with zipfile.ZipFile(f, "w") as z:
+        z.writestr("config.json", "{}")
+        z.writestr("notes.txt", "# nothing to load")
+    assert inspect_bytes(f.read_bytes()).verdict == "skipped"
