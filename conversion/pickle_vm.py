@@ -118,6 +118,7 @@ class SDict:
     items: list[tuple[Any, Any]] = field(default_factory=list)
     ordered: bool = False
     attrs: dict[str, Any] = field(default_factory=dict)  # OrderedDict.__dict__ (e.g. _metadata)
+    kind: str = "dict"  # or "counter" (collections.Counter: a dict subclass of counts)
 
 
 @dataclass(eq=False)
@@ -880,6 +881,16 @@ def _rule_ordered_dict(vm: PickleMachine, g: Global, args: tuple[Any, ...]) -> A
     raise RuleViolation("expects () or a list of pairs")
 
 
+def _rule_counter(vm: PickleMachine, g: Global, args: tuple[Any, ...]) -> Any:
+    # Counter.__reduce__ is (Counter, (dict(self),)): a dict of counts.
+    if args == ():
+        return SDict(kind="counter")
+    _arity(args, 1)
+    if not isinstance(args[0], SDict) or args[0].ordered or args[0].attrs:
+        raise RuleViolation("expects a plain dict")
+    return SDict(list(args[0].items), kind="counter")
+
+
 def _rule_torch_size(vm: PickleMachine, g: Global, args: tuple[Any, ...]) -> Any:
     _arity(args, 1)
     return Obj("torch_size", {"dims": _ints(args[0], "size")})
@@ -1166,6 +1177,7 @@ _CALL, _NEW = frozenset({"call"}), frozenset({"new"})
 Rule = Callable[[PickleMachine, Global, tuple[Any, ...]], Any]
 _RULES: dict[str, tuple[frozenset[str], Rule]] = {
     "ordered_dict": (_CALL, _rule_ordered_dict),
+    "counter": (_CALL, _rule_counter),
     "torch_size": (_CALL, _rule_torch_size),
     "torch_device": (_CALL, _rule_torch_device),
     "rebuild_tensor_v2": (_CALL, _rule_rebuild_v2),

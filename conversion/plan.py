@@ -145,7 +145,8 @@ class _Planner:
                 label = k if isinstance(k, str) else str(k) if isinstance(k, int) else "key"
                 items.append([self.encode(k, [*path, "key"], depth + 1),
                               self.encode(v, [*path, label], depth + 1)])
-            out: dict[str, Any] = {"t": "odict" if value.ordered else "dict", "v": items}
+            kind = "counter" if value.kind == "counter" else "odict" if value.ordered else "dict"
+            out: dict[str, Any] = {"t": kind, "v": items}
             if value.attrs:
                 out["attrs"] = [[k, self.encode(v, [*path, k], depth + 1)]
                                 for k, v in value.attrs.items()]

@@ -81,9 +81,10 @@ class Rebuilder:
         if t in ("set", "frozenset"):
             items = [self.build(x, d) for x in v]
             return set(items) if t == "set" else frozenset(items)
-        if t in ("dict", "odict"):
-            out: dict[Any, Any] = self._register(
-                n, collections.OrderedDict() if t == "odict" else {})
+        if t in ("dict", "odict", "counter"):
+            empty: dict[Any, Any] = (collections.OrderedDict() if t == "odict"
+                                     else collections.Counter() if t == "counter" else {})
+            out: dict[Any, Any] = self._register(n, empty)
             for k, val in v:
                 out[self.build(k, d)] = self.build(val, d)
             for name, val in n.get("attrs", []):

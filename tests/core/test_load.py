@@ -191,3 +191,13 @@ def test_zip_of_non_model_files_is_skipped(tmp_path: Path) -> None:
         z.writestr("config.json", "{}")
         z.writestr("notes.txt", "# nothing to load")
     assert inspect_bytes(f.read_bytes()).verdict == "skipped"
+
+
+def test_counter_round_trips(tmp_path: Path) -> None:
+    import collections
+
+    f = tmp_path / "c.pt"
+    torch.save({"vocab": collections.Counter("abracadabra"), "w": torch.ones(1)}, f)
+    out = safeload.load(f)
+    assert type(out["vocab"]) is collections.Counter
+    assert out["vocab"] == collections.Counter("abracadabra")
