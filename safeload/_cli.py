@@ -360,9 +360,9 @@ def _convert(args: argparse.Namespace) -> int:
     from safeload.convert import convert_directory, convert_file, output_name
 
     src = Path(args.src)
-    allow = bool(args.allow_unsandboxed_convert)
+    allow = bool(args.unsafe_allow_unsandboxed_convert)
     if allow:
-        _logger.warning("unsafe: --allow-unsandboxed-convert lets the converter run without "
+        _logger.warning("unsafe: --unsafe-allow-unsandboxed-convert lets the converter run without "
                         "an isolating sandbox layer if none is available")
 
     def progress(f: Any) -> None:
@@ -374,11 +374,11 @@ def _convert(args: argparse.Namespace) -> int:
     if src.is_dir():
         dst = Path(args.output) if args.output else src
         done, refused = convert_directory(src, dst, overwrite=args.overwrite,
-                                          allow_unsandboxed=allow, progress=progress)
+                                          unsafe_allow_unsandboxed=allow, progress=progress)
     else:
         dst = Path(args.output) if args.output else src.with_name(output_name(src))
         done, refused = [convert_file(src, dst, overwrite=args.overwrite,
-                                      allow_unsandboxed=allow)], []
+                                      unsafe_allow_unsandboxed=allow)], []
         progress(done[0])
     for path, why in refused:
         _err(f"REFUSED {safe_text(path)}: {safe_text(why)}")
@@ -397,7 +397,7 @@ def _add_convert(sub: Any) -> None:
     p.add_argument("src", help="a checkpoint file, or a model directory (sharded ones included)")
     p.add_argument("-o", "--output", help="output file (or directory for a directory source)")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
-    p.add_argument("--allow-unsandboxed-convert", action="store_true",
+    p.add_argument("--unsafe-allow-unsandboxed-convert", action="store_true",
                    help="unsafe: convert even where no isolating sandbox layer is available")
     p.set_defaults(func=_convert)
 
@@ -501,9 +501,9 @@ def _cache_scan(args: argparse.Namespace) -> int:
 def _cache_convert(args: argparse.Namespace) -> int:
     from safeload.hfcache import HUB_SIGNATURE_WARNING, convert_cache
 
-    allow = bool(args.allow_unsandboxed_convert)
+    allow = bool(args.unsafe_allow_unsandboxed_convert)
     if allow:
-        _logger.warning("unsafe: --allow-unsandboxed-convert lets the converter run without "
+        _logger.warning("unsafe: --unsafe-allow-unsandboxed-convert lets the converter run without "
                         "an isolating sandbox layer if none is available")
     if args.write_to_hub_cache and not args.dry_run:
         _err(f"warning: {HUB_SIGNATURE_WARNING}")
@@ -511,7 +511,7 @@ def _cache_convert(args: argparse.Namespace) -> int:
     try:
         report = convert_cache(args.cache_dir, repos=args.repo, dry_run=args.dry_run,
                                write_to_hub_cache=args.write_to_hub_cache and not args.dry_run,
-                               allow_unsandboxed=allow, progress=bar)
+                               unsafe_allow_unsandboxed=allow, progress=bar)
     finally:
         bar.finish()
     errors = report.failed or bool(report.missing_repos)
@@ -579,7 +579,7 @@ def _add_cache(sub: Any) -> None:
     q.add_argument("--write-to-hub-cache", action="store_true",
                    help="also add the converted files to the Hub snapshots (for plain "
                         "transformers); breaks signatures made over the original file list")
-    q.add_argument("--allow-unsandboxed-convert", action="store_true",
+    q.add_argument("--unsafe-allow-unsandboxed-convert", action="store_true",
                    help="unsafe: convert even where no isolating sandbox layer is available")
     q.set_defaults(func=_cache_convert)
 

@@ -60,6 +60,12 @@ def _cache_key(source_sha256: str) -> str:
     return f"{source_sha256}-c{CONVERTER_VERSION}-a{allowlist().version}"
 
 
+def _warn_unsafe(flag: bool) -> None:
+    if flag:
+        _logger.warning("unsafe_allow_unsandboxed: a pickle may be converted with no isolating "
+                        "sandbox layer where none is available")
+
+
 def _private_dir(path: Path) -> Path:
     """Create (0700) or check a directory: never one that others may write to."""
     path.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -145,13 +151,14 @@ def _cached(final: Path, source_sha256: str) -> Converted | None:
 
 
 def convert_opened(name: str, opened: Held, *, timeout: float = 3600,
-                   allow_unsandboxed: bool = False, destination: Path | None = None,
+                   unsafe_allow_unsandboxed: bool = False, destination: Path | None = None,
                    overwrite: bool = False, source_sha256: str | None = None) -> Converted:
     """Convert (or find in the cache) the checkpoint held by `opened`.
 
     With `destination`, the child writes next to it and the validated file is renamed into
     place (no second copy of a multi-GB file); otherwise the result goes to the cache.
     """
+    _warn_unsafe(unsafe_allow_unsandboxed)
     from safeload._internal.sandbox import Limits, run_worker
 
     buf = opened.mapping() if isinstance(opened, OpenedFile) else opened[1]
@@ -176,7 +183,7 @@ def convert_opened(name: str, opened: Held, *, timeout: float = 3600,
         result = run_worker(
             WORKER_MODULE, [str(fd), str(work)], pass_fds=(fd,), output_dir=work,
             timeout=timeout, limits=Limits.for_input(len(buf)),
-            allow_unsandboxed=allow_unsandboxed,
+            allow_unsandboxed=unsafe_allow_unsandboxed,
             # A file for the user is written like cp writes (no fsync); cache entries are
             # made durable, since a hit checks only their header.
             extra_env={"SAFELOAD_CONVERT_FSYNC": "0"} if destination is not None else None)
@@ -210,7 +217,7 @@ Source = Held
 
 
 def convert_many(items: Sequence[tuple[str, Source]], *, timeout: float | None = None,
-                 allow_unsandboxed: bool = False,
+                 unsafe_allow_unsandboxed: bool = False,
                  source_sha256s: Sequence[str | None] | None = None,
                  progress: Callable[[int], None] | None = None) -> list[Converted | Exception]:
     """Convert several checkpoints (one model's files) in ONE sandboxed child.
@@ -225,6 +232,7 @@ def convert_many(items: Sequence[tuple[str, Source]], *, timeout: float | None =
     the whole child (no sandbox, timeout, crash) is the entry of every item it was converting.
     `progress(bytes_written)` is called from a watcher thread while the child runs.
     """
+    _warn_unsafe(unsafe_allow_unsandboxed)
     shas = list(source_sha256s) if source_sha256s is not None else [None] * len(items)
     if len(shas) != len(items):
         raise ValueError("source_sha256s must have one entry per item")
@@ -246,7 +254,8 @@ def convert_many(items: Sequence[tuple[str, Source]], *, timeout: float | None =
             todo.append((sha, idx[0]))
     if todo:
         for sha, conv in _convert_batch(items, todo, store, timeout=timeout,
-                                        allow_unsandboxed=allow_unsandboxed, progress=progress):
+                                        unsafe_allow_unsandboxed=unsafe_allow_unsandboxed,
+                                        progress=progress):
             for i in wanted[sha]:
                 results[i] = conv
     out: list[Converted | Exception] = []
@@ -257,7 +266,7 @@ def convert_many(items: Sequence[tuple[str, Source]], *, timeout: float | None =
 
 
 def _convert_batch(items: Sequence[tuple[str, Source]], todo: list[tuple[str, int]],
-                   store: Path, *, timeout: float | None, allow_unsandboxed: bool,
+                   store: Path, *, timeout: float | None, unsafe_allow_unsandboxed: bool,
                    progress: Callable[[int], None] | None
                    ) -> list[tuple[str, Converted | Exception]]:
     from safeload._internal.sandbox import Limits, run_worker
@@ -286,7 +295,7 @@ def _convert_batch(items: Sequence[tuple[str, Source]], todo: list[tuple[str, in
         try:
             result = run_worker(WORKER_MODULE, [str(work), "--batch", *map(str, in_fds)],
                          pass_fds=tuple(in_fds), output_dir=work, timeout=timeout,
-                         limits=limits, allow_unsandboxed=allow_unsandboxed)
+                         limits=limits, allow_unsandboxed=unsafe_allow_unsandboxed)
         except ConversionError as exc:
             return [(sha, exc) for sha, _ in todo]
         finally:
@@ -429,7 +438,7 @@ def _copy_atomic(src: Path, dst: Path, *, overwrite: bool) -> None:
 
 
 def convert_file(src: Path, dst: Path, *, overwrite: bool = False,
-                 allow_unsandboxed: bool = False) -> ConvertedFile:
+                 unsafe_allow_unsandboxed: bool = False) -> ConvertedFile:
     """Inspect `src`, convert it in the sandbox, write a standard safetensors file at `dst`.
 
     The same pipeline as a load: the trust store's verdict on the source's digest, the licence
@@ -455,7 +464,7 @@ def convert_file(src: Path, dst: Path, *, overwrite: bool = False,
         if ins.format not in _PICKLE_FORMATS:
             raise UnsafeCheckpointError(f"{src}: {ins.format} is not a pickle checkpoint; "
                                         "nothing to convert")
-        conv = convert_opened(str(src), opened, allow_unsandboxed=allow_unsandboxed,
+        conv = convert_opened(str(src), opened, unsafe_allow_unsandboxed=unsafe_allow_unsandboxed,
                               destination=dst, overwrite=overwrite,
                               source_sha256=verified.sha256)
     record(action="convert", path=str(src), sha256=verified.sha256, size=verified.size,
@@ -476,7 +485,7 @@ def _safe_shard_name(model_dir: Path, name: object) -> Path:
 
 
 def convert_directory(src: Path, dst: Path, *, overwrite: bool = False,
-                      allow_unsandboxed: bool = False,
+                      unsafe_allow_unsandboxed: bool = False,
                       progress: Any = None) -> tuple[list[ConvertedFile], list[tuple[str, str]]]:
     """Convert every pickle checkpoint in a model directory; rewrite a sharded index.
 
@@ -510,7 +519,7 @@ def convert_directory(src: Path, dst: Path, *, overwrite: bool = False,
         out = dst / output_name(p)
         try:
             done.append(convert_file(p, out, overwrite=overwrite,
-                                     allow_unsandboxed=allow_unsandboxed))
+                                     unsafe_allow_unsandboxed=unsafe_allow_unsandboxed))
             renames[p.name] = out.name
             if progress:
                 progress(done[-1])

@@ -491,7 +491,7 @@ HUB_SIGNATURE_WARNING = ("--write-to-hub-cache adds files to Hugging Face snapsh
 
 def convert_cache(cache_dir: str | os.PathLike[str] | None = None, *,
                   repos: Sequence[str] | None = None, dry_run: bool = False,
-                  write_to_hub_cache: bool = False, allow_unsandboxed: bool = False,
+                  write_to_hub_cache: bool = False, unsafe_allow_unsandboxed: bool = False,
                   progress: ProgressFn | None = None) -> ConvertReport:
     """Convert every clean pickle in the cache into the converted store (one child a revision).
 
@@ -526,7 +526,7 @@ def convert_cache(cache_dir: str | os.PathLike[str] | None = None, *,
             _convert_revision(cr, held, ctx, report, dry_run=dry_run,
                               write_to_hub_cache=write_to_hub_cache,
                               repo_path=Path(repo.repo_path),
-                              allow_unsandboxed=allow_unsandboxed)
+                              unsafe_allow_unsandboxed=unsafe_allow_unsandboxed)
         finally:
             for h in held:
                 h.close()
@@ -536,7 +536,7 @@ def convert_cache(cache_dir: str | os.PathLike[str] | None = None, *,
 
 def _convert_revision(cr: CacheRevision, held: list[_Held], ctx: _Context,
                       report: ConvertReport, *, dry_run: bool, write_to_hub_cache: bool,
-                      repo_path: Path, allow_unsandboxed: bool) -> None:
+                      repo_path: Path, unsafe_allow_unsandboxed: bool) -> None:
     from safeload._internal.record import ModelContext, model_context
     from safeload.convert import convert_many
     from safeload.trust import TrustDecision, check_load
@@ -582,7 +582,7 @@ def _convert_revision(cr: CacheRevision, held: list[_Held], ctx: _Context,
         mark = time.monotonic()
         convs = convert_many([(t[0].info.path, t[1]) for t in todo],
                              source_sha256s=[t[0].info.sha256 for t in todo],
-                             allow_unsandboxed=allow_unsandboxed,
+                             unsafe_allow_unsandboxed=unsafe_allow_unsandboxed,
                              progress=lambda n: meter.show(extra=min(n, rev_bytes)))
         seconds = round(time.monotonic() - mark, 3)
         for (h, _, decision, context), conv in zip(todo, convs, strict=True):

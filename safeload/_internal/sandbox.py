@@ -39,7 +39,7 @@ from safeload.errors import ConversionError, ConversionTimeoutError, SandboxUnav
 
 __all__ = ["Limits", "LayerReport", "WorkerResult", "run_worker", "sandbox_support", "OPT_IN"]
 
-OPT_IN = "allow_unsandboxed=True (CLI: --allow-unsandboxed-convert)"
+OPT_IN = "unsafe_allow_unsandboxed=True (CLI: --unsafe-allow-unsandboxed-convert)"
 _RESULT_CAP = 8 << 20  # the result is metadata (names, aliases, layers), never tensors
 _OUTPUT_CAP = 64 << 10  # keep only the tail of the child's stdout+stderr
 _TAIL_CHARS = 4000

@@ -371,7 +371,7 @@ def test_no_isolating_layer_means_the_child_refuses(targets: Targets) -> None:
     message = err.diagnostics()
     for name in ("netns", "landlock", "seccomp"):
         assert f"{name}: disabled by {DISABLE_ENV}" in message
-    assert "allow_unsandboxed=True" in message and "--allow-unsandboxed-convert" in message
+    assert "allow_unsandboxed=True" in message and "--unsafe-allow-unsandboxed-convert" in message
     assert not (targets.out / "started").exists()  # refused before reaching the probes/input
 
 
@@ -523,6 +523,6 @@ def test_run_worker_rejects_option_like_module_names(tmp_path: Path) -> None:
 def test_sandbox_support_predicts_without_a_child() -> None:
     info = sandbox_support()
     assert info["isolating_layers"] == ["landlock", "netns", "seccomp"]
-    assert "--allow-unsandboxed-convert" in info["opt_in"]
+    assert "--unsafe-allow-unsandboxed-convert" in info["opt_in"]
     assert {"landlock", "seccomp", "userns", "isolating_possible"} <= set(info)
     assert isinstance(info["isolating_possible"], bool)
