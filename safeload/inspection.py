@@ -214,8 +214,8 @@ def _inspect_pickle(buf: Buf, name: str) -> Inspection:
 
 
 # Opcodes that import or call: reaching one is what makes a broken pickle dangerous.
-# PERSID/BINPERSID are not here: no loader has a persistent_load for a file's first stream
-# (torch sets one only for the data pickle after its magic number), so they end the stream.
+# PERSID/BINPERSID are not imports by themselves; a loader with a persistent_load (any
+# custom unpickler) goes on past them, so the walk does too.
 _IMPORTS = {0x63: "GLOBAL", 0x69: "INST", 0x93: "STACK_GLOBAL", 0x82: "EXT1", 0x83: "EXT2",
             0x84: "EXT4"}
 _LINE_ARGS = frozenset(b"FILPSVgp")  # one text line
@@ -274,8 +274,6 @@ def would_import(buf: Buf, limit: int = 64 << 20, *, strict_lines: bool = False,
                 return at, "(undecided: text argument longer than 64 KiB)"
             pos = nl + 1
             continue
-        if op in (0x50, 0x51):  # persistent id: UnpicklingError in a first stream
-            return None
         if op in _IMPORTS:
             # EXT* imports only what the process registered with copyreg (nothing, normally);
             # `extensions=False` treats them as the lookup failure they nearly always are.
