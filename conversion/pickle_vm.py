@@ -533,10 +533,10 @@ class PickleMachine:
 
     def _op_READONLY_BUFFER(self, _: None) -> None:
         # A read-only view of a buffer: modelled as immutable bytes.
+        # On bytes it changes nothing we model; on a bytearray the unpicklers make a read-only
+        # memoryview of a writable object (unhashable, not bytes): refused rather than guessed.
         top = self._top()
-        if isinstance(top, Obj) and top.kind == "bytearray":
-            self.stack[-1] = bytes(top.fields["data"])
-        elif not isinstance(top, (bytes, memoryview)):
+        if not isinstance(top, (bytes, memoryview)):
             raise self._fail("READONLY_BUFFER on a non-buffer")
 
     # -- containers ----------------------------------------------------------------------

@@ -242,8 +242,8 @@ def would_import(buf: Buf, limit: int = 64 << 20, *, strict_lines: bool = False,
 
     A walk that checks only framing (a known opcode, complete arguments), so it goes at least
     as far as CPython's C and Python unpicklers, which also check values. A GLOBAL or INST is
-    an import unless its module text has whitespace (no importable module is named so; this
-    keeps text files such as `import torch` scripts from counting as pickles). Returns the
+    an import, except as the very first opcode with whitespace in its module text: that is
+    how text files such as `import torch` scripts begin, not how a payload hides. Returns the
     offset and name of the first import opcode reached, or None. Past `limit` bytes of
     well-formed opcodes it gives up and answers as if an import were reached (fail closed:
     such a file is refused, never skipped).
@@ -264,7 +264,9 @@ def would_import(buf: Buf, limit: int = 64 << 20, *, strict_lines: bool = False,
             if nl == -1:
                 return at, "(undecided: text argument longer than 64 KiB)"
             module = bytes(buf[pos:nl])
-            if not any(c in b" \t\r\x0b\x0c" for c in module):
+            # Only a first opcode may be text (`import torch`, `class Foo:`): after a prefix,
+            # any name is an import (`__import__("evil mod")` finds `evil mod.py`).
+            if at > 0 or not any(c in b" \t\r\x0b\x0c" for c in module):
                 return at, _IMPORTS[op]
             pos = nl + 1
             nl = _line_end(buf, pos, end)
