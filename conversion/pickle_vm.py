@@ -619,8 +619,9 @@ class PickleMachine:
         self._setitems(self._top(), list(zip(items[::2], items[1::2], strict=True)))
 
     def _setitems(self, target: Any, pairs: list[tuple[Any, Any]]) -> None:
-        # On anything but a dict, pickle calls the object's `__setitem__`.
-        if isinstance(target, SDict):
+        # On anything but a dict, pickle calls the object's `__setitem__` (a Counter's counts
+        # arrive in its constructor argument, never through SETITEM).
+        if isinstance(target, SDict) and target.kind == "dict":
             if not all(hashable(k) for k, _ in pairs):
                 raise self._fail("unhashable dict key (every unpickler raises TypeError)")
             target.items.extend(pairs)
