@@ -53,11 +53,9 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import filelock
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 
 from safeload._internal import paths, strictjson
 from safeload._internal.text import safe_text
@@ -75,8 +73,12 @@ from safeload.errors import (
     VerificationError,
 )
 from safeload.licenses import LicensePolicy
-from safeload.signing import _keys
-from safeload.signing.verify import SignedManifest, read_signature, verify_signature_bytes
+
+if TYPE_CHECKING:  # cryptography loads only when keys, certificates or signatures are used
+    from cryptography import x509
+
+    from safeload.signing import _keys
+    from safeload.signing.verify import SignedManifest
 
 _logger = logging.getLogger(__name__)
 
@@ -245,6 +247,8 @@ class TrustedKey:
     @classmethod
     def from_pem(cls, pem: bytes | str, *, expires: dt.datetime | None = None) -> TrustedKey:
         """Raises: TrustStoreError when the PEM is not a supported public key."""
+        from safeload.signing import _keys
+
         data = pem.encode() if isinstance(pem, str) else pem
         try:
             key = _keys.load_public_key(data)
@@ -258,6 +262,8 @@ class TrustedKey:
 
     def public_key(self) -> _keys.PublicKey:
         """The key object (parsed when the store was loaded, so this cannot fail)."""
+        from safeload.signing import _keys
+
         return _keys.load_public_key(self.pem.encode())
 
     @classmethod
@@ -293,6 +299,10 @@ class TrustedRoot:
     def from_pem(cls, pem: bytes | str, *, identities: tuple[str, ...],
                  expires: dt.datetime | None = None) -> TrustedRoot:
         """Raises: TrustStoreError for a non-certificate, several certificates, or no identity."""
+        from cryptography.hazmat.primitives import serialization
+
+        from safeload.signing import _keys
+
         data = pem.encode() if isinstance(pem, str) else pem
         try:
             certs = _keys.load_pem_certificates(data)
@@ -313,6 +323,8 @@ class TrustedRoot:
 
     def certificate(self) -> x509.Certificate:
         """The parsed certificate."""
+        from cryptography import x509
+
         return x509.load_pem_x509_certificate(self.pem.encode())
 
     @classmethod
@@ -1069,6 +1081,8 @@ _sig_cache_lock = threading.Lock()
 def _verified_signature(sig_path: Path, store: TrustStore) -> SignedManifest:
     """`signing.verify_signature_bytes` with a small in-process cache keyed by the signature
     bytes and the store's state, so loading N shards checks one signature once."""
+    from safeload.signing.verify import read_signature, verify_signature_bytes
+
     data = read_signature(sig_path)
     key = (str(sig_path.absolute()), hashlib.sha256(data).hexdigest(), store.state_digest())
     now = time.monotonic()

@@ -135,14 +135,18 @@ def test_shards_manifest_rehashes_and_ties_to_loaded_digest(oms: Path, store: Tr
 
 def test_signature_checked_once_for_many_files(store: TrustStore, signed_dir: Path,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    from safeload.signing import verify as signing_verify
+
     calls = []
-    real = trust.verify_signature_bytes  # type: ignore[attr-defined]
+    real = signing_verify.verify_signature_bytes
 
     def counting(*a: object, **k: object) -> object:
         calls.append(1)
         return real(*a, **k)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(trust, "verify_signature_bytes", counting)
+    # trust.py imports the verifier when a signature is first checked (cryptography stays
+    # unloaded for unsigned loads), so the module attribute is what it finds.
+    monkeypatch.setattr(signing_verify, "verify_signature_bytes", counting)
     trust._sig_cache.clear()
     for name in ("README.md", "config.json", ST):
         assert _load(signed_dir / name, store).signed
