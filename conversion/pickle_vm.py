@@ -39,6 +39,9 @@ MAX_FINDINGS = 200  # per stream; the rest are counted, not listed
 MAX_LINE = 1 << 16  # text-mode opcode arguments (GLOBAL names, INT literals, ...)
 MAX_LONG_BYTES = 1 << 12  # LONG1/LONG4 payloads: 32768-bit integers are plenty
 MAX_STREAM = 1 << 40  # nothing larger than a terabyte is a pickle we read
+# Opcodes per stream. A data.pkl for 10,000 tensors has about 300,000; past this bound the
+# stream is refused rather than walked for minutes (a denial of service made of tiny opcodes).
+MAX_OPS = 20_000_000
 
 _HIGHEST_PROTOCOL = 5
 
@@ -341,7 +344,11 @@ class PickleMachine:
 
     def run(self) -> Any:
         """Read up to and including STOP; return the symbolic result. `self.pos` ends after STOP."""
+        ops = 0
         while True:
+            ops += 1
+            if ops > MAX_OPS:
+                raise self._fail(f"more than {MAX_OPS} opcodes: refused rather than walked")
             if self.frame_end is not None and self.pos == self.frame_end:
                 self.frame_end = None
             self.op_offset = self.pos

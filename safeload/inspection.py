@@ -301,10 +301,12 @@ def would_import(buf: Buf, limit: int = 64 << 20, *, strict_lines: bool = False,
 def _trailing_findings(buf: Buf, pos: int, name: str) -> list[Finding]:
     """What the streams after the first STOP would do: reported, never a reason to pass."""
     out: list[Finding] = []
+    # The verdict is already "unsafe": this is a report, so its work is bounded too.
+    end = min(len(buf), pos + (4 << 20))
     for _ in range(MAX_TRAILING_STREAMS):
-        if pos >= len(buf):
+        if pos >= end:
             break
-        vm = PickleMachine(buf, start=pos, member=name or None)
+        vm = PickleMachine(buf, start=pos, end=end, member=name or None)
         try:
             vm.run()
         except MalformedPickle:

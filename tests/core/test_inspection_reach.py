@@ -23,3 +23,13 @@ FOUND = [
 @pytest.mark.parametrize("stream", FOUND)
 def test_import_behind_a_persistent_id_is_unsafe(stream: str) -> None:
     assert inspect_bytes(bytes.fromhex(stream)).verdict == "unsafe"
+
+
+def test_opcode_flood_is_refused_quickly(monkeypatch: pytest.MonkeyPatch) -> None:
+    from safeload_conversion import pickle_vm
+
+    monkeypatch.setattr(pickle_vm, "MAX_OPS", 10_000)
+    flood = b"\x80\x02" + b"N0" * 20_000 + b"N."  # NONE POP, over and over
+    ins = inspect_bytes(flood)
+    assert ins.verdict == "unsafe"
+    assert any("opcodes" in f.message for f in ins.findings)
