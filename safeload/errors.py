@@ -48,6 +48,10 @@ class MalformedFileError(RefusedError, pickle.UnpicklingError):
     """A file of a known format that does not parse exactly (truncated, inconsistent, oversized)."""
 
 
+class UnsupportedArgumentError(RefusedError):
+    """An argument that would bypass safeload (`from_pretrained(from_tf=True)`, ...)."""
+
+
 class UnsafePathError(RefusedError):
     """A path that is not a regular file inside its model directory (FIFO, device, bad link)."""
 

@@ -27,9 +27,9 @@ from typing import Any
 from safeload._internal.opened import OpenedFile
 from safeload.errors import (
     MalformedFileError,
-    RefusedError,
     SafeloadError,
     UnsafeCheckpointError,
+    UnsupportedArgumentError,
 )
 
 # Keyword arguments that would load other formats, bypass safeload or run repo code.
@@ -43,10 +43,6 @@ _REFUSED_KWARGS = {
     "use_safetensors": "safeload chooses the weights file itself",
 }
 MAX_INDEX_BYTES = 64 << 20
-
-
-class UnsupportedArgumentError(RefusedError):
-    """A `from_pretrained` argument that would bypass safeload."""
 
 
 def _variant(name: str, variant: str | None) -> str:

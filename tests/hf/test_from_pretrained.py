@@ -12,8 +12,7 @@ from _hubcache import make_repo, minilm_files, minilm_snapshot
 from safetensors.torch import load_file, save, save_file
 
 import safeload
-from safeload.errors import DigestMismatchError, UnsafeCheckpointError
-from safeload.hf import UnsupportedArgumentError
+from safeload.errors import DigestMismatchError, UnsafeCheckpointError, UnsupportedArgumentError
 
 REPO = "sentence-transformers/all-MiniLM-L6-v2"
 
