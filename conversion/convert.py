@@ -99,7 +99,7 @@ def convert_fd(in_fd: int, out_dir: str) -> dict[str, Any]:
         mark = time.monotonic()
         ck = read_checkpoint(buf)
         try:
-            plan = make_plan(ck.root, ck.storage_spans, buf)
+            plan = make_plan(ck.root, ck.storage_spans)
         except PlanError as exc:
             raise ConvertRefused(str(exc)) from None
         timings["read_and_plan"] = time.monotonic() - mark

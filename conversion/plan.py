@@ -67,9 +67,8 @@ def _numel(size: tuple[int, ...]) -> int:
 
 
 class _Planner:
-    def __init__(self, spans: dict[str, tuple[int, int]], buffer: Any) -> None:
+    def __init__(self, spans: dict[str, tuple[int, int]]) -> None:
         self.spans = spans
-        self.buffer = buffer
         self.plan = Plan()
         self.names: set[str] = set()
         self.views: dict[tuple[Any, ...], str] = {}
@@ -229,9 +228,9 @@ class _Planner:
         raise PlanError(f"unsupported {k} at {'.'.join(path)!r}")
 
 
-def make_plan(root: Any, spans: dict[str, tuple[int, int]], buffer: Any = None) -> Plan:
+def make_plan(root: Any, spans: dict[str, tuple[int, int]]) -> Plan:
     """Plan the conversion of a symbolic checkpoint (see module docstring)."""
-    planner = _Planner(spans, buffer)
+    planner = _Planner(spans)
     # A top-level state dict keeps its own keys as tensor names (what transformers expects).
     planner.plan.structure = planner.encode(root, [], 0)
     return planner.plan
