@@ -967,6 +967,13 @@ def _rule_rebuild_v2(vm: PickleMachine, g: Global, args: tuple[Any, ...]) -> Any
     return _tensor(args[0], args[1], args[2], args[3], args[4], args[5], None)
 
 
+def _rule_rebuild_legacy(vm: PickleMachine, g: Global, args: tuple[Any, ...]) -> Any:
+    # Pre-1.0 `_rebuild_tensor(storage, storage_offset, size, stride)`: no requires_grad, no
+    # hooks (torch's weights-only unpickler accepts it too; lpips v0.0 ships such files).
+    _arity(args, 4)
+    return _tensor(args[0], args[1], args[2], args[3], False, None, None)
+
+
 def _rule_rebuild_v3(vm: PickleMachine, g: Global, args: tuple[Any, ...]) -> Any:
     _arity(args, 7, 8)
     if len(args) == 8 and not _metadata_ok(args[7]):
@@ -1190,6 +1197,7 @@ _RULES: dict[str, tuple[frozenset[str], Rule]] = {
     "torch_device": (_CALL, _rule_torch_device),
     "rebuild_tensor_v2": (_CALL, _rule_rebuild_v2),
     "rebuild_tensor_v3": (_CALL, _rule_rebuild_v3),
+    "rebuild_tensor_legacy": (_CALL, _rule_rebuild_legacy),
     "rebuild_parameter": (_CALL, _rule_rebuild_parameter),
     "rebuild_parameter_with_state": (_CALL, _rule_rebuild_parameter),
     "rebuild_from_type_v2": (_CALL, _rule_rebuild_from_type_v2),

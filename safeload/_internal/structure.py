@@ -136,7 +136,9 @@ class Rebuilder:
     def _tensor(self, n: dict[str, Any]) -> torch.Tensor:
         key = n["k"]
         if key in self.made:
-            base = self.made[key]
+            # Another tensor object over the same bytes (tied weights in a state_dict): torch
+            # gives two tensors sharing one storage, never one object under both names.
+            base = _sharing(self.made[key])
         else:
             raw = self.tensors[key]
             dtype = torch_dtype(n["dt"])
@@ -166,6 +168,12 @@ class Rebuilder:
         arr = np.frombuffer(raw, dtype=dtype).astype(native)
         shape = tuple(int(x) for x in n["sh"])
         return arr.reshape(shape, order="F" if n.get("fortran") else "C")
+
+
+def _sharing(base: torch.Tensor) -> torch.Tensor:
+    """A new tensor object over `base`'s storage, as torch's `_rebuild_tensor` makes one."""
+    out = torch.empty((0,), dtype=base.dtype, device=base.device)
+    return out.set_(base.untyped_storage(), base.storage_offset(), base.size(), base.stride())
 
 
 def rebuild(structure: Any, tensors: dict[str, torch.Tensor], map_tensor: Any) -> Any:

@@ -44,6 +44,7 @@ REAL_FILES = [
     ASSETS / "lpips" / "alex.pth",
     ASSETS / "lpips" / "squeeze.pth",
     ASSETS / "lpips" / "vgg.pth",
+    *sorted((ASSETS / "lpips" / "v0.0").glob("*.pth")),  # pre-1.0 `_rebuild_tensor` records
     ASSETS / "dists" / "weights.pt",
     ASSETS / "facenet" / "pnet.pt",
 ]
@@ -253,7 +254,9 @@ def test_tied_weights(tmp_path: Path) -> None:
         assert got[k] is not got["a"]
 
 
-def test_tied_embedding_state_dict(tmp_path: Path) -> None:
+@pytest.mark.parametrize("save_kwargs", [{}, {"_use_new_zipfile_serialization": False}],
+                         ids=["zip", "legacy"])
+def test_tied_embedding_state_dict(save_kwargs: dict[str, Any], tmp_path: Path) -> None:
     class Tied(torch.nn.Module):
         def __init__(self) -> None:
             super().__init__()
@@ -262,9 +265,14 @@ def test_tied_embedding_state_dict(tmp_path: Path) -> None:
             self.head.weight = self.emb.weight
 
     sd = Tied().state_dict()
-    ref, got = roundtrip(sd, tmp_path / "tied-sd.pt")
+    ref, got = roundtrip(sd, tmp_path / "tied-sd.pt", **save_kwargs)
     assert_same(ref, got)
     assert torch.equal(got["emb.weight"], got["head.weight"])
+    # torch.load gives two tensor objects over one storage (a state_dict's tied weights are
+    # distinct objects), not one object under both names
+    assert ref["emb.weight"] is not ref["head.weight"]
+    assert got["emb.weight"] is not got["head.weight"]
+    assert got["emb.weight"].data_ptr() == got["head.weight"].data_ptr()
 
 
 @pytest.mark.parametrize("requires_grad", [True, False])
