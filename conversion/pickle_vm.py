@@ -121,7 +121,8 @@ class SDict:
     items: list[tuple[Any, Any]] = field(default_factory=list)
     ordered: bool = False
     attrs: dict[str, Any] = field(default_factory=dict)  # OrderedDict.__dict__ (e.g. _metadata)
-    kind: str = "dict"  # or "counter" (collections.Counter: a dict subclass of counts)
+    kind: str = "dict"  # or "counter" (collections.Counter), "defaultdict"
+    factory: Any = None  # a defaultdict's default factory: None or a type value
 
 
 @dataclass(eq=False)
@@ -199,6 +200,9 @@ def allowlist() -> Allowlist:
 # fix_imports is on (the default). Only names that lead into the allowlist matter: any other
 # name is refused whatever it maps to, so an incomplete table can only refuse, never admit.
 _COMPAT_MODULES = {"__builtin__": "builtins", "copy_reg": "copyreg"}
+# ... and its NAME_MAPPING entries that lead into the allowlist (Python 2's `long`, `unicode`).
+_COMPAT_NAMES = {("__builtin__", "long"): ("builtins", "int"),
+                 ("__builtin__", "unicode"): ("builtins", "str")}
 
 
 def _is_dotted_identifier(text: str) -> bool:
@@ -628,7 +632,8 @@ class PickleMachine:
     def _setitems(self, target: Any, pairs: list[tuple[Any, Any]]) -> None:
         # On anything but a dict, pickle calls the object's `__setitem__` (a Counter's counts
         # arrive in its constructor argument, never through SETITEM).
-        if isinstance(target, SDict) and target.kind == "dict":
+        # defaultdict does not override __setitem__: SETITEMS on it is dict's.
+        if isinstance(target, SDict) and target.kind in ("dict", "defaultdict"):
             if not all(hashable(k) for k, _ in pairs):
                 raise self._fail("unhashable dict key (every unpickler raises TypeError)")
             target.items.extend(pairs)
@@ -685,6 +690,7 @@ class PickleMachine:
     def _import(self, module: str, name: str) -> Global | Opaque:
         """What `find_class(module, name)` would import, checked against the allowlist."""
         if self.proto < 3:
+            module, name = _COMPAT_NAMES.get((module, name), (module, name))
             module = _COMPAT_MODULES.get(module, module)
         qualname = f"{module}.{name}"
         self.globals_seen.append(qualname)
@@ -897,6 +903,103 @@ def _rule_counter(vm: PickleMachine, g: Global, args: tuple[Any, ...]) -> Any:
     if not isinstance(args[0], SDict) or args[0].ordered or args[0].attrs:
         raise RuleViolation("expects a plain dict")
     return SDict(list(args[0].items), kind="counter")
+
+
+# Globals that are only ever values (a class object: never called, never instantiated here).
+TYPE_VALUE_RULES = frozenset({"type_value", "typing_any", "builtins_set", "builtins_frozenset",
+                              "builtins_bytes", "builtins_bytearray", "builtins_complex"})
+
+
+def is_type_value(v: Any) -> bool:
+    return isinstance(v, Global) and v.rule in TYPE_VALUE_RULES
+
+
+def _rule_defaultdict(vm: PickleMachine, g: Global, args: tuple[Any, ...]) -> Any:
+    # defaultdict.__reduce__ is (defaultdict, (factory,), None, None, items): SETITEMS follow.
+    if args == () or args == (None,):
+        return SDict(kind="defaultdict")
+    _arity(args, 1)
+    if not (is_type_value(args[0]) and args[0].rule != "typing_any"):
+        raise RuleViolation("the default factory must be a builtin type such as int or list")
+    return SDict(kind="defaultdict", factory=args[0])
+
+
+# omegaconf containers as omegaconf pickles them: NEWOBJ(cls, ()) then BUILD with the
+# instance __dict__. Only plain data is accepted in that state; nothing is ever called: the
+# parent rebuilds the container from its plain content (`safeload._internal.structure`).
+_OMEGACONF_KEYS = {
+    "container": frozenset({"_metadata", "_parent", "_content", "_flags_cache"}),
+    "node": frozenset({"_metadata", "_parent", "_val"}),
+    "metadata": frozenset({"ref_type", "object_type", "optional", "key", "flags", "flags_root",
+                           "resolver_cache", "key_type", "element_type"}),
+}
+
+
+def _rule_omegaconf(vm: PickleMachine, g: Global, args: tuple[Any, ...]) -> Any:
+    if args != ():
+        raise RuleViolation("omegaconf objects are created without arguments")
+    return Obj("omegaconf", {"cls": g.name, "role": g.params["role"], "built": False})
+
+
+def _omegaconf_obj(v: Any, *roles: str) -> bool:
+    return isinstance(v, Obj) and v.kind == "omegaconf" and v.fields["role"] in roles
+
+
+def _plain_scalar(v: Any) -> bool:
+    return v is None or isinstance(v, (bool, int, float, str, bytes))
+
+
+def _build_omegaconf(target: Obj, state: Any) -> None:
+    role = target.fields["role"]
+    items = dict(_str_keyed(state).items)
+    unknown = set(items) - _OMEGACONF_KEYS[role]
+    if unknown:
+        raise RuleViolation(f"unexpected omegaconf state {sorted(unknown)!r}")
+    if role == "metadata":
+        for key in ("ref_type", "object_type", "key_type", "element_type"):
+            # A structured config's object_type is a user class: never allowlisted, so only
+            # builtin types and typing.Any can arrive here.
+            if items.get(key) is not None and not is_type_value(items[key]):
+                raise RuleViolation(f"omegaconf {key} must be a builtin type or typing.Any")
+        flags = items.get("flags")
+        if flags is not None and not (isinstance(flags, SDict) and all(
+                isinstance(k, str) and (v is None or isinstance(v, bool)) for k, v in flags.items)):
+            raise RuleViolation("omegaconf flags must map names to booleans")
+        if not _plain_scalar(items.get("key")):
+            raise RuleViolation("omegaconf key must be plain data")
+        cache = items.get("resolver_cache")
+        if cache is not None and not (isinstance(cache, SDict) and not cache.items):
+            raise RuleViolation("omegaconf resolver cache must be empty")
+        target.fields.update(flags=flags, built=True)
+        return
+    meta = items.get("_metadata")
+    if not _omegaconf_obj(meta, "metadata") or meta is None or not meta.fields["built"]:
+        raise RuleViolation("omegaconf _metadata must be its Metadata object")
+    parent = items.get("_parent")
+    if parent is not None and not _omegaconf_obj(parent, "container"):
+        raise RuleViolation("omegaconf _parent must be a container")
+    if role == "node":
+        val = items.get("_val")
+        if not _plain_scalar(val):
+            raise RuleViolation("omegaconf node values must be plain data")
+        target.fields.update(val=val, built=True)
+        return
+    content = items.get("_content")
+    children: list[Any]
+    if content is None or isinstance(content, str):  # None, "???" (missing), "${...}"
+        children = []
+    elif target.fields["cls"] == "DictConfig" and isinstance(content, SDict) and (
+            content.kind == "dict" and not content.attrs):
+        children = [v for _, v in content.items]
+        if not all(_plain_scalar(k) for k, _ in content.items):
+            raise RuleViolation("omegaconf keys must be plain data")
+    elif target.fields["cls"] == "ListConfig" and isinstance(content, SList):
+        children = content.items
+    else:
+        raise RuleViolation("omegaconf _content does not match its container")
+    if not all(_omegaconf_obj(c, "node", "container") and c.fields["built"] for c in children):
+        raise RuleViolation("omegaconf content must be omegaconf nodes")
+    target.fields.update(content=content, flags=meta.fields["flags"], built=True)
 
 
 def _rule_torch_size(vm: PickleMachine, g: Global, args: tuple[Any, ...]) -> Any:
@@ -1208,6 +1311,8 @@ _RULES: dict[str, tuple[frozenset[str], Rule]] = {
     "builtins_bytearray": (_CALL, _rule_bytearray),
     "copyreg_reconstructor": (_CALL, _rule_reconstructor),
     "namespace": (_NEW, _rule_namespace),
+    "defaultdict": (_CALL, _rule_defaultdict),
+    "omegaconf": (_NEW, _rule_omegaconf),
     "pathlib_path": (_CALL, _rule_path),
     "datetime_datetime": (_CALL, _rule_datetime),
     "datetime_date": (_CALL, _rule_datetime),
@@ -1234,6 +1339,9 @@ def _build(vm: PickleMachine, target: Any, state: Any) -> None:
         # OrderedDict has no __setstate__: BUILD updates its __dict__ (torch's `_metadata`).
         for key, value in _str_keyed(state).items:
             target.attrs[key] = value
+        return
+    if isinstance(target, Obj) and target.kind == "omegaconf" and not target.fields["built"]:
+        _build_omegaconf(target, state)
         return
     if isinstance(target, Obj) and target.kind == "namespace":
         target.fields["attrs"].items.extend(_str_keyed(state).items)

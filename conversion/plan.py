@@ -23,6 +23,7 @@ from safeload_conversion.pickle_vm import (
     SSet,
     TensorRef,
     allowlist,
+    is_type_value,
     vm_itemsize,
 )
 
@@ -105,6 +106,8 @@ class _Planner:
         if isinstance(value, Global):
             if value.rule == "dtype":
                 return {"t": "dtype", "v": value.params["dtype"]}
+            if is_type_value(value):
+                return {"t": "type", "v": value.qualname}
             raise PlanError(f"{value.qualname} at {'.'.join(path)!r} is not a value")
         if isinstance(value, Opaque):
             raise PlanError(f"refused value at {'.'.join(path)!r}")
@@ -144,8 +147,11 @@ class _Planner:
                 label = k if isinstance(k, str) else str(k) if isinstance(k, int) else "key"
                 items.append([self.encode(k, [*path, "key"], depth + 1),
                               self.encode(v, [*path, label], depth + 1)])
-            kind = "counter" if value.kind == "counter" else "odict" if value.ordered else "dict"
+            kind = value.kind if value.kind in ("counter", "defaultdict") else (
+                "odict" if value.ordered else "dict")
             out: dict[str, Any] = {"t": kind, "v": items}
+            if value.kind == "defaultdict":
+                out["f"] = None if value.factory is None else value.factory.qualname
             if value.attrs:
                 out["attrs"] = [[k, self.encode(v, [*path, k], depth + 1)]
                                 for k, v in value.attrs.items()]
@@ -216,6 +222,8 @@ class _Planner:
                     "v": base64.b64encode(f["data"]).decode()}
         if k == "np_dtype":
             return {"t": "np_dtype", "dt": f["code"], "bo": f["byteorder"]}
+        if k == "omegaconf":
+            return self._omegaconf(o, path, depth)
         if k == "ndarray":
             if not f.get("built"):
                 raise PlanError(f"incomplete NumPy array at {'.'.join(path)!r}")
@@ -226,6 +234,34 @@ class _Planner:
             return {"t": "ndarray", "k": name, "dt": dt["code"], "bo": dt["byteorder"],
                     "sh": list(f["shape"]), "fortran": f["fortran"]}
         raise PlanError(f"unsupported {k} at {'.'.join(path)!r}")
+
+
+    def _omegaconf(self, o: Obj, path: list[str], depth: int) -> dict[str, Any]:
+        """An omegaconf node as its plain content (parents and metadata are not kept: the
+        parent process rebuilds the container from this, with its flags)."""
+        f = o.fields
+        if not f["built"]:
+            raise PlanError(f"incomplete omegaconf object at {'.'.join(path)!r}")
+        if f["role"] == "node":
+            value: dict[str, Any] = self.encode(f["val"], path, depth + 1)
+            return value
+        if f["role"] != "container":
+            raise PlanError(f"omegaconf metadata as a value at {'.'.join(path)!r}")
+        content = f["content"]
+        out: dict[str, Any] = {"t": "omegaconf", "c": "dict" if f["cls"] == "DictConfig"
+                               else "list"}
+        flags = f["flags"]
+        if flags is not None:
+            out["flags"] = [[k, v] for k, v in flags.items]
+        if content is None or isinstance(content, str):
+            out["v"] = content
+        elif isinstance(content, SDict):
+            out["v"] = [[self.encode(k, [*path, "key"], depth + 1),
+                         self.encode(v, [*path, str(k)], depth + 1)] for k, v in content.items]
+        else:
+            out["v"] = [self.encode(v, [*path, str(i)], depth + 1)
+                        for i, v in enumerate(content.items)]
+        return out
 
 
 def make_plan(root: Any, spans: dict[str, tuple[int, int]]) -> Plan:

@@ -10,6 +10,7 @@ import argparse
 import base64
 import collections
 import datetime
+import logging
 import pathlib
 from typing import Any
 
@@ -81,9 +82,11 @@ class Rebuilder:
         if t in ("set", "frozenset"):
             items = [self.build(x, d) for x in v]
             return set(items) if t == "set" else frozenset(items)
-        if t in ("dict", "odict", "counter"):
-            empty: dict[Any, Any] = (collections.OrderedDict() if t == "odict"
-                                     else collections.Counter() if t == "counter" else {})
+        if t in ("dict", "odict", "counter", "defaultdict"):
+            empty: dict[Any, Any] = (
+                collections.OrderedDict() if t == "odict" else collections.Counter()
+                if t == "counter" else collections.defaultdict(_type_value(n["f"]))
+                if t == "defaultdict" else {})
             out: dict[Any, Any] = self._register(n, empty)
             for k, val in v:
                 out[self.build(k, d)] = self.build(val, d)
@@ -94,6 +97,10 @@ class Rebuilder:
             return out
         if t == "tensor":
             return self._tensor(n)
+        if t == "type":
+            return _type_value(v)
+        if t == "omegaconf":
+            return self._register(n, _omegaconf(n, self._content(n, d)))
         if t == "dtype":
             return torch_dtype(v)
         if t == "size":
@@ -133,6 +140,14 @@ class Rebuilder:
             return self._numpy(t, n)
         raise StructureError(f"unknown structure kind {t!r}")
 
+    def _content(self, n: dict[str, Any], d: int) -> Any:
+        v = n.get("v")
+        if v is None or isinstance(v, str):  # None, "???" (missing) or an interpolation
+            return v
+        if n.get("c") == "dict":
+            return {self.build(k, d): self.build(x, d) for k, x in v}
+        return [self.build(x, d) for x in v]
+
     def _tensor(self, n: dict[str, Any]) -> torch.Tensor:
         key = n["k"]
         if key in self.made:
@@ -168,6 +183,43 @@ class Rebuilder:
         arr = np.frombuffer(raw, dtype=dtype).astype(native)
         shape = tuple(int(x) for x in n["sh"])
         return arr.reshape(shape, order="F" if n.get("fortran") else "C")
+
+
+_TYPE_VALUES: dict[str, Any] = {
+    f"builtins.{t.__name__}": t
+    for t in (int, float, str, bool, list, dict, tuple, set, frozenset, bytes, bytearray, complex)
+} | {"typing.Any": Any}
+
+
+def _type_value(name: Any) -> Any:
+    if name is None:
+        return None
+    try:
+        return _TYPE_VALUES[name]
+    except (KeyError, TypeError):
+        raise StructureError(f"unknown type value {name!r}") from None
+
+
+_warned_omegaconf = False
+
+
+def _omegaconf(n: dict[str, Any], content: Any) -> Any:
+    """An omegaconf container rebuilt from plain content with omegaconf's own constructor, or
+    the plain content (one warning) where omegaconf is not installed."""
+    global _warned_omegaconf
+    try:
+        from omegaconf import DictConfig, ListConfig
+    except ImportError:
+        if not _warned_omegaconf:
+            _warned_omegaconf = True
+            logging.getLogger("safeload").warning(
+                "omegaconf is not installed: omegaconf containers in the checkpoint come back as "
+                "plain dicts and lists (pip install omegaconf to get DictConfig/ListConfig)")
+        return content
+    # An unset flag (None) inherits from the parent: leaving it out is the same.
+    flags: dict[str, bool] = {str(k): v for k, v in n.get("flags") or [] if isinstance(v, bool)}
+    cls = DictConfig if n.get("c") == "dict" else ListConfig
+    return cls(content=content, flags=flags or None)
 
 
 def _sharing(base: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,154 @@
+"""Data-only rules for values real training checkpoints carry beside their tensors.
+
+omegaconf containers (Lightning, NeMo and Hydra hyper-parameters), `collections.defaultdict`
+with a builtin factory, builtin types and `typing.Any` as values. Each round-trips as
+`torch.load(weights_only=False)` returns it (compared in-process: we wrote these files), and the
+near misses of each rule (a user class where a builtin type must be, state the rule does not
+know) are refused.
+"""
+
+from __future__ import annotations
+
+import collections
+import io
+import pickle
+import sys
+import typing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+import safeload
+from safeload.inspection import inspect_bytes
+
+omegaconf = pytest.importorskip("omegaconf")
+OmegaConf = omegaconf.OmegaConf
+
+
+def _save_and_load(obj: Any, path: Path, **kwargs: Any) -> tuple[Any, Any]:
+    torch.save(obj, path, **kwargs)
+    ins = inspect_bytes(path.read_bytes(), name=path.name)
+    assert ins.verdict == "clean", [f.message for f in ins.findings]
+    return torch.load(path, weights_only=False), safeload.load(path)
+
+
+def _lightning_like() -> dict[str, Any]:
+    hp = OmegaConf.create({
+        "encoder": {"n_chan_layers": [40, 30, 30], "dropout": 0.1, "name": "conv"},
+        "lr": 1e-3, "ref": "${lr}", "missing": "???", "nothing": None, "flag": True,
+        "list_of_dicts": [{"a": 1}, {"b": [2, 3]}], "big": 2**40, "raw": b"\x00\x01",
+    })
+    sub = OmegaConf.create([1, "two", None])
+    OmegaConf.set_readonly(sub, True)
+    return {"state_dict": {"w": torch.randn(3, 2)}, "hyper_parameters": hp, "readonly": sub,
+            "epoch": 7}
+
+
+@pytest.mark.parametrize("legacy", [False, True], ids=["zip", "legacy"])
+def test_omegaconf_hyper_parameters_round_trip(legacy: bool, tmp_path: Path) -> None:
+    ref, got = _save_and_load(_lightning_like(), tmp_path / "ckpt.ckpt",
+                              _use_new_zipfile_serialization=not legacy)
+    assert type(got["hyper_parameters"]) is type(ref["hyper_parameters"])  # DictConfig
+    assert got["hyper_parameters"] == ref["hyper_parameters"]
+    assert repr(got["hyper_parameters"]) == repr(ref["hyper_parameters"])
+    assert got["hyper_parameters"].ref == 1e-3  # interpolation still resolves
+    assert OmegaConf.is_missing(got["hyper_parameters"], "missing")
+    assert type(got["readonly"]) is type(ref["readonly"])  # ListConfig
+    assert list(got["readonly"]) == list(ref["readonly"])
+    assert OmegaConf.is_readonly(got["readonly"])
+    assert torch.equal(got["state_dict"]["w"], ref["state_dict"]["w"])
+
+
+def test_omegaconf_without_omegaconf_installed_gives_plain_data(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    path = tmp_path / "ckpt.ckpt"
+    torch.save(_lightning_like(), path)
+    from safeload._internal import structure
+
+    monkeypatch.setitem(sys.modules, "omegaconf", None)  # import omegaconf -> ImportError
+    monkeypatch.setattr(structure, "_warned_omegaconf", False)
+    got = safeload.load(path)
+    hp = got["hyper_parameters"]
+    assert type(hp) is dict and hp["encoder"]["n_chan_layers"] == [40, 30, 30]
+    assert hp["ref"] == "${lr}" and hp["missing"] == "???"
+    assert got["readonly"] == [1, "two", None]
+    assert "omegaconf is not installed" in caplog.text
+
+
+@pytest.mark.parametrize("factory", [int, list, dict, set, float, str, None])
+def test_defaultdict_with_a_builtin_factory_round_trips(factory: Any, tmp_path: Path) -> None:
+    dd: collections.defaultdict[Any, Any] = collections.defaultdict(factory)
+    dd["a"] = factory() if factory else 1
+    dd[3] = "x"
+    ref, got = _save_and_load({"vocab": dd}, tmp_path / "dd.pt")
+    assert type(got["vocab"]) is collections.defaultdict
+    assert got["vocab"].default_factory is ref["vocab"].default_factory
+    assert list(got["vocab"].items()) == list(ref["vocab"].items())
+
+
+def test_type_values_round_trip(tmp_path: Path) -> None:
+    obj = {"types": [int, float, str, bool, list, dict, tuple], "any": typing.Any}
+    ref, got = _save_and_load(obj, tmp_path / "types.pt")
+    assert got == ref
+
+
+def test_python2_long_and_unicode_names_resolve(tmp_path: Path) -> None:
+    # Protocol 2 writes `__builtin__ long`? No: CPython 3 writes builtins names, so build the
+    # Python-2 spelling by hand, as old checkpoints have it.
+    stream = b"\x80\x02c__builtin__\nlong\nq\x00c__builtin__\nunicode\nq\x01\x86q\x02."
+    path = tmp_path / "py2.pkl"
+    path.write_bytes(stream)
+    assert pickle.loads(stream) == (int, str)
+    assert safeload.load(path) == (int, str)
+
+
+@dataclass
+class _UserConfig:
+    lr: float = 0.1
+
+
+def _refused(obj: Any, tmp_path: Path) -> list[str]:
+    path = tmp_path / "x.pt"
+    torch.save(obj, path)
+    ins = inspect_bytes(path.read_bytes(), name=path.name)
+    assert ins.verdict == "unsafe"
+    with pytest.raises(safeload.errors.UnsafeCheckpointError):
+        safeload.load(path)
+    return [f.message for f in ins.findings]
+
+
+def test_structured_config_needs_its_class_and_is_refused(tmp_path: Path) -> None:
+    findings = _refused({"cfg": OmegaConf.structured(_UserConfig)}, tmp_path)
+    assert any("_UserConfig" in m for m in findings)
+
+
+def test_defaultdict_with_a_user_factory_is_refused(tmp_path: Path) -> None:
+    findings = _refused({"dd": collections.defaultdict(_UserConfig)}, tmp_path)
+    assert any("_UserConfig" in m for m in findings)
+
+
+@pytest.mark.parametrize("key", ["__class__", "_val", "__dict__", "_parent_"])
+def test_omegaconf_state_outside_the_rule_is_refused(key: str, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = OmegaConf.create({"a": 1})
+    plain = tmp_path / "plain.pt"
+    torch.save({"cfg": cfg}, plain)
+    assert inspect_bytes(plain.read_bytes()).verdict == "clean"  # the control
+    getstate = type(cfg).__getstate__
+    monkeypatch.setattr(type(cfg), "__getstate__",
+                        lambda self: {**getstate(self), key: None})
+    findings = _refused({"cfg": cfg}, tmp_path)
+    assert any("omegaconf" in m and key in m for m in findings), findings
+
+
+def test_omegaconf_container_is_never_called(tmp_path: Path) -> None:
+    # REDUCE (a call) on an omegaconf class is outside the rule: only NEWOBJ + BUILD is.
+    stream = b"\x80\x02comegaconf.dictconfig\nDictConfig\n}\x85R."
+    ins = inspect_bytes(stream, name="x.pkl")
+    assert ins.verdict == "unsafe"
+    buf = io.BytesIO(stream)
+    with pytest.raises(safeload.errors.UnsafeCheckpointError):
+        safeload.load(buf)
