@@ -149,6 +149,9 @@ class TensorRef:
     dtype: str
     requires_grad: bool
     parameter: bool = False
+    # Python attributes set by torch's `_set_obj_state` after the rebuild (a saved nn.Buffer's
+    # `_is_buffer`/`persistent`, user tags): plain names, values under the same rules.
+    attrs: list[tuple[str, Any]] = field(default_factory=list)
 
 
 @dataclass(eq=False)
@@ -1088,6 +1091,41 @@ def _rule_rebuild_v3(vm: PickleMachine, g: Global, args: tuple[Any, ...]) -> Any
                    dtype.params["dtype"])
 
 
+# torch.Tensor's own data descriptors (several have setters: `data`, `grad`, `requires_grad`,
+# `names`, `real`, `imag`). The converter has no torch to ask; the parent also refuses every
+# name that torch.Tensor or Parameter defines when it rebuilds the attributes.
+_TENSOR_OWN_ATTRS = frozenset({
+    "data", "grad", "_grad", "requires_grad", "names", "real", "imag", "_base", "_version",
+    "grad_fn", "_grad_fn", "is_leaf", "retains_grad", "output_nr", "_cdata", "shape", "dtype",
+    "device", "layout", "T", "H", "mT", "mH", "_backward_hooks", "_post_accumulate_grad_hooks",
+    "_python_dispatch", "is_sparse", "is_quantized", "is_meta", "itemsize", "nbytes", "ndim",
+})
+
+
+def _object_state(state: Any) -> list[tuple[str, Any]]:
+    """The attributes torch's `_set_obj_state` would set: a dict, or (dict, slots dict).
+
+    Names are plain identifiers without leading double underscores; the parent also refuses
+    any name torch.Tensor itself defines (a property setter such as `data` or `grad`)."""
+    if state is None or state == ():
+        return []
+    parts = list(state) if isinstance(state, tuple) else [state]
+    if len(parts) not in (1, 2):
+        raise RuleViolation("tensor state must be a dict or a (dict, slots) pair")
+    out: list[tuple[str, Any]] = []
+    for part in parts:
+        if part is None:
+            continue
+        if not isinstance(part, SDict) or part.ordered or part.kind != "dict":
+            raise RuleViolation("tensor state must be a plain dict")
+        for name, value in part.items:
+            if not (isinstance(name, str) and name.isidentifier() and not name.startswith("__")
+                    and name not in _TENSOR_OWN_ATTRS):
+                raise RuleViolation(f"tensor attribute name {name!r} is not a plain name")
+            out.append((name, value))
+    return out
+
+
 def _rule_rebuild_parameter(vm: PickleMachine, g: Global, args: tuple[Any, ...]) -> Any:
     _arity(args, 3, 4)
     data, requires_grad, hooks = args[:3]
@@ -1095,10 +1133,9 @@ def _rule_rebuild_parameter(vm: PickleMachine, g: Global, args: tuple[Any, ...])
         raise RuleViolation("data must be a tensor")
     if not isinstance(requires_grad, bool) or not _empty_hooks(hooks):
         raise RuleViolation("requires_grad must be a bool and hooks empty")
-    if len(args) == 4 and not _metadata_ok(args[3]) and args[3] != ():
-        raise RuleViolation("parameter state must be empty")
+    attrs = _object_state(args[3]) if len(args) == 4 else []
     return TensorRef(data.storage, data.offset, data.size, data.stride, data.dtype,
-                     requires_grad, parameter=True)
+                     requires_grad, parameter=True, attrs=attrs)
 
 
 def _rule_rebuild_from_type_v2(vm: PickleMachine, g: Global, args: tuple[Any, ...]) -> Any:
@@ -1109,11 +1146,12 @@ def _rule_rebuild_from_type_v2(vm: PickleMachine, g: Global, args: tuple[Any, ..
     if not (isinstance(func, Global) and func.rule in ("rebuild_tensor_v2", "rebuild_tensor_v3",
                                                         "rebuild_parameter")):
         raise RuleViolation("function must be a tensor rebuild function")
-    if not _metadata_ok(state):
-        raise RuleViolation("tensor attributes (state) are not supported")
+    attrs = _object_state(state)
     result = vm.call(func, inner_args, None, "call")
-    if isinstance(result, TensorRef) and new_type.name == "Parameter":
-        result.parameter = True
+    if isinstance(result, TensorRef):
+        if new_type.name == "Parameter":
+            result.parameter = True
+        result.attrs = [*result.attrs, *attrs]
     return result
 
 

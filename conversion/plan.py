@@ -157,20 +157,23 @@ class _Planner:
                                 for k, v in value.attrs.items()]
             return out
         if isinstance(value, TensorRef):
-            return self._tensor(value, path)
+            return self._tensor(value, path, depth)
         if isinstance(value, Obj):
             return self._obj(value, path, depth)
         raise PlanError(f"unsupported value {type(value).__name__} at {'.'.join(path)!r}")
 
-    def _tensor(self, t: TensorRef, path: list[str]) -> dict[str, Any]:
+    def _tensor(self, t: TensorRef, path: list[str], depth: int) -> dict[str, Any]:
         view = (t.storage.key, t.offset, t.size, t.stride, t.dtype)
         name = self.views.get(view)
         if name is None:
             name = self.name_for(path)
             self.views[view] = name
             self._add_entry(name, t)
-        return {"t": "tensor", "k": name, "dt": t.dtype, "sh": list(t.size),
-                "g": t.requires_grad, "p": t.parameter, "loc": t.storage.location}
+        out = {"t": "tensor", "k": name, "dt": t.dtype, "sh": list(t.size),
+               "g": t.requires_grad, "p": t.parameter, "loc": t.storage.location}
+        if t.attrs:
+            out["a"] = [[a, self.encode(v, [*path, a], depth + 1)] for a, v in t.attrs]
+        return out
 
     def _add_entry(self, name: str, t: TensorRef) -> None:
         itemsize = vm_itemsize(t.dtype)

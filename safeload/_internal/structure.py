@@ -164,9 +164,16 @@ class Rebuilder:
             self.made[key] = base
         t = base
         if n.get("p"):
-            return torch.nn.Parameter(t, requires_grad=bool(n.get("g")))
-        if n.get("g"):
+            t = torch.nn.Parameter(t, requires_grad=bool(n.get("g")))
+        elif n.get("g"):
             t = t.detach().requires_grad_(True)
+        for name, value in n.get("a", []):
+            # As torch's _set_obj_state: plain attributes only, never one of Tensor's own
+            # (a property setter such as `data`, `grad` or `__class__`).
+            if not (isinstance(name, str) and name.isidentifier() and not name.startswith("__")
+                    and not hasattr(type(t), name)):
+                raise StructureError(f"tensor attribute {name!r} is not allowed")
+            setattr(t, name, self.build(value, 1))
         return t
 
     def _numpy(self, t: str, n: dict[str, Any]) -> Any:

@@ -152,3 +152,61 @@ def test_omegaconf_container_is_never_called(tmp_path: Path) -> None:
     buf = io.BytesIO(stream)
     with pytest.raises(safeload.errors.UnsafeCheckpointError):
         safeload.load(buf)
+
+
+# ------------------------------------------------------------------------------------------
+# Tensor kinds and tensor attributes
+
+
+@pytest.mark.parametrize("make", [
+    lambda: torch.randn(3, dtype=torch.cfloat).to(torch.chalf),
+    lambda: torch.arange(4, dtype=torch.uint8).view(torch.float4_e2m1fn_x2),
+], ids=["complex32", "float4_e2m1fn_x2"])
+def test_dtypes_without_a_safetensors_type_round_trip_as_raw_bytes(make: Any,
+                                                                  tmp_path: Path) -> None:
+    ref, got = _save_and_load({"x": make()}, tmp_path / "d.pt")
+    assert got["x"].dtype == ref["x"].dtype and got["x"].shape == ref["x"].shape
+    assert torch.equal(got["x"].view(torch.uint8), ref["x"].view(torch.uint8))
+
+
+def test_saved_buffer_and_tensor_attributes_round_trip(tmp_path: Path) -> None:
+    tagged = torch.randn(2)
+    tagged.note = "calibrated"  # type: ignore[attr-defined]
+    param = torch.nn.Parameter(torch.randn(3))
+    param.tags = ["a", 1]  # type: ignore[attr-defined]
+    obj = {"buf": torch.nn.Buffer(torch.randn(2)), "tagged": tagged, "param": param}
+    ref, got = _save_and_load(obj, tmp_path / "attrs.pt")
+    for key in obj:
+        assert type(got[key]) is type(ref[key])
+        assert got[key].__dict__ == ref[key].__dict__, key
+        assert torch.equal(got[key], ref[key])
+    assert got["param"].requires_grad
+
+
+@pytest.mark.parametrize("name", ["data", "grad", "requires_grad", "__class__", "real"])
+def test_tensor_attributes_that_are_tensor_descriptors_are_refused(
+        name: str, tmp_path: Path) -> None:
+    t = torch.randn(2)
+    t.zzzz = 1.0  # type: ignore[attr-defined]  # a placeholder name, rewritten below
+    path = tmp_path / "a.pt"
+    torch.save({"x": t}, path)
+    blob = path.read_bytes()
+    assert blob.count(b"zzzz") == 1
+    # Rewrite the attribute's name inside the stored (uncompressed) pickle, keeping the zip
+    # valid: a same-length name keeps offsets; CRCs are recomputed by re-zipping.
+    import zipfile
+
+    src = zipfile.ZipFile(io.BytesIO(blob))
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as dst:
+        for info in src.infolist():
+            data = src.read(info)
+            if info.filename.endswith("data.pkl"):
+                enc = name.encode()
+                data = data.replace(b"X\x04\x00\x00\x00zzzz",
+                                    b"X" + len(enc).to_bytes(4, "little") + enc)
+            dst.writestr(info, data)
+    path.write_bytes(out.getvalue())
+    ins = inspect_bytes(path.read_bytes(), name=path.name)
+    assert ins.verdict == "unsafe", name
+    assert any("attribute" in f.message for f in ins.findings)
