@@ -152,6 +152,9 @@ class TensorRef:
     # Python attributes set by torch's `_set_obj_state` after the rebuild (a saved nn.Buffer's
     # `_is_buffer`/`persistent`, user tags): plain names, values under the same rules.
     attrs: list[tuple[str, Any]] = field(default_factory=list)
+    # A quantized tensor's parameters: ("per_tensor_affine", scale, zero_point) or
+    # ("per_channel_affine", scales TensorRef, zero_points TensorRef, axis). Bytes are int_repr.
+    quant: tuple[Any, ...] | None = None
 
 
 @dataclass(eq=False)
@@ -1155,6 +1158,78 @@ def _rule_rebuild_from_type_v2(vm: PickleMachine, g: Global, args: tuple[Any, ..
     return result
 
 
+_SPARSE_LAYOUTS = {"torch.sparse_coo": 3, "torch.sparse_csr": 4, "torch.sparse_csc": 4,
+                   "torch.sparse_bsr": 4, "torch.sparse_bsc": 4}  # layout -> parts in data
+
+
+def _rule_get_layout(vm: PickleMachine, g: Global, args: tuple[Any, ...]) -> Any:
+    # torch.serialization._get_layout(name): a lookup in torch's own table, given a string.
+    _arity(args, 1)
+    if args[0] not in _SPARSE_LAYOUTS:
+        raise RuleViolation("expects the name of a sparse layout")
+    return Obj("layout", {"name": args[0]})
+
+
+def _size_dims(v: Any) -> tuple[int, ...]:
+    if isinstance(v, Obj) and v.kind == "torch_size":
+        return tuple(v.fields["dims"])
+    return _ints(v, "size")
+
+
+def _rule_rebuild_sparse(vm: PickleMachine, g: Global, args: tuple[Any, ...]) -> Any:
+    """`_rebuild_sparse_tensor(layout, data)`: COO (indices, values, size[, is_coalesced]) or
+    compressed (compressed_indices, plain_indices, values, size). The parent rebuilds it with
+    torch's constructors and checks the invariants (indices in range), as torch.load does."""
+    _arity(args, 2)
+    layout, data = args
+    if not (isinstance(layout, Obj) and layout.kind == "layout") or not isinstance(data, tuple):
+        raise RuleViolation("expects a sparse layout and a tuple of parts")
+    name = layout.fields["name"]
+    n = _SPARSE_LAYOUTS[name]
+    coalesced = None
+    if name == "torch.sparse_coo" and len(data) == 4:
+        if not isinstance(data[3], bool):
+            raise RuleViolation("is_coalesced must be a bool")
+        coalesced, data = data[3], data[:3]
+    if len(data) != n:
+        raise RuleViolation(f"{name} expects {n} parts")
+    parts, size = data[:-1], _size_dims(data[-1])
+    if not all(isinstance(t, TensorRef) and not t.parameter and not t.attrs and t.quant is None
+               for t in parts):
+        raise RuleViolation("sparse parts must be plain tensors")
+    return Obj("sparse", {"layout": name, "parts": list(parts), "size": size,
+                          "coalesced": coalesced})
+
+
+_QUANT_DTYPES = frozenset({"quint8", "qint8", "qint32", "quint4x2", "quint2x4"})
+
+
+def _rule_rebuild_qtensor(vm: PickleMachine, g: Global, args: tuple[Any, ...]) -> Any:
+    """`_rebuild_qtensor(storage, offset, size, stride, quantizer_params, requires_grad,
+    hooks)`: affine schemes only (per tensor, per channel)."""
+    _arity(args, 7)
+    storage, offset, size, stride, params, requires_grad, hooks = args
+    t = _tensor(storage, offset, size, stride, requires_grad, hooks, None)
+    if t.dtype not in _QUANT_DTYPES:
+        raise RuleViolation("a quantized tensor needs a quantized storage")
+    if not (isinstance(params, tuple) and params and isinstance(params[0], Global)
+            and params[0].rule == "qscheme"):
+        raise RuleViolation("quantizer parameters must start with a qscheme")
+    scheme = params[0].name
+    if scheme == "per_tensor_affine" and len(params) == 3 and isinstance(
+            params[1], float) and _is_int(params[2]):
+        t.quant = (scheme, params[1], params[2])
+    elif scheme in ("per_channel_affine", "per_channel_affine_float_qparams") and len(
+            params) == 4 and all(isinstance(p, TensorRef) and p.quant is None
+                                 for p in params[1:3]) and _is_int(params[3]):
+        if not 0 <= params[3] < max(len(t.size), 1):
+            raise RuleViolation("quantization axis out of range")
+        t.quant = (scheme, params[1], params[2], params[3])
+    else:
+        raise RuleViolation(f"unsupported quantizer parameters for {scheme}")
+    return t
+
+
 def _rule_codecs_encode(vm: PickleMachine, g: Global, args: tuple[Any, ...]) -> Any:
     _arity(args, 2)
     text, encoding = args
@@ -1350,6 +1425,9 @@ _RULES: dict[str, tuple[frozenset[str], Rule]] = {
     "copyreg_reconstructor": (_CALL, _rule_reconstructor),
     "namespace": (_NEW, _rule_namespace),
     "defaultdict": (_CALL, _rule_defaultdict),
+    "get_layout": (_CALL, _rule_get_layout),
+    "rebuild_sparse": (_CALL, _rule_rebuild_sparse),
+    "rebuild_qtensor": (_CALL, _rule_rebuild_qtensor),
     "omegaconf": (_NEW, _rule_omegaconf),
     "pathlib_path": (_CALL, _rule_path),
     "datetime_datetime": (_CALL, _rule_datetime),

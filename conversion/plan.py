@@ -173,6 +173,14 @@ class _Planner:
                "g": t.requires_grad, "p": t.parameter, "loc": t.storage.location}
         if t.attrs:
             out["a"] = [[a, self.encode(v, [*path, a], depth + 1)] for a, v in t.attrs]
+        if t.quant is not None:
+            scheme = t.quant[0]
+            if scheme == "per_tensor_affine":
+                out["q"] = [scheme, t.quant[1].hex(), str(t.quant[2])]
+            else:
+                out["q"] = [scheme, self.encode(t.quant[1], [*path, "scales"], depth + 1),
+                            self.encode(t.quant[2], [*path, "zero_points"], depth + 1),
+                            t.quant[3]]
         return out
 
     def _add_entry(self, name: str, t: TensorRef) -> None:
@@ -227,6 +235,10 @@ class _Planner:
             return {"t": "np_dtype", "dt": f["code"], "bo": f["byteorder"]}
         if k == "omegaconf":
             return self._omegaconf(o, path, depth)
+        if k == "sparse":
+            return {"t": "sparse", "l": f["layout"], "sz": list(f["size"]), "co": f["coalesced"],
+                    "v": [self.encode(part, [*path, str(i)], depth + 1)
+                          for i, part in enumerate(f["parts"])]}
         if k == "ndarray":
             if not f.get("built"):
                 raise PlanError(f"incomplete NumPy array at {'.'.join(path)!r}")

@@ -97,6 +97,8 @@ class Rebuilder:
             return out
         if t == "tensor":
             return self._tensor(n)
+        if t == "sparse":
+            return self._sparse(n)
         if t == "type":
             return _type_value(v)
         if t == "omegaconf":
@@ -148,7 +150,42 @@ class Rebuilder:
             return {self.build(k, d): self.build(x, d) for k, x in v}
         return [self.build(x, d) for x in v]
 
+    def _quantized(self, n: dict[str, Any]) -> torch.Tensor:
+        """int_repr bytes plus affine parameters, made quantized with torch's constructors."""
+        q = n["q"]
+        shape = tuple(int(x) for x in n["sh"])
+        ints = self.tensors[n["k"]].view(_QUANT_REPR[n["dt"]]).reshape(shape)
+        if q[0] == "per_tensor_affine":
+            t = torch._make_per_tensor_quantized_tensor(ints, float.fromhex(q[1]), int(q[2]))
+        elif q[0] in ("per_channel_affine", "per_channel_affine_float_qparams"):
+            scales, zero_points = self.build(q[1], 1), self.build(q[2], 1)
+            t = torch._make_per_channel_quantized_tensor(ints, scales, zero_points, int(q[3]))
+        else:
+            raise StructureError(f"unknown quantization scheme {q[0]!r}")
+        if t.dtype != torch_dtype(n["dt"]):
+            raise StructureError("quantized dtype does not match")
+        return self.map_tensor(t, str(n.get("loc", "cpu")))  # type: ignore[no-any-return]
+
+    def _sparse(self, n: dict[str, Any]) -> torch.Tensor:
+        """A sparse tensor from its parts; invariants checked as torch.load checks them, so
+        out-of-range indices are an error here, not memory corruption later."""
+        parts = [self.build(x, 1) for x in n["v"]]
+        size = tuple(int(x) for x in n["sz"])
+        layout = n["l"]
+        if layout == "torch.sparse_coo" and len(parts) == 2:
+            t = torch.sparse_coo_tensor(parts[0], parts[1], size, check_invariants=True,
+                                        is_coalesced=n.get("co"))
+        elif layout in _COMPRESSED and len(parts) == 3:
+            t = torch.sparse_compressed_tensor(parts[0], parts[1], parts[2], size,
+                                               layout=_COMPRESSED[layout],
+                                               check_invariants=True)
+        else:
+            raise StructureError(f"unknown sparse layout {layout!r}")
+        return t
+
     def _tensor(self, n: dict[str, Any]) -> torch.Tensor:
+        if "q" in n:
+            return self._quantized(n)
         key = n["k"]
         if key in self.made:
             # Another tensor object over the same bytes (tied weights in a state_dict): torch
@@ -206,6 +243,11 @@ def _type_value(name: Any) -> Any:
     except (KeyError, TypeError):
         raise StructureError(f"unknown type value {name!r}") from None
 
+
+_QUANT_REPR = {"quint8": torch.uint8, "qint8": torch.int8, "qint32": torch.int32,
+               "quint4x2": torch.uint8, "quint2x4": torch.uint8}
+_COMPRESSED = {"torch.sparse_csr": torch.sparse_csr, "torch.sparse_csc": torch.sparse_csc,
+               "torch.sparse_bsr": torch.sparse_bsr, "torch.sparse_bsc": torch.sparse_bsc}
 
 _warned_omegaconf = False
 

@@ -210,3 +210,57 @@ def test_tensor_attributes_that_are_tensor_descriptors_are_refused(
     ins = inspect_bytes(path.read_bytes(), name=path.name)
     assert ins.verdict == "unsafe", name
     assert any("attribute" in f.message for f in ins.findings)
+
+
+def _sparse_cases() -> dict[str, torch.Tensor]:
+    dense = torch.tensor([[0.0, 1.5, 0.0, 2.0], [3.0, 0.0, 0.0, 0.0],
+                          [0.0, 0.0, 4.0, 0.0], [0.0, 5.0, 0.0, 6.0]])
+    return {
+        "coo": dense.to_sparse(),
+        "coo-uncoalesced": torch.sparse_coo_tensor(torch.tensor([[0, 0], [1, 1]]),
+                                                   torch.tensor([1.0, 2.0]), (2, 2)),
+        "csr": dense.to_sparse_csr(), "csc": dense.to_sparse_csc(),
+        "bsr": dense.to_sparse_bsr((2, 2)), "bsc": dense.to_sparse_bsc((2, 2)),
+    }
+
+
+@pytest.mark.parametrize("kind", list(_sparse_cases()))
+def test_sparse_tensors_round_trip(kind: str, tmp_path: Path) -> None:
+    ref, got = _save_and_load({"x": _sparse_cases()[kind]}, tmp_path / "s.pt")
+    assert got["x"].layout == ref["x"].layout
+    assert torch.equal(got["x"].to_dense(), ref["x"].to_dense())
+    if ref["x"].layout == torch.sparse_coo:
+        assert got["x"].is_coalesced() == ref["x"].is_coalesced()
+
+
+def test_sparse_indices_out_of_range_are_refused(tmp_path: Path) -> None:
+    # Index 7 in a 2x2 tensor: built without the invariant check, as a hostile writer would.
+    bad = torch.sparse_coo_tensor(torch.tensor([[0, 1], [0, 7]]), torch.tensor([1.0, 2.0]),
+                                  (2, 2), check_invariants=False)
+    path = tmp_path / "bad.pt"
+    torch.save({"x": bad}, path)
+    # torch 2.13's loader skips the check unless invariant checks are enabled globally (it
+    # warns that memory errors may follow); safeload always checks.
+    with pytest.raises(safeload.errors.SafeloadError, match="index|bound|invariant"):
+        safeload.load(path)
+
+
+@pytest.mark.parametrize("make", [
+    lambda: torch.quantize_per_tensor(torch.randn(4, 3), 0.1, 3, torch.quint8),
+    lambda: torch.quantize_per_tensor(torch.randn(5), 0.05, -2, torch.qint8),
+    lambda: torch.quantize_per_tensor(torch.randn(5), 0.5, 0, torch.qint32),
+    lambda: torch.quantize_per_channel(torch.randn(2, 3), torch.tensor([0.1, 0.2],
+                                       dtype=torch.double), torch.tensor([0, 1]), 0,
+                                       torch.qint8),
+], ids=["per-tensor-quint8", "per-tensor-qint8", "per-tensor-qint32", "per-channel-qint8"])
+def test_quantized_tensors_round_trip(make: Any, tmp_path: Path) -> None:
+    ref, got = _save_and_load({"x": make()}, tmp_path / "q.pt")
+    r, g = ref["x"], got["x"]
+    assert g.dtype == r.dtype and g.qscheme() == r.qscheme() and g.shape == r.shape
+    assert torch.equal(g.int_repr(), r.int_repr())
+    if r.qscheme() == torch.per_tensor_affine:
+        assert (g.q_scale(), g.q_zero_point()) == (r.q_scale(), r.q_zero_point())
+    else:
+        assert torch.equal(g.q_per_channel_scales(), r.q_per_channel_scales())
+        assert torch.equal(g.q_per_channel_zero_points(), r.q_per_channel_zero_points())
+        assert g.q_per_channel_axis() == r.q_per_channel_axis()
