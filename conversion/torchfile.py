@@ -131,7 +131,19 @@ def read_torch_zip(buf: Buf, members: list[ZipMember]) -> TorchCheckpoint:
                 f"not the declared {nbytes} bytes", member=member.name))
         else:
             ck.storage_spans[key] = (member.data_offset, nbytes)
+    _unreferenced_storages(ck, by_name)
     return ck
+
+
+def _unreferenced_storages(ck: TorchCheckpoint, by_name: dict[str, ZipMember]) -> None:
+    # torch.save writes only the storages data.pkl references; bytes nobody inspected as a
+    # tensor are a second reading waiting for a loader that lists data/ instead.
+    for rel, m in sorted(by_name.items()):
+        if rel.startswith("data/") and rel[5:] not in ck.storages:
+            ck.findings.append(Finding(
+                "differential", f"storage member {m.name!r} is not referenced by data.pkl: "
+                "safeload reads the pickle's storages, a loader listing data/ reads more",
+                member=m.name))
 
 
 def read_torch_legacy(buf: Buf) -> TorchCheckpoint:

@@ -10,6 +10,24 @@ This reader accepts one reading only:
 - names are unique, relative, without `..`, backslashes, NUL or absolute parts;
 - methods are stored or deflate, nothing is encrypted.
 Everything else is a `ZipError`.
+
+How the real readers find the data (and so what must agree before a file is clean):
+- miniz (torch's PyTorchStreamReader): `mz_zip_reader_locate_header_sig` scans backwards from
+  the end for the first EOCD signature with 22 bytes after it, giving up ~64 KiB back; with a
+  zip64 locator 20 bytes before it, the zip64 record is read at locator-56 and only if that
+  fails where the locator points; bytes before the central directory are tolerated
+  (`archive_ofs`). Names are looked up with `mz_zip_reader_locate_file` without
+  MZ_ZIP_FLAG_CASE_SENSITIVE: ASCII case-insensitive (binary search over the sorted directory,
+  so of duplicate names any one may win). torch takes the archive prefix from the directory of
+  the first central record and reads `<prefix>/data.pkl`, `<prefix>/data/<key>`, `byteorder`.
+- Python's zipfile (np.load, zipfile+pickle): `_EndRecData` takes the EOCD at EOF-22 when its
+  comment is empty, else the last signature in the last 65557 bytes; `_EndRecData64` reads the
+  zip64 record at locator-56 ("assume no zip64 extensible data"); `concat` shifts every offset
+  by prepended data; later duplicates win in `NameToInfo`; names are cut at the first NUL.
+So a second EOCD signature in the searched tail, archive signatures in the comment, a zip64
+record with extensible data or a locator pointing elsewhere than locator-56, EOCD fields that
+disagree with the zip64 record, and names that collide case-insensitively, after NUL
+truncation or modulo trailing slashes are refused as `ZipDifferential`: readers could disagree.
 """
 
 from __future__ import annotations
@@ -25,6 +43,14 @@ Buf = bytes | bytearray | memoryview | mmap.mmap
 
 class ZipError(Exception):
     """The bytes are not a zip archive this reader accepts."""
+
+    kind = "archive"
+
+
+class ZipDifferential(ZipError):
+    """Two real zip readers could read different content from these bytes."""
+
+    kind = "differential"
 
 
 @dataclass(frozen=True)
@@ -69,6 +95,42 @@ def _find_eocd(buf: Buf) -> int:
     raise ZipError("no end-of-central-directory record at the end of the file")
 
 
+_TAIL = 22 + 0xFFFF  # how far back zipfile and miniz search for the end record
+_SIGS = (_CEN, _LOC, _EOCD, _EOCD64, _LOC64)
+
+
+def _check_tail(buf: Buf, eocd: int) -> None:
+    """One end record in the searched tail, and no archive structure in its comment."""
+    n = len(buf)
+    lo = max(0, n - _TAIL)
+    tail = bytes(buf[lo:n])
+    others = [lo + i for i in _find_all(tail, _EOCD) if lo + i != eocd and lo + i + 22 <= n]
+    if others:
+        raise ZipDifferential(
+            f"differential: two end records of the central directory (offsets {eocd} and "
+            f"{others[-1]}): miniz (torch) and zipfile read the last one, safeload the one "
+            "whose comment ends the file")
+    comment = bytes(buf[eocd + 22 : n])
+    for sig in _SIGS:
+        if sig in comment:
+            raise ZipDifferential(
+                f"differential: the archive comment holds a zip structure ({sig!r}): "
+                "a reader that searches for it reads another archive than safeload")
+
+
+def _find_all(hay: bytes, needle: bytes) -> list[int]:
+    out, i = [], hay.find(needle)
+    while i >= 0:
+        out.append(i)
+        i = hay.find(needle, i + 1)
+    return out
+
+
+def _name_key(name: str) -> str:
+    # What miniz (ASCII case-insensitive) and zipfile (NUL-truncated) could treat as one name.
+    return name.split("\x00", 1)[0].replace("\\", "/").rstrip("/").casefold()
+
+
 def _zip64_extra(extra: bytes, need: list[str], values: dict[str, int]) -> None:
     pos = 0
     while pos + 4 <= len(extra):
@@ -111,6 +173,7 @@ def _check_name(raw: bytes, utf8: bool) -> str:
 def read_zip(buf: Buf) -> list[ZipMember]:
     """Parse and cross-check the whole archive structure; raise `ZipError` on any doubt."""
     eocd = _find_eocd(buf)
+    _check_tail(buf, eocd)
     disk, cd_disk, n_disk, n_total, cd_size, cd_offset, _ = _u("<HHHHIIH", buf, eocd + 4)
     cd_end = eocd
     loc = eocd - 20
@@ -122,10 +185,23 @@ def read_zip(buf: Buf) -> list[ZipMember]:
         _, rec_off, total_disks = _u("<IQI", buf, loc + 4)
         if total_disks != 1 or rec_off + 56 > loc or bytes(buf[rec_off : rec_off + 4]) != _EOCD64:
             raise ZipError("bad zip64 end-of-central-directory locator")
+        if rec_off != loc - 56:
+            raise ZipDifferential(
+                f"differential: the zip64 locator points at offset {rec_off}, zipfile and "
+                f"miniz read the zip64 record at {loc - 56} (zip64 extensible data)")
+        eocd32 = (n_disk, n_total, cd_size, cd_offset)
         (rec_size, _, _, disk, cd_disk, n_disk, n_total, cd_size, cd_offset) = _u(
             "<QHHIIQQQQ", buf, rec_off + 4)
-        if rec_off + 12 + rec_size != loc:
-            raise ZipError("zip64 record does not end at its locator")
+        if rec_size != 44:
+            raise ZipDifferential(
+                f"differential: zip64 record size field {rec_size} (extensible data): readers "
+                "that honour it and zipfile (which assumes none) disagree")
+        for v32, v64, full in zip(eocd32, (n_disk, n_total, cd_size, cd_offset),
+                                  (0xFFFF, 0xFFFF, 0xFFFFFFFF, 0xFFFFFFFF), strict=True):
+            if v32 not in (v64, full):
+                raise ZipDifferential(
+                    "differential: the end record and the zip64 record disagree: readers "
+                    "that only use zip64 values for 0xFFFF placeholders read another directory")
         cd_end = rec_off
     if disk != 0 or cd_disk != 0 or n_disk != n_total:
         raise ZipError("multi-disk archives are not supported")
@@ -136,6 +212,7 @@ def read_zip(buf: Buf) -> list[ZipMember]:
 
     members: list[ZipMember] = []
     names: set[str] = set()
+    keys: dict[str, str] = {}
     pos = cd_offset
     for _ in range(n_total):
         if bytes(buf[pos : pos + 4]) != _CEN:
@@ -166,6 +243,13 @@ def read_zip(buf: Buf) -> list[ZipMember]:
         if name in names:
             raise ZipError(f"duplicate member {name!r}")
         names.add(name)
+        key = _name_key(name)
+        if key in keys:
+            raise ZipDifferential(
+                f"differential: members {keys[key]!r} and {name!r} are one name to miniz "
+                "(torch: case-insensitive lookup) or zipfile: which one is read is up to the "
+                "reader")
+        keys[key] = name
         members.append(ZipMember(name, method, crc, csize, usize, hoff, -1))
         pos += 46 + nlen + xlen + clen
     if pos != cd_end:

@@ -321,9 +321,10 @@ def _inspect_zip(buf: Buf, name: str, depth: int) -> Inspection:
     try:
         members = read_zip(buf)
     except ZipError as exc:
-        return Inspection("zip", "unsafe", [Finding("archive", str(exc), member=name or None)])
+        return Inspection("zip", "unsafe", [Finding(exc.kind, str(exc), member=name or None)])
     names = [m.name for m in members]
-    if any(n.count("/") == 1 and n.endswith("/data.pkl") for n in names):
+    # casefold: torch finds data.pkl case-insensitively (miniz)
+    if any(n.count("/") == 1 and n.casefold().endswith("/data.pkl") for n in names):
         ck = read_torch_zip(buf, members)
         return Inspection(ck.kind, "unsafe" if ck.findings else "clean", list(ck.findings),
                           checkpoint=ck)

@@ -91,3 +91,43 @@ def test_deflate_bomb_is_bounded() -> None:
     m = read_zip(blob)[0]
     with pytest.raises(ZipError, match="limit"):
         read_member(blob, m, limit=1 << 20)
+
+
+def _torch_saved() -> bytes:
+    import torch
+
+    bio = io.BytesIO()
+    torch.save({"w": torch.ones(2)}, bio)
+    return bio.getvalue()
+
+
+@pytest.mark.parametrize("size", [52, 60, 100])
+def test_zip64_record_with_extensible_data_is_a_differential(size: int) -> None:
+    import struct
+
+    from safeload_conversion.zipstrict import ZipDifferential
+
+    blob = _torch_saved()
+    rec = blob.rfind(b"PK\x06\x06")
+    with pytest.raises(ZipDifferential, match="differential"):
+        read_zip(blob[:rec + 4] + struct.pack("<Q", size) + blob[rec + 12:])
+
+
+@pytest.mark.parametrize("second", ["a/DATA.pkl", "A/data.pkl", "a/data.pkl/"])
+def test_names_one_reader_treats_as_equal_are_a_differential(second: str) -> None:
+    from safeload_conversion.zipstrict import ZipDifferential
+
+    with pytest.raises(ZipDifferential, match="differential"):
+        read_zip(_zip({"a/data.pkl": b"1", second: b"2"}))
+
+
+@pytest.mark.parametrize("sig", [b"PK\x01\x02", b"PK\x03\x04", b"PK\x06\x06", b"PK\x06\x07"])
+def test_comment_holding_zip_structures_is_a_differential(sig: bytes) -> None:
+    from safeload_conversion.zipstrict import ZipDifferential
+
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as z:
+        z.writestr("a", b"1")
+        z.comment = b"xx" + sig + b"yy"
+    with pytest.raises(ZipDifferential):
+        read_zip(out.getvalue())
