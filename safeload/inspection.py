@@ -81,8 +81,8 @@ def sniff(head: bytes, size: int) -> str:
         return "lz4"
     if _is_tar(head):
         return "tar"
-    if head.startswith(b"ZF") and len(head) > 21 and head[21:22] == b"\x78":
-        return "joblib-zfile"  # joblib's legacy zlib container
+    if head.startswith(b"ZF"):
+        return "joblib-zfile"  # joblib's _detect_compressor: the prefix alone decides
     if len(head) >= 13 and head[0] == 0x5D and head[1:5] != b"\x00\x00\x00\x00" and (
             head[5:13] == b"\xff" * 8 or int.from_bytes(head[5:13], "little") < (1 << 40)):
         return "lzma-alone"  # .lzma (joblib compress="lzma"); also ']' in a pickle: checked
@@ -408,7 +408,7 @@ def _decompress(kind: str, buf: Buf) -> bytes:
     elif kind == "zlib":
         d = zlib.decompressobj()
     elif kind == "joblib-zfile":
-        d, data, kind = zlib.decompressobj(), data[21:], "zlib"
+        d, data, kind = zlib.decompressobj(15), _zfile_stream(data), "zlib"
     elif kind == "bz2":
         d = bz2.BZ2Decompressor()
     elif kind == "lzma-alone":
@@ -432,6 +432,14 @@ def _decompress(kind: str, buf: Buf) -> bytes:
     if d.unused_data:
         raise ValueError("data after the compressed stream")
     return bytes(out)
+
+
+def _zfile_stream(data: bytes) -> bytes:
+    """The zlib stream of a legacy joblib `ZF` file, found as joblib's read_zfile finds it:
+    `int(bytes[2:21], 16)` is the length (ValueError: joblib fails too), then one optional
+    space, then a zlib stream read with wbits=15 (any window up to 32 KiB)."""
+    int(data[2:21], 16)
+    return data[22:] if data[21:22] == b" " else data[21:]
 
 
 _NPY_HEADER = re.compile(
