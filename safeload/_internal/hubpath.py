@@ -210,7 +210,8 @@ def expected_blob(hf: HubFile) -> Path | None:
     if os.path.isabs(target):
         raise _refuse(hf, f"an absolute link (to {safe_text(target)})")
     depth = len(Path(real_parent).relative_to(repo_real).parts)
-    *ups, blobs, name = Path(target).parts or ("",)
+    hops = Path(target).parts
+    ups, blobs, name = (list(hops[:-2]), hops[-2], hops[-1]) if len(hops) >= 2 else ([], "", "")
     if ups != [".."] * depth or blobs != "blobs" or name in ("", ".", ".."):
         raise _refuse(hf, f"a link to {safe_text(target)}, not to ../{'../' * (depth - 1)}"
                           "blobs/<name> of its repo")
