@@ -20,6 +20,7 @@ skips what is done.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import logging
@@ -317,7 +318,10 @@ def _walk(snapshot: Path, cache_root: Path) -> list[_Entry]:
                 exists = is_dir or e.is_file(follow_symlinks=True) or \
                     os.path.exists(p)
             except OSError as exc:
-                out.append(_Entry(p, 0, f"cannot be read ({exc.strerror})", "error"))
+                if exc.errno == errno.ELOOP:
+                    out.append(_Entry(p, 0, "a dangling link loop: it leads to no file"))
+                else:
+                    out.append(_Entry(p, 0, f"cannot be read ({exc.strerror})", "error"))
                 continue
             if not exists:
                 target = os.readlink(p) if is_link else "?"
