@@ -8,7 +8,9 @@ One JSON file (`trust.json` in the config dir; `$SAFELOAD_TRUST_STORE`, `$SAFELO
 default policy**: nothing is trusted, signatures that are present must still verify, unsigned
 content loads with a warning. safeload never falls back to "trust everything": a store that is
 unparseable, of an unknown schema, has unknown fields, or is writable by other users (POSIX) is
-refused with a `TrustStoreError` that says how to fix it.
+refused with a `TrustStoreError` that says how to fix it; so is a location (the store's directory
+or any parent) that others could write, whether or not the file exists (`check_location`):
+otherwise another user could delete or plant the store. Bytes without a file get `check_bytes`.
 
 Writes are atomic (temp file in the same directory, fsync, `os.replace`) and serialized across
 processes by a `filelock.FileLock` on the sibling `trust.json.lock`; a change is applied to a

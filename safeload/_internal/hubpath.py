@@ -36,7 +36,9 @@ _logger = logging.getLogger("safeload")
 
 REPO_TYPES = {"models": "model", "datasets": "dataset", "spaces": "space"}
 _COMMIT = re.compile(r"[0-9a-f]{40}")
-_ASCII_REPO = re.compile(r"[A-Za-z0-9._/-]+")
+# The trust store's repo-id rule (trust._REPO): ASCII, each part starting alphanumeric.
+_PART = r"[A-Za-z0-9][A-Za-z0-9._-]{0,95}"
+_ASCII_REPO = re.compile(rf"(?:{_PART}/)?{_PART}")
 _warned: set[str] = set()
 
 
@@ -71,7 +73,8 @@ def repo_id_from_folder(folder: str) -> tuple[str, str] | None:
 
 
 def valid_repo_id(repo_id: str) -> bool:
-    """huggingface_hub's rule, and ASCII only (its `\\w` accepts letters the Hub does not)."""
+    """huggingface_hub's rule, and the trust store's (ASCII, parts start alphanumeric: the
+    client's `\\w` accepts letters and leading `_` the trust store's names cannot express)."""
     from huggingface_hub.errors import HFValidationError
     from huggingface_hub.utils._validators import validate_repo_id
 
