@@ -492,7 +492,8 @@ def _cache_scan(args: argparse.Namespace) -> int:
     s = result.summary()
     _err(f"{s['repos']} repos, {s['revisions']} revisions: {s['convertible']} convertible, "
          f"{s['converted']} converted, {s['safetensors']} safetensors, {s['unsafe']} unsafe, "
-         f"{s['tampered']} tampered, {s['refused']} refused, {s['error']} errors")
+         f"{s['tampered']} tampered, {s['malformed']} malformed, {s['refused']} refused, "
+         f"{s['error']} errors")
     if bad:
         return EXIT_REFUSED
     return EXIT_ERROR if errors else EXIT_OK

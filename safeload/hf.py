@@ -3,7 +3,11 @@
 Files are resolved through `huggingface_hub` (cache first; offline with `HF_HUB_OFFLINE=1` or
 `local_files_only=True`; the cache layout is never hand-rolled). Weights are chosen by safeload
 alone, in this order: a sharded safetensors index, `model.safetensors`, a sharded pickle index,
-`pytorch_model.bin`. Every weights file then goes through the same pipeline as
+`pytorch_model.bin`. A Hub file is known as one from the request (repo, the snapshot the client
+returned; a snapshot name that is not a commit is resolved to one or refused), never guessed
+from the path, and its snapshot entry must be what the client writes: a regular file or a
+relative link to `../../blobs/<name>` of the same repo (`_internal/hubpath.py`). Every weights
+file then goes through the same pipeline as
 `safeload.load`: opened once, hashed and checked against its cache blob name, the trust store
 (pins, signatures, revision locks, namespace binding), the model card's licence policy,
 inspection, sandboxed conversion for pickles, and a provenance entry.
@@ -22,15 +26,20 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from safeload._internal.opened import OpenedFile
+from safeload._internal.text import safe_text
 from safeload.errors import (
     MalformedFileError,
     SafeloadError,
     UnsafeCheckpointError,
+    UnsafePathError,
     UnsupportedArgumentError,
 )
+
+if TYPE_CHECKING:
+    from safeload._internal.hubpath import HubFile
 
 # Keyword arguments that would load other formats, bypass safeload or run repo code.
 _REFUSED_KWARGS = {
@@ -88,6 +97,50 @@ class _Source:
                                 hint="check the network, or pass local_files_only=True "
                                      "to use the cache only") from exc
 
+    def hub_file(self, path: Path) -> HubFile | None:
+        """The Hub file huggingface_hub returned `path` as: `<repo dir>/snapshots/<rev>/<rel>`
+        of the requested repo (None for a local folder). Known from the request, not guessed
+        from the path; the snapshot name is resolved to a commit later, or refused.
+
+        Raises:
+            UnsafePathError: the path is not where the Hub client keeps that repo's files.
+        """
+        from huggingface_hub.file_download import repo_folder_name
+
+        from safeload._internal.hubpath import HubFile
+
+        if self.repo_id is None:
+            return None
+        rel = Path(f"{self.subfolder}/{path.name}" if self.subfolder else path.name).parts
+        parts = path.parts
+        n = len(rel)
+        folder = repo_folder_name(repo_id=self.repo_id, repo_type="model")
+        if (len(parts) < n + 3 or parts[-n:] != rel or parts[-n - 2] != "snapshots"
+                or parts[-n - 3] != folder):
+            raise UnsafePathError(f"{safe_text(path)}: not a snapshot entry of "
+                                  f"{safe_text(self.repo_id)} in the Hugging Face cache",
+                                  hint="check cache_dir / HF_HUB_CACHE")
+        return HubFile("model", self.repo_id, parts[-n - 1], Path(*parts[: -n - 2]),
+                       "/".join(rel))
+
+    def open(self, path: Path) -> OpenedFile:
+        """Open a resolved file; a Hub snapshot entry must be what the Hub client wrote.
+
+        Raises:
+            UnsafePathError: see `hubpath.check_held`.
+        """
+        from safeload._internal.hubpath import check_held
+
+        hub = self.hub_file(path)
+        opened = OpenedFile.open(path)
+        try:
+            if hub is not None:
+                check_held(hub, opened.fd)
+        except BaseException:
+            opened.close()
+            raise
+        return opened
+
 
 def _source(repo_id_or_path: str | os.PathLike[str], revision: str | None,
             cache_dir: str | os.PathLike[str] | None, local_files_only: bool,
@@ -98,15 +151,18 @@ def _source(repo_id_or_path: str | os.PathLike[str], revision: str | None,
     if p.is_dir():
         return _Source(p, None, None, None, True, subfolder)
     repo = os.fspath(repo_id_or_path)
-    if repo.count("/") > 1 or repo.startswith((".", "/")):
-        raise SafeloadError(f"{repo}: neither a local folder nor a Hugging Face repo id")
+    from safeload._internal.hubpath import valid_repo_id
+
+    if not valid_repo_id(repo):
+        raise SafeloadError(f"{safe_text(repo)}: neither a local folder nor a Hugging Face "
+                            "repo id", hint="a repo id is `org/name` (letters, digits, -_.)")
     return _Source(None, repo, revision,
                    os.fspath(cache_dir) if cache_dir is not None else None, offline, subfolder)
 
 
-def _read_index(path: Path) -> dict[str, str]:
+def _read_index(src: _Source, path: Path) -> dict[str, str]:
     """The weight map of a sharded checkpoint index; shard names must stay in the folder."""
-    with OpenedFile.open(path) as f:
+    with src.open(path) as f:
         if f.identity.size > MAX_INDEX_BYTES:
             raise MalformedFileError(f"{path}: index larger than {MAX_INDEX_BYTES} bytes")
         try:
@@ -132,7 +188,7 @@ def _weight_files(src: _Source, variant: str | None
                                     ("pytorch_model.bin.index.json", "pytorch_model.bin")):
         index = src.resolve(_variant(index_name, variant))
         if index is not None:
-            weight_map = _read_index(index)
+            weight_map = _read_index(src, index)
             by_shard: dict[str, dict[str, str]] = {}
             for key, shard in weight_map.items():
                 by_shard.setdefault(shard, {})[key] = shard
@@ -164,8 +220,9 @@ def load_state_dict(repo_id_or_path: str | os.PathLike[str], *, revision: str | 
     folder: Path | None = None
     for path, expected in _weight_files(src, variant):
         folder = folder or path.parent
-        with OpenedFile.open(path) as f:
-            part = load_opened(f, map_location=map_location, action="from_pretrained")
+        with src.open(path) as f:
+            part = load_opened(f, map_location=map_location, action="from_pretrained",
+                               hub=src.hub_file(path))
         if not isinstance(part, dict):
             raise MalformedFileError(f"{path}: weights file does not hold a state dict")
         if expected is not None:

@@ -1,8 +1,11 @@
 """The local Hugging Face cache: what is in it, and converting its pickles once, in the sandbox.
 
-`scan_cache` lists every repo revision (through `huggingface_hub.scan_cache_dir`, never a
-hand-rolled walk) and classifies each weight file by its bytes: safetensors, a clean pickle
-(convertible, or already in safeload's converted store), unsafe, or tampered. The cache names an
+`scan_cache` lists every repo revision (walking the cache by huggingface_hub's layout, see
+`_hub_scan` for why not `scan_cache_dir`) and classifies each weight file by its bytes:
+safetensors, a clean pickle (convertible, or already in safeload's converted store), unsafe,
+tampered, malformed (a dangling link), or refused: a snapshot entry that is not what the Hub
+client writes, a snapshot that names no commit, or what the trust store, the licence policy or
+`pickles: refuse` would refuse at load (the same decisions, nothing recorded). The cache names an
 LFS blob by the sha256 of its content, which is a free integrity check: the name is read from
 the FIRST symlink hop only (hub 2.x may chain a repo blob to a shared Xet blob whose name is not
 a sha256), and a blob whose bytes do not match it is refused. Scanning writes nothing.
@@ -17,6 +20,7 @@ skips what is done.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import logging
@@ -31,12 +35,10 @@ from typing import TYPE_CHECKING, Any
 from safeload._internal import verify_cache
 from safeload._internal.opened import OpenedFile
 from safeload._internal.text import safe_text
-from safeload.errors import ConversionError, RefusedError, SafeloadError
+from safeload.errors import ConversionError, RefusedError, SafeloadError, UnsafePathError
 from safeload.inspection import Inspection, inspect_bytes
 
 if TYPE_CHECKING:
-    from huggingface_hub import CachedRepoInfo, CachedRevisionInfo
-
     from safeload.convert import Converted
     from safeload.trust import TrustStore
 
@@ -51,9 +53,9 @@ _GIT_NAME = re.compile(r"[0-9a-f]{40}")
 _CHUNK = 8 << 20
 
 # File statuses, worst first. "refused" = a trust or licence refusal, or a link out of the cache.
-STATUSES = ("error", "tampered", "unsafe", "refused", "convertible", "converted", "safetensors",
-            "unsupported")
-BAD_STATUSES = frozenset({"tampered", "unsafe", "refused"})
+STATUSES = ("error", "tampered", "malformed", "unsafe", "refused", "convertible", "converted",
+            "safetensors", "unsupported")
+BAD_STATUSES = frozenset({"tampered", "malformed", "unsafe", "refused"})
 
 
 def default_cache_dir() -> Path:
@@ -192,19 +194,158 @@ class _Meter:
 # Scanning
 
 
-def _hub_scan(cache_dir: Path) -> Any:
-    from huggingface_hub import scan_cache_dir
-    from huggingface_hub.errors import CacheNotFound
+@dataclass(frozen=True)
+class _Entry:
+    """A file of a snapshot found by the walk, or a problem entry (dangling or escaping link)."""
 
-    try:
-        # Always the explicit path: scan_cache_dir's own default is frozen at import time.
-        return scan_cache_dir(cache_dir)
-    except CacheNotFound:
+    file_path: Path  # lexical: under snapshots/<name>/
+    size_on_disk: int
+    problem: str | None = None  # why it cannot be read as a file of the repo
+    status: str = "malformed"  # the status a problem entry is reported with
+
+    @property
+    def file_name(self) -> str:
+        return self.file_path.name
+
+
+@dataclass
+class _Rev:
+    commit_hash: str  # the resolved commit (the folder name when it resolves to none)
+    refs: list[str]
+    snapshot_path: Path
+    files: list[_Entry]
+    refusal: str | None  # set when the snapshot name is not a commit and resolves to none
+
+
+@dataclass
+class _Repo:
+    repo_type: str
+    repo_id: str
+    repo_path: Path
+    revisions: list[_Rev]
+
+
+@dataclass
+class _CacheInfo:
+    repos: list[_Repo]
+    warnings: list[str]
+
+
+def _hub_scan(cache_dir: Path) -> _CacheInfo:
+    """Every repo of the cache, walked by its layout (see `_internal/hubpath.py`).
+
+    Not `huggingface_hub.scan_cache_dir`: it drops a whole repo for one dangling blob link
+    (CorruptedCacheException, a mere warning) and does not descend into directory links, so
+    files would hide from the scan. Here a broken entry is reported on its own ("malformed"),
+    the rest of the repo is still classified, and directory links are followed while they stay
+    inside the cache (a link leaving it is refused).
+    """
+    from safeload._internal.hubpath import repo_id_from_folder
+
+    if not cache_dir.is_dir():
         raise SafeloadError(f"no Hugging Face cache at {safe_text(cache_dir)}",
-                            hint="pass --cache-dir, or set HF_HUB_CACHE / HF_HOME") from None
+                            hint="pass --cache-dir, or set HF_HUB_CACHE / HF_HOME")
+    repos: list[_Repo] = []
+    warnings: list[str] = []
+    for child in sorted(cache_dir.iterdir()):
+        if child.name.startswith(".") or not child.is_dir() or child.name == "blobs":
+            continue
+        ident = repo_id_from_folder(child.name)
+        if ident is None:
+            warnings.append(f"{child}: not a Hugging Face repo folder (no valid repo id in its "
+                            "name); skipped")
+            continue
+        snapshots = child / "snapshots"
+        if not snapshots.is_dir():
+            warnings.append(f"{child}: no snapshots folder; nothing to scan")
+            continue
+        refs = _refs(child)
+        revs = [_revision(ident, child, snap, refs, cache_dir)
+                for snap in sorted(snapshots.iterdir()) if snap.is_dir()]
+        repos.append(_Repo(ident[0], ident[1], child, revs))
+    return _CacheInfo(repos, warnings)
 
 
-def _selected(repos: Sequence[str] | None, cache: Any) -> tuple[list[Any], list[str]]:
+def _refs(repo_dir: Path) -> dict[str, list[str]]:
+    """Snapshot folder name -> ref names, read verbatim as huggingface_hub reads them."""
+    out: dict[str, list[str]] = {}
+    refs = repo_dir / "refs"
+    for ref in sorted(refs.rglob("*")) if refs.is_dir() else []:
+        try:
+            if ref.is_file():
+                out.setdefault(ref.read_text(errors="replace").strip(), []).append(
+                    ref.relative_to(refs).as_posix())
+        except OSError:
+            continue
+    return out
+
+
+def _revision(ident: tuple[str, str], repo_dir: Path, snap: Path,
+              refs: dict[str, list[str]], cache_root: Path) -> _Rev:
+    from safeload._internal.hubpath import HubFile, resolve_commit
+
+    refusal = None
+    try:
+        commit = resolve_commit(HubFile(ident[0], ident[1], snap.name, repo_dir, ""))
+    except UnsafePathError as exc:
+        commit, refusal = snap.name, safe_text(str(exc))
+    names = sorted(set(refs.get(snap.name, [])) | set(refs.get(commit, [])))
+    return _Rev(commit, names, snap, _walk(snap, cache_root), refusal)
+
+
+def _walk(snapshot: Path, cache_root: Path) -> list[_Entry]:
+    """Every file under a snapshot; directory links followed only inside the cache, once."""
+    root_real = os.path.realpath(cache_root)
+    out: list[_Entry] = []
+    seen: set[str] = set()
+    todo = [snapshot]
+    while todo:
+        d = todo.pop()
+        real = os.path.realpath(d)
+        if real in seen:
+            continue
+        seen.add(real)
+        try:
+            children = sorted(os.scandir(d), key=lambda e: e.name)
+        except OSError as exc:
+            out.append(_Entry(d, 0, f"cannot list the folder ({exc.strerror})", "error"))
+            continue
+        for e in children:
+            p = Path(e.path)
+            try:
+                is_dir = e.is_dir(follow_symlinks=True)
+                is_link = e.is_symlink()
+                exists = is_dir or e.is_file(follow_symlinks=True) or \
+                    os.path.exists(p)
+            except OSError as exc:
+                if exc.errno == errno.ELOOP:
+                    out.append(_Entry(p, 0, "a dangling link loop: it leads to no file"))
+                else:
+                    out.append(_Entry(p, 0, f"cannot be read ({exc.strerror})", "error"))
+                continue
+            if not exists:
+                target = os.readlink(p) if is_link else "?"
+                out.append(_Entry(p, 0, f"a dangling link (to {safe_text(target)}): its blob "
+                                        "is missing; download the file again"))
+            elif is_dir:
+                target_real = os.path.realpath(p)
+                if is_link and not (target_real == root_real
+                                    or target_real.startswith(root_real + os.sep)):
+                    out.append(_Entry(p, 0, f"a folder link leaving the cache (to "
+                                            f"{safe_text(target_real)}); not followed",
+                                      "refused"))
+                else:
+                    todo.append(p)
+            else:
+                try:
+                    size = os.stat(p).st_size
+                except OSError:
+                    size = 0
+                out.append(_Entry(p, size))
+    return out
+
+
+def _selected(repos: Sequence[str] | None, cache: _CacheInfo) -> tuple[list[_Repo], list[str]]:
     infos = sorted(cache.repos, key=lambda r: (r.repo_type, r.repo_id))
     if not repos:
         return infos, []
@@ -214,8 +355,8 @@ def _selected(repos: Sequence[str] | None, cache: Any) -> tuple[list[Any], list[
     return chosen, [orig for key, orig in wanted.items() if key not in found]
 
 
-def _revisions(repo: CachedRepoInfo) -> list[CachedRevisionInfo]:
-    return sorted(repo.revisions, key=lambda r: r.commit_hash)
+def _revisions(repo: _Repo) -> list[_Rev]:
+    return sorted(repo.revisions, key=lambda r: (r.commit_hash, r.snapshot_path.name))
 
 
 def _first_hop(path: Path) -> str | None:
@@ -295,13 +436,27 @@ class _Context:
         return cls(root, store, store.state_digest(), load_observations(store), meter, remember)
 
 
-def _classify(rev: CacheRevision, file_path: Path, tree: dict[str, str], ctx: _Context
-              ) -> _Held | None:
-    """Classify one snapshot entry; None when it is not a weight file. The handle stays open."""
-    from safeload.errors import UnsafePathError
+def _classify(rev: CacheRevision, entry: _Entry, refusal: str | None, tree: dict[str, str],
+              ctx: _Context) -> _Held | None:
+    """Classify one snapshot entry; None when it is not a weight file. The handle stays open.
 
+    A problem entry (dangling or escaping link), an entry that is not what the Hub client
+    writes, and every file of a snapshot whose name resolves to no commit are reported on
+    their own, whatever their name: nothing hides behind a broken entry.
+    """
+    from safeload._internal.hubpath import HubFile, check_held
+
+    file_path = entry.file_path
     name = Path(file_path).relative_to(rev.snapshot).as_posix()
     blob = _first_hop(file_path)
+    if entry.problem is not None:
+        return _Held(CacheFile(name, str(file_path), 0, blob, "unknown", entry.status,
+                               findings=[entry.problem]), None)
+    if refusal is not None:
+        return _Held(CacheFile(name, str(file_path), entry.size_on_disk, blob, "unknown",
+                               "refused", findings=[refusal]), None)
+    snap = Path(rev.snapshot)
+    hub = HubFile(rev.repo_type, rev.repo_id, snap.name, snap.parent.parent, name)
     try:
         # A snapshot link must resolve inside the cache (the shared Xet store included).
         opened = OpenedFile.open(file_path, root=ctx.root)
@@ -312,16 +467,50 @@ def _classify(rev: CacheRevision, file_path: Path, tree: dict[str, str], ctx: _C
         return _Held(CacheFile(name, str(file_path), 0, blob, "unknown", "error",
                                findings=[safe_text(str(exc))]), None)
     try:
+        try:
+            check_held(hub, opened.fd)
+        except UnsafePathError as exc:
+            opened.close()
+            return _Held(CacheFile(name, str(file_path), entry.size_on_disk, blob, "unknown",
+                                   "refused", findings=[safe_text(str(exc))]), None)
         ins = inspect_bytes(opened.mapping(), name=name)
         if not _is_weight(name, ins):
             opened.close()
             return None
         info = CacheFile(name, str(file_path), opened.identity.size, blob, ins.format, "")
         _check(info, opened, ins, rev, tree, ctx)
+        if info.status not in BAD_STATUSES:
+            _apply_trust(info, rev, ctx)
         return _Held(info, opened)
     except BaseException:
         opened.close()
         raise
+
+
+def _apply_trust(info: CacheFile, rev: CacheRevision, ctx: _Context) -> None:
+    """What a load of this file would decide (nothing recorded): the trust store, the licence
+    policy and `pickles: refuse`. A refusal makes the file "refused"; a check that cannot be
+    decided (a signature safeload cannot read) makes it "error"."""
+    from safeload._internal.record import model_context
+    from safeload.trust import check_load
+
+    assert info.sha256 is not None
+    try:
+        check_load(Path(info.path), sha256=info.sha256, size=info.size, store=ctx.store,
+                   repo=rev.repo_id, revision=rev.commit, filename=info.name, record=False)
+        model_context(Path(info.path), ctx.store, origin=(rev.repo_id, rev.commit, info.name))
+    except RefusedError as exc:
+        info.status = "refused"
+        info.findings.insert(0, safe_text(str(exc)))
+        return
+    except SafeloadError as exc:
+        info.status = "error"
+        info.findings.insert(0, safe_text(str(exc)))
+        return
+    if info.pickle and ctx.store.policy.pickles == "refuse":
+        info.status = "refused"
+        info.findings.insert(0, f"a pickle checkpoint ({info.format}), and the policy refuses "
+                                "every pickle (policy.pickles = refuse)")
 
 
 def _check(info: CacheFile, opened: OpenedFile, ins: Inspection, rev: CacheRevision,
@@ -370,15 +559,15 @@ def _status(info: CacheFile, ins: Inspection) -> str:
     return "unsupported"  # numpy, or a weight format safeload does not read (gguf, onnx...)
 
 
-def _revision_info(repo: CachedRepoInfo, rev: CachedRevisionInfo) -> CacheRevision:
+def _revision_info(repo: _Repo, rev: _Rev) -> CacheRevision:
     snap = Path(rev.snapshot_path)
     return CacheRevision(repo.repo_id, repo.repo_type, rev.commit_hash, sorted(rev.refs),
                          str(snap), (snap / "model.sig").is_file())
 
 
-def _weight_candidates(rev: CachedRevisionInfo) -> list[Path]:
-    """Snapshot entries in a stable order (file_name is only a basename: use the path)."""
-    return sorted((Path(f.file_path) for f in rev.files), key=lambda p: p.as_posix())
+def _weight_candidates(rev: _Rev) -> list[_Entry]:
+    """Snapshot entries in a stable order."""
+    return sorted(rev.files, key=lambda e: e.file_path.as_posix())
 
 
 _PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle", ".joblib")
@@ -420,7 +609,7 @@ def scan_cache(cache_dir: str | os.PathLike[str] | None = None, *,
         cr = _revision_info(repo, rev)
         tree = _tree_digests(Path(repo.repo_path), rev.commit_hash)
         for p in _weight_candidates(rev):
-            held = _classify(cr, p, tree, ctx)
+            held = _classify(cr, p, rev.refusal, tree, ctx)
             if held is not None:
                 held.close()
                 cr.files.append(held.info)
@@ -468,7 +657,8 @@ class ConvertReport:
 
     @property
     def refused(self) -> bool:
-        return any(o.action in ("unsafe", "tampered", "refused") for o in self.outcomes)
+        return any(o.action in ("unsafe", "tampered", "malformed", "refused")
+                   for o in self.outcomes)
 
     @property
     def failed(self) -> bool:
@@ -520,7 +710,7 @@ def convert_cache(cache_dir: str | os.PathLike[str] | None = None, *,
         held: list[_Held] = []
         try:
             for p in _weight_candidates(rev):
-                h = _classify(cr, p, tree, ctx)
+                h = _classify(cr, p, rev.refusal, tree, ctx)
                 if h is not None:
                     held.append(h)
             _convert_revision(cr, held, ctx, report, dry_run=dry_run,
@@ -547,7 +737,7 @@ def _convert_revision(cr: CacheRevision, held: list[_Held], ctx: _Context,
         f = h.info
         o = Outcome(cr.repo_id, cr.commit, f.name, f.size, "skipped")
         outcomes[f.name] = o
-        if f.status in ("tampered", "unsafe", "refused", "error"):
+        if f.status in ("tampered", "malformed", "unsafe", "refused", "error"):
             o.action = f.status if f.status != "error" else "failed"
             o.message = "; ".join(f.findings)
         elif f.status in ("safetensors", "unsupported"):

@@ -27,6 +27,7 @@ from safeload.inspection import Inspection, inspect_bytes
 from safeload.scanning import describe
 
 if TYPE_CHECKING:
+    from safeload._internal.hubpath import HubFile
     from safeload.convert import Converted
     from safeload.trust import TrustDecision, TrustStore
 
@@ -94,18 +95,22 @@ def blob_digest(path: Path) -> str | None:
 
 
 def load_opened(opened: Held, *, map_location: MapLocation = None,
-                mmap: bool | None = None, action: str = "load") -> Any:
-    """The one pipeline: verify, licence, inspect, convert, load, record (see module doc)."""
-    from safeload._internal.record import hub_origin
+                mmap: bool | None = None, action: str = "load",
+                hub: HubFile | None = None) -> Any:
+    """The one pipeline: verify, licence, inspect, convert, load, record (see module doc).
 
+    `hub` is the Hub file `opened` is (from_pretrained knows it); otherwise it is decided from
+    the path's cache layout.
+    """
     buf = opened.mapping() if isinstance(opened, OpenedFile) else opened[1]
     name = opened.path if isinstance(opened, OpenedFile) else opened[0]
-    path = Path(name) if isinstance(opened, OpenedFile) else None
-    origin = hub_origin(path) if path is not None else None
+    path = Path(name) if isinstance(opened, OpenedFile) else _stream_path(name)
+    origin = _hub_origin(opened, path, hub)
     repo, revision, filename = origin if origin else (None, None, None)
     verified = verify_opened(opened, repo=repo, revision=revision, filename=filename,
-                             blob_sha256=blob_digest(path) if path is not None else None)
-    context = model_context(path, verified.store)  # licence policy (may refuse)
+                             blob_sha256=blob_digest(path)
+                             if path is not None and isinstance(opened, OpenedFile) else None)
+    context = model_context(path, verified.store, origin=origin)  # licence policy (may refuse)
     ins = inspect_bytes(buf, name=name)
     _refuse_if_unsafe(name, ins)
     if ins.format in _PICKLE_FORMATS and verified.store.policy.pickles == "refuse":
@@ -124,6 +129,36 @@ def load_opened(opened: Held, *, map_location: MapLocation = None,
            converted=conversion.report if conversion else None,
            output=conversion.output_record() if conversion else None)
     return result
+
+
+def _stream_path(name: str) -> Path | None:
+    """The file a stream's `name` names (its model card and Hub origin still apply), if any."""
+    if not name or name.startswith("<"):
+        return None
+    p = Path(name)
+    try:
+        return p if p.is_file() else None
+    except OSError:
+        return None
+
+
+def _hub_origin(opened: Held, path: Path | None, hub: HubFile | None
+                ) -> tuple[str, str, str] | None:
+    """(repo, commit, file) of a Hub file; a held snapshot entry must be what the client wrote.
+
+    Raises:
+        UnsafePathError: the entry is not a blob link or file of its repo, or its snapshot
+            names no commit.
+    """
+    from safeload._internal import hubpath
+
+    if hub is None and path is not None:
+        hub = hubpath.hub_file(path)
+    if hub is None:
+        return None
+    if isinstance(opened, OpenedFile):
+        hubpath.check_held(hub, opened.fd)
+    return hub.repo_id, hubpath.resolve_commit(hub), hub.filename
 
 
 _PICKLE_FORMATS = ("torch-zip", "torch-legacy", "pickle", "joblib")
@@ -153,18 +188,17 @@ def verify_opened(opened: Held, *, repo: str | None = None,
         TrustStoreError: the trust store is unusable (never "trust everything").
     """
     from safeload._internal import verify_cache
-    from safeload.errors import RevokedError
-    from safeload.trust import TrustStore, check_load
+    from safeload.trust import TrustStore, check_bytes, check_load
 
     store = TrustStore.load()
     if not isinstance(opened, OpenedFile):
+        # Bytes without a file: every check that applies to bytes (see trust.check_bytes).
         name, data = opened
         sha = sha256_buffer(data)
-        rev = store.digest_revocation(sha)
-        if rev is not None:
-            raise RevokedError(f"{name} has revoked digest sha256:{sha}",
-                               hint="this exact file is known bad; do not load it")
-        return Verified(sha, len(data), store, None, False)
+        decision = check_bytes(name, sha256=sha, store=store, repo=repo, revision=revision)
+        for w in decision.warnings:
+            _logger.warning("%s", w)
+        return Verified(sha, len(data), store, decision, False)
     state = store.state_digest()
     hit = verify_cache.lookup(opened.identity, state)
     cached = hit is not None

@@ -8,7 +8,9 @@ One JSON file (`trust.json` in the config dir; `$SAFELOAD_TRUST_STORE`, `$SAFELO
 default policy**: nothing is trusted, signatures that are present must still verify, unsigned
 content loads with a warning. safeload never falls back to "trust everything": a store that is
 unparseable, of an unknown schema, has unknown fields, or is writable by other users (POSIX) is
-refused with a `TrustStoreError` that says how to fix it.
+refused with a `TrustStoreError` that says how to fix it; so is a location (the store's directory
+or any parent) that others could write, whether or not the file exists (`check_location`):
+otherwise another user could delete or plant the store. Bytes without a file get `check_bytes`.
 
 Writes are atomic (temp file in the same directory, fsync, `os.replace`) and serialized across
 processes by a `filelock.FileLock` on the sibling `trust.json.lock`; a change is applied to a
@@ -522,8 +524,42 @@ def _check_permissions(path: Path, st: os.stat_result, source: str) -> None:
                     "file can be replaced", f"chmod go-w {parent}")
 
 
+def check_location(path: Path, source: str) -> None:
+    """Refuse a store location that another user could write, whether or not the file exists.
+
+    OpenSSH's secure-path rule: every existing directory from the store's up to `/` must be
+    owned by this user or root and not writable by group or others, except a sticky directory
+    (`/tmp`), where others may add entries but not replace or remove ours. A directory that
+    does not exist yet is judged by its parent (whoever can create it there could have).
+
+    Raises:
+        TrustStoreError: naming the directory and the fix.
+    """
+    if os.name != "posix":
+        return
+    uid = os.getuid()
+    for d in Path(os.path.abspath(path)).parents:
+        try:
+            st = os.stat(d)
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            raise _fail(source, f"its directory {safe_text(d)} cannot be checked "
+                        f"({exc.strerror})", "check the permissions of the path") from None
+        if st.st_uid not in (uid, 0):
+            raise _fail(source, f"its directory {safe_text(d)} is owned by another user "
+                        f"(uid {st.st_uid}), who decides what safeload trusts",
+                        f"keep the store in a directory of your own (SAFELOAD_HOME or "
+                        f"--trust-store), or chown {uid} {safe_text(d)}")
+        if st.st_mode & 0o022 and not st.st_mode & stat.S_ISVTX:
+            raise _fail(source, f"its directory {safe_text(d)} is writable by group or "
+                        f"others (mode {stat.S_IMODE(st.st_mode):o}), so anyone can put a "
+                        "trust store there", f"chmod go-w {safe_text(d)}")
+
+
 def _read_trust_file(path: Path, source: str) -> bytes | None:
-    """The file's bytes, or None when it does not exist."""
+    """The file's bytes, or None when it does not exist (in a location only we can write)."""
+    check_location(path, source)
     flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0) \
         | getattr(os, "O_BINARY", 0)
     try:
@@ -1397,6 +1433,77 @@ def check_load(
     )
 
 
+def check_bytes(
+    name: str,
+    *,
+    sha256: str,
+    store: TrustStore,
+    repo: str | None = None,
+    revision: str | None = None,
+) -> TrustDecision:
+    """`check_load` for bytes without a file (a stream, `io.BytesIO`, bytes under `guard()`).
+
+    Every rule that can be applied to bytes is: revocation (every mode); a digest that is
+    pinned anywhere counts as a pin hit (bytes have no target a pin could mismatch); with a Hub
+    origin (the stream's name is a cache path), the revision lock, the namespace binding and
+    the no-downgrade rule, which all need a signature that bytes cannot carry, so they refuse;
+    strict mode refuses, because it cannot check a signature. Audit mode turns all but
+    revocation into warnings. Nothing is recorded (no first-use pin: there is no target).
+
+    Raises:
+        RevokedError, RevisionLockError, SignatureError: as `check_load`.
+    """
+    sha = sha256.lower().removeprefix("sha256:")
+    mode = store.policy.mode
+    warnings: list[str] = []
+    shown = safe_text(name)
+
+    def refuse(exc: SafeloadError) -> None:
+        if mode == "audit":
+            warnings.append(f"audit: would refuse: {exc}")
+            _logger.warning("audit mode, not refusing: %s", exc)
+            return
+        raise exc
+
+    rev = store.digest_revocation(sha)
+    if rev is not None:
+        why = f" ({safe_text(rev.reason)})" if rev.reason else ""
+        raise RevokedError(f"{shown} has revoked digest sha256:{sha}{why}",
+                           hint="this exact file is known bad; do not load it")
+    no_sig = ("pass the file's path instead of a stream, so its signature can be checked")
+    if repo is not None:
+        lock = store.revision_lock(repo)
+        if lock is not None and revision not in lock.revisions:
+            refuse(RevisionLockError(
+                f"{shown}: {safe_text(repo)} is locked to revision(s) "
+                f"{', '.join(lock.revisions)}; refusing {safe_text(revision or '(unknown)')}",
+                hint="load one of the locked commits, or update the lock"))
+        owners = store.owners_of(repo)
+        if owners:
+            refuse(SignatureError(
+                f"{shown}: {safe_text(repo)} is in a namespace of publisher "
+                f"{', '.join(safe_text(o.name) for o in owners)}, and bytes read from a stream "
+                "carry no signature safeload can check", hint=no_sig))
+        prior = [s for s in load_observations(store).signed
+                 if s.location == f"hf:{repo.casefold()}"]
+        if prior:
+            refuse(SignatureError(
+                f"{shown}: {safe_text(repo)} was loaded signed by "
+                f"{safe_text(prior[0].publisher)}; a stream carries no signature", hint=no_sig))
+    if mode == "strict":
+        refuse(SignatureError(f"{shown}: strict mode requires a signature by a publisher in "
+                              "the trust store, and bytes read from a stream cannot be checked "
+                              "against one", hint=no_sig))
+    observed = load_observations(store)
+    pinned = any(p.sha256 == sha for p in (*store.pins, *observed.pins))
+    if not warnings:
+        warnings.append(f"{shown} is unsigned (bytes from a stream, no signature can be "
+                        f"checked); loaded under policy mode {mode}")
+    return TrustDecision(mode=mode, signed=False, publisher=None, key_id=None, method=None,
+                         identity=None, pin="hit" if pinned else "none",
+                         warnings=tuple(warnings), sha256=sha)
+
+
 def _locations(path: Path, repo: str | None) -> set[str]:
     """Every location whose "was signed" record applies to this load."""
     if repo is not None:
@@ -1453,6 +1560,6 @@ def unpin_observed(store_path: Path, target: tuple[str, ...]) -> bool:
 __all__ = [
     "MODES", "SCHEMA_VERSION", "Observations", "Pin", "Policy", "Publisher", "RevisionLock",
     "Revocation", "SignedRecord", "TrustDecision", "TrustStore", "TrustedKey", "TrustedRoot",
-    "check_load", "diff_stores", "forget_location", "load_observations", "observed_path",
-    "unpin_observed",
+    "check_bytes", "check_load", "check_location", "diff_stores", "forget_location",
+    "load_observations", "observed_path", "unpin_observed",
 ]

@@ -8,7 +8,6 @@ local Hugging Face cache (otherwise the record says the licence chain is unknown
 from __future__ import annotations
 
 import logging
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,8 +19,6 @@ if TYPE_CHECKING:
     from safeload.trust import TrustDecision, TrustStore
 
 _logger = logging.getLogger(__name__)
-
-_SNAPSHOT = re.compile(r"models--(?P<repo>[^/]+)/snapshots/(?P<rev>[0-9a-f]{40})/(?P<file>.+)$")
 
 
 @dataclass(frozen=True)
@@ -35,11 +32,15 @@ class ModelContext:
 
 
 def hub_origin(path: Path) -> tuple[str, str, str] | None:
-    """(repo id, commit, file) when `path` lies in a Hugging Face cache snapshot."""
-    m = _SNAPSHOT.search(path.as_posix())
-    if m is None:
-        return None
-    return m["repo"].replace("--", "/", 1), m["rev"], m["file"]
+    """(repo id, commit, file) when `path` lies in a Hugging Face cache snapshot (by layout).
+
+    Raises:
+        UnsafePathError: a snapshot whose name is not a commit and resolves to none.
+    """
+    from safeload._internal.hubpath import hub_file, resolve_commit
+
+    hf = hub_file(path)
+    return None if hf is None else (hf.repo_id, resolve_commit(hf), hf.filename)
 
 
 def _base_cards(card: ModelCard) -> dict[str, ModelCard]:
@@ -59,13 +60,18 @@ def _base_cards(card: ModelCard) -> dict[str, ModelCard]:
     return out
 
 
-def model_context(path: Path | None, store: TrustStore) -> ModelContext:
+def model_context(path: Path | None, store: TrustStore, *,
+                  origin: tuple[str, str, str] | None = None) -> ModelContext:
     """Read the model card next to `path` and apply the licence policy.
+
+    `origin` (repo, commit, file) when the caller already knows the Hub file.
 
     Raises:
         LicenseRefusedError: the licence (or a base model's) is denied by the policy.
+        UnsafePathError: see `hub_origin`.
     """
-    origin = hub_origin(path) if path is not None else None
+    if origin is None and path is not None:
+        origin = hub_origin(path)
     repo, rev, fname = origin if origin else (None, None, None)
     card_path = find_model_card(path) if path is not None else None
     if card_path is None:

@@ -177,7 +177,9 @@ def test_scan_classifies_by_bytes_and_writes_nothing(
     assert status[("org/sharded", "pytorch_model-00002-of-00002.bin")] == "convertible"
     assert status[("org/hostile", "pytorch_model.bin")] == "unsafe"
     assert status[("org/tampered", "pytorch_model.bin")] == "tampered"
-    assert status[("org/safe", "model.safetensors")] == "safetensors"
+    # A model.sig that does not verify: a load refuses the file, so the scan says so too.
+    assert status[("org/safe", "model.safetensors")] == "refused"
+    assert "model.sig" in " ".join(files[("org/safe", "model.safetensors")]["findings"])
     good = files[("org/pickle-only", "pytorch_model.bin")]
     assert good["pickle"] and good["format"] == "torch-zip" and good["integrity"] == "ok"
     assert good["blob"] == good["sha256"] and good["converted"] is False
@@ -197,7 +199,13 @@ def test_scan_classifies_by_bytes_and_writes_nothing(
     # The human table names each file; --repo narrows the scan.
     code, _, err = _run(["cache", "scan", "--cache-dir", str(cache.root), "--repo", "org/safe"],
                         capsys)
-    assert code == 0 and "model.safetensors" in err and "org/hostile" not in err
+    assert code == 1 and "model.safetensors" in err and "org/hostile" not in err
+    (cache.root / "models--org--safe" / "snapshots" / cache.commits["org/safe"]
+     / "model.sig").unlink()
+    code, doc, _ = _run(["cache", "scan", "--cache-dir", str(cache.root), "--repo", "org/safe",
+                         "--json"], capsys)
+    assert code == 0 and _files(doc)[("org/safe", "model.safetensors")]["status"] == \
+        "safetensors"
 
 
 def test_convert_one_child_per_revision_records_and_resumes(
@@ -212,7 +220,7 @@ def test_convert_one_child_per_revision_records_and_resumes(
         ("org/sharded", "pytorch_model-00002-of-00002.bin"): "converted",
         ("org/hostile", "pytorch_model.bin"): "unsafe",
         ("org/tampered", "pytorch_model.bin"): "tampered",
-        ("org/safe", "model.safetensors"): "skipped"}
+        ("org/safe", "model.safetensors"): "refused"}  # its model.sig does not verify
     assert _tree(cache.root) == before  # ...and left untouched, like the whole Hub cache
     assert not cache.marker.exists()
     # One child per revision with something to convert; both shards went to the same child.
@@ -234,7 +242,7 @@ def test_convert_one_child_per_revision_records_and_resumes(
     code, doc, _ = _run(["cache", "convert", "--cache-dir", str(cache.root), "--json"], capsys)
     assert code == 1
     assert sorted(f["action"] for f in doc["files"] if f["action"] != "skipped") == [
-        "already-converted"] * 3 + ["tampered", "unsafe"]
+        "already-converted"] * 3 + ["refused", "tampered", "unsafe"]
     assert len(children) == 2 and len(read_ledger().records) == count
     code, doc, _ = _run(["cache", "scan", "--cache-dir", str(cache.root), "--json"], capsys)
     assert _files(doc)[("org/sharded", "pytorch_model-00001-of-00002.bin")]["status"] == \
