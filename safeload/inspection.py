@@ -38,6 +38,19 @@ MAX_TRAILING_STREAMS = 16  # extra pickles after STOP read only to report what t
 Verdict = str  # "clean" | "unsafe" | "skipped"
 
 
+@dataclass(frozen=True, eq=False)
+class NpyArray:
+    """A plain .npy array as this inspection parsed it. The loader builds the returned array
+    from exactly these numbers and bytes (never by asking numpy to parse the file again)."""
+
+    data: Buf  # the whole .npy (file or strict-zip member bytes)
+    offset: int  # where the array bytes start
+    byteorder: str
+    code: str
+    fortran: bool
+    shape: tuple[int, ...]
+
+
 @dataclass(eq=False)
 class Inspection:
     """The verdict on one file (or one member of a wrapper)."""
@@ -48,6 +61,7 @@ class Inspection:
     detail: str = ""
     checkpoint: TorchCheckpoint | None = None
     members: list[tuple[str, Inspection]] = field(default_factory=list)
+    array: NpyArray | None = None  # a clean .npy: what its header says, over the bytes read
 
     @property
     def unsafe(self) -> bool:
@@ -493,4 +507,5 @@ def _inspect_npy(buf: Buf, name: str) -> Inspection:
     if start + hlen + count * itemsize != len(buf):
         return Inspection("numpy", "unsafe", [Finding(
             "malformed", ".npy data size does not match its header", member=name or None)])
-    return Inspection("numpy", "clean", detail=f"{code} {tuple(dims)}")
+    return Inspection("numpy", "clean", detail=f"{code} {tuple(dims)}", array=NpyArray(
+        buf, start + hlen, m.group(1), code, m.group(3) == "True", tuple(dims)))

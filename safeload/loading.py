@@ -278,10 +278,10 @@ def _load_inspected(name: str, ins: Inspection, buf: Any, map_location: MapLocat
         return load_safetensors_buffer(buf, name, map_location=map_location,
                                        copy=(mmap is False)), None
     if fmt in ("numpy", "npz"):
-        from safeload._internal.tensors import load_numpy_buffer
+        from safeload._internal.tensors import load_numpy_inspected
 
         try:
-            return load_numpy_buffer(buf, fmt, map_location=map_location), None
+            return load_numpy_inspected(ins, map_location=map_location), None
         except (ValueError, TypeError, OverflowError, NotImplementedError, OSError) as exc:
             raise MalformedFileError(f"{name}: NumPy could not read it: {exc}") from None
     if fmt in _PICKLE_FORMATS:

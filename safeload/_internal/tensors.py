@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 from typing import Any
 
@@ -90,17 +89,28 @@ def load_safetensors_buffer(buf: Any, name: str, *, map_location: Any = None,
     return {k: apply_map_location(v, map_location) for k, v in tensors.items()}
 
 
-def load_numpy_buffer(buf: Any, fmt: str, *, map_location: Any = None) -> Any:
-    """`.npy` -> a tensor, `.npz` -> a dict of tensors; never with allow_pickle."""
+def load_numpy_inspected(ins: Any, *, map_location: Any = None) -> Any:
+    """`.npy` -> a tensor, `.npz` -> a dict of tensors, built from the inspection's own parse
+    of the bytes (for `.npz`, the strict zip reader's members): nothing is parsed twice, so
+    no reader that disagrees with the inspection (np.load's zipfile) picks the bytes."""
     import numpy as np
 
-    def native(a: Any) -> Any:  # torch.from_numpy needs native byte order
-        arr = np.asarray(a)
-        return arr.astype(arr.dtype.newbyteorder("="), order="C")
+    def tensor(spec: Any) -> torch.Tensor:
+        if spec is None:
+            raise ValueError("array was not inspected")
+        dtype = np.dtype((spec.byteorder if spec.byteorder in "<>|" else "=") + spec.code)
+        count = 1
+        for d in spec.shape:
+            count *= d
+        arr = np.frombuffer(spec.data, dtype=dtype, count=count, offset=spec.offset)
+        arr = arr.reshape(spec.shape, order="F" if spec.fortran else "C")
+        # A private, native-order, C-contiguous copy: torch.from_numpy needs native order,
+        # and the tensor must not depend on the file's mapping.
+        native = arr.astype(dtype.newbyteorder("="), order="C", copy=True)
+        return apply_map_location(torch.from_numpy(native), map_location)
 
-    loaded = np.load(io.BytesIO(bytes(buf)), allow_pickle=False)
-    if fmt == "numpy":
-        return apply_map_location(torch.from_numpy(native(loaded)), map_location)
-    with loaded as npz:
-        return {k: apply_map_location(torch.from_numpy(native(npz[k])), map_location)
-                for k in npz.files}
+    if ins.format == "numpy":
+        return tensor(ins.array)
+    # np.load names npz arrays by member name without the ".npy" suffix.
+    return {name[:-4] if name.endswith(".npy") else name: tensor(inner.array)
+            for name, inner in ins.members}
