@@ -78,6 +78,8 @@ if TYPE_CHECKING:  # cryptography loads only when keys, certificates or signatur
     from cryptography import x509
 
     from safeload.signing import _keys
+    from safeload.signing.keyless import IdentityRule, KeylessResult
+    from safeload.signing.sigstore_roots import SigstoreRoot
     from safeload.signing.verify import SignedManifest
 
 _logger = logging.getLogger(__name__)
@@ -352,6 +354,82 @@ class TrustedRoot:
         return out
 
 
+_IDENTITY_FIELDS = {"instance", "issuer", "san", "san_regex", "extensions"}
+
+
+@dataclass(frozen=True)
+class TrustedIdentity:
+    """A keyless signer: an exact OIDC issuer and an exact SAN (or, opted in, a full-match SAN
+    regex) on one Sigstore instance (a trusted root name), plus optional exact pins on other
+    Fulcio extensions (dotted OID -> value; `signing.keyless.EXTENSION_NAMES` has names)."""
+
+    issuer: str
+    san: str | None = None
+    san_regex: str | None = None
+    instance: str = "production"
+    extensions: tuple[tuple[str, str], ...] = ()
+
+    def __post_init__(self) -> None:
+        from safeload.signing.sigstore_roots import BUILTIN_ROOTS
+
+        if (self.san is None) == (self.san_regex is None):
+            raise TrustStoreError("an identity needs exactly one of --san and --san-regex")
+        if not self.issuer:
+            raise TrustStoreError("an identity needs its exact OIDC issuer (--issuer)")
+        if self.instance not in BUILTIN_ROOTS:
+            raise TrustStoreError(f"unknown Sigstore instance {safe_text(self.instance)}",
+                                  hint=f"use one of {', '.join(BUILTIN_ROOTS)}")
+        if self.san_regex is not None:
+            try:
+                re.compile(self.san_regex)
+            except re.error as exc:
+                raise TrustStoreError(f"--san-regex is not a regular expression: {exc}"
+                                      ) from exc
+        for oid, _ in self.extensions:
+            if not re.fullmatch(r"1\.3\.6\.1\.4\.1\.57264\.1\.[0-9]{1,3}", oid):
+                raise TrustStoreError(f"not a Fulcio extension OID: {safe_text(oid)}")
+
+    def describe(self) -> str:
+        """`SAN from ISSUER on INSTANCE (pins)` for listings."""
+        san = self.san if self.san is not None else f"regex {self.san_regex}"
+        pins = "".join(f", {k}={v}" for k, v in self.extensions)
+        return safe_text(f"{san} from {self.issuer} on {self.instance}{pins}")
+
+    @classmethod
+    def from_dict(cls, data: object, *, where: str, source: str) -> TrustedIdentity:
+        d = _obj(data, where, source, _IDENTITY_FIELDS, {"issuer"})
+        exts = d.get("extensions", {})
+        if not isinstance(exts, dict) or not all(isinstance(v, str) for v in exts.values()):
+            raise _fail(source, f"{where}.extensions must map OIDs to strings", _FIX_EDIT)
+        try:
+            return cls(
+                issuer=_str(d["issuer"], f"{where}.issuer", source),
+                san=_str(d["san"], f"{where}.san", source) if "san" in d else None,
+                san_regex=_str(d["san_regex"], f"{where}.san_regex", source)
+                if "san_regex" in d else None,
+                instance=_str(d.get("instance", "production"), f"{where}.instance", source),
+                extensions=tuple(sorted(exts.items())))
+        except TrustStoreError as exc:
+            raise _fail(source, f"{where}: {exc}", exc.hint or _FIX_EDIT) from exc
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"instance": self.instance, "issuer": self.issuer}
+        if self.san is not None:
+            out["san"] = self.san
+        if self.san_regex is not None:
+            out["san_regex"] = self.san_regex
+        if self.extensions:
+            out["extensions"] = dict(self.extensions)
+        return out
+
+
+def identity_key(issuer: str, san: str) -> str:
+    """The revocation key of a keyless identity (issuers are URLs: no spaces)."""
+    if " " in issuer or not issuer:
+        raise TrustStoreError(f"not an OIDC issuer: {safe_text(issuer)}")
+    return f"{issuer} {san}"
+
+
 def _norm_namespace(ns: str) -> str:
     return ns if "/" in ns else f"{ns}/*"
 
@@ -365,6 +443,7 @@ class Publisher:
     keys: tuple[TrustedKey, ...] = ()
     roots: tuple[TrustedRoot, ...] = ()
     expires: dt.datetime | None = None
+    identities: tuple[TrustedIdentity, ...] = ()  # keyless (Sigstore) signers
 
     def owns(self, repo: str) -> bool:
         """True when `repo` (`org/name`) falls in one of the namespaces (`org/*` or exact)."""
@@ -378,13 +457,14 @@ class Publisher:
 
     @property
     def binds(self) -> bool:
-        """A publisher with keys or roots binds its namespaces: unsigned content is refused."""
-        return bool(self.keys or self.roots)
+        """A publisher with keys, roots or keyless identities binds its namespaces: unsigned
+        content is refused."""
+        return bool(self.keys or self.roots or self.identities)
 
     @classmethod
     def from_dict(cls, data: object, *, where: str, source: str) -> Publisher:
-        d = _obj(data, where, source, {"name", "namespaces", "keys", "roots", "expires"},
-                 {"name"})
+        d = _obj(data, where, source,
+                 {"name", "namespaces", "keys", "roots", "expires", "identities"}, {"name"})
         name = _str(d["name"], f"{where}.name", source, _NAME, "publisher name")
         where = f"publisher {name!r}"
         namespaces = tuple(
@@ -396,10 +476,16 @@ class Publisher:
                      for i, k in enumerate(_list(d.get("keys"), f"{where}.keys", source)))
         roots = tuple(TrustedRoot.from_dict(r, where=f"{where}.roots[{i}]", source=source)
                       for i, r in enumerate(_list(d.get("roots"), f"{where}.roots", source)))
+        identities = tuple(
+            TrustedIdentity.from_dict(x, where=f"{where}.identities[{i}]", source=source)
+            for i, x in enumerate(_list(d.get("identities"), f"{where}.identities", source)))
         if len({k.key_id for k in keys}) != len(keys):
             raise _fail(source, f"{where} lists a key twice", _FIX_EDIT)
+        if len(set(identities)) != len(identities):
+            raise _fail(source, f"{where} lists an identity twice", _FIX_EDIT)
         return cls(name=name, namespaces=tuple(sorted(set(namespaces))), keys=keys,
-                   roots=roots, expires=_time(d.get("expires"), f"{where}.expires", source))
+                   roots=roots, expires=_time(d.get("expires"), f"{where}.expires", source),
+                   identities=identities)
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -407,6 +493,8 @@ class Publisher:
             "keys": [k.to_dict() for k in self.keys],
             "roots": [r.to_dict() for r in self.roots],
         }
+        if self.identities:
+            out["identities"] = [i.to_dict() for i in self.identities]
         if self.expires:
             out["expires"] = format_time(self.expires)
         return out
@@ -601,7 +689,7 @@ def observed_path(store_path: Path) -> Path:
 
 
 _TOP_FIELDS = {"schema_version", "policy", "publishers", "revoked_keys", "revoked_digests",
-               "pins", "revision_locks"}
+               "pins", "revision_locks", "revoked_identities"}
 
 
 @dataclass(frozen=True)
@@ -610,6 +698,8 @@ class TrustStore:
 
     publishers: tuple[Publisher, ...] = ()
     revoked_keys: tuple[Revocation, ...] = ()
+    # keyless identities revoked everywhere: value = "ISSUER SAN" (a space cannot be in either)
+    revoked_identities: tuple[Revocation, ...] = ()
     revoked_digests: tuple[Revocation, ...] = ()
     pins: tuple[Pin, ...] = ()
     revision_locks: tuple[RevisionLock, ...] = ()
@@ -689,6 +779,16 @@ class TrustStore:
                 _obj(x, f"revoked_digests[{j}]", source, {"sha256", "reason"}, {"sha256"})
                 for j, x in enumerate(_list(d.get("revoked_digests"), "revoked_digests",
                                             source))))
+        revoked_identities = tuple(
+            Revocation(identity_key(_str(r.get("issuer"), f"revoked_identities[{i}].issuer",
+                                         source),
+                                    _str(r.get("san"), f"revoked_identities[{i}].san", source)),
+                       _str(r.get("reason", ""), f"revoked_identities[{i}].reason", source))
+            for i, r in enumerate(
+                _obj(x, f"revoked_identities[{j}]", source, {"issuer", "san", "reason"},
+                     {"issuer", "san"})
+                for j, x in enumerate(_list(d.get("revoked_identities"), "revoked_identities",
+                                            source))))
         pins = tuple(Pin.from_dict(p, where=f"pins[{i}]", source=source)
                      for i, p in enumerate(_list(d.get("pins"), "pins", source)))
         if len({p.target for p in pins}) != len(pins):
@@ -699,7 +799,7 @@ class TrustStore:
         policy = Policy.from_dict(d.get("policy", {}), source=source)
         return cls(publishers=publishers, revoked_keys=revoked_keys,
                    revoked_digests=revoked_digests, pins=pins, revision_locks=locks,
-                   policy=policy)
+                   policy=policy, revoked_identities=revoked_identities)
 
     def to_dict(self) -> dict[str, Any]:
         """The store document (what `export` prints and the file holds)."""
@@ -714,6 +814,11 @@ class TrustStore:
             "pins": [p.to_dict() for p in sorted(self.pins, key=lambda p: p.target)],
             "revision_locks": [x.to_dict() for x in
                                sorted(self.revision_locks, key=lambda x: x.repo.casefold())],
+            **({"revoked_identities": [
+                {"issuer": r.value.split(" ", 1)[0], "san": r.value.split(" ", 1)[1],
+                 **({"reason": r.reason} if r.reason else {})}
+                for r in sorted(self.revoked_identities, key=lambda r: r.value)]}
+               if self.revoked_identities else {}),
         }
 
     def to_json(self) -> bytes:
@@ -769,6 +874,65 @@ class TrustStore:
         """The revocation of this key id, if revoked."""
         k = key_id.lower()
         return next((r for r in self.revoked_keys if r.value == k), None)
+
+    def keyless_rules(self) -> list[tuple[SigstoreRoot, list[IdentityRule]]]:
+        """The keyless identities of every publisher, grouped by the Sigstore root they use."""
+        from safeload.signing.keyless import IdentityRule
+        from safeload.signing.sigstore_roots import builtin_root
+
+        groups: dict[str, list[IdentityRule]] = {}
+        for p in self.publishers:
+            for ident in p.identities:
+                groups.setdefault(ident.instance, []).append(IdentityRule(
+                    issuer=ident.issuer, san=ident.san, san_regex=ident.san_regex,
+                    extensions=dict(ident.extensions), publisher=p.name,
+                    instance=ident.instance))
+        return [(builtin_root(name), rules) for name, rules in sorted(groups.items())]
+
+    def identity_revocation(self, issuer: str, san: str) -> Revocation | None:
+        """The revocation of this keyless identity, if revoked."""
+        k = identity_key(issuer, san)
+        return next((r for r in self.revoked_identities if r.value == k), None)
+
+    def check_identity_revoked(self, result: KeylessResult, *, source: str) -> None:
+        """Raises: RevokedError when the keyless signer's identity is revoked."""
+        rev = self.identity_revocation(result.issuer, result.identity)
+        if rev is not None:
+            why = f" ({safe_text(rev.reason)})" if rev.reason else ""
+            raise RevokedError(f"{source}: signed keyless by the revoked identity "
+                               f"{safe_text(result.identity)} from {safe_text(result.issuer)}"
+                               f"{why}")
+
+    def with_identity(self, publisher: str, ident: TrustedIdentity) -> TrustStore:
+        """Add a keyless identity to a publisher (created when missing)."""
+        old = self.publisher(publisher) or Publisher(name=publisher)
+        if ident in old.identities:
+            return self
+        new = replace(old, identities=(*old.identities, ident))
+        rest = tuple(p for p in self.publishers if p.name != publisher)
+        return replace(self, publishers=(*rest, new))
+
+    def without_identity(self, publisher: str, issuer: str, san: str) -> TrustStore:
+        """Remove the publisher's identities with this issuer and SAN (or SAN regex).
+
+        Raises: TrustStoreError when there is none.
+        """
+        old = self.publisher(publisher)
+        keep = tuple(i for i in (old.identities if old else ())
+                     if not (i.issuer == issuer and san in (i.san, i.san_regex)))
+        if old is None or len(keep) == len(old.identities):
+            raise TrustStoreError(f"publisher {safe_text(publisher)} has no identity "
+                                  f"{safe_text(san)} from {safe_text(issuer)}",
+                                  hint="see `safeload trust list`")
+        return replace(self, publishers=tuple(replace(p, identities=keep) if p.name == publisher
+                                              else p for p in self.publishers))
+
+    def with_revoked_identity(self, issuer: str, san: str, reason: str = "") -> TrustStore:
+        """Revoke a keyless identity everywhere, whoever trusts it."""
+        if self.identity_revocation(issuer, san):
+            return self
+        return replace(self, revoked_identities=(
+            *self.revoked_identities, Revocation(identity_key(issuer, san), reason)))
 
     def digest_revocation(self, sha256: str) -> Revocation | None:
         """The revocation of this file digest, if revoked."""
