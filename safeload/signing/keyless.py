@@ -323,7 +323,7 @@ def _signed_times(sb: Any, doc: Mapping[str, Any], source: str
                              "entry")
     entry = entries[0]
     try:
-        log_index = int(entry.get("logIndex"))
+        log_index = int(str(entry.get("logIndex")))
     except (TypeError, ValueError) as exc:
         raise SignatureError(f"{source}: the log entry has no log index") from exc
     times: list[dt.datetime] = []

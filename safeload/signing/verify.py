@@ -61,7 +61,7 @@ from safeload.signing._tree import (
 )
 
 if TYPE_CHECKING:
-    from safeload.signing.keyless import IdentityRule, KeylessResult
+    from safeload.signing.keyless import KeylessResult
     from safeload.signing.sigstore_roots import SigstoreRoot
     from safeload.trust import TrustStore
 
@@ -317,7 +317,8 @@ def verify_signature(
 
     Trust comes from `key` (a PEM public key file) or `certificate_chain` (PEM root files) for a
     one-off check, or for a keyless bundle from `identity` (SAN) + `identity_provider` (OIDC
-    issuer) under `sigstore_root` (default: the shipped production root), otherwise from `trust_store` (loaded from its default location when None).
+    issuer) under `sigstore_root` (default: the shipped production root), otherwise from
+    `trust_store` (loaded from its default location when None).
     With a one-off key or root, the trust store's key revocations still apply when a
     `trust_store` is passed.
 
@@ -425,6 +426,11 @@ def verify_signature_bytes(
     signed = pae(INTOTO_PAYLOAD_TYPE, bundle.payload)
     ident: str | None = None
     if bundle.method == "sigstore":
+        if key is not None or certificate_chain is not None:
+            raise SignatureError(
+                f"{source}: the bundle is keyless (sigstore method) but a "
+                f"{'public key' if key is not None else 'certificate chain'} was given",
+                hint="verify it with --identity SAN --identity-provider ISSUER")
         return _verify_sigstore_method(
             data, bundle, source=source, sig_path=sig_path, store=store, identity=identity,
             issuer=identity_provider, root=sigstore_root)
