@@ -1139,7 +1139,9 @@ def _verify(args: argparse.Namespace) -> int:
     store = TrustStore.load(_store_path(args))
     result = verify_model(
         target, sig, trust_store=store, key=args.key if one_off else None,
-        certificate_chain=args.certificate_chain, identity=args.identity)
+        certificate_chain=args.certificate_chain, identity=args.identity,
+        identity_provider=args.identity_provider, sigstore_root=_sigstore_root_arg(args),
+        ignore_paths=args.ignore_path or ())
     from safeload._internal.record import record_verification
 
     ctx = record_verification(target, result, store)
@@ -1154,17 +1156,39 @@ def _verify(args: argparse.Namespace) -> int:
             "identity": result.identity, "subject_digest": result.subject_digest,
             "hash_type": result.hash_type, "serialization": result.serialization,
             "files": dict(result.files),
+            **_keyless_json(result.keyless),
         })
     who = safe_text(result.publisher) if result.publisher else "the given " + (
-        "key" if args.key else "root")
+        "key" if args.key else "root" if args.certificate_chain else "identity")
     ident = f" as {safe_text(result.identity)}" if result.identity else ""
     _err(f"verified: {safe_text(target)} ({len(result.files)} signed entries, "
          f"{result.hash_type}/{result.serialization}) signed by {who}{ident} "
          f"[{result.method}, key {result.key_id[:16]}...]")
+    if result.keyless is not None:
+        k = result.keyless
+        _err(f"keyless: issuer {safe_text(k.issuer)}, Rekor log index {k.log_index}, signed "
+             f"{k.signed_time:%Y-%m-%d %H:%M:%S} UTC, Sigstore root {safe_text(k.root_name)}")
     if ctx.license is not None:
         _err(f"licence: {safe_text(licence)} ({ctx.license.action}); "
              + "; ".join(safe_text(f.describe()) for f in ctx.license.findings))
     return EXIT_OK
+
+
+def _sigstore_root_arg(args: argparse.Namespace) -> Any:
+    """The Sigstore root a one-off keyless check uses (None: the shipped production root)."""
+    from safeload.signing.sigstore_roots import builtin_root, root_from_file
+
+    if args.sigstore_root:
+        return root_from_file(args.sigstore_root)
+    if args.sigstore_instance:
+        return builtin_root(args.sigstore_instance)
+    return None
+
+
+def _keyless_json(k: Any) -> dict[str, Any]:
+    from safeload.signing.keyless import summary
+
+    return {} if k is None else {"keyless": summary(k)}
 
 
 def _add_verify(sub: Any) -> None:
@@ -1181,7 +1205,17 @@ def _add_verify(sub: Any) -> None:
     one_off.add_argument("--certificate-chain", metavar="ROOT.pem", action="append",
                          help="one-off check against this root certificate (repeatable)")
     p.add_argument("--identity", metavar="SAN",
-                   help="required certificate identity (certificate method)")
+                   help="required certificate identity (certificate method; keyless with "
+                        "--identity-provider)")
+    p.add_argument("--identity-provider", metavar="ISSUER",
+                   help="one-off keyless check: the exact OIDC issuer of --identity")
+    roots = p.add_mutually_exclusive_group()
+    roots.add_argument("--sigstore-root", metavar="FILE",
+                       help="keyless: Sigstore trusted_root.json (default: shipped production)")
+    roots.add_argument("--sigstore-instance", choices=("production", "staging"),
+                       help="keyless: a shipped Sigstore root")
+    p.add_argument("--ignore-path", metavar="P", action="append",
+                   help="a path the signer ignored but did not record (repeatable)")
     p.set_defaults(func=_verify)
 
 

@@ -30,6 +30,11 @@ The default policy, in one place (also printed by `safeload trust policy`)::
         against a publisher in this store;
       - a repo in a namespace owned by a publisher with keys must be signed by that publisher;
       - content once loaded with a valid signature is refused later without one;
+      - a valid signature by a trusted publisher on a Hub repo outside its namespaces (a
+        re-upload) loads with a warning, marked `reupload` in the decision and the ledger;
+      - keyless publishers are identities (Sigstore instance, exact OIDC issuer, exact SAN or
+        opt-in full-match regex, optional Fulcio extension pins); revoking an identity, or a
+        Fulcio certificate by fingerprint (`revoked_keys`), refuses it everywhere;
       - anything else (unsigned, unbound) loads with a warning;
       - Hub files (repo + commit + file) are pinned on first use; local files are not.
     mode "strict": as default, and every load needs a signature by a trusted publisher.
@@ -1224,10 +1229,15 @@ class TrustDecision:
     signature_path: str | None = None
     signature_sha256: str | None = None
     subject_digest: str | None = None
+    # A valid signature by a trusted publisher on a Hub repo outside its namespaces: the bytes
+    # are the publisher's, the repository is not (a re-upload).
+    reupload: bool = False
+    keyless: dict[str, Any] | None = None  # `signing.keyless.summary` of a keyless signature
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict."""
         return {
+            "reupload": self.reupload, "keyless": self.keyless,
             "mode": self.mode, "signed": self.signed, "publisher": self.publisher,
             "key_id": self.key_id, "method": self.method, "identity": self.identity,
             "pin": self.pin, "warnings": list(self.warnings), "sha256": self.sha256,
@@ -1493,6 +1503,17 @@ def check_load(
                     f"{safe_text(repo)} belongs to publisher {names}, but "
                     f"{safe_text(fname)} is signed by {safe_text(signed.publisher)}"))
 
+    # 5b. Re-upload: the publisher signed these bytes, but this repo is not in its namespaces.
+    reupload = False
+    if hub and signed is not None and signed.publisher is not None:
+        pub = store.publisher(signed.publisher)
+        if pub is not None and not pub.owns(repo or ""):
+            reupload = True
+            warnings.append(
+                f"re-upload: {safe_text(fname)} is signed by publisher "
+                f"{safe_text(signed.publisher)}, but {safe_text(repo)} is not one of its "
+                "namespaces (the bytes are the publisher's, the repository is not)")
+
     # 6. No silent downgrade.
     locations = _locations(path, repo)
     if signed is None:
@@ -1558,7 +1579,16 @@ def check_load(
         signature_path=str(sig_path) if signed is not None and sig_path else None,
         signature_sha256=signed.signature_sha256 if signed is not None else None,
         subject_digest=signed.manifest.subject_digest if signed is not None else None,
+        reupload=reupload, keyless=_keyless_summary(signed),
     )
+
+
+def _keyless_summary(signed: SignedManifest | None) -> dict[str, Any] | None:
+    if signed is None or signed.keyless is None:
+        return None
+    from safeload.signing.keyless import summary
+
+    return summary(signed.keyless)
 
 
 def _locations(path: Path, repo: str | None) -> set[str]:

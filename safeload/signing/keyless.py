@@ -117,6 +117,17 @@ class KeylessResult:
     payload_type: str
 
 
+def summary(k: KeylessResult) -> dict[str, Any]:
+    """What provenance, `--json` and trust decisions record about a keyless signature."""
+    return {
+        "identity": k.identity, "issuer": k.issuer, "log_index": k.log_index,
+        "signed_time": k.signed_time.isoformat(),
+        "integrated_time": k.integrated_time.isoformat() if k.integrated_time else None,
+        "sigstore_root": k.root_name, "sigstore_root_sha256": k.root_sha256,
+        "certificate_sha256": k.cert_fingerprint,
+    }
+
+
 def _der_utf8(raw: bytes) -> str | None:
     """The text of a DER UTF8String (tag 0x0c), or None when `raw` is not exactly one."""
     if len(raw) < 2 or raw[0] != 0x0C:
