@@ -673,7 +673,14 @@ def _publisher_summary(store: Any, p: Any, *, pem: bool = False) -> dict[str, An
               "subject": r.certificate().subject.rfc4514_string()}
              | ({"pem": r.pem} if pem else {}) for r in p.roots]
     return {"name": p.name, "namespaces": list(p.namespaces), "expires": format_time(p.expires),
-            "keys": keys, "roots": roots}
+            "keys": keys, "roots": roots,
+            "identities": [i.to_dict() | {"revoked": _identity_revoked(store, i)}
+                           for i in p.identities]}
+
+
+def _identity_revoked(store: Any, ident: Any) -> bool:
+    return ident.san is not None and store.identity_revocation(ident.issuer, ident.san) \
+        is not None
 
 
 def _trust_init(args: argparse.Namespace) -> int:
@@ -707,6 +714,9 @@ def _trust_list(args: argparse.Namespace) -> int:
             "state_digest": store.state_digest(), "policy": store.policy.to_dict(),
             "publishers": [_publisher_summary(store, p) for p in store.publishers],
             "revoked_keys": [{"key_id": r.value, "reason": r.reason} for r in store.revoked_keys],
+            "revoked_identities": [
+                {"issuer": r.value.split(" ", 1)[0], "san": r.value.split(" ", 1)[1],
+                 "reason": r.reason} for r in store.revoked_identities],
             "revoked_digests": [{"sha256": r.value, "reason": r.reason}
                                 for r in store.revoked_digests],
             "pins": pins,
@@ -728,6 +738,13 @@ def _trust_list(args: argparse.Namespace) -> int:
             _err(f"  key {k.key_id} {k.algorithm}{flag}")
         for r in p.roots:
             _err(f"  root {r.fingerprint[:16]}... identities {safe_text(', '.join(r.identities))}")
+        for i in p.identities:
+            flag = " REVOKED" if _identity_revoked(store, i) else ""
+            _err(f"  keyless identity {i.describe()}{flag}")
+    for rev in store.revoked_identities:
+        issuer, san = rev.value.split(" ", 1)
+        _err(f"revoked identity {safe_text(san)} from {safe_text(issuer)} "
+             f"{safe_text(rev.reason)}")
     for rev in store.revoked_keys:
         _err(f"revoked key {rev.value} {safe_text(rev.reason)}")
     for rev in store.revoked_digests:
@@ -826,6 +843,58 @@ def _trust_add_key(args: argparse.Namespace) -> int:
     before, after = TrustStore.update(change, _store_path(args))
     ident = key.key_id if key else root.fingerprint
     return _report_change(args, before, after, "add-key", {"id": ident})
+
+
+def _identity_arg(args: argparse.Namespace) -> Any:
+    from safeload.errors import TrustStoreError
+    from safeload.signing.keyless import EXTENSION_NAMES
+    from safeload.trust import TrustedIdentity
+
+    pins: list[tuple[str, str]] = []
+    for item in args.extension or []:
+        name, sep, value = item.partition("=")
+        if not sep or not value:
+            raise SafeloadError(f"--extension {safe_text(item)}: expected NAME=VALUE",
+                                hint=f"names: {', '.join(EXTENSION_NAMES)}, or a dotted OID")
+        pins.append((EXTENSION_NAMES.get(name, name), value))
+    try:
+        return TrustedIdentity(issuer=args.issuer, san=args.san, san_regex=args.san_regex,
+                               instance=args.instance, extensions=tuple(sorted(pins)))
+    except TrustStoreError as exc:
+        raise SafeloadError(str(exc), hint=exc.hint) from exc
+
+
+def _trust_add_identity(args: argparse.Namespace) -> int:
+    from safeload.trust import TrustStore
+
+    ident = _identity_arg(args)
+    if ident.san_regex is not None:
+        _logger.warning("trusting every SAN that fully matches %s", safe_text(ident.san_regex))
+    before, after = TrustStore.update(lambda s: s.with_identity(args.publisher, ident),
+                                      _store_path(args))
+    return _report_change(args, before, after, "add-identity", {"identity": ident.to_dict()})
+
+
+def _trust_remove_identity(args: argparse.Namespace) -> int:
+    from safeload.trust import TrustStore
+
+    before, after = TrustStore.update(
+        lambda s: s.without_identity(args.publisher, args.issuer, args.san), _store_path(args))
+    return _report_change(args, before, after, "remove-identity",
+                          {"issuer": args.issuer, "san": args.san})
+
+
+def _trust_revoke_identity(args: argparse.Namespace) -> int:
+    from safeload.trust import TrustStore, identity_key
+
+    identity_key(args.issuer, args.san)  # validates the issuer before asking
+    _confirm(args, f"revoke identity {args.san} from {args.issuer}: every keyless signature "
+                   "by it will be refused")
+    before, after = TrustStore.update(
+        lambda s: s.with_revoked_identity(args.issuer, args.san, args.reason or ""),
+        _store_path(args))
+    return _report_change(args, before, after, "revoke-identity",
+                          {"issuer": args.issuer, "san": args.san})
 
 
 def _resolve_key_id(store: Any, value: str) -> str:
@@ -1087,8 +1156,29 @@ def _add_trust(sub: Any) -> None:
     p.add_argument("file", help="PEM public key, or PEM root certificate (with --identity)")
     p.add_argument("--identity", action="append", metavar="SAN")
     p.add_argument("--expires", metavar="DATE")
-    p = cmd("revoke-key", _trust_revoke_key, "revoke a key (refused in every mode)",
+    p = cmd("add-identity", _trust_add_identity,
+            "trust a keyless (Sigstore) signer for a publisher (created when missing)")
+    p.add_argument("publisher")
+    p.add_argument("--issuer", required=True, help="exact OIDC issuer URL")
+    who = p.add_mutually_exclusive_group(required=True)
+    who.add_argument("--san", help="exact certificate identity (e-mail, URI)")
+    who.add_argument("--san-regex", help="opt-in: a regex that must match the whole SAN")
+    p.add_argument("--instance", default="production", choices=("production", "staging"),
+                   help="Sigstore instance (trusted root) the identity signs on")
+    p.add_argument("--extension", action="append", metavar="NAME=VALUE",
+                   help="pin a Fulcio extension, e.g. source-repository=https://github.com/o/r")
+    p = cmd("remove-identity", _trust_remove_identity, "stop trusting a keyless identity",
             destructive=True)
+    p.add_argument("publisher")
+    p.add_argument("--issuer", required=True)
+    p.add_argument("--san", required=True, help="the SAN (or SAN regex) as listed")
+    p = cmd("revoke-identity", _trust_revoke_identity,
+            "revoke a keyless identity everywhere (refused in every mode)", destructive=True)
+    p.add_argument("--issuer", required=True)
+    p.add_argument("--san", required=True)
+    p.add_argument("--reason", default="")
+    p = cmd("revoke-key", _trust_revoke_key, "revoke a key, or a keyless signing certificate "
+            "by its sha256 fingerprint (refused in every mode)", destructive=True)
     p.add_argument("key", help="key id, 8+ hex prefix, or PEM public key file")
     p.add_argument("--reason", default="")
     p = cmd("revoke-digest", _trust_revoke_digest,

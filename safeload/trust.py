@@ -974,6 +974,8 @@ class TrustStore:
                                   if k.key_id not in {o.key_id for o in old.keys}),
             roots=_merge_roots(old.roots, publisher.roots),
             expires=publisher.expires if publisher.expires is not None else old.expires,
+            identities=old.identities + tuple(i for i in publisher.identities
+                                              if i not in old.identities),
         )
         return replace(self, publishers=tuple(merged if p.name == old.name else p
                                               for p in self.publishers))
@@ -1077,7 +1079,8 @@ def diff_stores(before: TrustStore, after: TrustStore) -> list[str]:
         old = bp.get(p.name)
         if old is None:
             lines.append(f"+ publisher {safe_text(p.name)} ({len(p.keys)} key(s), "
-                         f"{len(p.roots)} root(s), namespaces: {', '.join(p.namespaces) or '-'})")
+                         f"{len(p.roots)} root(s), {len(p.identities)} keyless identities, "
+                         f"namespaces: {', '.join(p.namespaces) or '-'})")
             continue
         for ns in sorted(set(p.namespaces) - set(old.namespaces)):
             lines.append(f"+ namespace {safe_text(ns)} for {safe_text(p.name)}")
@@ -1097,9 +1100,18 @@ def diff_stores(before: TrustStore, after: TrustStore) -> list[str]:
             elif old_roots[r.fingerprint].identities != r.identities:
                 lines.append(f"~ root {r.fingerprint[:16]}... identities: "
                              f"{safe_text(', '.join(r.identities))}")
+        for i in p.identities:
+            if i not in old.identities:
+                lines.append(f"+ keyless identity {i.describe()} for {safe_text(p.name)}")
+        for i in old.identities:
+            if i not in p.identities:
+                lines.append(f"- keyless identity {i.describe()} for {safe_text(p.name)}")
     for name in sorted(set(bp) - {p.name for p in after.publishers}):
         lines.append(f"- publisher {safe_text(name)}")
+    b.setdefault("revoked_identities", [])
+    a.setdefault("revoked_identities", [])
     for label, key in (("revoked key", "revoked_keys"), ("revoked digest", "revoked_digests"),
+                       ("revoked identity", "revoked_identities"),
                        ("pin", "pins"), ("revision lock", "revision_locks")):
         old_items = [json.dumps(x, sort_keys=True) for x in b[key]]
         new_items = [json.dumps(x, sort_keys=True) for x in a[key]]
