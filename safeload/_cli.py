@@ -1309,7 +1309,18 @@ def _add_verify(sub: Any) -> None:
     p.set_defaults(func=_verify)
 
 
-def _sign(args: argparse.Namespace) -> int:
+def _identity_token(args: argparse.Namespace) -> str:
+    """`--identity-token FILE`, else $SIGSTORE_ID_TOKEN (as sigstore-python reads it)."""
+    if args.identity_token:
+        return Path(args.identity_token).read_text(encoding="utf-8")
+    env = os.environ.get("SIGSTORE_ID_TOKEN")
+    if not env:
+        raise SafeloadError("--keyless needs an OIDC identity token",
+                            hint="pass --identity-token FILE or set SIGSTORE_ID_TOKEN")
+    return env
+
+
+def _sign_with_key(args: argparse.Namespace) -> Any:
     from safeload.signing import sign_model
 
     password: bytes | None = None
@@ -1325,10 +1336,26 @@ def _sign(args: argparse.Namespace) -> int:
         else:
             raise SafeloadError(f"{safe_text(args.key)} is encrypted",
                                 hint="set SAFELOAD_SIGNING_KEY_PASSWORD or run interactively")
-    result = sign_model(args.path, private_key_pem_path=args.key,
-                        certificate_chain=args.certificate_chain, output=args.output,
-                        password=password, ignore_paths=args.ignore_path or [],
-                        overwrite=args.overwrite)
+    return sign_model(args.path, private_key_pem_path=args.key,
+                      certificate_chain=args.certificate_chain, output=args.output,
+                      password=password, ignore_paths=args.ignore_path or [],
+                      overwrite=args.overwrite)
+
+
+def _sign(args: argparse.Namespace) -> int:
+    if args.keyless:
+        if args.key or args.certificate_chain:
+            raise SafeloadError("--keyless signs with an ephemeral key: drop --key and "
+                                "--certificate-chain")
+        from safeload.signing.sign import sign_model_keyless
+
+        result = sign_model_keyless(args.path, identity_token=_identity_token(args),
+                                    output=args.output, ignore_paths=args.ignore_path or [],
+                                    overwrite=args.overwrite)
+    elif not args.key:
+        raise SafeloadError("sign needs --key KEY.pem, or --keyless")
+    else:
+        result = _sign_with_key(args)
     if args.json:
         _emit_json({"ok": True, "output": str(result.output), "method": result.method,
                     "key_id": result.key_id, "algorithm": result.algorithm,
@@ -1346,9 +1373,14 @@ def _add_sign(sub: Any) -> None:
     p = sub.add_parser("sign", help="sign a model (OpenSSF Model Signing bundle)")
     _add_common_flags(p, top_level=False)
     p.add_argument("path", help="model directory or single file")
-    p.add_argument("--key", required=True, metavar="KEY.pem",
+    p.add_argument("--key", metavar="KEY.pem",
                    help="private key: ECDSA P-256/P-384/P-521 (Ed25519: safeload-only "
                         "extension)")
+    p.add_argument("--keyless", action="store_true",
+                   help="sign keyless on public-good Sigstore (needs network and an OIDC "
+                        "token; untested here beyond its offline errors)")
+    p.add_argument("--identity-token", metavar="FILE",
+                   help="--keyless: file holding the OIDC token (default: $SIGSTORE_ID_TOKEN)")
     p.add_argument("--certificate-chain", action="append", metavar="CERT.pem",
                    help="certificate method: signing certificate first, then intermediates "
                         "(repeatable)")
