@@ -732,7 +732,8 @@ def _trust_list(args: argparse.Namespace) -> int:
          f"{store.policy.pin_hub_on_first_use}, pin local files: {store.policy.pin_local_files}")
     for p in store.publishers:
         _err(f"publisher {safe_text(p.name)}: namespaces {', '.join(p.namespaces) or '-'}; "
-             f"{len(p.keys)} key(s), {len(p.roots)} root(s)")
+             f"{len(p.keys)} key(s), {len(p.roots)} root(s), "
+             f"{len(p.identities)} keyless identit{'y' if len(p.identities) == 1 else 'ies'}")
         for k in p.keys:
             flag = " REVOKED" if store.key_revocation(k.key_id) else ""
             _err(f"  key {k.key_id} {k.algorithm}{flag}")

@@ -342,7 +342,7 @@ def verify_signature(
 
 def _verify_sigstore_method(
     data: bytes, bundle: Bundle, *, source: str, sig_path: Path, store: TrustStore | None,
-    identity: str | None, issuer: str | None, root: SigstoreRoot | None,
+    identity: str | None, issuer: str | None, root: SigstoreRoot | None, now: dt.datetime,
 ) -> SignedManifest:
     """A keyless bundle: a one-off identity + issuer, or the trust store's keyless publishers."""
     from safeload.signing import keyless
@@ -365,27 +365,27 @@ def _verify_sigstore_method(
                 f"{source}: signed keyless, and the trust store has no keyless identities",
                 hint="if you trust the signer: safeload trust add-identity PUBLISHER "
                      "--issuer ISSUER --san SAN")
-        untrusted: UntrustedPublisherError | None = None
+        # One pass per trusted Sigstore root; an identity only counts on its own instance.
+        failures: list[SignatureError | UntrustedPublisherError] = []
         for group_root, rules in groups:
             try:
                 results.append((None, keyless.verify_keyless(
                     data, source=source, root=group_root, rules=rules)))
                 break
-            except UntrustedPublisherError as exc:
-                untrusted = exc
-            except SignatureError:
-                if len(groups) == 1:
-                    raise
-                untrusted = untrusted or UntrustedPublisherError(
-                    f"{source}: the keyless signature verifies under none of the trusted "
-                    "Sigstore roots")
+            except (UntrustedPublisherError, SignatureError) as exc:
+                failures.append(exc)
         if not results:
-            assert untrusted is not None
-            raise untrusted
+            # A bundle that verifies under a root but names another identity says most.
+            raise next((f for f in failures if isinstance(f, UntrustedPublisherError)),
+                       failures[0])
     _, res = results[0]
     if store is not None:
         _check_revoked(store, [res.key_id, res.cert_fingerprint], source)
         store.check_identity_revoked(res, source=source)
+        pub = store.publisher(res.rule.publisher) if res.rule.publisher else None
+        if pub is not None and pub.expires is not None and now > pub.expires:
+            raise SignatureError(f"{source}: publisher {safe_text(pub.name)} is trusted only "
+                                 f"until {pub.expires:%Y-%m-%d}")
     manifest = parse_statement(res.payload, res.payload_type, source=source)
     return SignedManifest(
         manifest=manifest, method="sigstore", publisher=res.rule.publisher, key_id=res.key_id,
@@ -433,7 +433,7 @@ def verify_signature_bytes(
                 hint="verify it with --identity SAN --identity-provider ISSUER")
         return _verify_sigstore_method(
             data, bundle, source=source, sig_path=sig_path, store=store, identity=identity,
-            issuer=identity_provider, root=sigstore_root)
+            issuer=identity_provider, root=sigstore_root, now=when)
     if identity_provider is not None or sigstore_root is not None:
         raise SignatureError(f"{source}: --identity-provider and a Sigstore root apply to "
                              f"keyless signatures; this one uses the {bundle.method} method")

@@ -209,3 +209,19 @@ def test_cli_one_off_keyless_verify_exit_codes_and_json(
     monkeypatch.setitem(sys.modules, "sigstore", None)
     code, _, err = _run(capsys, "verify", MODEL, *one_off)
     assert code == 2 and "safeload[sigstore]" in err
+
+
+def test_identity_on_both_instances_verifies_under_the_right_root(store_path: Path) -> None:
+    staging = TrustedIdentity(issuer=ISSUER, san=SAN, instance="staging")
+    res = verify_model(MODEL, trust_store=_store(store_path, staging, IBM))
+    assert res.keyless is not None and res.keyless.root_name == "production"
+
+
+def test_expired_keyless_publisher_is_refused(store_path: Path) -> None:
+    import datetime as dt
+
+    _store(store_path, IBM)
+    _, store = TrustStore.update(lambda s: s.with_publisher(
+        Publisher("ibm", expires=dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc))), store_path)
+    with pytest.raises(SignatureError, match="trusted only until 2024-01-01"):
+        verify_model(MODEL, trust_store=store)
