@@ -225,3 +225,16 @@ def test_expired_keyless_publisher_is_refused(store_path: Path) -> None:
         Publisher("ibm", expires=dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc))), store_path)
     with pytest.raises(SignatureError, match="trusted only until 2024-01-01"):
         verify_model(MODEL, trust_store=store)
+
+
+def test_sbom_exports_the_keyless_signer(store_path: Path, model: Path) -> None:
+    from safeload.sbom import to_cyclonedx
+
+    store = _store(store_path, IBM)
+    record_verification(model, verify_model(model, trust_store=store), store)
+    entry = read_ledger().records[-1].entry
+    assert entry is not None
+    props = {p["name"]: p["value"] for p in to_cyclonedx([entry])["components"][0]["properties"]}
+    assert props["safeload:signature:keyless:identity"] == SAN
+    assert props["safeload:signature:keyless:log_index"] == "598151086"
+    assert props["safeload:signature:keyless:sigstore_root"] == "production"
