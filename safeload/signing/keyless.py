@@ -405,6 +405,13 @@ def verify_keyless(
                              f"{safe_text(str(exc), limit=300)}") from exc
     assert policy.matched is not None
     rule, san, ident = policy.matched
+    # sigstore-python drops a timestamp that does not verify as long as another signed time
+    # remains; a bundle carrying a bad timestamp was altered, so it is refused here.
+    tvd = sb.verification_material.timestamp_verification_data
+    present = len(tvd.rfc3161_timestamps) if tvd is not None else 0
+    if present and len(verifier._verify_timestamp_authority(sb)) != present:
+        raise SignatureError(f"{source}: an RFC 3161 timestamp in the bundle does not verify "
+                             "against the trusted root's timestamp authorities")
     if payload_type != INTOTO_PAYLOAD_TYPE:
         raise SignatureError(f"{source}: unexpected DSSE payloadType "
                              f"{safe_text(payload_type, limit=100)} (expected "

@@ -300,3 +300,37 @@ def test_key_signed_verification_never_imports_sigstore() -> None:
         "assert not [m for m in sys.modules if m.split('.')[0] == 'sigstore'], 'imported'\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def _flip_tsa(pos: int) -> Callable[[dict[str, Any]], None]:
+    def edit(doc: dict[str, Any]) -> None:
+        ts = doc["verificationMaterial"]["timestampVerificationData"]["rfc3161Timestamps"][0]
+        raw = bytearray(base64.b64decode(ts["signedTimestamp"]))
+        raw[pos] ^= 1
+        ts["signedTimestamp"] = base64.b64encode(bytes(raw)).decode()
+    return edit
+
+
+@pytest.mark.parametrize("pos", [-1, -5, -40, -100, -300])
+def test_altered_timestamp_is_refused_even_with_a_valid_set(tmp_path: Path, pos: int) -> None:
+    # sigstore-python alone accepts these: it drops the bad timestamp and keeps the SET time.
+    with pytest.raises(SignatureError, match="RFC 3161 timestamp .* does not verify"):
+        _one_off(OMS / "v1.1.0-sigstore", _edited_bundle(tmp_path, _flip_tsa(pos)))
+
+
+@pytest.mark.parametrize("entries", [0, 2])
+def test_bundle_needs_exactly_one_log_entry(tmp_path: Path, entries: int) -> None:
+    def edit(doc: dict[str, Any]) -> None:
+        tl = doc["verificationMaterial"]["tlogEntries"]
+        doc["verificationMaterial"]["tlogEntries"] = (tl * entries)[:entries]
+    with pytest.raises(SignatureError):
+        _one_off(OMS / "v1.1.0-sigstore", _edited_bundle(tmp_path, edit))
+
+
+def test_leaf_of_another_signature_is_refused(tmp_path: Path) -> None:
+    other = json.loads((OMS / "v1.0.0-sigstore" / "model.sig").read_bytes())
+
+    def swap(doc: dict[str, Any]) -> None:
+        doc["verificationMaterial"]["certificate"] = other["verificationMaterial"]["certificate"]
+    with pytest.raises(SignatureError):
+        _one_off(OMS / "v1.1.0-sigstore", _edited_bundle(tmp_path, swap))
