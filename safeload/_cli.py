@@ -674,7 +674,14 @@ def _publisher_summary(store: Any, p: Any, *, pem: bool = False) -> dict[str, An
               "subject": r.certificate().subject.rfc4514_string()}
              | ({"pem": r.pem} if pem else {}) for r in p.roots]
     return {"name": p.name, "namespaces": list(p.namespaces), "expires": format_time(p.expires),
-            "keys": keys, "roots": roots}
+            "keys": keys, "roots": roots,
+            "identities": [i.to_dict() | {"revoked": _identity_revoked(store, i)}
+                           for i in p.identities]}
+
+
+def _identity_revoked(store: Any, ident: Any) -> bool:
+    return ident.san is not None and store.identity_revocation(ident.issuer, ident.san) \
+        is not None
 
 
 def _trust_init(args: argparse.Namespace) -> int:
@@ -708,6 +715,9 @@ def _trust_list(args: argparse.Namespace) -> int:
             "state_digest": store.state_digest(), "policy": store.policy.to_dict(),
             "publishers": [_publisher_summary(store, p) for p in store.publishers],
             "revoked_keys": [{"key_id": r.value, "reason": r.reason} for r in store.revoked_keys],
+            "revoked_identities": [
+                {"issuer": r.value.split(" ", 1)[0], "san": r.value.split(" ", 1)[1],
+                 "reason": r.reason} for r in store.revoked_identities],
             "revoked_digests": [{"sha256": r.value, "reason": r.reason}
                                 for r in store.revoked_digests],
             "pins": pins,
@@ -723,12 +733,20 @@ def _trust_list(args: argparse.Namespace) -> int:
          f"{store.policy.pin_hub_on_first_use}, pin local files: {store.policy.pin_local_files}")
     for p in store.publishers:
         _err(f"publisher {safe_text(p.name)}: namespaces {', '.join(p.namespaces) or '-'}; "
-             f"{len(p.keys)} key(s), {len(p.roots)} root(s)")
+             f"{len(p.keys)} key(s), {len(p.roots)} root(s), "
+             f"{len(p.identities)} keyless identit{'y' if len(p.identities) == 1 else 'ies'}")
         for k in p.keys:
             flag = " REVOKED" if store.key_revocation(k.key_id) else ""
             _err(f"  key {k.key_id} {k.algorithm}{flag}")
         for r in p.roots:
             _err(f"  root {r.fingerprint[:16]}... identities {safe_text(', '.join(r.identities))}")
+        for i in p.identities:
+            flag = " REVOKED" if _identity_revoked(store, i) else ""
+            _err(f"  keyless identity {i.describe()}{flag}")
+    for rev in store.revoked_identities:
+        issuer, san = rev.value.split(" ", 1)
+        _err(f"revoked identity {safe_text(san)} from {safe_text(issuer)} "
+             f"{safe_text(rev.reason)}")
     for rev in store.revoked_keys:
         _err(f"revoked key {rev.value} {safe_text(rev.reason)}")
     for rev in store.revoked_digests:
@@ -827,6 +845,58 @@ def _trust_add_key(args: argparse.Namespace) -> int:
     before, after = TrustStore.update(change, _store_path(args))
     ident = key.key_id if key else root.fingerprint
     return _report_change(args, before, after, "add-key", {"id": ident})
+
+
+def _identity_arg(args: argparse.Namespace) -> Any:
+    from safeload.errors import TrustStoreError
+    from safeload.signing.keyless import EXTENSION_NAMES
+    from safeload.trust import TrustedIdentity
+
+    pins: list[tuple[str, str]] = []
+    for item in args.extension or []:
+        name, sep, value = item.partition("=")
+        if not sep or not value:
+            raise SafeloadError(f"--extension {safe_text(item)}: expected NAME=VALUE",
+                                hint=f"names: {', '.join(EXTENSION_NAMES)}, or a dotted OID")
+        pins.append((EXTENSION_NAMES.get(name, name), value))
+    try:
+        return TrustedIdentity(issuer=args.issuer, san=args.san, san_regex=args.san_regex,
+                               instance=args.instance, extensions=tuple(sorted(pins)))
+    except TrustStoreError as exc:
+        raise SafeloadError(str(exc), hint=exc.hint) from exc
+
+
+def _trust_add_identity(args: argparse.Namespace) -> int:
+    from safeload.trust import TrustStore
+
+    ident = _identity_arg(args)
+    if ident.san_regex is not None:
+        _logger.warning("trusting every SAN that fully matches %s", safe_text(ident.san_regex))
+    before, after = TrustStore.update(lambda s: s.with_identity(args.publisher, ident),
+                                      _store_path(args))
+    return _report_change(args, before, after, "add-identity", {"identity": ident.to_dict()})
+
+
+def _trust_remove_identity(args: argparse.Namespace) -> int:
+    from safeload.trust import TrustStore
+
+    before, after = TrustStore.update(
+        lambda s: s.without_identity(args.publisher, args.issuer, args.san), _store_path(args))
+    return _report_change(args, before, after, "remove-identity",
+                          {"issuer": args.issuer, "san": args.san})
+
+
+def _trust_revoke_identity(args: argparse.Namespace) -> int:
+    from safeload.trust import TrustStore, identity_key
+
+    identity_key(args.issuer, args.san)  # validates the issuer before asking
+    _confirm(args, f"revoke identity {args.san} from {args.issuer}: every keyless signature "
+                   "by it will be refused")
+    before, after = TrustStore.update(
+        lambda s: s.with_revoked_identity(args.issuer, args.san, args.reason or ""),
+        _store_path(args))
+    return _report_change(args, before, after, "revoke-identity",
+                          {"issuer": args.issuer, "san": args.san})
 
 
 def _resolve_key_id(store: Any, value: str) -> str:
@@ -1088,8 +1158,29 @@ def _add_trust(sub: Any) -> None:
     p.add_argument("file", help="PEM public key, or PEM root certificate (with --identity)")
     p.add_argument("--identity", action="append", metavar="SAN")
     p.add_argument("--expires", metavar="DATE")
-    p = cmd("revoke-key", _trust_revoke_key, "revoke a key (refused in every mode)",
+    p = cmd("add-identity", _trust_add_identity,
+            "trust a keyless (Sigstore) signer for a publisher (created when missing)")
+    p.add_argument("publisher")
+    p.add_argument("--issuer", required=True, help="exact OIDC issuer URL")
+    who = p.add_mutually_exclusive_group(required=True)
+    who.add_argument("--san", help="exact certificate identity (e-mail, URI)")
+    who.add_argument("--san-regex", help="opt-in: a regex that must match the whole SAN")
+    p.add_argument("--instance", default="production", choices=("production", "staging"),
+                   help="Sigstore instance (trusted root) the identity signs on")
+    p.add_argument("--extension", action="append", metavar="NAME=VALUE",
+                   help="pin a Fulcio extension, e.g. source-repository=https://github.com/o/r")
+    p = cmd("remove-identity", _trust_remove_identity, "stop trusting a keyless identity",
             destructive=True)
+    p.add_argument("publisher")
+    p.add_argument("--issuer", required=True)
+    p.add_argument("--san", required=True, help="the SAN (or SAN regex) as listed")
+    p = cmd("revoke-identity", _trust_revoke_identity,
+            "revoke a keyless identity everywhere (refused in every mode)", destructive=True)
+    p.add_argument("--issuer", required=True)
+    p.add_argument("--san", required=True)
+    p.add_argument("--reason", default="")
+    p = cmd("revoke-key", _trust_revoke_key, "revoke a key, or a keyless signing certificate "
+            "by its sha256 fingerprint (refused in every mode)", destructive=True)
     p.add_argument("key", help="key id, 8+ hex prefix, or PEM public key file")
     p.add_argument("--reason", default="")
     p = cmd("revoke-digest", _trust_revoke_digest,
@@ -1140,7 +1231,9 @@ def _verify(args: argparse.Namespace) -> int:
     store = TrustStore.load(_store_path(args))
     result = verify_model(
         target, sig, trust_store=store, key=args.key if one_off else None,
-        certificate_chain=args.certificate_chain, identity=args.identity)
+        certificate_chain=args.certificate_chain, identity=args.identity,
+        identity_provider=args.identity_provider, sigstore_root=_sigstore_root_arg(args),
+        ignore_paths=args.ignore_path or ())
     from safeload._internal.record import record_verification
 
     ctx = record_verification(target, result, store)
@@ -1155,17 +1248,39 @@ def _verify(args: argparse.Namespace) -> int:
             "identity": result.identity, "subject_digest": result.subject_digest,
             "hash_type": result.hash_type, "serialization": result.serialization,
             "files": dict(result.files),
+            **_keyless_json(result.keyless),
         })
     who = safe_text(result.publisher) if result.publisher else "the given " + (
-        "key" if args.key else "root")
+        "key" if args.key else "root" if args.certificate_chain else "identity")
     ident = f" as {safe_text(result.identity)}" if result.identity else ""
     _err(f"verified: {safe_text(target)} ({len(result.files)} signed entries, "
          f"{result.hash_type}/{result.serialization}) signed by {who}{ident} "
          f"[{result.method}, key {result.key_id[:16]}...]")
+    if result.keyless is not None:
+        k = result.keyless
+        _err(f"keyless: issuer {safe_text(k.issuer)}, Rekor log index {k.log_index}, signed "
+             f"{k.signed_time:%Y-%m-%d %H:%M:%S} UTC, Sigstore root {safe_text(k.root_name)}")
     if ctx.license is not None:
         _err(f"licence: {safe_text(licence)} ({ctx.license.action}); "
              + "; ".join(safe_text(f.describe()) for f in ctx.license.findings))
     return EXIT_OK
+
+
+def _sigstore_root_arg(args: argparse.Namespace) -> Any:
+    """The Sigstore root a one-off keyless check uses (None: the shipped production root)."""
+    from safeload.signing.sigstore_roots import builtin_root, root_from_file
+
+    if args.sigstore_root:
+        return root_from_file(args.sigstore_root)
+    if args.sigstore_instance:
+        return builtin_root(args.sigstore_instance)
+    return None
+
+
+def _keyless_json(k: Any) -> dict[str, Any]:
+    from safeload.signing.keyless import summary
+
+    return {} if k is None else {"keyless": summary(k)}
 
 
 def _add_verify(sub: Any) -> None:
@@ -1182,11 +1297,32 @@ def _add_verify(sub: Any) -> None:
     one_off.add_argument("--certificate-chain", metavar="ROOT.pem", action="append",
                          help="one-off check against this root certificate (repeatable)")
     p.add_argument("--identity", metavar="SAN",
-                   help="required certificate identity (certificate method)")
+                   help="required certificate identity (certificate method; keyless with "
+                        "--identity-provider)")
+    p.add_argument("--identity-provider", metavar="ISSUER",
+                   help="one-off keyless check: the exact OIDC issuer of --identity")
+    roots = p.add_mutually_exclusive_group()
+    roots.add_argument("--sigstore-root", metavar="FILE",
+                       help="keyless: Sigstore trusted_root.json (default: shipped production)")
+    roots.add_argument("--sigstore-instance", choices=("production", "staging"),
+                       help="keyless: a shipped Sigstore root")
+    p.add_argument("--ignore-path", metavar="P", action="append",
+                   help="a path the signer ignored but did not record (repeatable)")
     p.set_defaults(func=_verify)
 
 
-def _sign(args: argparse.Namespace) -> int:
+def _identity_token(args: argparse.Namespace) -> str:
+    """`--identity-token FILE`, else $SIGSTORE_ID_TOKEN (as sigstore-python reads it)."""
+    if args.identity_token:
+        return Path(args.identity_token).read_text(encoding="utf-8")
+    env = os.environ.get("SIGSTORE_ID_TOKEN")
+    if not env:
+        raise SafeloadError("--keyless needs an OIDC identity token",
+                            hint="pass --identity-token FILE or set SIGSTORE_ID_TOKEN")
+    return env
+
+
+def _sign_with_key(args: argparse.Namespace) -> Any:
     from safeload.signing import sign_model
 
     password: bytes | None = None
@@ -1202,10 +1338,26 @@ def _sign(args: argparse.Namespace) -> int:
         else:
             raise SafeloadError(f"{safe_text(args.key)} is encrypted",
                                 hint="set SAFELOAD_SIGNING_KEY_PASSWORD or run interactively")
-    result = sign_model(args.path, private_key_pem_path=args.key,
-                        certificate_chain=args.certificate_chain, output=args.output,
-                        password=password, ignore_paths=args.ignore_path or [],
-                        overwrite=args.overwrite)
+    return sign_model(args.path, private_key_pem_path=args.key,
+                      certificate_chain=args.certificate_chain, output=args.output,
+                      password=password, ignore_paths=args.ignore_path or [],
+                      overwrite=args.overwrite)
+
+
+def _sign(args: argparse.Namespace) -> int:
+    if args.keyless:
+        if args.key or args.certificate_chain:
+            raise SafeloadError("--keyless signs with an ephemeral key: drop --key and "
+                                "--certificate-chain")
+        from safeload.signing.sign import sign_model_keyless
+
+        result = sign_model_keyless(args.path, identity_token=_identity_token(args),
+                                    output=args.output, ignore_paths=args.ignore_path or [],
+                                    overwrite=args.overwrite)
+    elif not args.key:
+        raise SafeloadError("sign needs --key KEY.pem, or --keyless")
+    else:
+        result = _sign_with_key(args)
     if args.json:
         _emit_json({"ok": True, "output": str(result.output), "method": result.method,
                     "key_id": result.key_id, "algorithm": result.algorithm,
@@ -1223,9 +1375,14 @@ def _add_sign(sub: Any) -> None:
     p = sub.add_parser("sign", help="sign a model (OpenSSF Model Signing bundle)")
     _add_common_flags(p, top_level=False)
     p.add_argument("path", help="model directory or single file")
-    p.add_argument("--key", required=True, metavar="KEY.pem",
+    p.add_argument("--key", metavar="KEY.pem",
                    help="private key: ECDSA P-256/P-384/P-521 (Ed25519: safeload-only "
                         "extension)")
+    p.add_argument("--keyless", action="store_true",
+                   help="sign keyless on public-good Sigstore (needs network and an OIDC "
+                        "token; untested here beyond its offline errors)")
+    p.add_argument("--identity-token", metavar="FILE",
+                   help="--keyless: file holding the OIDC token (default: $SIGSTORE_ID_TOKEN)")
     p.add_argument("--certificate-chain", action="append", metavar="CERT.pem",
                    help="certificate method: signing certificate first, then intermediates "
                         "(repeatable)")

@@ -268,19 +268,35 @@ class SignatureRecord:
     publisher: str | None = None
     key_id: str | None = None
     method: str | None = None
+    # Keyless (sigstore method) only: `signing.keyless.summary`, plus `reupload` when a
+    # trusted publisher's bytes come from a repo outside its namespaces.
+    keyless: Mapping[str, Any] | None = None
+    reupload: bool = False
 
     def __post_init__(self) -> None:
         if self.status not in SIGNATURE_STATUSES:
             raise _bad(f"signature.status must be one of {', '.join(SIGNATURE_STATUSES)}")
+        if self.keyless is not None and not isinstance(self.keyless, Mapping):
+            raise _bad("signature.keyless must be an object")
 
     def to_dict(self) -> dict[str, Any]:
-        return {"status": self.status, "publisher": self.publisher, "key_id": self.key_id,
-                "method": self.method}
+        out: dict[str, Any] = {"status": self.status, "publisher": self.publisher,
+                               "key_id": self.key_id, "method": self.method}
+        # Omitted when absent: entries written before these fields hash as they did.
+        if self.keyless is not None:
+            out["keyless"] = dict(self.keyless)
+        if self.reupload:
+            out["reupload"] = True
+        return out
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> SignatureRecord:
+        reupload = data.get("reupload", False)
+        if not isinstance(reupload, bool):
+            raise _bad("signature.reupload must be a boolean")
         return cls(_req_str(data, "status"), _opt_str(data, "publisher"),
-                   _opt_str(data, "key_id"), _opt_str(data, "method"))
+                   _opt_str(data, "key_id"), _opt_str(data, "method"),
+                   data.get("keyless"), reupload)
 
 
 @dataclass(frozen=True)

@@ -267,6 +267,12 @@ def _component(model: _Model, used: _Refs) -> dict[str, Any]:
                          ("method", sig.method)):
         if value:
             props.append(_prop(f"signature:{label}", value))
+    for k in ("identity", "issuer", "log_index", "signed_time", "integrated_time",
+              "sigstore_root", "sigstore_root_sha256"):  # keyless signatures only
+        if sig.keyless and sig.keyless.get(k) is not None:
+            props.append(_prop(f"signature:keyless:{k}", str(sig.keyless[k])))
+    if sig.reupload:
+        props.append(_prop("signature:reupload", "true"))
     props += [_prop("trust:mode", entry.trust.mode), _prop("trust:pin", entry.trust.pin)]
     if entry.license is not None:
         props += [_prop("license:class", entry.license.license_class),

@@ -32,6 +32,11 @@ The default policy, in one place (also printed by `safeload trust policy`)::
         against a publisher in this store;
       - a repo in a namespace owned by a publisher with keys must be signed by that publisher;
       - content once loaded with a valid signature is refused later without one;
+      - a valid signature by a trusted publisher on a Hub repo outside its namespaces (a
+        re-upload) loads with a warning, marked `reupload` in the decision and the ledger;
+      - keyless publishers are identities (Sigstore instance, exact OIDC issuer, exact SAN or
+        opt-in full-match regex, optional Fulcio extension pins); revoking an identity, or a
+        Fulcio certificate by fingerprint (`revoked_keys`), refuses it everywhere;
       - anything else (unsigned, unbound) loads with a warning;
       - Hub files (repo + commit + file) are pinned on first use; local files are not.
     mode "strict": as default, and every load needs a signature by a trusted publisher.
@@ -80,6 +85,8 @@ if TYPE_CHECKING:  # cryptography loads only when keys, certificates or signatur
     from cryptography import x509
 
     from safeload.signing import _keys
+    from safeload.signing.keyless import IdentityRule, KeylessResult
+    from safeload.signing.sigstore_roots import SigstoreRoot
     from safeload.signing.verify import SignedManifest
 
 _logger = logging.getLogger(__name__)
@@ -354,6 +361,82 @@ class TrustedRoot:
         return out
 
 
+_IDENTITY_FIELDS = {"instance", "issuer", "san", "san_regex", "extensions"}
+
+
+@dataclass(frozen=True)
+class TrustedIdentity:
+    """A keyless signer: an exact OIDC issuer and an exact SAN (or, opted in, a full-match SAN
+    regex) on one Sigstore instance (a trusted root name), plus optional exact pins on other
+    Fulcio extensions (dotted OID -> value; `signing.keyless.EXTENSION_NAMES` has names)."""
+
+    issuer: str
+    san: str | None = None
+    san_regex: str | None = None
+    instance: str = "production"
+    extensions: tuple[tuple[str, str], ...] = ()
+
+    def __post_init__(self) -> None:
+        from safeload.signing.sigstore_roots import BUILTIN_ROOTS
+
+        if (self.san is None) == (self.san_regex is None):
+            raise TrustStoreError("an identity needs exactly one of --san and --san-regex")
+        if not self.issuer:
+            raise TrustStoreError("an identity needs its exact OIDC issuer (--issuer)")
+        if self.instance not in BUILTIN_ROOTS:
+            raise TrustStoreError(f"unknown Sigstore instance {safe_text(self.instance)}",
+                                  hint=f"use one of {', '.join(BUILTIN_ROOTS)}")
+        if self.san_regex is not None:
+            try:
+                re.compile(self.san_regex)
+            except re.error as exc:
+                raise TrustStoreError(f"--san-regex is not a regular expression: {exc}"
+                                      ) from exc
+        for oid, _ in self.extensions:
+            if not re.fullmatch(r"1\.3\.6\.1\.4\.1\.57264\.1\.[0-9]{1,3}", oid):
+                raise TrustStoreError(f"not a Fulcio extension OID: {safe_text(oid)}")
+
+    def describe(self) -> str:
+        """`SAN from ISSUER on INSTANCE (pins)` for listings."""
+        san = self.san if self.san is not None else f"regex {self.san_regex}"
+        pins = "".join(f", {k}={v}" for k, v in self.extensions)
+        return safe_text(f"{san} from {self.issuer} on {self.instance}{pins}")
+
+    @classmethod
+    def from_dict(cls, data: object, *, where: str, source: str) -> TrustedIdentity:
+        d = _obj(data, where, source, _IDENTITY_FIELDS, {"issuer"})
+        exts = d.get("extensions", {})
+        if not isinstance(exts, dict) or not all(isinstance(v, str) for v in exts.values()):
+            raise _fail(source, f"{where}.extensions must map OIDs to strings", _FIX_EDIT)
+        try:
+            return cls(
+                issuer=_str(d["issuer"], f"{where}.issuer", source),
+                san=_str(d["san"], f"{where}.san", source) if "san" in d else None,
+                san_regex=_str(d["san_regex"], f"{where}.san_regex", source)
+                if "san_regex" in d else None,
+                instance=_str(d.get("instance", "production"), f"{where}.instance", source),
+                extensions=tuple(sorted(exts.items())))
+        except TrustStoreError as exc:
+            raise _fail(source, f"{where}: {exc}", exc.hint or _FIX_EDIT) from exc
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"instance": self.instance, "issuer": self.issuer}
+        if self.san is not None:
+            out["san"] = self.san
+        if self.san_regex is not None:
+            out["san_regex"] = self.san_regex
+        if self.extensions:
+            out["extensions"] = dict(self.extensions)
+        return out
+
+
+def identity_key(issuer: str, san: str) -> str:
+    """The revocation key of a keyless identity (issuers are URLs: no spaces)."""
+    if " " in issuer or not issuer:
+        raise TrustStoreError(f"not an OIDC issuer: {safe_text(issuer)}")
+    return f"{issuer} {san}"
+
+
 def _norm_namespace(ns: str) -> str:
     return ns if "/" in ns else f"{ns}/*"
 
@@ -367,6 +450,7 @@ class Publisher:
     keys: tuple[TrustedKey, ...] = ()
     roots: tuple[TrustedRoot, ...] = ()
     expires: dt.datetime | None = None
+    identities: tuple[TrustedIdentity, ...] = ()  # keyless (Sigstore) signers
 
     def owns(self, repo: str) -> bool:
         """True when `repo` (`org/name`) falls in one of the namespaces (`org/*` or exact)."""
@@ -380,13 +464,14 @@ class Publisher:
 
     @property
     def binds(self) -> bool:
-        """A publisher with keys or roots binds its namespaces: unsigned content is refused."""
-        return bool(self.keys or self.roots)
+        """A publisher with keys, roots or keyless identities binds its namespaces: unsigned
+        content is refused."""
+        return bool(self.keys or self.roots or self.identities)
 
     @classmethod
     def from_dict(cls, data: object, *, where: str, source: str) -> Publisher:
-        d = _obj(data, where, source, {"name", "namespaces", "keys", "roots", "expires"},
-                 {"name"})
+        d = _obj(data, where, source,
+                 {"name", "namespaces", "keys", "roots", "expires", "identities"}, {"name"})
         name = _str(d["name"], f"{where}.name", source, _NAME, "publisher name")
         where = f"publisher {name!r}"
         namespaces = tuple(
@@ -398,10 +483,16 @@ class Publisher:
                      for i, k in enumerate(_list(d.get("keys"), f"{where}.keys", source)))
         roots = tuple(TrustedRoot.from_dict(r, where=f"{where}.roots[{i}]", source=source)
                       for i, r in enumerate(_list(d.get("roots"), f"{where}.roots", source)))
+        identities = tuple(
+            TrustedIdentity.from_dict(x, where=f"{where}.identities[{i}]", source=source)
+            for i, x in enumerate(_list(d.get("identities"), f"{where}.identities", source)))
         if len({k.key_id for k in keys}) != len(keys):
             raise _fail(source, f"{where} lists a key twice", _FIX_EDIT)
+        if len(set(identities)) != len(identities):
+            raise _fail(source, f"{where} lists an identity twice", _FIX_EDIT)
         return cls(name=name, namespaces=tuple(sorted(set(namespaces))), keys=keys,
-                   roots=roots, expires=_time(d.get("expires"), f"{where}.expires", source))
+                   roots=roots, expires=_time(d.get("expires"), f"{where}.expires", source),
+                   identities=identities)
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -409,6 +500,8 @@ class Publisher:
             "keys": [k.to_dict() for k in self.keys],
             "roots": [r.to_dict() for r in self.roots],
         }
+        if self.identities:
+            out["identities"] = [i.to_dict() for i in self.identities]
         if self.expires:
             out["expires"] = format_time(self.expires)
         return out
@@ -637,7 +730,7 @@ def observed_path(store_path: Path) -> Path:
 
 
 _TOP_FIELDS = {"schema_version", "policy", "publishers", "revoked_keys", "revoked_digests",
-               "pins", "revision_locks"}
+               "pins", "revision_locks", "revoked_identities"}
 
 
 @dataclass(frozen=True)
@@ -646,6 +739,8 @@ class TrustStore:
 
     publishers: tuple[Publisher, ...] = ()
     revoked_keys: tuple[Revocation, ...] = ()
+    # keyless identities revoked everywhere: value = "ISSUER SAN" (a space cannot be in either)
+    revoked_identities: tuple[Revocation, ...] = ()
     revoked_digests: tuple[Revocation, ...] = ()
     pins: tuple[Pin, ...] = ()
     revision_locks: tuple[RevisionLock, ...] = ()
@@ -725,6 +820,16 @@ class TrustStore:
                 _obj(x, f"revoked_digests[{j}]", source, {"sha256", "reason"}, {"sha256"})
                 for j, x in enumerate(_list(d.get("revoked_digests"), "revoked_digests",
                                             source))))
+        revoked_identities = tuple(
+            Revocation(identity_key(_str(r.get("issuer"), f"revoked_identities[{i}].issuer",
+                                         source),
+                                    _str(r.get("san"), f"revoked_identities[{i}].san", source)),
+                       _str(r.get("reason", ""), f"revoked_identities[{i}].reason", source))
+            for i, r in enumerate(
+                _obj(x, f"revoked_identities[{j}]", source, {"issuer", "san", "reason"},
+                     {"issuer", "san"})
+                for j, x in enumerate(_list(d.get("revoked_identities"), "revoked_identities",
+                                            source))))
         pins = tuple(Pin.from_dict(p, where=f"pins[{i}]", source=source)
                      for i, p in enumerate(_list(d.get("pins"), "pins", source)))
         if len({p.target for p in pins}) != len(pins):
@@ -735,7 +840,7 @@ class TrustStore:
         policy = Policy.from_dict(d.get("policy", {}), source=source)
         return cls(publishers=publishers, revoked_keys=revoked_keys,
                    revoked_digests=revoked_digests, pins=pins, revision_locks=locks,
-                   policy=policy)
+                   policy=policy, revoked_identities=revoked_identities)
 
     def to_dict(self) -> dict[str, Any]:
         """The store document (what `export` prints and the file holds)."""
@@ -750,6 +855,11 @@ class TrustStore:
             "pins": [p.to_dict() for p in sorted(self.pins, key=lambda p: p.target)],
             "revision_locks": [x.to_dict() for x in
                                sorted(self.revision_locks, key=lambda x: x.repo.casefold())],
+            **({"revoked_identities": [
+                {"issuer": r.value.split(" ", 1)[0], "san": r.value.split(" ", 1)[1],
+                 **({"reason": r.reason} if r.reason else {})}
+                for r in sorted(self.revoked_identities, key=lambda r: r.value)]}
+               if self.revoked_identities else {}),
         }
 
     def to_json(self) -> bytes:
@@ -806,6 +916,65 @@ class TrustStore:
         k = key_id.lower()
         return next((r for r in self.revoked_keys if r.value == k), None)
 
+    def keyless_rules(self) -> list[tuple[SigstoreRoot, list[IdentityRule]]]:
+        """The keyless identities of every publisher, grouped by the Sigstore root they use."""
+        from safeload.signing.keyless import IdentityRule
+        from safeload.signing.sigstore_roots import builtin_root
+
+        groups: dict[str, list[IdentityRule]] = {}
+        for p in self.publishers:
+            for ident in p.identities:
+                groups.setdefault(ident.instance, []).append(IdentityRule(
+                    issuer=ident.issuer, san=ident.san, san_regex=ident.san_regex,
+                    extensions=dict(ident.extensions), publisher=p.name,
+                    instance=ident.instance))
+        return [(builtin_root(name), rules) for name, rules in sorted(groups.items())]
+
+    def identity_revocation(self, issuer: str, san: str) -> Revocation | None:
+        """The revocation of this keyless identity, if revoked."""
+        k = identity_key(issuer, san)
+        return next((r for r in self.revoked_identities if r.value == k), None)
+
+    def check_identity_revoked(self, result: KeylessResult, *, source: str) -> None:
+        """Raises: RevokedError when the keyless signer's identity is revoked."""
+        rev = self.identity_revocation(result.issuer, result.identity)
+        if rev is not None:
+            why = f" ({safe_text(rev.reason)})" if rev.reason else ""
+            raise RevokedError(f"{source}: signed keyless by the revoked identity "
+                               f"{safe_text(result.identity)} from {safe_text(result.issuer)}"
+                               f"{why}")
+
+    def with_identity(self, publisher: str, ident: TrustedIdentity) -> TrustStore:
+        """Add a keyless identity to a publisher (created when missing)."""
+        old = self.publisher(publisher) or Publisher(name=publisher)
+        if ident in old.identities:
+            return self
+        new = replace(old, identities=(*old.identities, ident))
+        rest = tuple(p for p in self.publishers if p.name != publisher)
+        return replace(self, publishers=(*rest, new))
+
+    def without_identity(self, publisher: str, issuer: str, san: str) -> TrustStore:
+        """Remove the publisher's identities with this issuer and SAN (or SAN regex).
+
+        Raises: TrustStoreError when there is none.
+        """
+        old = self.publisher(publisher)
+        keep = tuple(i for i in (old.identities if old else ())
+                     if not (i.issuer == issuer and san in (i.san, i.san_regex)))
+        if old is None or len(keep) == len(old.identities):
+            raise TrustStoreError(f"publisher {safe_text(publisher)} has no identity "
+                                  f"{safe_text(san)} from {safe_text(issuer)}",
+                                  hint="see `safeload trust list`")
+        return replace(self, publishers=tuple(replace(p, identities=keep) if p.name == publisher
+                                              else p for p in self.publishers))
+
+    def with_revoked_identity(self, issuer: str, san: str, reason: str = "") -> TrustStore:
+        """Revoke a keyless identity everywhere, whoever trusts it."""
+        if self.identity_revocation(issuer, san):
+            return self
+        return replace(self, revoked_identities=(
+            *self.revoked_identities, Revocation(identity_key(issuer, san), reason)))
+
     def digest_revocation(self, sha256: str) -> Revocation | None:
         """The revocation of this file digest, if revoked."""
         s = sha256.lower()
@@ -841,6 +1010,8 @@ class TrustStore:
                                   if k.key_id not in {o.key_id for o in old.keys}),
             roots=_merge_roots(old.roots, publisher.roots),
             expires=publisher.expires if publisher.expires is not None else old.expires,
+            identities=old.identities + tuple(i for i in publisher.identities
+                                              if i not in old.identities),
         )
         return replace(self, publishers=tuple(merged if p.name == old.name else p
                                               for p in self.publishers))
@@ -944,7 +1115,8 @@ def diff_stores(before: TrustStore, after: TrustStore) -> list[str]:
         old = bp.get(p.name)
         if old is None:
             lines.append(f"+ publisher {safe_text(p.name)} ({len(p.keys)} key(s), "
-                         f"{len(p.roots)} root(s), namespaces: {', '.join(p.namespaces) or '-'})")
+                         f"{len(p.roots)} root(s), {len(p.identities)} keyless identities, "
+                         f"namespaces: {', '.join(p.namespaces) or '-'})")
             continue
         for ns in sorted(set(p.namespaces) - set(old.namespaces)):
             lines.append(f"+ namespace {safe_text(ns)} for {safe_text(p.name)}")
@@ -964,9 +1136,18 @@ def diff_stores(before: TrustStore, after: TrustStore) -> list[str]:
             elif old_roots[r.fingerprint].identities != r.identities:
                 lines.append(f"~ root {r.fingerprint[:16]}... identities: "
                              f"{safe_text(', '.join(r.identities))}")
+        for i in p.identities:
+            if i not in old.identities:
+                lines.append(f"+ keyless identity {i.describe()} for {safe_text(p.name)}")
+        for i in old.identities:
+            if i not in p.identities:
+                lines.append(f"- keyless identity {i.describe()} for {safe_text(p.name)}")
     for name in sorted(set(bp) - {p.name for p in after.publishers}):
         lines.append(f"- publisher {safe_text(name)}")
+    b.setdefault("revoked_identities", [])
+    a.setdefault("revoked_identities", [])
     for label, key in (("revoked key", "revoked_keys"), ("revoked digest", "revoked_digests"),
+                       ("revoked identity", "revoked_identities"),
                        ("pin", "pins"), ("revision lock", "revision_locks")):
         old_items = [json.dumps(x, sort_keys=True) for x in b[key]]
         new_items = [json.dumps(x, sort_keys=True) for x in a[key]]
@@ -1096,10 +1277,15 @@ class TrustDecision:
     signature_path: str | None = None
     signature_sha256: str | None = None
     subject_digest: str | None = None
+    # A valid signature by a trusted publisher on a Hub repo outside its namespaces: the bytes
+    # are the publisher's, the repository is not (a re-upload).
+    reupload: bool = False
+    keyless: dict[str, Any] | None = None  # `signing.keyless.summary` of a keyless signature
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict."""
         return {
+            "reupload": self.reupload, "keyless": self.keyless,
             "mode": self.mode, "signed": self.signed, "publisher": self.publisher,
             "key_id": self.key_id, "method": self.method, "identity": self.identity,
             "pin": self.pin, "warnings": list(self.warnings), "sha256": self.sha256,
@@ -1365,6 +1551,17 @@ def check_load(
                     f"{safe_text(repo)} belongs to publisher {names}, but "
                     f"{safe_text(fname)} is signed by {safe_text(signed.publisher)}"))
 
+    # 5b. Re-upload: the publisher signed these bytes, but this repo is not in its namespaces.
+    reupload = False
+    if hub and signed is not None and signed.publisher is not None:
+        pub = store.publisher(signed.publisher)
+        if pub is not None and not pub.owns(repo or ""):
+            reupload = True
+            warnings.append(
+                f"re-upload: {safe_text(fname)} is signed by publisher "
+                f"{safe_text(signed.publisher)}, but {safe_text(repo)} is not one of its "
+                "namespaces (the bytes are the publisher's, the repository is not)")
+
     # 6. No silent downgrade.
     locations = _locations(path, repo)
     if signed is None:
@@ -1430,6 +1627,7 @@ def check_load(
         signature_path=str(sig_path) if signed is not None and sig_path else None,
         signature_sha256=signed.signature_sha256 if signed is not None else None,
         subject_digest=signed.manifest.subject_digest if signed is not None else None,
+        reupload=reupload, keyless=_keyless_summary(signed),
     )
 
 
@@ -1502,6 +1700,14 @@ def check_bytes(
     return TrustDecision(mode=mode, signed=False, publisher=None, key_id=None, method=None,
                          identity=None, pin="hit" if pinned else "none",
                          warnings=tuple(warnings), sha256=sha)
+
+
+def _keyless_summary(signed: SignedManifest | None) -> dict[str, Any] | None:
+    if signed is None or signed.keyless is None:
+        return None
+    from safeload.signing.keyless import summary
+
+    return summary(signed.keyless)
 
 
 def _locations(path: Path, repo: str | None) -> set[str]:

@@ -127,7 +127,9 @@ def record(*, action: str, path: str, sha256: str, size: int, fmt: str,
         "verified" if signed else "unsigned",
         decision.publisher if decision else None,
         decision.key_id if decision else None,
-        decision.method if decision else None)
+        decision.method if decision else None,
+        decision.keyless if decision else None,
+        bool(decision and decision.reupload))
     trust = TrustRecord(store.policy.mode, decision.pin if decision else "none")
     card = ctx.card if ctx else None
     warnings: list[str] = list(decision.warnings) if decision else []
@@ -194,7 +196,8 @@ def record_verification(target: Path, result: Any, store: TrustStore) -> ModelCo
         action="verify",
         source=Source.local(target),
         files=tuple(files),
-        signature=SignatureRecord("verified", result.publisher, result.key_id, result.method),
+        signature=SignatureRecord("verified", result.publisher, result.key_id, result.method,
+                                  _keyless_summary(result.keyless)),
         trust=TrustRecord(store.policy.mode, "none"),
         license=LicenseRecord.from_card(card) if card is not None else None,
         datasets=tuple(card.datasets) if card else (),
@@ -205,3 +208,11 @@ def record_verification(target: Path, result: Any, store: TrustStore) -> ModelCo
     )
     record_or_warn(entry, strict=store.policy.mode == "strict")
     return ctx
+
+
+def _keyless_summary(k: Any) -> dict[str, Any] | None:
+    if k is None:
+        return None
+    from safeload.signing.keyless import summary
+
+    return summary(k)

@@ -44,7 +44,7 @@ _HEX = re.compile(r"[0-9a-f]+")
 class Bundle:
     """The parts of a bundle needed to check its signature. Nothing here is trusted yet."""
 
-    method: Literal["key", "certificate"]
+    method: Literal["key", "certificate", "sigstore"]
     key_hint: str | None
     key_details: str | None
     certificates: tuple[bytes, ...]  # DER, leaf first
@@ -131,6 +131,11 @@ def parse_bundle(data: bytes, *, source: str) -> Bundle:
             f"{source}: verificationMaterial must hold exactly one of publicKey, "
             f"x509CertificateChain, certificate (found {len(kinds)})"
         )
+    if "messageSignature" in doc and kinds[0] == "certificate":
+        raise SignatureError(
+            f"{source}: a Sigstore message signature (hashedrekord over a blob), not a DSSE "
+            "model signature: OMS signatures are DSSE envelopes"
+        )
     if "messageSignature" in doc:
         raise UnsupportedSignatureError(
             f"{source}: bundles with a messageSignature are not model signatures"
@@ -138,12 +143,6 @@ def parse_bundle(data: bytes, *, source: str) -> Bundle:
     envelope = doc.get("dsseEnvelope")
     if not isinstance(envelope, dict):
         raise SignatureError(f"{source}: the bundle has no dsseEnvelope")
-    if kinds[0] == "certificate":
-        raise UnsupportedSignatureError(
-            f"{source}: keyless Sigstore bundles (Fulcio certificate + transparency log) are not "
-            "supported yet",
-            hint="ask the publisher for a key or certificate-chain signature",
-        )
     key_hint: str | None = None
     key_details: str | None = None
     certificates: tuple[bytes, ...] = ()
@@ -161,7 +160,13 @@ def parse_bundle(data: bytes, *, source: str) -> Bundle:
             if not isinstance(details, str):
                 raise SignatureError(f"{source}: publicKey.keyDetails is not a string")
             key_details = details
-        method: Literal["key", "certificate"] = "key"
+        method: Literal["key", "certificate", "sigstore"] = "key"
+    elif kinds[0] == "certificate":
+        # Keyless: one Fulcio leaf; `signing.keyless` checks it with sigstore-python.
+        cert = material["certificate"]
+        raw = cert.get("rawBytes") if isinstance(cert, dict) else None
+        certificates = (_b64(raw, "the signing certificate", source),)
+        method = "sigstore"
     else:
         chain = material["x509CertificateChain"]
         certs = chain.get("certificates") if isinstance(chain, dict) else None
@@ -181,6 +186,9 @@ def parse_bundle(data: bytes, *, source: str) -> Bundle:
     sigs = envelope.get("signatures")
     if not isinstance(sigs, list) or not sigs or not isinstance(sigs[0], dict):
         raise SignatureError(f"{source}: dsseEnvelope.signatures is empty")
+    if method == "sigstore" and len(sigs) != 1:
+        raise SignatureError(f"{source}: a keyless DSSE envelope must hold exactly one "
+                             f"signature (it has {len(sigs)})")
     # Only the first signature is checked, as model_signing does (no multi-signing).
     signature = _b64(sigs[0].get("sig"), "the DSSE signature", source)
     keyid = sigs[0].get("keyid")

@@ -51,7 +51,7 @@ class SigningResult:
     """What `sign_model` wrote."""
 
     output: Path
-    method: Literal["key", "certificate"]
+    method: Literal["key", "certificate", "sigstore"]
     key_id: str  # SHA-256 of the signing key's DER SPKI
     algorithm: str  # ecdsa-p256 | ecdsa-p384 | ecdsa-p521 | ed25519
     subject_digest: str
@@ -125,6 +125,36 @@ def sign_model(
 
         certificates = tuple(c.public_bytes(serialization.Encoding.DER) for c in certs)
 
+    payload, resources = _statement(root, out, ignore_paths, hash_type, max_workers)
+    signature = _keys.sign_raw(key, pae(INTOTO_PAYLOAD_TYPE, payload))
+    data = bundle_json(
+        payload=payload, signature=signature,
+        key_hint=None if certificates else _keys.pem_hint(public),
+        key_details=ED25519_KEY_DETAILS if is_ed25519 and not certificates else None,
+        certificates=certificates,
+    )
+    if is_ed25519:
+        _logger.warning(
+            "Ed25519 signature: a safeload extension; the reference model_signing tool cannot "
+            "verify it (it supports ECDSA P-256/P-384/P-521 only)")
+    _write_new(out, data, overwrite=overwrite)
+    return SigningResult(
+        output=out,
+        method="certificate" if certificates else "key",
+        key_id=_keys.key_id(public),
+        algorithm=algorithm,
+        subject_digest=root_digest(resources),
+        files={r.name: r.digest for r in resources},
+        reference_compatible=not is_ed25519 and hash_type == "sha256",
+    )
+
+
+def _statement(root: Path, out: Path, ignore_paths: Sequence[str], hash_type: Literal[
+        "sha256", "blake2b", "blake3"], max_workers: int | None) -> tuple[bytes, list[Resource]]:
+    """Hash the model and build the in-toto statement (the payload every method signs).
+
+    Raises: as `sign_model` for the files.
+    """
     factory = hasher_factory(hash_type)
     if root.is_dir():
         ignore = set(GIT_IGNORES)
@@ -152,27 +182,77 @@ def sign_model(
                  for n, d in zip(names, digests, strict=True)]
     payload = statement_json(subject_name=subject_name, resources=resources,
                              hash_type=hash_type, ignore_paths=recorded_ignores)
-    signature = _keys.sign_raw(key, pae(INTOTO_PAYLOAD_TYPE, payload))
-    data = bundle_json(
-        payload=payload, signature=signature,
-        key_hint=None if certificates else _keys.pem_hint(public),
-        key_details=ED25519_KEY_DETAILS if is_ed25519 and not certificates else None,
-        certificates=certificates,
-    )
-    if is_ed25519:
-        _logger.warning(
-            "Ed25519 signature: a safeload extension; the reference model_signing tool cannot "
-            "verify it (it supports ECDSA P-256/P-384/P-521 only)")
-    _write_new(out, data, overwrite=overwrite)
+    return payload, resources
+
+
+CLIENT_TRUST_CONFIG_TYPE = "application/vnd.dev.sigstore.clienttrustconfig.v0.1+json"
+
+
+def sign_model_keyless(
+    model_dir: PathLike,
+    *,
+    identity_token: str,
+    output: PathLike | None = None,
+    ignore_paths: Sequence[str] = (),
+    overwrite: bool = False,
+    max_workers: int | None = None,
+) -> SigningResult:
+    """Sign keyless on public-good Sigstore through sigstore-python's signer: an ephemeral key,
+    a Fulcio certificate for the OIDC identity of `identity_token`, a Rekor entry.
+
+    Needs network access (Fulcio, Rekor, the timestamp authority) and a valid token; only the
+    offline failures are tested here. The instance is the shipped production root and signing
+    config (no TUF refresh, no sigstore-python user cache).
+
+    Raises:
+        UnsupportedSignatureError: the `sigstore` extra is not installed.
+        SigningError: no model, the output exists, the token is malformed or expired, or
+            Sigstore cannot be reached.
+    """
+    from safeload.signing import keyless
+    from safeload.signing.sigstore_roots import builtin_root
+
+    root = Path(model_dir)
+    if not root.exists():
+        raise SigningError(f"no such model: {safe_text(root)}")
+    out = Path(output) if output is not None else default_signature_path(root)
+    if out.exists() and not overwrite:
+        raise SigningError(f"{safe_text(out)} exists", hint="pass --overwrite to replace it")
+    keyless._load_sigstore()  # UnsupportedSignatureError with the install hint
+    import sigstore.dsse
+    import sigstore.errors
+    import sigstore.models
+    import sigstore.oidc
+    import sigstore.sign
+
+    try:
+        token = sigstore.oidc.IdentityToken(identity_token.strip())
+    except sigstore.oidc.IdentityError as exc:
+        raise SigningError(f"the OIDC identity token is unusable: {safe_text(str(exc))}",
+                           hint="get a fresh token from your OIDC provider") from exc
+    payload, resources = _statement(root, out, ignore_paths, "sha256", max_workers)
+    import json
+    from importlib import resources as pkg
+
+    signing_config = pkg.files("safeload.signing").joinpath(
+        "_roots", "production.signing_config.json").read_text()
+    config = sigstore.models.ClientTrustConfig.from_json(json.dumps({
+        "mediaType": CLIENT_TRUST_CONFIG_TYPE,
+        "trustedRoot": json.loads(builtin_root("production").data),
+        "signingConfig": json.loads(signing_config)}))
+    try:
+        ctx = sigstore.sign.SigningContext.from_trust_config(config)
+        with ctx.signer(token) as signer:
+            bundle = signer.sign_dsse(sigstore.dsse.Statement(payload))
+    except (sigstore.errors.Error, OSError) as exc:  # requests' errors are OSErrors
+        raise SigningError(f"keyless signing failed (it needs network access to Fulcio and "
+                           f"Rekor): {safe_text(str(exc), limit=300)}") from exc
+    cert = bundle.signing_certificate
+    _write_new(out, bundle.to_json().encode(), overwrite=overwrite)
     return SigningResult(
-        output=out,
-        method="certificate" if certificates else "key",
-        key_id=_keys.key_id(public),
-        algorithm=algorithm,
-        subject_digest=root_digest(resources),
-        files={r.name: r.digest for r in resources},
-        reference_compatible=not is_ed25519 and hash_type == "sha256",
-    )
+        output=out, method="sigstore", key_id=_keys.key_id(_keys.certificate_key(cert)),
+        algorithm="ecdsa-p256", subject_digest=root_digest(resources),
+        files={r.name: r.digest for r in resources}, reference_compatible=True)
 
 
 def _write_new(path: Path, data: bytes, *, overwrite: bool) -> None:
@@ -203,5 +283,5 @@ def _write_new(path: Path, data: bytes, *, overwrite: bool) -> None:
             os.unlink(tmp)
 
 
-__all__ = ["SigningResult", "sign_model"]
+__all__ = ["SigningResult", "sign_model", "sign_model_keyless"]
 

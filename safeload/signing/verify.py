@@ -61,12 +61,14 @@ from safeload.signing._tree import (
 )
 
 if TYPE_CHECKING:
+    from safeload.signing.keyless import KeylessResult
+    from safeload.signing.sigstore_roots import SigstoreRoot
     from safeload.trust import TrustStore
 
 _logger = logging.getLogger(__name__)
 
 DEFAULT_SIGNATURE_NAME = "model.sig"
-Method = Literal["key", "certificate"]
+Method = Literal["key", "certificate", "sigstore"]
 PathLike = str | os.PathLike[str]
 
 
@@ -81,6 +83,7 @@ class SignedManifest:
     identity: str | None  # the leaf SAN that matched (certificate method)
     signature_path: str
     signature_sha256: str
+    keyless: KeylessResult | None = None  # the sigstore method: identity, log entry, root
 
     def resources_for(self, relpath: str) -> list[Resource]:
         """The manifest entries of one file (one for `files`, its shards for `shards`).
@@ -109,6 +112,7 @@ class VerificationResult:
     identity: str | None
     signature_path: str
     signature_sha256: str
+    keyless: KeylessResult | None = None
 
 
 def default_signature_path(model_path: Path) -> Path:
@@ -306,11 +310,15 @@ def verify_signature(
     certificate_chain: Sequence[PathLike] | None = None,
     identity: str | None = None,
     now: dt.datetime | None = None,
+    identity_provider: str | None = None,
+    sigstore_root: SigstoreRoot | None = None,
 ) -> SignedManifest:
     """Check a signature file and return its manifest, without reading any model file.
 
     Trust comes from `key` (a PEM public key file) or `certificate_chain` (PEM root files) for a
-    one-off check, otherwise from `trust_store` (loaded from its default location when None).
+    one-off check, or for a keyless bundle from `identity` (SAN) + `identity_provider` (OIDC
+    issuer) under `sigstore_root` (default: the shipped production root), otherwise from
+    `trust_store` (loaded from its default location when None).
     With a one-off key or root, the trust store's key revocations still apply when a
     `trust_store` is passed.
 
@@ -320,15 +328,69 @@ def verify_signature(
         UntrustedPublisherError: valid-looking signature by a key, root or identity that the
             trust store does not trust.
         RevokedError: signed by a revoked key.
-        UnsupportedSignatureError: a keyless Sigstore bundle or another kind safeload cannot
-            check (could not decide).
+        UnsupportedSignatureError: a keyless Sigstore bundle without the `sigstore` extra, or
+            another kind safeload cannot check (could not decide).
         TrustStoreError: the trust store is unusable.
         OSError: the signature file cannot be read.
     """
     sig_path = Path(signature_path)
     return verify_signature_bytes(
         read_signature(sig_path), signature_path=sig_path, trust_store=trust_store, key=key,
-        certificate_chain=certificate_chain, identity=identity, now=now)
+        certificate_chain=certificate_chain, identity=identity, now=now,
+        identity_provider=identity_provider, sigstore_root=sigstore_root)
+
+
+def _verify_sigstore_method(
+    data: bytes, bundle: Bundle, *, source: str, sig_path: Path, store: TrustStore | None,
+    identity: str | None, issuer: str | None, root: SigstoreRoot | None, now: dt.datetime,
+) -> SignedManifest:
+    """A keyless bundle: a one-off identity + issuer, or the trust store's keyless publishers."""
+    from safeload.signing import keyless
+    from safeload.signing.sigstore_roots import builtin_root
+
+    if (identity is None) != (issuer is None):
+        raise SignatureError(f"{source}: a keyless check needs both --identity and "
+                             "--identity-provider")
+    results: list[tuple[str | None, keyless.KeylessResult]] = []
+    if identity is not None and issuer is not None:
+        rule = keyless.IdentityRule(issuer=issuer, san=identity)
+        results.append((None, keyless.verify_keyless(
+            data, source=source, root=root or builtin_root("production"), rules=[rule])))
+    else:
+        if store is None:
+            raise SignatureError(f"{source}: a keyless check needs an identity or a trust store")
+        groups = store.keyless_rules()
+        if not groups:
+            raise UntrustedPublisherError(
+                f"{source}: signed keyless, and the trust store has no keyless identities",
+                hint="if you trust the signer: safeload trust add-identity PUBLISHER "
+                     "--issuer ISSUER --san SAN")
+        # One pass per trusted Sigstore root; an identity only counts on its own instance.
+        failures: list[SignatureError | UntrustedPublisherError] = []
+        for group_root, rules in groups:
+            try:
+                results.append((None, keyless.verify_keyless(
+                    data, source=source, root=group_root, rules=rules)))
+                break
+            except (UntrustedPublisherError, SignatureError) as exc:
+                failures.append(exc)
+        if not results:
+            # A bundle that verifies under a root but names another identity says most.
+            raise next((f for f in failures if isinstance(f, UntrustedPublisherError)),
+                       failures[0])
+    _, res = results[0]
+    if store is not None:
+        _check_revoked(store, [res.key_id, res.cert_fingerprint], source)
+        store.check_identity_revoked(res, source=source)
+        pub = store.publisher(res.rule.publisher) if res.rule.publisher else None
+        if pub is not None and pub.expires is not None and now > pub.expires:
+            raise SignatureError(f"{source}: publisher {safe_text(pub.name)} is trusted only "
+                                 f"until {pub.expires:%Y-%m-%d}")
+    manifest = parse_statement(res.payload, res.payload_type, source=source)
+    return SignedManifest(
+        manifest=manifest, method="sigstore", publisher=res.rule.publisher, key_id=res.key_id,
+        identity=res.identity, signature_path=str(sig_path), signature_sha256=bundle.sha256,
+        keyless=res)
 
 
 def verify_signature_bytes(
@@ -340,6 +402,8 @@ def verify_signature_bytes(
     certificate_chain: Sequence[PathLike] | None = None,
     identity: str | None = None,
     now: dt.datetime | None = None,
+    identity_provider: str | None = None,
+    sigstore_root: SigstoreRoot | None = None,
 ) -> SignedManifest:
     """`verify_signature` on bundle bytes already read (`signature_path` names them in errors).
 
@@ -361,6 +425,18 @@ def verify_signature_bytes(
     # the signature; doing the same keeps both tools agreeing on what was signed.
     signed = pae(INTOTO_PAYLOAD_TYPE, bundle.payload)
     ident: str | None = None
+    if bundle.method == "sigstore":
+        if key is not None or certificate_chain is not None:
+            raise SignatureError(
+                f"{source}: the bundle is keyless (sigstore method) but a "
+                f"{'public key' if key is not None else 'certificate chain'} was given",
+                hint="verify it with --identity SAN --identity-provider ISSUER")
+        return _verify_sigstore_method(
+            data, bundle, source=source, sig_path=sig_path, store=store, identity=identity,
+            issuer=identity_provider, root=sigstore_root, now=when)
+    if identity_provider is not None or sigstore_root is not None:
+        raise SignatureError(f"{source}: --identity-provider and a Sigstore root apply to "
+                             f"keyless signatures; this one uses the {bundle.method} method")
     if bundle.method == "key":
         if certificate_chain is not None:
             raise SignatureError(
@@ -407,10 +483,12 @@ def check_files(
     *,
     known_digests: Mapping[str, str] | None = None,
     max_workers: int | None = None,
+    ignore_paths: Sequence[str] = (),
 ) -> dict[str, str]:
     """Re-hash the model (a directory, or one file) against a verified manifest.
 
-    Returns {manifest name: hex digest}.
+    Returns {manifest name: hex digest}. `ignore_paths` adds paths the verifier was told to
+    ignore (relative to the model directory) to those the signature records.
 
     Raises:
         ManifestMismatchError: missing or extra files.
@@ -423,7 +501,7 @@ def check_files(
     factory = hasher_factory(m.hash_type)
     follow = m.allow_symlinks
     if model_path.is_dir():
-        ignore = set(GIT_IGNORES) | set(m.ignore_paths)
+        ignore = set(GIT_IGNORES) | set(m.ignore_paths) | {p.strip("/") for p in ignore_paths}
         sig_rel = _relative_inside(Path(signed.signature_path), model_path)
         if sig_rel is not None:
             ignore.add(sig_rel)
@@ -522,6 +600,9 @@ def verify_model(
     identity: str | None = None,
     known_digests: Mapping[str, str] | None = None,
     max_workers: int | None = None,
+    identity_provider: str | None = None,
+    sigstore_root: SigstoreRoot | None = None,
+    ignore_paths: Sequence[str] = (),
 ) -> VerificationResult:
     """Verify a model directory (or single file) against its OMS signature.
 
@@ -548,8 +629,10 @@ def verify_model(
         raise SignatureError(f"no signature at {safe_text(sig)}",
                              hint="pass the signature file with --signature")
     signed = verify_signature(sig, trust_store=trust_store, key=key,
-                              certificate_chain=certificate_chain, identity=identity)
-    files = check_files(signed, root, known_digests=known_digests, max_workers=max_workers)
+                              certificate_chain=certificate_chain, identity=identity,
+                              identity_provider=identity_provider, sigstore_root=sigstore_root)
+    files = check_files(signed, root, known_digests=known_digests, max_workers=max_workers,
+                        ignore_paths=ignore_paths)
     return VerificationResult(
         publisher=signed.publisher,
         key_id=signed.key_id,
@@ -561,4 +644,5 @@ def verify_model(
         identity=signed.identity,
         signature_path=str(sig),
         signature_sha256=signed.signature_sha256,
+        keyless=signed.keyless,
     )
