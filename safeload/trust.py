@@ -1467,22 +1467,12 @@ def check_load(
         raise ValueError("sha256 must be 64 lowercase hex digits")
     path = Path(path)
     mode = store.policy.mode
-    audit = mode == "audit"
     warnings: list[str] = []
 
-    def refuse(exc: SafeloadError) -> None:
-        if audit and not isinstance(exc, RevokedError):
-            warnings.append(f"audit: would refuse: {exc}")
-            _logger.warning("audit mode, not refusing: %s", exc)
-            return
-        raise exc
+    refuse = _refuser(mode, warnings)
 
     # 1. Revoked digests: always.
-    rev = store.digest_revocation(sha)
-    if rev is not None:
-        why = f" ({safe_text(rev.reason)})" if rev.reason else ""
-        raise RevokedError(f"{safe_text(path)} has revoked digest sha256:{sha}{why}",
-                           hint="this exact file is known bad; do not load it")
+    _refuse_revoked(store, sha, safe_text(path))
 
     hub = repo is not None
     if hub and not _REPO.fullmatch(repo or ""):
@@ -1631,6 +1621,26 @@ def check_load(
     )
 
 
+def _refuser(mode: str, warnings: list[str]) -> Callable[[SafeloadError], None]:
+    """Raise a refusal, or in audit mode record it as a warning (revocation always raises)."""
+    def refuse(exc: SafeloadError) -> None:
+        if mode == "audit" and not isinstance(exc, RevokedError):
+            warnings.append(f"audit: would refuse: {exc}")
+            _logger.warning("audit mode, not refusing: %s", exc)
+            return
+        raise exc
+
+    return refuse
+
+
+def _refuse_revoked(store: TrustStore, sha: str, shown: str) -> None:
+    rev = store.digest_revocation(sha)
+    if rev is not None:
+        why = f" ({safe_text(rev.reason)})" if rev.reason else ""
+        raise RevokedError(f"{shown} has revoked digest sha256:{sha}{why}",
+                           hint="this exact file is known bad; do not load it")
+
+
 def check_bytes(
     name: str,
     *,
@@ -1656,18 +1666,8 @@ def check_bytes(
     warnings: list[str] = []
     shown = safe_text(name)
 
-    def refuse(exc: SafeloadError) -> None:
-        if mode == "audit":
-            warnings.append(f"audit: would refuse: {exc}")
-            _logger.warning("audit mode, not refusing: %s", exc)
-            return
-        raise exc
-
-    rev = store.digest_revocation(sha)
-    if rev is not None:
-        why = f" ({safe_text(rev.reason)})" if rev.reason else ""
-        raise RevokedError(f"{shown} has revoked digest sha256:{sha}{why}",
-                           hint="this exact file is known bad; do not load it")
+    refuse = _refuser(mode, warnings)
+    _refuse_revoked(store, sha, shown)
     no_sig = ("pass the file's path instead of a stream, so its signature can be checked")
     if repo is not None:
         lock = store.revision_lock(repo)

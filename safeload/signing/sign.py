@@ -59,6 +59,18 @@ class SigningResult:
     reference_compatible: bool  # False for Ed25519 (safeload extension)
 
 
+def _model_and_output(model_dir: str | os.PathLike[str], output: str | os.PathLike[str] | None,
+                      overwrite: bool) -> tuple[Path, Path]:
+    """The model folder and where its signature goes; refused before any work is done."""
+    root = Path(model_dir)
+    if not root.exists():
+        raise SigningError(f"no such model: {safe_text(root)}")
+    out = Path(output) if output is not None else default_signature_path(root)
+    if out.exists() and not overwrite:
+        raise SigningError(f"{safe_text(out)} exists", hint="pass --overwrite to replace it")
+    return root, out
+
+
 def _sort_key(rel: str) -> tuple[str, ...]:
     # model_signing's order (PurePosixPath components), so both tools write the same manifest.
     return tuple(rel.split("/"))
@@ -92,12 +104,7 @@ def sign_model(
         UnsupportedSignatureError: blake3 without the `blake3` package.
         OSError: unreadable files, or the output cannot be written.
     """
-    root = Path(model_dir)
-    if not root.exists():
-        raise SigningError(f"no such model: {safe_text(root)}")
-    out = Path(output) if output is not None else default_signature_path(root)
-    if out.exists() and not overwrite:
-        raise SigningError(f"{safe_text(out)} exists", hint="pass --overwrite to replace it")
+    root, out = _model_and_output(model_dir, output, overwrite)
     try:
         key = _keys.load_private_key(Path(private_key_pem_path).read_bytes(), password)
     except TypeError as exc:
@@ -212,12 +219,7 @@ def sign_model_keyless(
     from safeload.signing import keyless
     from safeload.signing.sigstore_roots import builtin_root
 
-    root = Path(model_dir)
-    if not root.exists():
-        raise SigningError(f"no such model: {safe_text(root)}")
-    out = Path(output) if output is not None else default_signature_path(root)
-    if out.exists() and not overwrite:
-        raise SigningError(f"{safe_text(out)} exists", hint="pass --overwrite to replace it")
+    root, out = _model_and_output(model_dir, output, overwrite)
     keyless._load_sigstore()  # UnsupportedSignatureError with the install hint
     import sigstore.dsse
     import sigstore.errors
