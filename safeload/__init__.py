@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from safeload._version import __version__
 
 __all__ = ["__version__", "from_pretrained", "guard", "install", "load", "scan", "uninstall"]
 

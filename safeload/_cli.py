@@ -18,8 +18,8 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-from safeload import __version__
 from safeload._internal.text import safe_text
+from safeload._version import __version__
 from safeload.errors import RefusedError, SafeloadError
 
 EXIT_OK = 0

@@ -67,8 +67,8 @@ from urllib.parse import quote
 
 import filelock
 
-from safeload import __version__
 from safeload._internal import paths
+from safeload._version import __version__
 from safeload.errors import LedgerIntegrityError, ProvenanceError, ProvenanceWarning
 
 if TYPE_CHECKING:

@@ -21,7 +21,7 @@ from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any, Literal
 from urllib.parse import quote, unquote
 
-from safeload import __version__
+from safeload._version import __version__
 from safeload.licenses import SPDX_IDS
 from safeload.provenance import LedgerRecord, ProvenanceEntry, VerifyReport
 

@@ -17,9 +17,9 @@ from typing import Any
 
 from safeload_conversion.pickle_vm import Finding
 
-from safeload import __version__
 from safeload._internal.opened import OpenedFile
 from safeload._internal.text import safe_text
+from safeload._version import __version__
 from safeload.errors import SafeloadError
 from safeload.inspection import Inspection, inspect_bytes
 

@@ -1,0 +1,3 @@
+"""The package version: a leaf module, so modules that stamp it need not import the package."""
+
+__version__ = "0.1.0"
