@@ -1,406 +1,31 @@
-"""Pickle checkpoints become safetensors in the sandboxed child; the parent never unpickles.
+"""`safeload convert`: pickle checkpoints (files and model directories) to safetensors.
 
-The parent hashes the bytes it holds, hands the child the open descriptor, and on return
-re-validates the output from scratch: strict header check, the child's digest of the input equal
-to the parent's, and every written tensor's digest equal to what the child read. Results are
-cached under the converted store, keyed by the source digest plus converter and allowlist
-versions (tightening the rules invalidates old entries).
+Each file goes through the same pipeline stages as a load (`safeload.pipeline`): locate,
+verify, admit (for "convert": the pickle policy applies), then the sandboxed converter writes
+the output, and a provenance entry records it. The engine (sandbox run, output validation, the
+converted store) is `safeload._internal.converter`; its names are re-exported here.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
-import logging
-import os
-import shutil
-import stat
-import tempfile
-import threading
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from safeload_conversion import __version__ as CONVERTER_VERSION
-from safeload_conversion.pickle_vm import allowlist
-
-from safeload._internal import paths
-from safeload._internal.opened import Held, OpenedFile, sha256_buffer
-from safeload._internal.safetensors_check import SafetensorsHeader, parse_header
-from safeload._internal.text import safe_text
-from safeload.errors import ConversionError, MalformedFileError, UnsafeCheckpointError
-from safeload.inspection import Inspection
-
-_logger = logging.getLogger(__name__)
-
-STRUCTURE_KEY = "safeload.structure"
-OUTPUT_NAME = "model.safetensors"
-REPORT_NAME = "conversion.json"
-WORKER_MODULE = "safeload_conversion"
-
-
-@dataclass(frozen=True)
-class Converted:
-    """A validated conversion: the safetensors path, its header and the child's report."""
-
-    path: Path
-    header: SafetensorsHeader
-    report: dict[str, Any]
-    source_sha256: str
-    cache_hit: bool
-
-    def output_record(self) -> tuple[str, str, int]:
-        """(path, sha256, size) of the safetensors file, as the parent measured it."""
-        return (str(self.path), str(self.report.get("output_sha256", "")),
-                int(self.report.get("output_size", 0)))
-
-
-def _cache_key(source_sha256: str) -> str:
-    return f"{source_sha256}-c{CONVERTER_VERSION}-a{allowlist().version}"
-
-
-def _warn_unsafe(flag: bool) -> None:
-    if flag:
-        _logger.warning("unsafe_allow_unsandboxed: a pickle may be converted with no isolating "
-                        "sandbox layer where none is available")
-
-
-def _private_dir(path: Path) -> Path:
-    """Create (0700) or check a directory: never one that others may write to."""
-    path.mkdir(parents=True, exist_ok=True, mode=0o700)
-    st = path.stat()
-    if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH) or (
-            hasattr(os, "getuid") and st.st_uid != os.getuid()):
-        raise ConversionError(f"{path}: the converted store is writable by others or not yours",
-                              hint=f"chmod 700 {path} (or remove it; it is regenerated)")
-    return path
-
-
-def _validate_output(out: Path, report: dict[str, Any], source_sha256: str,
-                     check_digests: bool) -> SafetensorsHeader:
-    with OpenedFile.open(out) as f:
-        buf = f.mapping()
-        header = parse_header(buf, str(out))
-        meta = header.metadata or {}
-        if meta.get("safeload.source_sha256") != source_sha256:
-            raise ConversionError(f"{out}: converted file belongs to another source")
-        if STRUCTURE_KEY not in meta:
-            raise ConversionError(f"{out}: converted file has no structure record")
-        if check_digests:
-            expected = report.get("tensors")
-            if not isinstance(expected, dict) or set(expected) != {e.name for e in header.tensors}:
-                raise ConversionError(f"{out}: tensors differ from the worker's report")
-            # Two digests over the same bytes, one per core: each tensor's (against the
-            # worker's report) and the whole file's (for the provenance record). Read through
-            # the descriptor, not the mapping, so memory stays flat.
-            from concurrent.futures import ThreadPoolExecutor
-
-            with ThreadPoolExecutor(2) as pool:
-                whole = pool.submit(f.sha256)
-                actual = pool.submit(_tensor_digests, f, header)
-                digests = actual.result()
-                report["output_sha256"] = whole.result()
-            for name, digest in digests.items():
-                if digest != expected[name]:
-                    raise ConversionError(
-                        f"{out}: tensor {name!r} differs from the bytes the worker read")
-            report["output_size"] = f.identity.size
-        return header
-
-
-def _tensor_digests(f: OpenedFile, header: SafetensorsHeader) -> dict[str, str]:
-    out: dict[str, str] = {}
-    scratch = memoryview(bytearray(8 << 20))
-    for e in header.tensors:
-        h = hashlib.sha256()
-        pos = e.begin
-        while pos < e.end:
-            n = os.preadv(f.fd, [scratch[: min(len(scratch), e.end - pos)]], pos)
-            if n <= 0:
-                raise ConversionError(f"{f.path}: file shrank while it was checked")
-            h.update(scratch[:n])
-            pos += n
-        out[e.name] = h.hexdigest()
-    return out
-
-
-def converted_path(source_sha256: str) -> Path | None:
-    """Where the converted store keeps the conversion of this source digest, if it has one.
-
-    A cheap existence check (no validation) for listings; loads validate the entry.
-    """
-    out = paths.converted_dir() / _cache_key(source_sha256) / OUTPUT_NAME
-    return out if out.is_file() else None
-
-
-def _cached(final: Path, source_sha256: str) -> Converted | None:
-    """The store entry `final`, validated; a damaged entry is removed and regenerated."""
-    if not (final / OUTPUT_NAME).is_file():
-        return None
-    try:
-        report = json.loads((final / REPORT_NAME).read_text())
-        if not isinstance(report, dict):
-            raise ValueError("report is not an object")
-        header = _validate_output(final / OUTPUT_NAME, report, source_sha256, False)
-        return Converted(final / OUTPUT_NAME, header, report, source_sha256, True)
-    except (OSError, ValueError, ConversionError) as exc:
-        _logger.warning("discarding a damaged converted entry %s: %s", final, exc)
-        shutil.rmtree(final, ignore_errors=True)
-        return None
-
-
-def convert_opened(name: str, opened: Held, *, timeout: float = 3600,
-                   unsafe_allow_unsandboxed: bool = False, destination: Path | None = None,
-                   overwrite: bool = False, source_sha256: str | None = None) -> Converted:
-    """Convert (or find in the cache) the checkpoint held by `opened`.
-
-    With `destination`, the child writes next to it and the validated file is renamed into
-    place (no second copy of a multi-GB file); otherwise the result goes to the cache.
-    """
-    _warn_unsafe(unsafe_allow_unsandboxed)
-    from safeload._internal.sandbox import Limits, run_worker
-
-    buf = opened.mapping() if isinstance(opened, OpenedFile) else opened[1]
-    if source_sha256 is None:  # the caller verified it already, from the same handle
-        source_sha256 = (opened.sha256() if isinstance(opened, OpenedFile)
-                         else sha256_buffer(opened[1]))
-    store = _private_dir(paths.converted_dir())
-    final = store / _cache_key(source_sha256)
-    if destination is not None and destination.exists() and not overwrite:
-        raise FileExistsError(f"{destination} exists (use --overwrite)")
-    hit = _cached(final, source_sha256)
-    if hit is not None:
-        if destination is not None:
-            _copy_atomic(hit.path, destination, overwrite=overwrite)
-            return Converted(destination, hit.header, hit.report, source_sha256, True)
-        return hit
-
-    parent = destination.parent if destination is not None else store
-    work = Path(tempfile.mkdtemp(prefix=".safeload-convert-", dir=parent))
-    fd, close_fd = _input_fd(opened)
-    try:
-        result = run_worker(
-            WORKER_MODULE, [str(fd), str(work)], pass_fds=(fd,), output_dir=work,
-            timeout=timeout, limits=Limits.for_input(len(buf)),
-            allow_unsandboxed=unsafe_allow_unsandboxed,
-            # A file for the user is written like cp writes (no fsync); cache entries are
-            # made durable, since a hit checks only their header.
-            extra_env={"SAFELOAD_CONVERT_FSYNC": "0"} if destination is not None else None)
-        report = dict(result.result)
-        report["layers"] = result.layers.to_dict()
-        if report.get("source_sha256") != source_sha256:
-            raise ConversionError(f"{name}: the worker converted different bytes than were "
-                                  "verified (digest mismatch)")
-        header = _validate_output(work / OUTPUT_NAME, report, source_sha256, True)
-        if destination is not None:
-            os.chmod(work / OUTPUT_NAME, 0o644)
-            os.replace(work / OUTPUT_NAME, destination)
-            shutil.rmtree(work, ignore_errors=True)
-            return Converted(destination, header, report, source_sha256, False)
-        (work / REPORT_NAME).write_text(json.dumps(report))
-        try:
-            os.rename(work, final)
-        except OSError:  # a concurrent conversion won the race: use its entry
-            shutil.rmtree(work, ignore_errors=True)
-        header = _validate_output(final / OUTPUT_NAME, report, source_sha256, False)
-        return Converted(final / OUTPUT_NAME, header, report, source_sha256, False)
-    except BaseException:
-        shutil.rmtree(work, ignore_errors=True)
-        raise
-    finally:
-        if close_fd:
-            os.close(fd)
-
-
-Source = Held
-
-
-def convert_many(items: Sequence[tuple[str, Source]], *, timeout: float | None = None,
-                 unsafe_allow_unsandboxed: bool = False,
-                 source_sha256s: Sequence[str | None] | None = None,
-                 progress: Callable[[int], None] | None = None) -> list[Converted | Exception]:
-    """Convert several checkpoints (one model's files) in ONE sandboxed child.
-
-    `items` are (name, opened) pairs; `source_sha256s[i]`, when given, is the digest the caller
-    already verified from the same handle. Inputs already in the converted store are not sent to
-    the child; identical inputs are converted once. Each output is validated exactly as
-    `convert_opened` validates one (the child's digest of its input equal to ours, every tensor's
-    digest) and moved into the store.
-
-    Returns one entry per item, in order: its `Converted`, or the exception it met. A failure of
-    the whole child (no sandbox, timeout, crash) is the entry of every item it was converting.
-    `progress(bytes_written)` is called from a watcher thread while the child runs.
-    """
-    _warn_unsafe(unsafe_allow_unsandboxed)
-    shas = list(source_sha256s) if source_sha256s is not None else [None] * len(items)
-    if len(shas) != len(items):
-        raise ValueError("source_sha256s must have one entry per item")
-    store = _private_dir(paths.converted_dir())
-    results: list[Converted | Exception | None] = [None] * len(items)
-    wanted: dict[str, list[int]] = {}  # digest -> items with that content
-    for i, (_, opened) in enumerate(items):
-        sha = shas[i]
-        if sha is None:
-            sha = opened.sha256() if isinstance(opened, OpenedFile) else sha256_buffer(opened[1])
-        wanted.setdefault(sha, []).append(i)
-    todo: list[tuple[str, int]] = []  # (digest, first item with it)
-    for sha, idx in wanted.items():
-        hit = _cached(store / _cache_key(sha), sha)
-        if hit is not None:
-            for i in idx:
-                results[i] = hit
-        else:
-            todo.append((sha, idx[0]))
-    if todo:
-        for sha, conv in _convert_batch(items, todo, store, timeout=timeout,
-                                        unsafe_allow_unsandboxed=unsafe_allow_unsandboxed,
-                                        progress=progress):
-            for i in wanted[sha]:
-                results[i] = conv
-    out: list[Converted | Exception] = []
-    for r in results:
-        assert r is not None  # every digest got a cache hit or a batch result
-        out.append(r)
-    return out
-
-
-def _convert_batch(items: Sequence[tuple[str, Source]], todo: list[tuple[str, int]],
-                   store: Path, *, timeout: float | None, unsafe_allow_unsandboxed: bool,
-                   progress: Callable[[int], None] | None
-                   ) -> list[tuple[str, Converted | Exception]]:
-    from safeload._internal.sandbox import Limits, run_worker
-
-    sizes = [len(_buffer(items[i][1])) for _, i in todo]
-    # Inputs are converted one after another: memory and file size are bounded by the largest,
-    # CPU time by the sum.
-    big, total = Limits.for_input(max(sizes)), Limits.for_input(sum(sizes))
-    limits = Limits(address_space=big.address_space, cpu_seconds=total.cpu_seconds,
-                       file_size=big.file_size, open_files=max(big.open_files, len(todo) + 64))
-    if timeout is None:
-        timeout = max(3600.0, 120.0 * sum(sizes) / (1 << 30))
-    work = Path(tempfile.mkdtemp(prefix=".safeload-convert-", dir=store))
-    fds: list[tuple[int, bool]] = []
-    stop = threading.Event()
-    watcher: threading.Thread | None = None
-    try:
-        for j, (_, i) in enumerate(todo):
-            fds.append(_input_fd(items[i][1]))
-            (work / str(j)).mkdir()
-        if progress is not None:
-            watcher = threading.Thread(target=_watch_bytes, args=(work, stop, progress),
-                                       name="safeload-convert-progress", daemon=True)
-            watcher.start()
-        in_fds = [fd for fd, _ in fds]
-        try:
-            result = run_worker(WORKER_MODULE, [str(work), "--batch", *map(str, in_fds)],
-                         pass_fds=tuple(in_fds), output_dir=work, timeout=timeout,
-                         limits=limits, allow_unsandboxed=unsafe_allow_unsandboxed)
-        except ConversionError as exc:
-            return [(sha, exc) for sha, _ in todo]
-        finally:
-            stop.set()
-            if watcher is not None:
-                watcher.join()
-        reported = result.result.get("results")
-        if not isinstance(reported, list) or len(reported) != len(todo):
-            bad = ConversionError("the conversion worker's batch result does not match its "
-                                  "inputs")
-            return [(sha, bad) for sha, _ in todo]
-        layers = result.layers.to_dict()
-        out: list[tuple[str, Converted | Exception]] = []
-        for j, ((sha, i), one) in enumerate(zip(todo, reported, strict=True)):
-            try:
-                out.append((sha, _accept(items[i][0], one, work / str(j), store, sha, layers)))
-            except (ConversionError, OSError) as exc:
-                out.append((sha, exc))
-        return out
-    finally:
-        stop.set()
-        for fd, close in fds:
-            if close:
-                os.close(fd)
-        shutil.rmtree(work, ignore_errors=True)  # accepted outputs were renamed out already
-
-
-def _accept(name: str, one: object, sub: Path, store: Path, sha: str,
-            layers: dict[str, Any]) -> Converted:
-    """Validate one batch output and move it into the store."""
-    if not isinstance(one, dict):
-        raise ConversionError(f"{name}: the conversion worker's result is not an object")
-    if one.get("ok") is not True:
-        err = one.get("error")
-        kind = safe_text(err.get("kind", "")) if isinstance(err, dict) else ""
-        msg = safe_text(err.get("message", "")) if isinstance(err, dict) else ""
-        what = "refused it" if kind == "refused" else "failed"
-        raise ConversionError(f"{name}: the converter {what}: {msg or kind or 'no reason'}")
-    report = {str(k): v for k, v in one.items()}
-    report["layers"] = layers
-    if report.get("source_sha256") != sha:
-        raise ConversionError(f"{name}: the worker converted different bytes than were "
-                              "verified (digest mismatch)")
-    try:
-        _validate_output(sub / OUTPUT_NAME, report, sha, True)
-    except MalformedFileError as exc:
-        raise ConversionError(f"{name}: the converter's output is not valid: {exc}") from None
-    (sub / REPORT_NAME).write_text(json.dumps(report))
-    final = store / _cache_key(sha)
-    try:
-        os.rename(sub, final)
-    except OSError:  # a concurrent conversion won the race: use its entry
-        pass
-    hit = _cached(final, sha)
-    if hit is None:
-        raise ConversionError(f"{name}: the converted entry vanished from the store")
-    return Converted(hit.path, hit.header, hit.report, sha, False)
-
-
-def _buffer(opened: Source) -> Any:
-    return opened.mapping() if isinstance(opened, OpenedFile) else opened[1]
-
-
-def _watch_bytes(work: Path, stop: threading.Event, progress: Callable[[int], None]) -> None:
-    """Report how many bytes the child has written so far (its outputs, partial ones included)."""
-    while not stop.wait(0.5):
-        total = 0
-        try:
-            for sub in os.scandir(work):
-                if sub.is_dir(follow_symlinks=False):
-                    for f in os.scandir(sub.path):
-                        total += f.stat(follow_symlinks=False).st_size
-        except OSError:
-            continue  # an entry was renamed away mid-scan: try again next tick
-        progress(total)
-
-
-def _input_fd(opened: Held) -> tuple[int, bool]:
-    """The descriptor the child reads; an in-memory stream goes through a sealed memfd."""
-    if isinstance(opened, OpenedFile):
-        return opened.fd, False
-    fd = os.memfd_create("safeload-input", os.MFD_CLOEXEC)
-    data = memoryview(opened[1])
-    while data:
-        data = data[os.write(fd, data):]
-    os.lseek(fd, 0, os.SEEK_SET)
-    return fd, True
-
-
-def load_via_sandbox(name: str, ins: Inspection, opened: Any, *, map_location: Any,
-                     mmap: bool | None, source_sha256: str | None = None
-                     ) -> tuple[Any, Converted]:
-    """Convert a clean pickle checkpoint in the sandbox and return what torch.load would."""
-    from safeload._internal.tensors import load_safetensors_buffer
-
-    if ins.verdict != "clean":  # never reached: load refuses first; kept as a last guard
-        raise UnsafeCheckpointError(f"{name}: refused before conversion")
-    conv = convert_opened(name, opened, source_sha256=source_sha256)
-    with OpenedFile.open(conv.path) as f:
-        return load_safetensors_buffer(f.mapping(), str(conv.path), map_location=map_location,
-                                       copy=(mmap is False)), conv
-
-
-# ------------------------------------------------------------------------------------------
-# `safeload convert`: files and model directories (sharded checkpoints included)
+from safeload import pipeline
+from safeload._internal.atomic import write_atomic
+from safeload._internal.converter import (
+    OUTPUT_NAME,
+    REPORT_NAME,
+    STRUCTURE_KEY,
+    Converted,
+    convert_many,
+    convert_opened,
+    converted_path,
+)
+from safeload.errors import ConversionError, RefusedError, UnsafeCheckpointError
 
 
 @dataclass(frozen=True)
@@ -424,19 +49,6 @@ def output_name(source: Path) -> str:
     return source.stem + ".safetensors"
 
 
-def _copy_atomic(src: Path, dst: Path, *, overwrite: bool) -> None:
-    if dst.exists() and not overwrite:
-        raise FileExistsError(f"{dst} exists (use --overwrite)")
-    tmp = dst.with_name(f".{dst.name}.partial-{os.getpid()}")
-    try:
-        shutil.copyfile(src, tmp)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, dst)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 def convert_file(src: Path, dst: Path, *, overwrite: bool = False,
                  unsafe_allow_unsandboxed: bool = False) -> ConvertedFile:
     """Inspect `src`, convert it in the sandbox, write a standard safetensors file at `dst`.
@@ -449,91 +61,100 @@ def convert_file(src: Path, dst: Path, *, overwrite: bool = False,
         RefusedError: the trust store or the licence policy refuses the source.
         ConversionError: the sandboxed conversion failed; nothing is written.
     """
-    import time
-
-    from safeload._internal.record import model_context, record
-    from safeload.inspection import inspect_bytes
-    from safeload.loading import _PICKLE_FORMATS, _refuse_if_unsafe, verify_opened
-
     started = time.monotonic()
-    with OpenedFile.open(src) as opened:
-        verified = verify_opened(opened)
-        context = model_context(src, verified.store)
-        ins = inspect_bytes(opened.mapping(), name=str(src))
-        _refuse_if_unsafe(str(src), ins)
-        if ins.format not in _PICKLE_FORMATS:
-            raise UnsafeCheckpointError(f"{src}: {ins.format} is not a pickle checkpoint; "
-                                        "nothing to convert")
-        conv = convert_opened(str(src), opened, unsafe_allow_unsandboxed=unsafe_allow_unsandboxed,
-                              destination=dst, overwrite=overwrite,
-                              source_sha256=verified.sha256)
-    record(action="convert", path=str(src), sha256=verified.sha256, size=verified.size,
-           fmt=ins.format, decision=verified.decision, context=context, store=verified.store,
-           converted=conv.report, output=conv.output_record())
+    held = pipeline.open_input(src)
+    try:
+        admitted = pipeline.admit(pipeline.verify(held, pipeline.locate(held)), "convert")
+        conv = pipeline.convert_to(admitted, dst, overwrite=overwrite,
+                                   unsafe_allow_unsandboxed=unsafe_allow_unsandboxed)
+    finally:
+        held.close()
+    pipeline.record(admitted, "convert", conv)
     nbytes = sum(e.end - e.begin for e in conv.header.tensors)
     return ConvertedFile(str(src), str(dst), len(conv.header.tensors), nbytes, conv.cache_hit,
                          tuple(conv.report.get("layers", {}).get("applied", [])),
                          time.monotonic() - started)
 
 
-def _safe_shard_name(model_dir: Path, name: object) -> Path:
-    if (not isinstance(name, str) or not name or "/" in name or "\\" in name
-            or name in (".", "..") or os.path.isabs(name)):
-        raise UnsafeCheckpointError(f"{model_dir}: weight map names an unsafe shard {name!r}",
-                                    hint="shard names must be plain file names in the folder")
-    return model_dir / name
-
-
 def convert_directory(src: Path, dst: Path, *, overwrite: bool = False,
                       unsafe_allow_unsandboxed: bool = False,
-                      progress: Any = None) -> tuple[list[ConvertedFile], list[tuple[str, str]]]:
+                      progress: Callable[[ConvertedFile], None] | None = None
+                      ) -> tuple[list[ConvertedFile], list[tuple[str, str]]]:
     """Convert every pickle checkpoint in a model directory; rewrite a sharded index.
 
-    Returns the converted files and the refusals (path, reason); unsafe files are left alone.
+    Returns the converted files and the refusals (path, reason); refused files are left alone
+    and, when any shard is refused, no index is written (it would name a missing shard).
     """
+    from safeload._internal.shardindex import parse_index
+
     dst.mkdir(parents=True, exist_ok=True)
     index_path = src / "pytorch_model.bin.index.json"
     done: list[ConvertedFile] = []
     refused: list[tuple[str, str]] = []
     renames: dict[str, str] = {}
+    index = None
     if index_path.is_file():
-        index = json.loads(index_path.read_text())
-        weight_map = index.get("weight_map")
-        if not isinstance(weight_map, dict):
-            raise UnsafeCheckpointError(f"{index_path}: no weight_map")
-        shards = sorted({str(v) for v in weight_map.values()})
-        for shard in shards:
-            _safe_shard_name(src, shard)
-        candidates = [src / s for s in shards]
+        held = pipeline.open_input(index_path)
+        try:
+            index = parse_index(bytes(held.mapping()), str(index_path))
+        finally:
+            held.close()
+        candidates = [src / s for s in index.shards]
     else:
-        from safeload.inspection import sniff
-
-        candidates = []
-        for p in sorted(src.iterdir()):
-            if p.is_file() and not p.is_symlink() or (p.is_symlink() and p.resolve().is_file()):
-                with open(p, "rb") as fh:
-                    head = fh.read(512)
-                if sniff(head, p.stat().st_size) in ("zip", "pickle?"):
-                    candidates.append(p)
-    for p in candidates:
-        out = dst / output_name(p)
+        candidates = _pickle_candidates(src)
+    outputs = [dst / output_name(p) for p in candidates]
+    clash = _name_collision(outputs)
+    if clash:
+        raise UnsafeCheckpointError(f"{src}: two inputs would be written to {clash}",
+                                    hint="convert the files one by one with -o")
+    for p, out in zip(candidates, outputs, strict=True):
         try:
             done.append(convert_file(p, out, overwrite=overwrite,
                                      unsafe_allow_unsandboxed=unsafe_allow_unsandboxed))
             renames[p.name] = out.name
             if progress:
                 progress(done[-1])
-        except (UnsafeCheckpointError, ConversionError) as exc:
+        except (RefusedError, ConversionError) as exc:
             refused.append((str(p), str(exc)))
-    if index_path.is_file() and not refused:
-        new_map = {k: renames[str(v)] for k, v in index["weight_map"].items()}
-        total = 0
-        for f in done:
-            total += f.bytes
-        new_index = {"metadata": {**index.get("metadata", {}), "total_size": total},
+    if index is not None and not refused:
+        new_map = {k: renames[v] for k, v in index.weight_map.items()}
+        new_index = {"metadata": {**index.metadata, "total_size": sum(f.bytes for f in done)},
                      "weight_map": new_map}
-        target = dst / "model.safetensors.index.json"
-        tmp = target.with_name(target.name + ".partial")
-        tmp.write_text(json.dumps(new_index, indent=2))
-        os.replace(tmp, target)
+        write_atomic(dst / "model.safetensors.index.json",
+                     (json.dumps(new_index, indent=2) + "\n").encode(), durable=False,
+                     overwrite=overwrite or not (dst / "model.safetensors.index.json").exists())
     return done, refused
+
+
+def _pickle_candidates(src: Path) -> list[Path]:
+    """Files in `src` whose first bytes look like a pickle or a zip (inspection decides)."""
+    from safeload.inspection import sniff
+
+    out = []
+    for p in sorted(src.iterdir()):
+        try:
+            held = pipeline.open_input(p)
+        except (OSError, RefusedError):
+            continue  # a directory, FIFO or dangling link: not a candidate
+        try:
+            head = bytes(held.mapping()[:512])
+            if sniff(head, held.size) in ("zip", "pickle?"):
+                out.append(p)
+        finally:
+            held.close()
+    return out
+
+
+def _name_collision(outputs: list[Path]) -> str | None:
+    seen: set[str] = set()
+    for o in outputs:
+        key = o.name.casefold()
+        if key in seen:
+            return o.name
+        seen.add(key)
+    return None
+
+
+__all__ = ["OUTPUT_NAME", "REPORT_NAME", "STRUCTURE_KEY", "Converted", "ConvertedFile",
+           "convert_directory", "convert_file", "convert_many", "convert_opened",
+           "converted_path", "output_name"]

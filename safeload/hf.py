@@ -21,7 +21,6 @@ not read weight names from the config.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -33,7 +32,6 @@ from safeload._internal.text import safe_text
 from safeload.errors import (
     MalformedFileError,
     SafeloadError,
-    UnsafeCheckpointError,
     UnsafePathError,
     UnsupportedArgumentError,
 )
@@ -51,7 +49,6 @@ _REFUSED_KWARGS = {
     "weights_only": "safeload never loads anything but weights",
     "use_safetensors": "safeload chooses the weights file itself",
 }
-MAX_INDEX_BYTES = 64 << 20
 
 
 def _variant(name: str, variant: str | None) -> str:
@@ -161,24 +158,13 @@ def _source(repo_id_or_path: str | os.PathLike[str], revision: str | None,
 
 
 def _read_index(src: _Source, path: Path) -> dict[str, str]:
-    """The weight map of a sharded checkpoint index; shard names must stay in the folder."""
+    """The weight map of a sharded checkpoint index, read through a held handle."""
+    from safeload._internal.shardindex import MAX_INDEX_BYTES, parse_index
+
     with src.open(path) as f:
-        if f.identity.size > MAX_INDEX_BYTES:
+        if f.size > MAX_INDEX_BYTES:
             raise MalformedFileError(f"{path}: index larger than {MAX_INDEX_BYTES} bytes")
-        try:
-            doc = json.loads(bytes(f.mapping()))
-        except (ValueError, RecursionError) as exc:
-            raise MalformedFileError(f"{path}: not a valid index ({exc})") from None
-    weight_map = doc.get("weight_map") if isinstance(doc, dict) else None
-    if not isinstance(weight_map, dict) or not all(
-            isinstance(k, str) and isinstance(v, str) for k, v in weight_map.items()):
-        raise MalformedFileError(f"{path}: index has no weight_map of strings")
-    for shard in set(weight_map.values()):
-        if (not shard or "/" in shard or "\\" in shard or shard in (".", "..")
-                or os.path.isabs(shard)):
-            raise UnsafeCheckpointError(f"{path}: weight map names an unsafe shard {shard!r}",
-                                        hint="shard names must be plain file names")
-    return weight_map
+        return parse_index(bytes(f.mapping()), str(path)).weight_map
 
 
 def _weight_files(src: _Source, variant: str | None
@@ -213,7 +199,7 @@ def load_state_dict(repo_id_or_path: str | os.PathLike[str], *, revision: str | 
                     local_files_only: bool = False, variant: str | None = None,
                     subfolder: str = "", map_location: Any = None) -> tuple[dict[str, Any], Path]:
     """The verified state dict, and the folder its files came from."""
-    from safeload.loading import load_opened
+    from safeload.pipeline import load_held
 
     src = _source(repo_id_or_path, revision, cache_dir, local_files_only, subfolder)
     state: dict[str, Any] = {}
@@ -221,7 +207,7 @@ def load_state_dict(repo_id_or_path: str | os.PathLike[str], *, revision: str | 
     for path, expected in _weight_files(src, variant):
         folder = folder or path.parent
         with src.open(path) as f:
-            part = load_opened(f, map_location=map_location, action="from_pretrained",
+            part = load_held(f, map_location=map_location, action="from_pretrained",
                                hub=src.hub_file(path))
         if not isinstance(part, dict):
             raise MalformedFileError(f"{path}: weights file does not hold a state dict")

@@ -32,19 +32,20 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from safeload import pipeline
 from safeload._internal import verify_cache
 from safeload._internal.opened import OpenedFile
 from safeload._internal.text import safe_text
 from safeload.errors import ConversionError, RefusedError, SafeloadError, UnsafePathError
 from safeload.inspection import Inspection, inspect_bytes
+from safeload.pipeline import PICKLE_FORMATS, Admitted
 
 if TYPE_CHECKING:
-    from safeload.convert import Converted
+    from safeload._internal.converter import Converted
     from safeload.trust import TrustStore
 
 _logger = logging.getLogger(__name__)
 
-PICKLE_FORMATS = ("torch-zip", "torch-legacy", "pickle", "joblib")
 # Weight files whose bytes safeload does not read are still listed, so nothing hides.
 WEIGHT_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle", ".joblib", ".safetensors",
                    ".npy", ".npz", ".h5", ".msgpack", ".onnx", ".gguf", ".tflite", ".ot")
@@ -407,10 +408,12 @@ def _is_weight(name: str, ins: Inspection) -> bool:
 
 @dataclass
 class _Held:
-    """A classified file and the handle its bytes were read through (kept for conversion)."""
+    """A classified file, the handle its bytes were read through, and what the pipeline's
+    verify and admit stages made of it (kept for conversion)."""
 
     info: CacheFile
     opened: OpenedFile | None
+    admitted: Admitted | None = None
 
     def close(self) -> None:
         if self.opened is not None:
@@ -427,13 +430,16 @@ class _Context:
     observations: Any
     meter: _Meter
     remember: bool  # keep computed digests in the verification cache (never in a dry run)
+    converting: bool  # admit pickles for conversion (records first-use observations)
 
     @classmethod
-    def make(cls, root: Path, meter: _Meter, *, remember: bool) -> _Context:
+    def make(cls, root: Path, meter: _Meter, *, remember: bool,
+             converting: bool = False) -> _Context:
         from safeload.trust import TrustStore, load_observations
 
         store = TrustStore.load()
-        return cls(root, store, store.state_digest(), load_observations(store), meter, remember)
+        return cls(root, store, store.state_digest(), load_observations(store), meter, remember,
+                   converting)
 
 
 def _classify(rev: CacheRevision, entry: _Entry, refusal: str | None, tree: dict[str, str],
@@ -479,43 +485,40 @@ def _classify(rev: CacheRevision, entry: _Entry, refusal: str | None, tree: dict
             return None
         info = CacheFile(name, str(file_path), opened.identity.size, blob, ins.format, "")
         _check(info, opened, ins, rev, tree, ctx)
+        admitted = None
         if info.status not in BAD_STATUSES:
-            _apply_trust(info, rev, ctx)
-        return _Held(info, opened)
+            admitted = _admit(info, opened, ins, rev, ctx)
+        return _Held(info, opened, admitted)
     except BaseException:
         opened.close()
         raise
 
 
-def _apply_trust(info: CacheFile, rev: CacheRevision, ctx: _Context) -> None:
-    """What a load of this file would decide (nothing recorded): the trust store, the licence
-    policy and `pickles: refuse`. A refusal makes the file "refused"; a check that cannot be
-    decided (a signature safeload cannot read) makes it "error"."""
-    from safeload._internal.record import model_context
-    from safeload.trust import check_load
-
+def _admit(info: CacheFile, opened: OpenedFile, ins: Inspection, rev: CacheRevision,
+           ctx: _Context) -> Admitted | None:
+    """What a load (or, converting, a conversion) of this file decides: the pipeline's verify
+    and admit stages: revocations, pins, signatures, namespace bindings, revision locks, the
+    licence policy and `pickles: refuse`. A refusal makes the file "refused"; a check that
+    cannot be decided (a signature safeload cannot read) makes it "error"."""
     assert info.sha256 is not None
+    converting = ctx.converting and ins.format in PICKLE_FORMATS
     try:
-        check_load(Path(info.path), sha256=info.sha256, size=info.size, store=ctx.store,
-                   repo=rev.repo_id, revision=rev.commit, filename=info.name, record=False)
-        model_context(Path(info.path), ctx.store, origin=(rev.repo_id, rev.commit, info.name))
+        verified = pipeline.verify(
+            opened, pipeline.Origin(rev.repo_id, rev.commit, info.name), store=ctx.store,
+            observe=converting, remember=ctx.remember, sha256=info.sha256)
+        return pipeline.admit(verified, "convert" if converting else "report", inspection=ins)
     except RefusedError as exc:
         info.status = "refused"
         info.findings.insert(0, safe_text(str(exc)))
-        return
     except SafeloadError as exc:
         info.status = "error"
         info.findings.insert(0, safe_text(str(exc)))
-        return
-    if info.pickle and ctx.store.policy.pickles == "refuse":
-        info.status = "refused"
-        info.findings.insert(0, f"a pickle checkpoint ({info.format}), and the policy refuses "
-                                "every pickle (policy.pickles = refuse)")
+    return None
 
 
 def _check(info: CacheFile, opened: OpenedFile, ins: Inspection, rev: CacheRevision,
            tree: dict[str, str], ctx: _Context) -> None:
-    from safeload.convert import converted_path
+    from safeload._internal.converter import converted_path
     from safeload.trust import Pin
 
     blob = info.blob
@@ -550,8 +553,7 @@ def _status(info: CacheFile, ins: Inspection) -> str:
         return "tampered"
     if ins.verdict == "unsafe":
         return "unsafe"
-    if info.pinned == "mismatch":
-        return "refused"
+    # A pin mismatch is refused by the trust stage (`_admit`), with the reason.
     if ins.format == "safetensors":
         return "safetensors"
     if ins.format in PICKLE_FORMATS:
@@ -701,7 +703,7 @@ def convert_cache(cache_dir: str | os.PathLike[str] | None = None, *,
     pairs = [(repo, rev) for repo in chosen for rev in _revisions(repo)]
     weights, pickles = _estimate(pairs)
     ctx = _Context.make(root, _Meter(weights + (0 if dry_run else pickles), progress),
-                        remember=not dry_run)
+                        remember=not dry_run, converting=not dry_run)
     report = ConvertReport(str(root), dry_run, [], [], [], [safe_text(str(w)) for w in
                                                           info.warnings], missing, 0.0, 0)
     for repo, rev in pairs:
@@ -727,11 +729,9 @@ def convert_cache(cache_dir: str | os.PathLike[str] | None = None, *,
 def _convert_revision(cr: CacheRevision, held: list[_Held], ctx: _Context,
                       report: ConvertReport, *, dry_run: bool, write_to_hub_cache: bool,
                       repo_path: Path, unsafe_allow_unsandboxed: bool) -> None:
-    from safeload._internal.record import ModelContext, model_context
-    from safeload.convert import convert_many
-    from safeload.trust import TrustDecision, check_load
+    from safeload._internal.converter import convert_many
 
-    todo: list[tuple[_Held, OpenedFile, TrustDecision, ModelContext]] = []
+    todo: list[tuple[_Held, Admitted]] = []
     outcomes: dict[str, Outcome] = {}
     for h in held:
         f = h.info
@@ -745,20 +745,8 @@ def _convert_revision(cr: CacheRevision, held: list[_Held], ctx: _Context,
         elif dry_run:
             o.action = "already-converted" if f.converted else "would-convert"
         else:
-            assert f.sha256 is not None and h.opened is not None
-            # The same checks as a load of this file: trust store, then licence policy.
-            try:
-                decision = check_load(Path(f.path), sha256=f.sha256, size=f.size,
-                                      store=ctx.store, repo=cr.repo_id, revision=cr.commit,
-                                      filename=f.name)
-                context = model_context(Path(f.path), ctx.store)
-            except RefusedError as exc:
-                o.action, o.message = "refused", safe_text(str(exc))
-                continue
-            except SafeloadError as exc:  # e.g. a signature safeload cannot check
-                o.action, o.message = "failed", safe_text(str(exc))
-                continue
-            todo.append((h, h.opened, decision, context))
+            assert h.admitted is not None  # admitted by the classification (see _admit)
+            todo.append((h, h.admitted))
     report.outcomes.extend(outcomes.values())
     if dry_run:
         return
@@ -770,12 +758,12 @@ def _convert_revision(cr: CacheRevision, held: list[_Held], ctx: _Context,
     if todo:
         meter.show(f"{cr.label}: converting {len(todo)} file(s)")
         mark = time.monotonic()
-        convs = convert_many([(t[0].info.path, t[1]) for t in todo],
+        convs = convert_many([(t[0].info.path, t[1].verified.held) for t in todo],
                              source_sha256s=[t[0].info.sha256 for t in todo],
                              unsafe_allow_unsandboxed=unsafe_allow_unsandboxed,
                              progress=lambda n: meter.show(extra=min(n, rev_bytes)))
         seconds = round(time.monotonic() - mark, 3)
-        for (h, _, decision, context), conv in zip(todo, convs, strict=True):
+        for (h, admitted), conv in zip(todo, convs, strict=True):
             o = outcomes[h.info.name]
             o.seconds = seconds
             if isinstance(conv, Exception):
@@ -789,21 +777,11 @@ def _convert_revision(cr: CacheRevision, held: list[_Held], ctx: _Context,
                 continue
             o.action = "converted"
             report.converted_bytes += h.info.size
-            _record_conversion(h.info, decision, context, ctx.store, conv)
+            pipeline.record(admitted, "convert", conv)
     meter.done = start
     meter.add(rev_bytes)
     if write_to_hub_cache and results:
         _write_hub(cr, results, outcomes, report, ctx.root, repo_path)
-
-
-def _record_conversion(f: CacheFile, decision: Any, context: Any, store: TrustStore,
-                       conv: Converted) -> None:
-    from safeload._internal.record import record
-
-    assert f.sha256 is not None
-    record(action="convert", path=f.path, sha256=f.sha256, size=f.size, fmt=f.format,
-           decision=decision, context=context, store=store, converted=conv.report,
-           output=conv.output_record())
 
 
 # ------------------------------------------------------------------------------------------

@@ -29,6 +29,7 @@ from safeload_conversion.torchfile import (
 from safeload_conversion.zipstrict import ZipError, read_member, read_zip
 
 from safeload._internal.safetensors_check import looks_like_safetensors, parse_header
+from safeload._internal.text import safe_text
 from safeload.errors import MalformedFileError
 
 MAX_UNWRAPPED = 1 << 30  # 1 GiB decompressed per file, all members together
@@ -509,3 +510,18 @@ def _inspect_npy(buf: Buf, name: str) -> Inspection:
             "malformed", ".npy data size does not match its header", member=name or None)])
     return Inspection("numpy", "clean", detail=f"{code} {tuple(dims)}", array=NpyArray(
         buf, start + hlen, m.group(1), code, m.group(3) == "True", tuple(dims)))
+
+
+def describe(f: Finding) -> str:
+    """One escaped line for a terminal."""
+    where = []
+    if f.member:
+        where.append(f"member {safe_text(f.member, limit=200)}")
+    if f.offset is not None:
+        where.append(f"offset {f.offset}")
+    if f.opcode:
+        where.append(f"opcode {f.opcode}")
+    if f.global_name:
+        where.append(f"global {safe_text(f.global_name, limit=200)}")
+    suffix = f" ({', '.join(where)})" if where else ""
+    return f"[{f.code}] {safe_text(f.message, limit=400)}{suffix}"

@@ -18,10 +18,10 @@ from typing import Any
 from safeload_conversion.pickle_vm import Finding
 
 from safeload._internal.opened import OpenedFile
-from safeload._internal.text import safe_text
 from safeload._version import __version__
 from safeload.errors import SafeloadError
 from safeload.inspection import Inspection, inspect_bytes
+from safeload.inspection import describe as describe  # re-exported: the CLI renders findings
 
 
 @dataclass(frozen=True)
@@ -37,21 +37,6 @@ class FileReport:
         return {"path": self.path, "status": self.status, "format": self.format,
                 "detail": self.detail, "license": self.license,
                 "findings": [f.to_dict() for f in self.findings]}
-
-
-def describe(f: Finding) -> str:
-    """One escaped line for a terminal."""
-    where = []
-    if f.member:
-        where.append(f"member {safe_text(f.member, limit=200)}")
-    if f.offset is not None:
-        where.append(f"offset {f.offset}")
-    if f.opcode:
-        where.append(f"opcode {f.opcode}")
-    if f.global_name:
-        where.append(f"global {safe_text(f.global_name, limit=200)}")
-    suffix = f" ({', '.join(where)})" if where else ""
-    return f"[{f.code}] {safe_text(f.message, limit=400)}{suffix}"
 
 
 def scan(path: str | os.PathLike[str]) -> FileReport:

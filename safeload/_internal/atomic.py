@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -33,11 +36,26 @@ def write_atomic(path: Path, data: bytes, *, durable: bool = True, overwrite: bo
     Raises FileExistsError (errno EEXIST, naming the path) when `overwrite` is false and the
     path exists.
     """
+    _atomic(path, lambda f: f.write(data), durable=durable, overwrite=overwrite, mode=mode,
+            dir_mode=dir_mode)
+
+
+def copy_atomic(src: Path, path: Path, *, durable: bool = False, overwrite: bool = True,
+                mode: int = 0o644) -> None:
+    """Copy `src` to `path` with `write_atomic`'s guarantees, without holding it in memory."""
+    def copy(f: BinaryIO) -> None:
+        with open(src, "rb") as s:
+            shutil.copyfileobj(s, f, 8 << 20)
+    _atomic(path, copy, durable=durable, overwrite=overwrite, mode=mode, dir_mode=0o755)
+
+
+def _atomic(path: Path, fill: Callable[[BinaryIO], object], *, durable: bool, overwrite: bool,
+            mode: int, dir_mode: int) -> None:
     path.parent.mkdir(parents=True, exist_ok=True, mode=dir_mode)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            fill(f)
             f.flush()
             if durable:
                 os.fsync(f.fileno())
@@ -54,6 +72,16 @@ def write_atomic(path: Path, data: bytes, *, durable: bool = True, overwrite: bo
             os.unlink(tmp)
 
 
+def move_into_place(tmp: Path, path: Path, *, overwrite: bool) -> None:
+    """Rename a finished temp file (same directory) to `path`; no clobber unless `overwrite`."""
+    if overwrite:
+        os.replace(tmp, path)
+        return
+    _link_new(tmp, path)
+    with contextlib.suppress(OSError):
+        os.unlink(tmp)
+
+
 def _link_new(tmp: Path, path: Path) -> None:
     try:
         os.link(tmp, path)  # fails if the name exists: no silent overwrite
@@ -66,4 +94,4 @@ def _link_new(tmp: Path, path: Path) -> None:
         os.replace(tmp, path)  # filesystems without hard links
 
 
-__all__ = ["write_atomic"]
+__all__ = ["copy_atomic", "move_into_place", "write_atomic"]

@@ -1,5 +1,9 @@
 """Open a file once, safely, and keep the handle: every later step reads this handle.
 
+`Held` is what a load holds: an `OpenedFile` (one regular file, one descriptor) or an
+`InMemory` buffer (a stream without a descriptor). Both answer the same questions, so the
+pipeline never branches on which one it has.
+
 Hashing, inspection, conversion and loading all use the one descriptor and its mapping, never a
 re-open by path, so renaming or replacing the file after the check changes nothing we read.
 A writer that modifies the same inode in place is detected afterwards by `changed()` (size,
@@ -14,6 +18,7 @@ import os
 import stat
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from safeload.errors import UnsafePathError
 
@@ -45,6 +50,7 @@ class OpenedFile:
     def __init__(self, fd: int, path: str) -> None:
         self.fd = fd
         self.path = path
+        self.name = path
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
             os.close(fd)
@@ -79,6 +85,25 @@ class OpenedFile:
             self._map = mmap.mmap(self.fd, self.identity.size, flags=mmap.MAP_PRIVATE,
                                   prot=mmap.PROT_READ | mmap.PROT_WRITE)
         return self._map
+
+    @property
+    def size(self) -> int:
+        return self.identity.size
+
+    @property
+    def memo_key(self) -> FileIdentity:
+        return self.identity
+
+    @property
+    def descriptor(self) -> int:
+        return self.fd
+
+    def local_path(self) -> Path:
+        return Path(self.path)
+
+    def input_fd(self) -> tuple[int, bool]:
+        """The descriptor a converter child reads (not to be closed by the caller)."""
+        return self.fd, False
 
     def sha256(self) -> str:
         """sha256 of the whole file, read through the descriptor (no mapping: flat memory)."""
@@ -121,5 +146,71 @@ class OpenedFile:
         self.close()
 
 
-# What a load holds: an opened file, or (name, bytes) read from a stream without a descriptor.
-Held = OpenedFile | tuple[str, bytes | bytearray]
+class InMemory:
+    """Bytes read from a stream without a descriptor, under the stream's name.
+
+    A private, writable copy: tensors made from it must not alias (or write into) the caller's
+    bytes. Nothing can change it, so `changed()` is always false and there is no memo key.
+    """
+
+    memo_key: None = None
+    descriptor: None = None
+
+    def __init__(self, name: str, data: bytes | bytearray) -> None:
+        self.name = name
+        self.path = name
+        self._data = data if isinstance(data, bytearray) else bytearray(data)
+
+    @property
+    def size(self) -> int:
+        return len(self._data)
+
+    def mapping(self) -> bytearray:
+        return self._data
+
+    def local_path(self) -> Path | None:
+        """The file a stream's name names (its model card and Hub origin still apply), if any."""
+        if not self.name or self.name.startswith("<"):
+            return None
+        p = Path(self.name)
+        try:
+            return p if p.is_file() else None
+        except OSError:
+            return None
+
+    def sha256(self) -> str:
+        return sha256_buffer(self._data)
+
+    def input_fd(self) -> tuple[int, bool]:
+        """A memfd holding the bytes, for a converter child; the caller closes it."""
+        fd = os.memfd_create("safeload-input", os.MFD_CLOEXEC)
+        data = memoryview(self._data)
+        while data:
+            data = data[os.write(fd, data):]
+        os.lseek(fd, 0, os.SEEK_SET)
+        return fd, True
+
+    def changed(self) -> bool:
+        return False
+
+    def close(self) -> None:
+        pass
+
+
+class Held(Protocol):
+    """What every pipeline stage reads: one file or one buffer, never a path again."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def size(self) -> int: ...
+    @property
+    def memo_key(self) -> FileIdentity | None: ...
+    @property
+    def descriptor(self) -> int | None: ...
+    def local_path(self) -> Path | None: ...
+    def mapping(self) -> mmap.mmap | bytes | bytearray: ...
+    def sha256(self) -> str: ...
+    def input_fd(self) -> tuple[int, bool]: ...
+    def changed(self) -> bool: ...
+    def close(self) -> None: ...

@@ -17,7 +17,7 @@ from safetensors.torch import load_file
 
 import safeload
 from safeload._internal import paths, sandbox
-from safeload._internal.opened import OpenedFile
+from safeload._internal.opened import InMemory, OpenedFile
 from safeload.convert import Converted, convert_many, convert_opened
 from safeload.errors import ConversionError, SandboxUnavailableError
 
@@ -210,7 +210,7 @@ def test_in_memory_inputs_and_progress(tmp_path: Path) -> None:
     src = tmp_path / "m.bin"
     torch.save({"w": torch.arange(4.0)}, src)
     seen: list[int] = []
-    out = convert_many([("stream", ("stream", src.read_bytes()))], progress=seen.append)
+    out = convert_many([("stream", InMemory("stream", src.read_bytes()))], progress=seen.append)
     assert isinstance(out[0], Converted)
     assert torch.equal(load_file(str(out[0].path))["w"], torch.arange(4.0))
     assert all(n >= 0 for n in seen)

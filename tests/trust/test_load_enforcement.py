@@ -108,7 +108,7 @@ def test_bytes_verified_are_bytes_loaded_even_if_the_file_is_swapped(
     _trust_p256()
     evil = tmp_path / "evil.safetensors"
     save_file({"w": torch.full((6,), 666.0)}, str(evil))
-    import safeload.loading as loading
+    import safeload.pipeline as loading  # the stage that inspects
 
     real = loading.inspect_bytes
 
@@ -128,7 +128,7 @@ def test_in_place_modification_during_load_is_detected(
     from safeload.errors import MalformedFileError
 
     f = _model(tmp_path) / "model.safetensors"
-    import safeload.loading as loading
+    import safeload.pipeline as loading  # the stage that inspects
 
     real = loading.inspect_bytes
 

@@ -1,0 +1,390 @@
+"""The stages every entry point composes: open, locate, verify, admit, materialize, record.
+
+`load`, `from_pretrained`/`load_state_dict`, the guard, `convert` (file and directory),
+`cache scan`, `cache convert` and `verify` are each a composition of these functions, so a gate
+added here holds everywhere (the gate table test pins it):
+
+    held = open_input(f)                      # one regular file and one descriptor, or a buffer
+    origin = locate(held)                     # the Hub file it is, from the cache layout
+    verified = verify(held, origin)           # digest (memo), blob name, trust decision
+    admitted = admit(verified, "load")        # licence, inspection verdict, pickle policy
+    value = materialize(admitted, ...)        # tensors directly, or through the converter
+    record(admitted, "load", conversion)      # provenance
+
+Every stage reads the held descriptor and its mapping, never the path again. A stage refuses by
+raising a `RefusedError`; entry points that report rather than raise (`cache scan`) turn the
+refusal into the file's status. Imports: `_internal`, inspection, licences, trust, provenance;
+never an entry point.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any, Literal, NamedTuple
+
+from safeload._internal.opened import Held, InMemory, OpenedFile
+from safeload.errors import (
+    DigestMismatchError,
+    MalformedFileError,
+    UnsafeCheckpointError,
+    UnsupportedFormatError,
+)
+from safeload.inspection import Inspection, describe, inspect_bytes
+
+if TYPE_CHECKING:
+    from safeload._internal.converter import Converted
+    from safeload._internal.hubpath import HubFile
+    from safeload._internal.record import ModelContext
+    from safeload.trust import TrustDecision, TrustStore
+
+_logger = logging.getLogger(__name__)
+
+FileLike = str | os.PathLike[str] | IO[bytes]
+# What a file is admitted for: loading it, converting it, or a report that loads nothing.
+Purpose = Literal["load", "convert", "report"]
+Action = Literal["load", "from_pretrained", "convert"]
+
+PICKLE_FORMATS = frozenset({"torch-zip", "torch-legacy", "pickle", "joblib"})
+MAX_STREAM_BYTES = 1 << 34  # a file object without a descriptor is read into memory: 16 GiB max
+
+
+class Origin(NamedTuple):
+    """The Hub file held bytes are: repo id, commit, repo-relative name."""
+
+    repo: str
+    revision: str
+    filename: str
+
+
+@dataclass(frozen=True)
+class Verified:
+    """What verification established about the bytes held."""
+
+    held: Held
+    origin: Origin | None
+    sha256: str
+    store: TrustStore
+    decision: TrustDecision | None
+    cached: bool
+
+    @property
+    def size(self) -> int:
+        return self.held.size
+
+
+@dataclass(frozen=True)
+class Admitted:
+    """Bytes that may be used: verified, licence accepted, inspected clean."""
+
+    verified: Verified
+    context: ModelContext
+    inspection: Inspection
+
+    @property
+    def name(self) -> str:
+        return self.verified.held.name
+
+    @property
+    def is_pickle(self) -> bool:
+        return self.inspection.format in PICKLE_FORMATS
+
+
+# --------------------------------------------------------------------------------------------
+# 1. open
+
+
+def open_input(f: FileLike, *, root: str | os.PathLike[str] | None = None) -> Held:
+    """Hold what `f` names: a path or a file object at position 0 keeps one descriptor; any
+    other stream is read into a private buffer (the caller's position is where torch.load
+    would start reading).
+
+    Raises:
+        UnsafePathError: not a regular file, or a link out of `root`.
+        UnsupportedFormatError: a text stream, or a stream over MAX_STREAM_BYTES.
+    """
+    if isinstance(f, (str, os.PathLike)):
+        return OpenedFile.open(f, root=root)
+    name = str(getattr(f, "name", "<file object>"))
+    fileno = getattr(f, "fileno", None)
+    if fileno is not None:
+        try:
+            fd = os.dup(fileno())
+        except (OSError, io.UnsupportedOperation, ValueError):
+            fd = -1
+        if fd >= 0:
+            if f.seekable() and f.tell() == 0:
+                return OpenedFile(fd, name)
+            os.close(fd)
+    data = f.read(MAX_STREAM_BYTES + 1)
+    if not isinstance(data, (bytes, bytearray)):
+        raise UnsupportedFormatError(f"{name}: file object did not return bytes (open it 'rb')")
+    if len(data) > MAX_STREAM_BYTES:
+        raise UnsupportedFormatError(f"{name}: stream larger than {MAX_STREAM_BYTES} bytes",
+                                     hint="pass a path instead of a stream")
+    return InMemory(name, data)
+
+
+# --------------------------------------------------------------------------------------------
+# 2. locate and verify
+
+
+def locate(held: Held, hub: HubFile | None = None) -> Origin | None:
+    """The Hub file `held` is: given by the caller (from_pretrained knows it), or decided from
+    its path's cache layout. A path that does not conform to the layout is a local file.
+
+    Raises:
+        UnsafePathError: a snapshot entry that is not what the Hub client writes, a held file
+            that is not the entry's blob, or a snapshot that names no commit.
+    """
+    from safeload._internal import hubpath
+
+    if hub is None:
+        path = held.local_path()
+        hub = hubpath.hub_file(path) if path is not None else None
+    if hub is None:
+        return None
+    if held.descriptor is not None:
+        hubpath.check_held(hub, held.descriptor)
+    return Origin(hub.repo_id, hubpath.resolve_commit(hub), hub.filename)
+
+
+def blob_digest(held: Held) -> str | None:
+    """The sha256 a Hugging Face cache blob's name asserts, from the link's FIRST hop.
+
+    Snapshot files link to `../../blobs/<sha256>` for LFS files. Only the first hop counts: a
+    shared store further down (Xet) names things differently.
+    """
+    path = held.local_path()
+    if path is None or held.descriptor is None:
+        return None
+    try:
+        target = os.readlink(path)
+    except OSError:
+        return None
+    name = os.path.basename(target)
+    if len(name) == 64 and all(c in "0123456789abcdef" for c in name):
+        return name
+    return None
+
+
+def load_store() -> TrustStore:
+    from safeload.trust import TrustStore
+
+    return TrustStore.load()
+
+
+def verify(held: Held, origin: Origin | None, *, store: TrustStore | None = None,
+           observe: bool = True, remember: bool = True, sha256: str | None = None) -> Verified:
+    """Hash what is held (or reuse a memoised digest) and apply the trust store's policy.
+
+    `observe=False` writes no first-use pins or signed-location records (reports, dry runs);
+    `remember=False` keeps the digest out of the verification memo. `sha256` is a digest the
+    caller computed from this very handle.
+
+    Raises:
+        DigestMismatchError: the content does not match its cache blob name.
+        RefusedError: revoked, pin or revision lock mismatch, bad or missing signature.
+        TrustStoreError: the trust store is unusable (never "trust everything").
+    """
+    from safeload._internal import verify_cache
+    from safeload.trust import check_bytes, check_load
+
+    store = store if store is not None else load_store()
+    repo, revision, filename = origin if origin is not None else (None, None, None)
+    key = held.memo_key
+    if key is None:  # bytes without a file: every check that applies to bytes
+        sha = sha256 or held.sha256()
+        decision = check_bytes(held.name, sha256=sha, store=store, repo=repo, revision=revision)
+        _log_warnings(decision)
+        return Verified(held, origin, sha, store, decision, False)
+    state = store.state_digest()
+    hit = verify_cache.lookup(key, state) if sha256 is None else None
+    sha = hit or sha256 or held.sha256()
+    named = blob_digest(held)
+    if named is not None and named != sha:
+        raise DigestMismatchError(held.name, f"sha256:{named} (its cache blob name)",
+                                  f"sha256:{sha}")
+    decision = check_load(Path(held.name), sha256=sha, size=held.size, store=store,
+                          repo=repo, revision=revision, filename=filename, record=observe)
+    if remember and hit is None and not held.changed():
+        verify_cache.remember(key, state, sha)
+    _log_warnings(decision)
+    return Verified(held, origin, sha, store, decision, hit is not None)
+
+
+def _log_warnings(decision: TrustDecision) -> None:
+    for w in decision.warnings:
+        _logger.warning("%s", w)
+
+
+# --------------------------------------------------------------------------------------------
+# 3. admit
+
+
+def admit(verified: Verified, purpose: Purpose, *,
+          inspection: Inspection | None = None) -> Admitted:
+    """The licence policy, the inspection verdict and the pickle policy.
+
+    `inspection` is one the caller already made of the same held bytes.
+
+    Raises:
+        LicenseRefusedError: the model card's licence is denied.
+        UnsafeCheckpointError: the file could run code; a pickle under `pickles: refuse`; a
+            conversion asked of a file that is not a pickle.
+        MalformedFileError, UnsupportedFormatError: see `refuse_if_unsafe`.
+    """
+    from safeload._internal.record import model_context
+
+    held = verified.held
+    context = model_context(held.local_path(), verified.store, origin=verified.origin)
+    ins = inspection if inspection is not None else inspect_bytes(held.mapping(), name=held.name)
+    refuse_if_unsafe(held.name, ins)
+    # Converting runs the converter on the pickle: `pickles: refuse` holds for every purpose.
+    if ins.format in PICKLE_FORMATS and verified.store.policy.pickles == "refuse":
+        raise UnsafeCheckpointError(
+            f"{held.name}: a pickle checkpoint ({ins.format}), and the policy refuses every "
+            "pickle (policy.pickles = refuse)",
+            hint="ask for safetensors, or `safeload trust policy --pickles convert`")
+    if purpose == "convert" and ins.format not in PICKLE_FORMATS:
+        raise UnsafeCheckpointError(f"{held.name}: {ins.format} is not a pickle checkpoint; "
+                                    "nothing to convert")
+    return Admitted(verified, context, ins)
+
+
+def refuse_if_unsafe(name: str, ins: Inspection) -> None:
+    """Raise the refusal an inspection verdict calls for; return if the file is clean.
+
+    Raises:
+        UnsupportedFormatError: not a format safeload loads.
+        MalformedFileError: a safetensors file that does not parse exactly.
+        UnsafeCheckpointError: findings that could run code.
+    """
+    if ins.verdict == "skipped":
+        raise UnsupportedFormatError(
+            f"{name}: not a checkpoint format safeload loads (found: {ins.detail or ins.format})",
+            hint="safeload loads safetensors, torch zip and legacy files, pickles and .npy/.npz")
+    if ins.verdict == "unsafe" and ins.format == "safetensors":
+        # Safetensors cannot run code: a bad one is malformed, not unsafe.
+        raise MalformedFileError(ins.findings[0].message,
+                                 hint="fetch the file again from its source")
+    if ins.verdict == "unsafe":
+        lines = "; ".join(describe(x) for x in ins.findings[:5])
+        more = f" (+{len(ins.findings) - 5} more)" if len(ins.findings) > 5 else ""
+        code_bearing = any(x.code == "code-bearing" for x in ins.findings)
+        # torch.save(model) pickles the model's classes: nn.Module subclasses, often __main__.
+        whole_model = any((x.global_name or "").startswith(("torch.nn.modules.", "__main__."))
+                          for x in ins.findings)
+        if code_bearing or whole_model:
+            hint = ("this file holds a whole model object or code: save model.state_dict() "
+                    "instead (or export safetensors) and load that")
+        else:
+            hint = "do not load this file; if you trust its source, ask for a safetensors export"
+        raise UnsafeCheckpointError(f"{name}: refused ({ins.format}): {lines}{more}", hint=hint,
+                                    findings=tuple(ins.findings))
+
+
+# --------------------------------------------------------------------------------------------
+# 4. materialize
+
+
+def materialize(admitted: Admitted, *, map_location: Any = None,
+                mmap: bool | None = None) -> tuple[Any, Converted | None]:
+    """What torch.load would return, and the conversion it came from (pickles only).
+
+    Raises:
+        ConversionError: the sandboxed conversion failed or its output did not validate.
+        MalformedFileError: NumPy cannot read the arrays; the file changed while loading.
+        UnsupportedFormatError: a recognised format safeload does not load.
+    """
+    held, ins = admitted.verified.held, admitted.inspection
+    name, fmt = held.name, ins.format
+    conversion: Converted | None = None
+    if fmt == "safetensors":
+        from safeload._internal.tensors import load_safetensors_buffer
+
+        value = load_safetensors_buffer(held.mapping(), name, map_location=map_location,
+                                        copy=(mmap is False))
+    elif fmt in ("numpy", "npz"):
+        from safeload._internal.tensors import load_numpy_inspected
+
+        try:
+            value = load_numpy_inspected(ins, map_location=map_location)
+        except (ValueError, TypeError, OverflowError, NotImplementedError, OSError) as exc:
+            raise MalformedFileError(f"{name}: NumPy could not read it: {exc}") from None
+    elif admitted.is_pickle:
+        from safeload._internal.converter import convert_opened, load_converted
+
+        conversion = convert_opened(name, held, source_sha256=admitted.verified.sha256)
+        value = load_converted(conversion, map_location=map_location, mmap=mmap)
+    else:
+        raise UnsupportedFormatError(
+            f"{name}: {fmt} files are recognised but not loaded by safeload.load",
+            hint="decompress or extract the file and load the checkpoint inside")
+    check_unchanged(held)
+    return value, conversion
+
+
+def convert_to(admitted: Admitted, destination: Path | None, *, overwrite: bool = False,
+               unsafe_allow_unsandboxed: bool = False) -> Converted:
+    """Materialize a pickle as a safetensors file: at `destination`, or in the converted store.
+
+    Raises:
+        ConversionError: the sandboxed conversion failed; nothing is written.
+        FileExistsError: `destination` exists and `overwrite` is false.
+    """
+    from safeload._internal.converter import convert_opened
+
+    held = admitted.verified.held
+    conv = convert_opened(held.name, held, unsafe_allow_unsandboxed=unsafe_allow_unsandboxed,
+                          destination=destination, overwrite=overwrite,
+                          source_sha256=admitted.verified.sha256)
+    check_unchanged(held)
+    return conv
+
+
+def check_unchanged(held: Held) -> None:
+    """Refuse bytes a writer modified in place while they were used."""
+    if held.changed():
+        raise MalformedFileError(f"{held.name}: the file was modified while it was being loaded",
+                                 hint="load it again once the writer has finished")
+
+
+# --------------------------------------------------------------------------------------------
+# 5. record
+
+
+def record(admitted: Admitted, action: Action, conversion: Converted | None = None) -> None:
+    """Append the provenance entry (fails closed in strict mode only).
+
+    Raises:
+        ProvenanceError: strict mode and the ledger cannot be written.
+    """
+    from safeload._internal.record import record as append
+
+    v = admitted.verified
+    append(action=action, path=v.held.name, sha256=v.sha256, size=v.size,
+           fmt=admitted.inspection.format, decision=v.decision, context=admitted.context,
+           store=v.store, converted=conversion.report if conversion else None,
+           output=conversion.output_record() if conversion else None)
+
+
+# --------------------------------------------------------------------------------------------
+# The load composition (load, from_pretrained, guard)
+
+
+def load_held(held: Held, *, map_location: Any = None, mmap: bool | None = None,
+              action: Action = "load", hub: HubFile | None = None) -> Any:
+    """open -> locate -> verify -> admit -> materialize -> record, for bytes already held."""
+    admitted = admit(verify(held, locate(held, hub)), "load")
+    value, conversion = materialize(admitted, map_location=map_location, mmap=mmap)
+    record(admitted, action, conversion)
+    return value
+
+
+__all__ = ["PICKLE_FORMATS", "Admitted", "Origin", "Verified", "admit", "blob_digest",
+           "check_unchanged", "convert_to", "load_held", "locate", "materialize", "open_input",
+           "record", "refuse_if_unsafe", "verify"]
