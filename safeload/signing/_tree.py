@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, TypeVar
 
+from safeload._internal.hubpath import expected_blob, hub_file
 from safeload._internal.text import safe_text
 from safeload.errors import UnsafePathError, UnsupportedSignatureError
 
@@ -100,7 +101,11 @@ def list_files(root: Path, *, ignore: Iterable[str], allow_symlinks: bool) -> di
             if _is_ignored(rel, ignore):
                 continue
             path = Path(entry.path)
-            if entry.is_symlink():
+            blob = _hub_blob(path) if entry.is_symlink() else None
+            if blob is not None:
+                # A Hub snapshot entry: the client's link to its blob stands for the file.
+                out[rel] = blob
+            elif entry.is_symlink():
                 if not allow_symlinks:
                     raise UnsafePathError(
                         f"{safe_text(rel)} is a symlink and the signature does not allow symlinks"
@@ -122,6 +127,22 @@ def list_files(root: Path, *, ignore: Iterable[str], allow_symlinks: bool) -> di
             if len(out) > MAX_FILES:
                 raise UnsafePathError(f"more than {MAX_FILES} files under {safe_text(root)}")
     return out
+
+
+def _hub_blob(entry: Path) -> Path | None:
+    """The blob a Hugging Face snapshot entry links to, when it is exactly the link the Hub
+    client writes (`../../blobs/<name>` of its own repo, inside the cache); else None, and the
+    entry is judged as any other symlink."""
+    hf = hub_file(entry)
+    if hf is None:
+        return None
+    try:
+        blob = expected_blob(hf)
+    except UnsafePathError:
+        return None
+    if blob is None or not blob.is_file() or blob.is_symlink():
+        return None
+    return blob
 
 
 def open_regular(path: Path, *, follow_symlinks: bool = False) -> int:
