@@ -13,6 +13,7 @@ from typing import Any
 from safeload_conversion import __version__
 from safeload_conversion.pickle_vm import MalformedPickle, PickleMachine, allowlist
 from safeload_conversion.plan import PlanError, make_plan
+from safeload_conversion.protocol import OUTPUT_NAME, SOURCE_SHA256_KEY, STRUCTURE_KEY
 from safeload_conversion.torchfile import (
     LEGACY_MAGIC,
     TorchCheckpoint,
@@ -21,9 +22,6 @@ from safeload_conversion.torchfile import (
 )
 from safeload_conversion.writer import write_safetensors
 from safeload_conversion.zipstrict import ZipError, read_zip
-
-OUTPUT_NAME = "model.safetensors"
-STRUCTURE_KEY = "safeload.structure"
 
 
 class ConvertRefused(Exception):
@@ -109,12 +107,12 @@ def convert_fd(in_fd: int, out_dir: str) -> dict[str, Any]:
             STRUCTURE_KEY: json.dumps(plan.structure, separators=(",", ":")),
             "safeload.converter": __version__,
             "safeload.allowlist": allowlist().version,
-            "safeload.source_sha256": "0" * 64,  # filled in once the digest is known
+            SOURCE_SHA256_KEY: "0" * 64,  # filled in once the digest is known
         }
         out_path = os.path.join(out_dir, OUTPUT_NAME)
         digests = write_safetensors(
             plan, buf, out_path, metadata, timings, in_fd=in_fd,
-            late_metadata=lambda: {"safeload.source_sha256": source_digest()},
+            late_metadata=lambda: {SOURCE_SHA256_KEY: source_digest()},
             durable=os.environ.get("SAFELOAD_CONVERT_FSYNC", "1") != "0")
         timings["write"] = time.monotonic() - mark
     finally:

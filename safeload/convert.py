@@ -14,12 +14,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from safeload_conversion.protocol import OUTPUT_NAME, STRUCTURE_KEY
+
 from safeload import pipeline
 from safeload._internal.atomic import write_atomic
 from safeload._internal.converter import (
-    OUTPUT_NAME,
     REPORT_NAME,
-    STRUCTURE_KEY,
     Converted,
     convert_many,
     convert_opened,

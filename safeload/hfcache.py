@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from safeload import pipeline
-from safeload._internal import verify_cache
+from safeload._internal import strictjson, verify_cache
 from safeload._internal.opened import OpenedFile
 from safeload._internal.text import safe_text
 from safeload.errors import ConversionError, RefusedError, SafeloadError, UnsafePathError
@@ -371,8 +371,8 @@ def _first_hop(path: Path) -> str | None:
 def _tree_digests(repo_path: Path, commit: str) -> dict[str, str]:
     """`trees/<commit>.json` (hub 2.x, snapshot_download): LFS path -> sha256, when present."""
     try:
-        doc = json.loads((repo_path / "trees" / f"{commit}.json").read_text())
-    except (OSError, ValueError):
+        doc = strictjson.loads((repo_path / "trees" / f"{commit}.json").read_bytes())
+    except (OSError, ValueError, RecursionError):
         return {}
     files = doc.get("files") if isinstance(doc, dict) else None
     out: dict[str, str] = {}
@@ -882,8 +882,8 @@ def _read_index(snapshot: Path, name: str, cache_root: Path) -> dict[str, Any] |
             hashlib.sha256(data).hexdigest() != blob:
         return None
     try:
-        doc = json.loads(data)
-    except ValueError:
+        doc = strictjson.loads(data)
+    except (ValueError, RecursionError):
         return None
     return doc if isinstance(doc, dict) and isinstance(doc.get("weight_map"), dict) else None
 

@@ -25,8 +25,9 @@ from typing import Any
 
 from safeload_conversion import __version__ as CONVERTER_VERSION
 from safeload_conversion.pickle_vm import allowlist
+from safeload_conversion.protocol import OUTPUT_NAME, SOURCE_SHA256_KEY, STRUCTURE_KEY
 
-from safeload._internal import paths
+from safeload._internal import paths, strictjson
 from safeload._internal.atomic import copy_atomic, move_into_place
 from safeload._internal.opened import Held, OpenedFile
 from safeload._internal.safetensors_check import SafetensorsHeader, parse_header
@@ -35,8 +36,6 @@ from safeload.errors import ConversionError, MalformedFileError
 
 _logger = logging.getLogger(__name__)
 
-STRUCTURE_KEY = "safeload.structure"
-OUTPUT_NAME = "model.safetensors"
 REPORT_NAME = "conversion.json"
 WORKER_MODULE = "safeload_conversion"
 
@@ -84,7 +83,7 @@ def _validate_output(out: Path, report: dict[str, Any], source_sha256: str,
         buf = f.mapping()
         header = parse_header(buf, str(out))
         meta = header.metadata or {}
-        if meta.get("safeload.source_sha256") != source_sha256:
+        if meta.get(SOURCE_SHA256_KEY) != source_sha256:
             raise ConversionError(f"{out}: converted file belongs to another source")
         if STRUCTURE_KEY not in meta:
             raise ConversionError(f"{out}: converted file has no structure record")
@@ -140,7 +139,7 @@ def _cached(final: Path, source_sha256: str) -> Converted | None:
     if not (final / OUTPUT_NAME).is_file():
         return None
     try:
-        report = json.loads((final / REPORT_NAME).read_text())
+        report = strictjson.loads((final / REPORT_NAME).read_bytes())
         if not isinstance(report, dict):
             raise ValueError("report is not an object")
         header = _validate_output(final / OUTPUT_NAME, report, source_sha256, False)

@@ -34,6 +34,7 @@ from safeload_conversion.sandbox_layers import (
     support_report,
 )
 
+from safeload._internal import strictjson
 from safeload._internal.text import safe_text
 from safeload.errors import ConversionError, ConversionTimeoutError, SandboxUnavailableError
 
@@ -190,7 +191,7 @@ def _parse(raw: bytes) -> dict[str, Any] | None:
     if not raw:
         return None
     try:
-        obj = json.loads(raw)
+        obj = strictjson.loads(raw)  # the child's result is untrusted bytes
     except (ValueError, RecursionError):
         return None
     if not isinstance(obj, dict):

@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from safeload._internal.tensors import torch_dtype
+from safeload._internal.torchmap import torch_dtype
 
 MAX_DEPTH = 220
 

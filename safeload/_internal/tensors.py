@@ -2,52 +2,16 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import torch
+from safeload_conversion.protocol import STRUCTURE_KEY
 
+from safeload._internal import strictjson
 from safeload._internal.safetensors_check import DTYPES, SafetensorsHeader, parse_header
+from safeload._internal.structure import StructureError, rebuild
+from safeload._internal.torchmap import apply_map_location, torch_dtype
 from safeload.errors import MalformedFileError
-
-STRUCTURE_KEY = "safeload.structure"
-
-
-def torch_dtype(name: str) -> torch.dtype:
-    dt = getattr(torch, name, None)
-    if not isinstance(dt, torch.dtype):
-        raise ValueError(f"this torch has no dtype {name}")
-    return dt
-
-
-def _restore(t: torch.Tensor, location: str) -> torch.Tensor:
-    """torch's default restore: back to the device the tensor was saved on."""
-    if location == "cpu":
-        return t
-    if location.startswith("cuda") and not torch.cuda.is_available():
-        # torch.load's own words, so callers see the error they know.
-        raise RuntimeError(
-            "Attempting to deserialize object on a CUDA device but torch.cuda.is_available() "
-            "is False. If you are running on a CPU-only machine, please use torch.load with "
-            "map_location=torch.device('cpu') to map your storages to the CPU.")
-    return t.to(torch.device(location))
-
-
-def apply_map_location(t: torch.Tensor, map_location: Any, saved: str = "cpu") -> torch.Tensor:
-    """What torch.load's `map_location` does to a tensor saved on `saved`."""
-    if map_location is None:
-        return _restore(t, saved)
-    if isinstance(map_location, dict):
-        return _restore(t, str(map_location.get(saved, saved)))
-    if isinstance(map_location, (str, torch.device)):
-        return t.to(torch.device(map_location))
-    if callable(map_location):
-        storage = map_location(t.untyped_storage(), saved)
-        if storage is None:
-            return _restore(t, saved)
-        device = getattr(storage, "device", None)
-        return t if device is None else t.to(device)
-    raise TypeError(f"unsupported map_location {type(map_location).__name__}")
 
 
 def tensors_from_header(buf: Any, header: SafetensorsHeader, *, copy: bool
@@ -76,11 +40,9 @@ def load_safetensors_buffer(buf: Any, name: str, *, map_location: Any = None,
     structure = (header.metadata or {}).get(STRUCTURE_KEY)
     if structure is not None:
         # A file safeload converted: restore the original checkpoint's structure.
-        from safeload._internal.structure import StructureError, rebuild
-
         try:
             rebuilt: dict[str, torch.Tensor] = rebuild(
-                json.loads(structure), tensors,
+                strictjson.loads(structure), tensors,
                 lambda t, loc: apply_map_location(t, map_location, loc))
             return rebuilt
         except (StructureError, ValueError, RecursionError) as exc:
