@@ -17,7 +17,7 @@ import re
 import struct
 import zlib
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from safeload_conversion.pickle_vm import Buf, Finding, MalformedPickle, PickleMachine, allowlist
 from safeload_conversion.torchfile import (
@@ -36,7 +36,7 @@ MAX_UNWRAPPED = 1 << 30  # 1 GiB decompressed per file, all members together
 MAX_WRAP_DEPTH = 1
 MAX_TRAILING_STREAMS = 16  # extra pickles after STOP read only to report what they would do
 
-Verdict = str  # "clean" | "unsafe" | "skipped"
+Verdict = Literal["clean", "unsafe", "skipped"]
 
 
 @dataclass(frozen=True, eq=False)

@@ -158,15 +158,13 @@ def blob_digest(held: Held) -> str | None:
     Snapshot files link to `../../blobs/<sha256>` for LFS files. Only the first hop counts: a
     shared store further down (Xet) names things differently.
     """
+    from safeload._internal.hubpath import first_hop
+
     path = held.local_path()
     if path is None or held.descriptor is None:
         return None
-    try:
-        target = os.readlink(path)
-    except OSError:
-        return None
-    name = os.path.basename(target)
-    if len(name) == 64 and all(c in "0123456789abcdef" for c in name):
+    name = first_hop(path)
+    if name is not None and len(name) == 64 and all(c in "0123456789abcdef" for c in name):
         return name
     return None
 

@@ -189,6 +189,19 @@ def _refuse(hf: HubFile, why: str) -> UnsafePathError:
              f"{safe_text(hf.repo_id)})")
 
 
+def first_hop(path: str | os.PathLike[str]) -> str | None:
+    """The file name a snapshot entry's link points at, from its FIRST hop (never realpath).
+
+    The Hub names an LFS blob by its content's sha256 and a small file by its git blob id; a
+    shared store further down the chain (Xet) names things differently, so only the first hop
+    says what the client downloaded. None when the entry is not a link.
+    """
+    try:
+        return os.path.basename(os.readlink(path))
+    except OSError:
+        return None
+
+
 def expected_blob(hf: HubFile) -> Path | None:
     """Where the snapshot entry may lead: `blobs/<name>` of its repo, or None for a regular file.
 
@@ -241,5 +254,5 @@ def check_held(hf: HubFile, fd: int) -> None:
                           "while it was opened)")
 
 
-__all__ = ["HubFile", "check_held", "expected_blob", "hub_file", "repo_id_from_folder",
+__all__ = ["HubFile", "check_held", "expected_blob", "first_hop", "hub_file", "repo_id_from_folder",
            "resolve_commit", "valid_repo_id"]

@@ -12,7 +12,6 @@ mtime and ctime), which the loader calls once it has finished.
 
 from __future__ import annotations
 
-import hashlib
 import mmap
 import os
 import stat
@@ -20,15 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from safeload._internal.hashing import sha256_buffer, sha256_fd
 from safeload.errors import UnsafePathError
-
-
-def sha256_buffer(buf: bytes | bytearray | memoryview) -> str:
-    h = hashlib.sha256()
-    view = memoryview(buf)
-    for pos in range(0, len(view), 16 << 20):
-        h.update(view[pos : pos + (16 << 20)])
-    return h.hexdigest()
 
 
 @dataclass(frozen=True)
@@ -107,16 +99,7 @@ class OpenedFile:
 
     def sha256(self) -> str:
         """sha256 of the whole file, read through the descriptor (no mapping: flat memory)."""
-        h = hashlib.sha256()
-        scratch = memoryview(bytearray(8 << 20))
-        pos = 0
-        while pos < self.identity.size:
-            n = os.preadv(self.fd, [scratch], pos)
-            if n <= 0:
-                raise OSError(f"{self.path}: file shrank while it was being read")
-            h.update(scratch[:n])
-            pos += n
-        return h.hexdigest()
+        return sha256_fd(self.fd, self.identity.size, name=self.path)
 
     def changed(self) -> bool:
         """True if the inode's content may have changed since it was opened.

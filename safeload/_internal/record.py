@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from safeload._internal.hashing import sha256_path
 from safeload.licenses import LicenseDecision, evaluate_license
 from safeload.modelcard import ModelCard, find_model_card, read_model_card
 
@@ -153,16 +154,6 @@ def record(*, action: str, path: str, sha256: str, size: int, fmt: str,
     record_or_warn(entry, strict=store.policy.mode == "strict")
 
 
-def _sha256_path(p: Path) -> str:
-    import hashlib
-
-    h = hashlib.sha256()
-    with open(p, "rb") as fh:
-        while chunk := fh.read(8 << 20):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def record_verification(target: Path, result: Any, store: TrustStore) -> ModelContext:
     """The provenance entry of a `safeload verify`, with the model card's licence decision.
 
@@ -189,7 +180,7 @@ def record_verification(target: Path, result: Any, store: TrustStore) -> ModelCo
     for name in names:
         p = target / name if target.is_dir() and name != "." else target
         # The ledger speaks sha256: other manifests (blake2b, blake3, shards) get one more pass.
-        digest = result.files[name] if sha256_manifest else _sha256_path(p)
+        digest = result.files[name] if sha256_manifest else sha256_path(p)
         files.append(FileRecord(str(p), digest, p.stat().st_size, "file"))
     card = ctx.card
     entry = ProvenanceEntry(

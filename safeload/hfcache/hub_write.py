@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from safeload._internal import strictjson
+from safeload._internal.hashing import git_blob_id
 from safeload._internal.opened import OpenedFile
 from safeload._internal.text import safe_text
 from safeload.errors import ConversionError
@@ -46,10 +47,6 @@ def hub_name(name: str) -> str:
     return (path.parent / f"{stem}.safetensors").as_posix()
 
 
-def _git_sha1(data: bytes) -> str:
-    return hashlib.sha1(b"blob %d\0" % len(data) + data, usedforsecurity=False).hexdigest()
-
-
 def _write_blob_copy(src: Path, blobs: Path, expected: str) -> Path:
     """Copy `src` to blobs/<sha256>, hashing as it copies; atomic, never half-written."""
     blobs.mkdir(parents=True, exist_ok=True)
@@ -82,7 +79,7 @@ def _write_blob_copy(src: Path, blobs: Path, expected: str) -> Path:
 def _write_blob_bytes(data: bytes, blobs: Path) -> Path:
     """A regular (non-LFS) file: its blob is named by its git blob sha1."""
     blobs.mkdir(parents=True, exist_ok=True)
-    final = blobs / _git_sha1(data)
+    final = blobs / git_blob_id(data)
     if final.exists():
         return final
     tmp = blobs / f".{final.name}.safeload-partial-{os.getpid()}"
@@ -122,7 +119,7 @@ def _read_index(snapshot: Path, name: str, cache_root: Path) -> dict[str, Any] |
     blob = _first_hop(path)
     with OpenedFile.open(path, root=cache_root) as held:
         data = bytes(held.mapping())
-    if blob is not None and _GIT_NAME.fullmatch(blob) and _git_sha1(data) != blob:
+    if blob is not None and _GIT_NAME.fullmatch(blob) and git_blob_id(data) != blob:
         return None
     if blob is not None and _SHA256_NAME.fullmatch(blob) and \
             hashlib.sha256(data).hexdigest() != blob:

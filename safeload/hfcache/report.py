@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from safeload.pipeline import PICKLE_FORMATS
 
@@ -29,9 +29,12 @@ _GIT_NAME = re.compile(r"[0-9a-f]{40}")
 _CHUNK = 8 << 20
 
 # File statuses, worst first. "refused" = a trust or licence refusal, or a link out of the cache.
-STATUSES = ("error", "tampered", "malformed", "unsafe", "refused", "convertible", "converted",
-            "safetensors", "unsupported")
-BAD_STATUSES = frozenset({"tampered", "malformed", "unsafe", "refused"})
+Action = Literal["converted", "already-converted", "would-convert", "unsafe", "tampered",
+                 "malformed", "refused", "failed", "skipped"]
+Status = Literal["error", "tampered", "malformed", "unsafe", "refused", "convertible", "converted",
+            "safetensors", "unsupported"]
+STATUSES: tuple[Status, ...] = get_args(Status)
+BAD_STATUSES: frozenset[Status] = frozenset({"tampered", "malformed", "unsafe", "refused"})
 
 
 def default_cache_dir() -> Path:
@@ -64,7 +67,7 @@ class CacheFile:
     size: int
     blob: str | None  # first symlink hop's file name (the expected digest), if a link
     format: str
-    status: str  # one of STATUSES
+    status: Status | Literal[""]  # "" until classified
     sha256: str | None = None
     integrity: str = "unchecked"  # "ok", "mismatch" or "unchecked" (no digest to compare)
     converted: bool = False
@@ -113,9 +116,9 @@ class CacheScan:
         return [(r, f) for r in self.revisions for f in r.files]
 
     def summary(self) -> dict[str, int]:
-        out = dict.fromkeys(STATUSES, 0)
+        out: dict[str, int] = dict.fromkeys(STATUSES, 0)
         for _, f in self.files():
-            out[f.status] += 1
+            out[f.status or "error"] += 1
         out["revisions"] = len(self.revisions)
         out["repos"] = len({(r.repo_type, r.repo_id) for r in self.revisions})
         return out
@@ -174,8 +177,7 @@ class Outcome:
     commit: str
     name: str
     size: int
-    action: str  # converted | already-converted | would-convert | unsafe | tampered | refused
-    #              | failed | skipped
+    action: Action
     message: str = ""
     output: str | None = None
     hub_path: str | None = None  # the snapshot entry written with write_to_hub_cache

@@ -5,7 +5,6 @@ pipeline's verify and admit stages (nothing recorded).
 from __future__ import annotations
 
 import errno
-import hashlib
 import logging
 import os
 from collections.abc import Sequence
@@ -15,11 +14,12 @@ from typing import TYPE_CHECKING, Any
 
 from safeload import pipeline
 from safeload._internal import strictjson, verify_cache
+from safeload._internal.hashing import digest_fd
+from safeload._internal.hubpath import first_hop
 from safeload._internal.opened import OpenedFile
 from safeload._internal.text import safe_text
 from safeload.errors import RefusedError, SafeloadError, UnsafePathError
 from safeload.hfcache.report import (
-    _CHUNK,
     _GIT_NAME,
     _SHA256_NAME,
     BAD_STATUSES,
@@ -28,6 +28,7 @@ from safeload.hfcache.report import (
     CacheRevision,
     CacheScan,
     ProgressFn,
+    Status,
     _Meter,
     default_cache_dir,
 )
@@ -51,7 +52,7 @@ class _Entry:
     file_path: Path  # lexical: under snapshots/<name>/
     size_on_disk: int
     problem: str | None = None  # why it cannot be read as a file of the repo
-    status: str = "malformed"  # the status a problem entry is reported with
+    status: Status = "malformed"  # the status a problem entry is reported with
 
     @property
     def file_name(self) -> str:
@@ -210,11 +211,7 @@ def _revisions(repo: _Repo) -> list[_Rev]:
 
 
 def _first_hop(path: Path) -> str | None:
-    """The file name of the first symlink hop (the blob the snapshot names), never realpath."""
-    try:
-        return os.path.basename(os.readlink(path))
-    except OSError:
-        return None  # not a link: a no-symlink cache (Windows) keeps no digest in names
+    return first_hop(path)  # a no-symlink cache (Windows) keeps no digest in names
 
 
 def _tree_digests(repo_path: Path, commit: str) -> dict[str, str]:
@@ -235,20 +232,7 @@ def _tree_digests(repo_path: Path, commit: str) -> dict[str, str]:
 
 def _hash(opened: OpenedFile, *, git: bool) -> tuple[str, str | None]:
     """sha256 (and the git blob sha1 when `git`) of the held descriptor, in one pass."""
-    size = opened.identity.size
-    h = hashlib.sha256()
-    g = hashlib.sha1(b"blob %d\0" % size, usedforsecurity=False) if git else None
-    scratch = memoryview(bytearray(_CHUNK))
-    pos = 0
-    while pos < size:
-        n = os.preadv(opened.fd, [scratch], pos)
-        if n <= 0:
-            raise OSError(f"{opened.path}: file shrank while it was being read")
-        h.update(scratch[:n])
-        if g is not None:
-            g.update(scratch[:n])
-        pos += n
-    return h.hexdigest(), (g.hexdigest() if g is not None else None)
+    return digest_fd(opened.fd, opened.size, git=git, name=opened.path)
 
 
 def _is_weight(name: str, ins: Inspection) -> bool:
@@ -397,7 +381,7 @@ def _check(info: CacheFile, opened: OpenedFile, ins: Inspection, rev: CacheRevis
     info.status = _status(info, ins)
 
 
-def _status(info: CacheFile, ins: Inspection) -> str:
+def _status(info: CacheFile, ins: Inspection) -> Status:
     if info.integrity == "mismatch":
         return "tampered"
     if ins.verdict == "unsafe":
