@@ -176,10 +176,11 @@ def _prov_verify(args: argparse.Namespace, out: Output) -> int:
     report = verify(args.ledger, anchor=args.anchor)
     head = (f"head: {report.head or '(empty ledger)'}"
             + (f" (entry {report.head_seq})" if report.head_seq is not None else ""))
+    # Small enough to be all summary: a CI log shows the verdict and the head in every format.
     out.result({"ok": report.ok, "report": report.to_dict()},
-               text=[safe_text(report.describe()),
-                     *(f"  note: {safe_text(note)}" for note in report.notes)],
-               summary=head)
+               summary="\n".join([safe_text(report.describe()),
+                                  *(f"  note: {safe_text(note)}" for note in report.notes),
+                                  head]))
     return EXIT_OK if report.ok else EXIT_REFUSED
 
 
