@@ -29,6 +29,8 @@ __all__ = ["EXIT_ERROR", "EXIT_OK", "EXIT_REFUSED", "build_parser", "entry", "ma
 
 _logger = logging.getLogger("safeload")
 
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
+
 ENVIRONMENT = f"""\
 environment (defaults for the flags CI sets; a flag wins):
   {FORMAT_ENV}=FMT            --format of every command: text, json or sarif (sarif:
@@ -109,9 +111,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.verbose >= 2:
             raise
         return exit_code(exc)
-    except KeyboardInterrupt:
-        out.note("interrupted")
-        return 130
+    except KeyboardInterrupt as exc:
+        out.failure(exc)
+        return EXIT_INTERRUPTED
 
 
 def entry() -> None:

@@ -82,12 +82,16 @@ class Output:
     def failure(self, exc: BaseException) -> None:
         """A command failed: the error object on stdout (machine formats, if nothing was
         emitted yet, so stdout still holds one JSON object), the diagnostics on stderr."""
+        message = "interrupted" if isinstance(exc, KeyboardInterrupt) else str(exc)
         if self.machine and not self.emitted:
             self.emitted = True
             _write(sys.stdout, json.dumps(
-                {"ok": False, "error": {"type": type(exc).__name__, "message": str(exc)}},
+                {"ok": False, "error": {"type": type(exc).__name__, "message": message}},
                 ensure_ascii=True))
-        text = exc.diagnostics() if isinstance(exc, SafeloadError) else str(exc)
+        if isinstance(exc, KeyboardInterrupt):
+            self.note("interrupted")
+            return
+        text = exc.diagnostics() if isinstance(exc, SafeloadError) else message
         self.note(f"error: {safe_text(text, keep_newlines=True)}")
 
 

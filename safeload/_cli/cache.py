@@ -104,6 +104,8 @@ def _cache_convert(args: argparse.Namespace, out: Output) -> int:
     if report.refused:
         out.note("unsafe, tampered and refused files were left untouched")
     doc = {"ok": not report.refused and not errors, **report.to_dict()}
+    if report.dry_run:  # what a real run would convert, so a dry run can size the job
+        doc["summary"]["would_convert_bytes"] = _would_convert_bytes(report)
     if args.write_to_hub_cache:
         doc["warning"] = HUB_SIGNATURE_WARNING
     out.result(doc, text=_convert_lines(report), summary=_convert_summary(report))
@@ -126,12 +128,20 @@ def _convert_lines(report: Any) -> Iterator[str]:
         yield f"hub cache: {safe_text(note)}"
 
 
+def _would_convert_bytes(report: Any) -> int:
+    return sum(o.size for o in report.outcomes if o.action == "would-convert")
+
+
 def _convert_summary(report: Any) -> str:
     c = report.counts()
-    rate = report.converted_bytes / report.seconds * 60 / 1e9 if report.seconds else 0.0
-    verb = "would convert" if report.dry_run else "converted"
-    n = c.get("would-convert", 0) if report.dry_run else c.get("converted", 0)
-    return (f"{verb} {n} file(s) ({human_size(report.converted_bytes)}, {rate:.2f} GB/min), "
+    if report.dry_run:  # nothing ran: the size of the work, no rate
+        size = f"{human_size(_would_convert_bytes(report))}"
+        head = f"would convert {c.get('would-convert', 0)} file(s) ({size})"
+    else:
+        rate = report.converted_bytes / report.seconds * 60 / 1e9 if report.seconds else 0.0
+        head = (f"converted {c.get('converted', 0)} file(s) "
+                f"({human_size(report.converted_bytes)}, {rate:.2f} GB/min)")
+    return (f"{head}, "
             f"{c.get('already-converted', 0)} already converted, {c.get('unsafe', 0)} unsafe, "
             f"{c.get('tampered', 0)} tampered, {c.get('refused', 0)} refused, "
             f"{c.get('failed', 0)} failed, in {report.seconds:.1f} s"

@@ -523,7 +523,7 @@ def _trust_import(args: argparse.Namespace, out: Output) -> int:
         out.result({"ok": True, "action": "import", "dry_run": bool(args.dry_run),
                     "changed": preview}, text=preview or ["nothing to import"])
         return EXIT_OK
-    if not out.machine:  # what the question is about, before asking it
+    if not out.machine and not args.yes:  # what the question is about, before asking it
         for line in preview:
             out.note(line)
     _confirm(args, out, f"apply these {len(preview)} change(s) to {safe_text(path)}")

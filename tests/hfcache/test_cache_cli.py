@@ -261,6 +261,13 @@ def test_dry_run_writes_nothing(cache: Cache, capsys: pytest.CaptureFixture[str]
     assert children == [] and _tree(cache.root) == before
     assert [p for p in isolated_home.rglob("*") if p.is_file()] == []  # no store, cache, ledger
     assert "nothing was written" in err
+    would = [f for f in doc["files"] if f["action"] == "would-convert"]
+    assert doc["summary"]["would_convert_bytes"] == sum(f["size"] for f in would) > 0
+    code = main(["cache", "convert", "--cache-dir", str(cache.root), "--dry-run"])
+    out = capsys.readouterr().out
+    assert code == 1 and "would convert 3 file(s) (" in out and "would convert 3 file(s) (0 B" \
+        not in out
+    assert all(f"{f['name']}" in out for f in would)
 
 
 def test_write_to_hub_cache_serves_plain_hub_users(
