@@ -29,23 +29,27 @@ def _convert(args: argparse.Namespace, out: Output) -> int:
 
     src = Path(args.src)
     allow = warn_unsandboxed(args)
+
+    def converted(f: Any) -> None:  # live: a sharded model converts for minutes
+        out.stream(f"converted {safe_text(f.source)} -> {safe_text(f.output)}  "
+                   f"({f.tensors} tensors, {f.bytes / 1e6:.1f} MB, {f.seconds:.2f} s"
+                   f"{', cached' if f.cache_hit else ''})")
+
     if src.is_dir():
         dst = Path(args.output) if args.output else src
         done, refused = convert_directory(src, dst, overwrite=args.overwrite,
-                                          unsafe_allow_unsandboxed=allow)
+                                          unsafe_allow_unsandboxed=allow, progress=converted)
     else:
         dst = Path(args.output) if args.output else src.with_name(output_name(src))
         done, refused = [convert_file(src, dst, overwrite=args.overwrite,
                                       unsafe_allow_unsandboxed=allow)], []
-    lines = [f"converted {safe_text(f.source)} -> {safe_text(f.output)}  "
-             f"({f.tensors} tensors, {f.bytes / 1e6:.1f} MB, {f.seconds:.2f} s"
-             f"{', cached' if f.cache_hit else ''})" for f in done]
-    lines += [f"REFUSED {safe_text(path)}: {safe_text(why)}" for path, why in refused]
+        converted(done[0])
     summary = (f"{len(done)} converted, {len(refused)} refused" if done or refused
                else "nothing to convert: no pickle checkpoint found")
     out.result({"ok": not refused, "converted": [f.__dict__ for f in done],
                 "refused": [{"path": p, "reason": r} for p, r in refused]},
-               text=lines, summary=summary)
+               text=[f"REFUSED {safe_text(path)}: {safe_text(why)}" for path, why in refused],
+               summary=summary)
     return EXIT_REFUSED if refused else EXIT_OK
 
 
