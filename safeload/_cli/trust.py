@@ -15,6 +15,15 @@ from pathlib import Path
 from typing import Any
 
 from safeload._cli._output import TEXT_JSON, Handler, Output, add_common_flags
+from safeload._cli._trust_args import (
+    digest_arg,
+    file_sha256,
+    identity_arg,
+    pin_target,
+    read_key_or_root,
+    resolve_key_id,
+    time_arg,
+)
 from safeload._internal.atomic import write_atomic
 from safeload._internal.text import safe_text
 from safeload.errors import EXIT_OK, SafeloadError
@@ -45,18 +54,6 @@ def _confirm(args: argparse.Namespace, out: Output, question: str) -> None:
     sys.stderr.flush()
     if sys.stdin.readline().strip().lower() not in ("y", "yes"):
         raise SafeloadError("cancelled; nothing changed")
-
-
-def _time_arg(value: str | None) -> Any:
-    from safeload.trust import parse_time
-
-    if value is None:
-        return None
-    try:
-        return parse_time(value)
-    except ValueError as exc:
-        raise SafeloadError(f"--expires {safe_text(value)}: {exc}",
-                            hint="use 2030-01-01 or 2030-01-01T00:00:00Z") from exc
 
 
 def _report_change(out: Output, before: Any, after: Any, action: str,
@@ -203,32 +200,20 @@ def _show_lines(p: Any, summary: dict[str, Any]) -> Iterator[str]:
         yield f"    identities: {safe_text(', '.join(r['identities']))}"
 
 
-def _read_key_or_root(path: str, identities: Sequence[str], expires: Any) -> tuple[Any, Any]:
-    """(TrustedKey | None, TrustedRoot | None) from a PEM file."""
-    from safeload.trust import TrustedKey, TrustedRoot
-
-    data = Path(path).read_bytes()
-    if b"-----BEGIN CERTIFICATE-----" in data:
-        return None, TrustedRoot.from_pem(data, identities=tuple(identities), expires=expires)
-    if identities:
-        raise SafeloadError("--identity applies to root certificates, not to public keys")
-    return TrustedKey.from_pem(data, expires=expires), None
-
-
 def _trust_add_publisher(args: argparse.Namespace, out: Output) -> int:
     from safeload.errors import TrustStoreError
     from safeload.trust import Publisher, TrustStore
 
-    expires = _time_arg(args.expires)
+    expires = time_arg(args.expires)
     keys, roots = [], []
     for path in args.key or []:
-        k, _ = _read_key_or_root(path, [], None)
+        k, _ = read_key_or_root(path, [], None)
         keys.append(k)
     for path in args.root or []:
         if not args.identity:
             raise SafeloadError("--root needs at least one --identity (the SAN the publisher "
                                 "signs as)")
-        _, r = _read_key_or_root(path, args.identity, None)
+        _, r = read_key_or_root(path, args.identity, None)
         roots.append(r)
     try:
         pub = Publisher.from_dict({"name": args.name, "namespaces": args.namespace or []},
@@ -244,8 +229,8 @@ def _trust_add_publisher(args: argparse.Namespace, out: Output) -> int:
 def _trust_add_key(args: argparse.Namespace, out: Output) -> int:
     from safeload.trust import Publisher, TrustStore
 
-    expires = _time_arg(args.expires)
-    key, root = _read_key_or_root(args.file, args.identity or [], expires)
+    expires = time_arg(args.expires)
+    key, root = read_key_or_root(args.file, args.identity or [], expires)
 
     def change(s: TrustStore) -> TrustStore:
         if s.publisher(args.publisher) is None:
@@ -261,29 +246,10 @@ def _trust_add_key(args: argparse.Namespace, out: Output) -> int:
     return _report_change(out, before, after, "add-key", {"id": ident})
 
 
-def _identity_arg(args: argparse.Namespace) -> Any:
-    from safeload.errors import TrustStoreError
-    from safeload.signing.keyless import EXTENSION_NAMES
-    from safeload.trust import TrustedIdentity
-
-    pins: list[tuple[str, str]] = []
-    for item in args.extension or []:
-        name, sep, value = item.partition("=")
-        if not sep or not value:
-            raise SafeloadError(f"--extension {safe_text(item)}: expected NAME=VALUE",
-                                hint=f"names: {', '.join(EXTENSION_NAMES)}, or a dotted OID")
-        pins.append((EXTENSION_NAMES.get(name, name), value))
-    try:
-        return TrustedIdentity(issuer=args.issuer, san=args.san, san_regex=args.san_regex,
-                               instance=args.instance, extensions=tuple(sorted(pins)))
-    except TrustStoreError as exc:
-        raise SafeloadError(str(exc), hint=exc.hint) from exc
-
-
 def _trust_add_identity(args: argparse.Namespace, out: Output) -> int:
     from safeload.trust import TrustStore
 
-    ident = _identity_arg(args)
+    ident = identity_arg(args)
     if ident.san_regex is not None:
         _logger.warning("trusting every SAN that fully matches %s", safe_text(ident.san_regex))
     before, after = TrustStore.update(lambda s: s.with_identity(args.publisher, ident),
@@ -313,89 +279,37 @@ def _trust_revoke_identity(args: argparse.Namespace, out: Output) -> int:
                           {"issuer": args.issuer, "san": args.san})
 
 
-def _resolve_key_id(store: Any, value: str) -> str:
-    from safeload.signing import _keys
-
-    p = Path(value)
-    if p.is_file():
-        try:
-            return _keys.key_id(_keys.load_public_key(p.read_bytes()))
-        except _keys.BadKeyError as exc:
-            raise SafeloadError(f"{safe_text(value)}: {exc}") from exc
-    hit = store.find_key(value)
-    if hit is not None:
-        return str(hit[1].key_id)
-    v = value.lower()
-    if len(v) == 64 and all(c in "0123456789abcdef" for c in v):
-        return v
-    raise SafeloadError(f"{safe_text(value)} is not a key in the trust store, a 64-hex key id, "
-                        "or a PEM public key file")
-
-
 def _trust_revoke_key(args: argparse.Namespace, out: Output) -> int:
     from safeload.trust import TrustStore
 
     path = store_path(args)
-    kid = _resolve_key_id(TrustStore.load(path), args.key)
+    kid = resolve_key_id(TrustStore.load(path), args.key)
     _confirm(args, out, f"revoke key {kid}: every signature by it will be refused")
     before, after = TrustStore.update(lambda s: s.with_revoked_key(kid, args.reason or ""), path)
     return _report_change(out, before, after, "revoke-key", {"key_id": kid})
 
 
-def _file_sha256(path: Path) -> str:
-    import hashlib
-
-    from safeload.signing._tree import hash_file
-
-    return hash_file(path, hashlib.sha256, follow_symlinks=True)
-
-
-def _digest_arg(value: str) -> str:
-    v = value.lower().removeprefix("sha256:")
-    if len(v) == 64 and all(c in "0123456789abcdef" for c in v):
-        return v
-    p = Path(value)
-    if p.is_file():
-        return _file_sha256(p)
-    raise SafeloadError(f"{safe_text(value)} is neither a sha256 hex digest nor a file")
-
-
 def _trust_revoke_digest(args: argparse.Namespace, out: Output) -> int:
     from safeload.trust import TrustStore
 
-    sha = _digest_arg(args.digest)
+    sha = digest_arg(args.digest)
     _confirm(args, out, f"revoke digest sha256:{sha}: this file will be refused everywhere")
     before, after = TrustStore.update(lambda s: s.with_revoked_digest(sha, args.reason or ""),
                                       store_path(args))
     return _report_change(out, before, after, "revoke-digest", {"sha256": sha})
 
 
-def _pin_target(args: argparse.Namespace) -> tuple[Any, str | None]:
-    """(Pin target tuple, local path) from PATH or --repo/--revision/--file."""
-    from safeload.trust import Pin
-
-    hub = (args.repo, args.revision, args.file)
-    if args.path is not None:
-        if any(hub):
-            raise SafeloadError("give either PATH or --repo/--revision/--file, not both")
-        resolved = str(Path(args.path).resolve())
-        return ("path", resolved), resolved
-    if not all(hub):
-        raise SafeloadError("a Hub pin needs --repo, --revision and --file (or give a PATH)")
-    return Pin("0" * 64, repo=args.repo, revision=args.revision, file=args.file).target, None
-
-
 def _trust_pin(args: argparse.Namespace, out: Output) -> int:
     from safeload.trust import Pin, TrustStore
 
-    target, local = _pin_target(args)
+    target, local = pin_target(args)
     if local is not None:
-        sha = _digest_arg(args.sha256) if args.sha256 else _file_sha256(Path(local))
+        sha = digest_arg(args.sha256) if args.sha256 else file_sha256(Path(local))
         pin = Pin(sha, path=local)
     else:
         if not args.sha256:
             raise SafeloadError("a Hub pin needs --sha256")
-        pin = Pin(_digest_arg(args.sha256), repo=args.repo, revision=args.revision,
+        pin = Pin(digest_arg(args.sha256), repo=args.repo, revision=args.revision,
                   file=args.file)
     path = store_path(args)
     # The pin-conflict judgement stays here until trust owns it (issue 10).
@@ -413,7 +327,7 @@ def _trust_pin(args: argparse.Namespace, out: Output) -> int:
 def _trust_unpin(args: argparse.Namespace, out: Output) -> int:
     from safeload.trust import TrustStore, unpin_observed
 
-    target, _ = _pin_target(args)
+    target, _ = pin_target(args)
     path = store_path(args)
     _confirm(args, out, f"remove the pin of {safe_text(':'.join(target[1:]))}")
     before, after = TrustStore.update(lambda s: s.without_pin(target), path)
