@@ -111,3 +111,38 @@ def test_help_documents_the_environment_defaults(capsys: pytest.CaptureFixture[s
     assert "SAFELOAD_FORMAT" in text and "SAFELOAD_TRUST_STORE" in text
     assert main(["cache", "scan", "--help"]) == 0
     assert "$SAFELOAD_FORMAT" in capsys.readouterr().out
+
+
+# Every command, driven into a failure it must report (missing inputs, refusals): stdout holds
+# exactly one JSON object either way, and the exit code says which kind of failure it was.
+_FAILURES: list[tuple[list[str], int]] = [
+    (["scan", "{tmp}/missing"], 2),
+    (["convert", "{tmp}/missing.pt"], 2),
+    (["convert", "{tmp}/evil.pt"], 1),
+    (["cache", "scan", "--cache-dir", "{tmp}/missing"], 2),
+    (["cache", "convert", "--cache-dir", "{tmp}/missing"], 2),
+    (["provenance", "show", "7"], 2),
+    (["provenance", "verify", "--anchor", "sha256:" + "0" * 63 + "1"], 1),
+    (["provenance", "export", "-o", "{tmp}/exists.json"], 2),
+    (["trust", "show", "nobody"], 2),
+    (["trust", "revoke-digest", "a" * 64], 2),  # destructive, no --yes: refuses to ask in JSON
+    (["trust", "import", "{tmp}/missing.json"], 2),
+    (["verify", "{tmp}/missing"], 2),
+    (["sign", "{tmp}/model"], 2),
+]
+
+
+@pytest.mark.parametrize(("argv", "code"), _FAILURES, ids=[" ".join(a[:2]) for a, _ in _FAILURES])
+def test_json_failure_is_exactly_one_object(argv: list[str], code: int, tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "evil.pt").write_bytes(b"\x80\x04\x8c\x02os\x8c\x06system\x93\x8c\x04true\x85R.")
+    (tmp_path / "exists.json").write_text("{}")
+    (tmp_path / "model").mkdir()
+    args = [a.replace("{tmp}", str(tmp_path)) for a in argv]
+    assert main([*args, "--json"]) == code
+    stdout, stderr = capsys.readouterr()
+    lines = [ln for ln in stdout.splitlines() if ln.strip()]
+    assert len(lines) == 1, stdout
+    doc = json.loads(lines[0])
+    assert doc["ok"] is False
+    assert stderr  # and people get the reason on stderr
