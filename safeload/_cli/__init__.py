@@ -1,9 +1,16 @@
 """The `safeload` command: the only package that parses argv, configures logging and prints.
 
-Owns: the parser (one module per command group: scan, convert, cache, provenance, trust,
-signing, demo), logging setup, the error -> exit code mapping, and `_output.Output`, which
-renders each command's one result as text, JSON or SARIF. Layer L6: it may import every other
-safeload module; nothing imports it (`from safeload._cli import main` is its public name).
+Owns the parser, logging setup and the error -> exit code mapping; one module per command group:
+  _output.py      Output (one result -> text, JSON or SARIF; diagnostics on stderr), flags, tqdm
+  scan.py         scan (open + inspect only)
+  convert.py      convert
+  cache.py        cache scan, cache convert
+  provenance.py   provenance list, show, verify, export
+  trust.py        trust ... (with _trust_args.py: command-line values -> trust-store values)
+  signing.py      sign, verify
+  demo.py         demo (the end-to-end run on all-MiniLM-L6-v2)
+Layer L6: it may import every other safeload module; nothing imports it (`from safeload._cli
+import main` is its public name).
 
 Exit codes (`safeload.errors.EXIT_*`): 0 ok, 1 refused (a policy decision), 2 could not decide
 (usage or operational error), 130 interrupted. Results go to stdout; diagnostics, warnings,
