@@ -1,4 +1,4 @@
-"""`python -m safeload`."""
+"""`python -m safeload` (e.g. `python -m safeload demo`)."""
 
 import sys
 

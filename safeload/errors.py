@@ -7,6 +7,12 @@ Every error safeload raises derives from `SafeloadError`. A `RefusedError` is a 
 from __future__ import annotations
 
 import pickle
+from typing import Final
+
+# Exit codes of the `safeload` command (public: scripts and CI branch on them).
+EXIT_OK: Final = 0  # checked, nothing refused
+EXIT_REFUSED: Final = 1  # checked, and policy says no (a RefusedError)
+EXIT_ERROR: Final = 2  # could not decide: usage or operational error (any other error)
 
 
 class SafeloadError(Exception):

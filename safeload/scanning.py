@@ -18,7 +18,8 @@ from typing import Any
 from safeload_conversion.pickle_vm import Finding
 
 from safeload._internal.opened import OpenedFile
-from safeload._version import __version__
+from safeload._internal.sarif import SarifResult, sarif_log
+from safeload._internal.text import safe_text
 from safeload.errors import SafeloadError
 from safeload.inspection import Inspection, inspect_bytes
 from safeload.inspection import describe as describe  # re-exported: the CLI renders findings
@@ -139,37 +140,21 @@ def scan_paths(paths: Sequence[str]) -> tuple[list[FileReport], list[tuple[str, 
     return reports, errors
 
 
-def to_sarif(reports: Sequence[FileReport]) -> dict[str, Any]:
-    """A SARIF 2.1.0 log: one result per finding, so code-scanning tools can show them."""
-    rules: dict[str, dict[str, Any]] = {}
-    results: list[dict[str, Any]] = []
+def to_sarif(reports: Sequence[FileReport],
+             errors: Sequence[tuple[str, str]] = ()) -> dict[str, Any]:
+    """A SARIF 2.1.0 log: one result per finding of an unsafe file (an unsafe file without
+    findings gets one `unsafe` result) and one `scan-error` per file that could not be decided."""
+    results: list[SarifResult] = []
     for r in reports:
         if r.status != "unsafe":
             continue
         for f in r.findings:
-            rules.setdefault(f.code, {
-                "id": f.code,
-                "shortDescription": {"text": f"safeload finding: {f.code}"},
-                "defaultConfiguration": {"level": "error"},
-            })
-            text = describe(f)
-            results.append({
-                "ruleId": f.code,
-                "level": "error",
-                "message": {"text": text},
-                "locations": [{"physicalLocation": {
-                    "artifactLocation": {"uri": Path(r.path).as_posix()},
-                }}],
-                "properties": {"format": r.format, "member": f.member, "offset": f.offset,
-                               "opcode": f.opcode, "global": f.global_name},
-            })
-    return {
-        "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
-        "version": "2.1.0",
-        "runs": [{
-            "tool": {"driver": {"name": "safeload", "version": __version__,
-                                "informationUri": "https://github.com/safeload/safeload",
-                                "rules": list(rules.values())}},
-            "results": results,
-        }],
-    }
+            results.append(SarifResult(f.code, describe(f), r.path, properties={
+                "format": r.format, "member": f.member, "offset": f.offset,
+                "opcode": f.opcode, "global": f.global_name}))
+        if not r.findings:
+            results.append(SarifResult("unsafe", safe_text(r.detail or "unsafe"), r.path,
+                                       properties={"format": r.format}))
+    for path, message in errors:
+        results.append(SarifResult("scan-error", safe_text(message), path))
+    return sarif_log(results)

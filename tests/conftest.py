@@ -5,7 +5,9 @@ from __future__ import annotations
 import os
 import shutil
 import stat
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -16,6 +18,7 @@ def isolated_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.
     home = tmp_path_factory.mktemp("safeload-home")
     monkeypatch.setenv("SAFELOAD_HOME", str(home))
     monkeypatch.delenv("SAFELOAD_TRUST_STORE", raising=False)
+    monkeypatch.delenv("SAFELOAD_FORMAT", raising=False)  # a CI default must not leak in
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     return home
 
@@ -46,3 +49,25 @@ def copy_oms(dest: Path) -> Path:
 def oms(tmp_path: Path) -> Path:
     """A private, writable copy of fixtures/oms."""
     return copy_oms(tmp_path)
+
+
+def _assert_sarif_shape(sarif: dict[str, Any]) -> None:
+    """The keys a SARIF 2.1.0 consumer requires (GitHub code scanning reads these)."""
+    assert sarif["version"] == "2.1.0"
+    runs = sarif["runs"]
+    assert isinstance(runs, list) and len(runs) == 1
+    assert runs[0]["tool"]["driver"]["name"] == "safeload"
+    assert isinstance(runs[0]["results"], list)
+    rule_ids = {r["id"] for r in runs[0]["tool"]["driver"]["rules"]}
+    for r in runs[0]["results"]:
+        assert isinstance(r["ruleId"], str) and r["ruleId"] in rule_ids
+        assert r["level"] in ("error", "warning", "note", "none")
+        assert isinstance(r["message"]["text"], str) and r["message"]["text"]
+        uri = r["locations"][0]["physicalLocation"]["artifactLocation"]["uri"]
+        assert isinstance(uri, str) and uri
+
+
+@pytest.fixture
+def sarif_shape() -> Callable[[dict[str, Any]], None]:
+    """Asserts a SARIF log's required structure (version, tool.driver.name, results[])."""
+    return _assert_sarif_shape

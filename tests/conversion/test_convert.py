@@ -88,7 +88,11 @@ def test_convert_cli_json_and_refusal_exit_code(tmp_path: Path,
     assert out["ok"] and out["converted"][0]["tensors"] == 1
     assert (tmp_path / "good.safetensors").exists()
     assert main(["convert", str(good)]) == 2  # exists, no --overwrite: could not decide
+    capsys.readouterr()
     assert main(["convert", str(good), "--overwrite"]) == 0
+    text, err = capsys.readouterr()
+    assert f"converted {good} -> {tmp_path / 'good.safetensors'}  (1 tensors" in text
+    assert "1 converted, 0 refused" in text and "converted" not in err  # results: stdout
     evil = tmp_path / "evil.pt"
     evil.write_bytes(b"\x80\x04\x8c\x02os\x8c\x06system\x93\x8c\x04true\x85R.")
     assert main(["convert", str(evil)]) == 1

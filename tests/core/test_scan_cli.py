@@ -7,7 +7,9 @@ import os
 import pickle
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -20,6 +22,11 @@ class _Canary:
 
     def __reduce__(self) -> tuple[object, tuple[str, str]]:
         return (open, (str(self.path), "w"))
+
+
+class _Eval:
+    def __reduce__(self) -> tuple[object, tuple[str]]:
+        return (eval, ("1",))
 
 
 def _tree(tmp_path: Path) -> Path:
@@ -68,6 +75,93 @@ def test_canary_control_fires_under_plain_pickle(tmp_path: Path) -> None:
     code = "import pickle,sys; pickle.loads(sys.stdin.buffer.read())"
     subprocess.run([sys.executable, "-c", code], input=data, check=True)
     assert marker.exists()
+
+
+def test_verdict_text_goes_to_stdout_and_redirects(tmp_path: Path) -> None:
+    """`safeload scan F > out` puts the verdict in the file; stderr stays for diagnostics."""
+    bad = tmp_path / "x.pt"
+    bad.write_bytes(pickle.dumps(_Canary(tmp_path / "m")))
+    good = tmp_path / "ok.pkl"
+    good.write_bytes(pickle.dumps({"a": 1}))
+    report = tmp_path / "out.txt"
+    with open(report, "w") as fh:
+        proc = subprocess.run([sys.executable, "-m", "safeload", "scan", str(bad), str(good)],
+                              stdout=fh, stderr=subprocess.PIPE, text=True, timeout=120)
+    assert proc.returncode == 1
+    text = report.read_text()
+    assert f"UNSAFE  {bad}" in text and "[global-not-allowed]" in text
+    assert f"clean   {good}" in text
+    assert "1 clean, 1 unsafe, 0 skipped, 0 errors" in text
+    assert "UNSAFE" not in proc.stderr and "clean" not in proc.stderr
+    assert not (tmp_path / "m").exists()
+
+
+@pytest.mark.parametrize("argv", [["--json"], ["--format", "json"], ["--format=json"]])
+def test_json_and_format_json_print_exactly_one_object(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str]) -> None:
+    bad = tmp_path / "x.pt"
+    bad.write_bytes(pickle.dumps(_Canary(tmp_path / "m")))
+    assert main(["scan", str(bad), *argv]) == 1
+    out, err = capsys.readouterr()
+    lines = [ln for ln in out.splitlines() if ln.strip()]
+    assert len(lines) == 1
+    doc = json.loads(lines[0])
+    assert doc["ok"] is False and doc["summary"]["unsafe"] == 1
+    assert "0 clean, 1 unsafe" in err  # the summary, for a person reading the CI log
+
+
+def test_safeload_format_env_sets_the_default_and_a_flag_wins(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    f = tmp_path / "a.pkl"
+    f.write_bytes(pickle.dumps({"a": 1}))
+    monkeypatch.setenv("SAFELOAD_FORMAT", "json")
+    assert main(["scan", str(f)]) == 0
+    assert json.loads(capsys.readouterr().out)["ok"] is True
+    monkeypatch.setenv("SAFELOAD_FORMAT", "sarif")
+    assert main(["scan", str(f)]) == 0
+    assert json.loads(capsys.readouterr().out)["version"] == "2.1.0"
+    assert main(["scan", str(f), "--format", "text"]) == 0
+    assert capsys.readouterr().out.startswith("clean   ")
+    monkeypatch.setenv("SAFELOAD_FORMAT", "yaml")
+    assert main(["scan", str(f)]) == 2
+    assert "SAFELOAD_FORMAT=yaml is not an output format" in capsys.readouterr().err
+
+
+def test_sarif_has_the_required_structure_and_one_result_per_finding(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        sarif_shape: Callable[[dict[str, Any]], None]) -> None:
+    bad = tmp_path / "x.pt"
+    # Two different disallowed globals (io.open, builtins.eval): two findings, two results.
+    bad.write_bytes(pickle.dumps([_Canary(tmp_path / "m"), _Eval()]))
+    os.mkfifo(tmp_path / "pipe.pt")  # could not be decided: a result too
+    (tmp_path / "ok.json").write_text("{}")
+    assert main(["scan", str(tmp_path), "--format", "sarif"]) == 2
+    sarif = json.loads(capsys.readouterr().out)
+    sarif_shape(sarif)
+    assert sarif["runs"][0]["results"]
+    results = sarif["runs"][0]["results"]
+    by_rule: dict[str, int] = {}
+    for r in results:
+        by_rule[r["ruleId"]] = by_rule.get(r["ruleId"], 0) + 1
+    assert by_rule.get("scan-error") == 1
+    findings = json.loads(_scan_json(tmp_path / "x.pt"))["files"][0]["findings"]
+    assert sum(n for rule, n in by_rule.items() if rule != "scan-error") == len(findings) >= 2
+    rules = {r["id"] for r in sarif["runs"][0]["tool"]["driver"]["rules"]}
+    assert rules == set(by_rule)
+
+
+def _scan_json(path: Path) -> str:
+    proc = subprocess.run([sys.executable, "-m", "safeload", "scan", str(path), "--json"],
+                          capture_output=True, text=True, timeout=120)
+    return proc.stdout
+
+
+def test_scan_help_says_it_does_not_check_trust_or_signatures(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["scan", "--help"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "no trust store or signature checks" in text and "safeload verify" in text
 
 
 def test_sarif_output_names_the_finding(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -122,9 +216,9 @@ def test_attacker_strings_are_escaped_on_the_terminal(tmp_path: Path,
     f = tmp_path / "e.pkl"
     f.write_bytes(payload)
     assert main(["scan", str(f)]) == 1
-    err = capsys.readouterr().err
-    assert "\x1b" not in err and "\u202e" not in err
-    assert "\\x1b" in err
+    out, err = capsys.readouterr()
+    assert "\x1b" not in out + err and "\u202e" not in out + err
+    assert "\\x1b" in out  # the verdict (a result) is on stdout
 
 
 def test_scan_does_not_import_torch(tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ import hashlib
 import json
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -197,9 +197,11 @@ def test_scan_classifies_by_bytes_and_writes_nothing(
     assert not paths.converted_dir().exists()
     assert not cache.marker.exists()
     # The human table names each file; --repo narrows the scan.
-    code, _, err = _run(["cache", "scan", "--cache-dir", str(cache.root), "--repo", "org/safe"],
-                        capsys)
-    assert code == 1 and "model.safetensors" in err and "org/hostile" not in err
+    code = main(["cache", "scan", "--cache-dir", str(cache.root), "--repo", "org/safe"])
+    out, err = capsys.readouterr()
+    assert code == 1 and "model.safetensors" in out and "org/hostile" not in out
+    assert "1 refused" in out and out.index("model.safetensors") < out.index("1 refused")
+    assert "model.safetensors" not in err  # the report is a result: stdout only
     (cache.root / "models--org--safe" / "snapshots" / cache.commits["org/safe"]
      / "model.sig").unlink()
     code, doc, _ = _run(["cache", "scan", "--cache-dir", str(cache.root), "--repo", "org/safe",
@@ -259,6 +261,13 @@ def test_dry_run_writes_nothing(cache: Cache, capsys: pytest.CaptureFixture[str]
     assert children == [] and _tree(cache.root) == before
     assert [p for p in isolated_home.rglob("*") if p.is_file()] == []  # no store, cache, ledger
     assert "nothing was written" in err
+    would = [f for f in doc["files"] if f["action"] == "would-convert"]
+    assert doc["summary"]["would_convert_bytes"] == sum(f["size"] for f in would) > 0
+    code = main(["cache", "convert", "--cache-dir", str(cache.root), "--dry-run"])
+    out = capsys.readouterr().out
+    assert code == 1 and "would convert 3 file(s) (" in out and "would convert 3 file(s) (0 B" \
+        not in out
+    assert all(f"{f['name']}" in out for f in would)
 
 
 def test_write_to_hub_cache_serves_plain_hub_users(
@@ -331,15 +340,62 @@ def test_interrupt_leaves_nothing_partial_and_a_rerun_finishes(
     assert code == 0 and [f["action"] for f in doc["files"]] == ["converted"]
 
 
-def test_progress_and_summary_on_stderr(cache: Cache, capsys: pytest.CaptureFixture[str],
-                                        monkeypatch: pytest.MonkeyPatch) -> None:
-    from safeload import _cli
+def test_cache_scan_report_redirects_to_a_file(cache: Cache, tmp_path: Path) -> None:
+    """`safeload cache scan > report.txt` holds the report (it was empty when all went to
+    stderr)."""
+    import subprocess
+    import sys
 
-    monkeypatch.setattr(_cli._ProgressLine, "non_tty_interval", 0.0)  # every update prints
+    report = tmp_path / "report.txt"
+    with open(report, "w") as fh:
+        proc = subprocess.run([sys.executable, "-m", "safeload", "cache", "scan", "--cache-dir",
+                               str(cache.root)], stdout=fh, stderr=subprocess.PIPE, text=True,
+                              timeout=120)
+    assert proc.returncode == 1
+    text = report.read_text()
+    assert "org/hostile" in text and "unsafe" in text and "tampered" in text
+    assert "5 repos, 5 revisions" in text
+    assert "org/hostile" not in proc.stderr
+    assert not cache.marker.exists()
+
+
+def test_cache_scan_sarif_has_one_result_per_refused_file(
+        cache: Cache, capsys: pytest.CaptureFixture[str],
+        sarif_shape: Callable[[dict[str, Any]], None]) -> None:
+    code = main(["cache", "scan", "--cache-dir", str(cache.root), "--format", "sarif"])
+    sarif = json.loads(capsys.readouterr().out)
+    assert code == 1
+    sarif_shape(sarif)
+    got = sorted((r["properties"]["repo_id"], r["ruleId"]) for r in sarif["runs"][0]["results"])
+    assert got == [("org/hostile", "unsafe"), ("org/safe", "refused"),
+                   ("org/tampered", "tampered")]
+    hostile = next(r for r in sarif["runs"][0]["results"] if r["ruleId"] == "unsafe")
+    assert "system is not allowlisted" in hostile["message"]["text"]
+    assert hostile["locations"][0]["physicalLocation"]["artifactLocation"]["uri"].endswith(
+        "pytorch_model.bin")
+
+
+def test_report_on_stdout_and_no_progress_bar_off_a_terminal(
+        cache: Cache, capsys: pytest.CaptureFixture[str]) -> None:
     code = main(["cache", "convert", "--cache-dir", str(cache.root), "--repo", "org/sharded"])
     out = capsys.readouterr()
-    assert code == 0 and out.out == ""  # people's text goes to stderr only
-    assert "ETA" in out.err and "KB" in out.err and "converted 2 file(s)" in out.err
+    assert code == 0
+    assert "converted 2 file(s)" in out.out and "pytorch_model-00001-of-00002.bin" in out.out
+    assert "converted 2 file(s)" not in out.err  # the report is a result: stdout only
+    assert "\r" not in out.err and "%|" not in out.err  # stderr is not a terminal: no bar
+
+
+def test_progress_bar_on_a_terminal_goes_to_stderr(
+        cache: Cache, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    code = main(["cache", "convert", "--cache-dir", str(cache.root), "--repo", "org/sharded"])
+    out = capsys.readouterr()
+    assert code == 0 and "converted 2 file(s)" in out.out
+    assert "%|" in out.err and "B/s" in out.err  # tqdm: percentage bar, byte rate
+    assert "%|" not in out.out
 
 
 def test_missing_cache_and_unknown_repo_could_not_decide(

@@ -274,7 +274,10 @@ def _cache_convert(case: Case) -> str | None:
 
 
 def _verify(case: Case) -> str | None:
-    return _raises(lambda: verify_directory(case.snapshot))
+    verdict = _raises(lambda: verify_directory(case.snapshot))
+    code = main(["verify", str(case.snapshot), "--json"])
+    assert code == (0 if verdict is None else 1), f"verify said {verdict} but exited {code}"
+    return verdict
 
 
 ENTRY_POINTS: dict[str, Callable[[Case], str | None]] = {

