@@ -250,8 +250,8 @@ def _check_head(head: Head | None, head_error: str | None, count: int,
                 head_line_digest: str | None, last_line: int, notes: list[str]) -> BadEntry | None:
     """Compare HEAD with the verified chain; None when they agree or HEAD is merely behind.
 
-    Behind is what crashes and power losses leave (see `_write_head`); ahead of the chain, on a
-    different chain, or missing next to more than one entry is damage.
+    Behind is what crashes and power losses leave (see `ledger._write_head`); ahead of the
+    chain, on a different chain, or missing next to more than one entry is damage.
     """
     if head is None:
         return BadEntry(0, None, f"{head_error}")
