@@ -18,7 +18,7 @@ import stat
 import time
 from pathlib import Path
 
-from safeload._internal import paths
+from safeload._internal import paths, strictjson
 from safeload._internal.atomic import write_atomic
 from safeload._internal.opened import FileIdentity
 
@@ -41,8 +41,8 @@ def _read() -> dict[str, dict[str, str]]:
         st = p.stat()
         if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH) or st.st_uid != os.getuid():
             return {}  # not ours alone: ignore it (it is only an optimisation)
-        data = json.loads(p.read_text())
-    except (OSError, ValueError):
+        data = strictjson.loads(p.read_bytes())
+    except (OSError, ValueError, RecursionError):
         return {}
     return data if isinstance(data, dict) else {}
 

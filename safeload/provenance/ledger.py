@@ -66,7 +66,7 @@ from typing import Any
 
 import filelock
 
-from safeload._internal import paths
+from safeload._internal import paths, strictjson
 from safeload._internal.atomic import write_atomic
 from safeload.errors import ProvenanceError, ProvenanceWarning
 from safeload.provenance.entry import ProvenanceEntry
@@ -194,8 +194,8 @@ def read_head(directory: Path) -> Head:
     if len(raw) > 4096:
         raise ValueError("head file too large")
     try:
-        obj = json.loads(raw)
-    except ValueError:
+        obj = strictjson.loads(raw)  # a duplicated key is not a HEAD two readers agree on
+    except (ValueError, RecursionError):
         raise ValueError("head file is not JSON") from None
     if not isinstance(obj, dict):
         raise ValueError("head file is not a JSON object")

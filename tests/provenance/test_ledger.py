@@ -474,6 +474,19 @@ def test_stale_head_on_another_chain_is_detected() -> None:
     assert report.first_bad is not None and "the head names entry 1" in report.first_bad.reason
 
 
+@pytest.mark.parametrize("duplicate", ['"seq":0', '"seq":4', '"digest":"sha256:%s"' % ("f" * 64)])
+def test_head_with_a_duplicated_key_is_damage(duplicate: str) -> None:
+    """Two JSON readers may keep different copies of a duplicated key: neither is trusted."""
+    _fill(5)
+    head = (ledger_dir() / "HEAD").read_bytes()
+    (ledger_dir() / "HEAD").write_bytes(head.replace(b"{", b"{" + duplicate.encode() + b",", 1))
+    report = verify()
+    assert not report.ok and report.first_bad is not None and report.first_bad.line == 0
+    assert "not JSON" in report.first_bad.reason
+    with pytest.raises(ProvenanceError, match="head unreadable"):
+        record(_entry())
+
+
 def test_missing_head_after_first_entry_is_a_crash_not_tampering() -> None:
     record(_entry())
     (ledger_dir() / "HEAD").unlink()
