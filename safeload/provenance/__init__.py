@@ -36,6 +36,7 @@ from safeload.provenance.entry import (
     Source,
     TrustRecord,
     hf_purl,
+    hf_purl_parts,
     parse_time,
 )
 from safeload.provenance.ledger import (
@@ -88,6 +89,7 @@ __all__ = [
     "TrustRecord",
     "VerifyReport",
     "hf_purl",
+    "hf_purl_parts",
     "parse_time",
     "read_ledger",
     "record",

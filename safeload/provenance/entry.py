@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, get_args
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 from safeload._version import __version__
 from safeload.errors import ProvenanceError
@@ -135,6 +135,21 @@ def hf_purl(repo_id: str, revision: str | None = None) -> str:
         rev = revision.lower() if re.fullmatch(r"[0-9a-fA-F]{40}", revision) else revision
         purl += "@" + quote(rev, safe=".-_~")
     return purl
+
+
+def hf_purl_parts(purl: str) -> tuple[str | None, str, str | None] | None:
+    """(namespace, name, revision) of a `pkg:huggingface/...` purl (`hf_purl` backwards); None
+    for any other purl."""
+    if not purl.startswith("pkg:huggingface/"):
+        return None
+    rest = purl[len("pkg:huggingface/") :].split("?", 1)[0].split("#", 1)[0]
+    rest, _, version = rest.partition("@")
+    parts = [unquote(p) for p in rest.split("/") if p]
+    if len(parts) == 1:
+        return None, parts[0], unquote(version) or None
+    if len(parts) == 2:
+        return parts[0], parts[1], unquote(version) or None
+    return None
 
 
 @dataclass(frozen=True)
@@ -399,5 +414,5 @@ __all__ = [
     "ACTIONS", "LICENSE_CLASSES", "PIN_STATES", "SIGNATURE_STATUSES", "TRUST_MODES", "Action",
     "ConvertedFrom", "FileRecord", "LicenseClassName", "LicenseRecord", "PinState",
     "ProvenanceEntry", "PublisherRecord", "SignatureRecord", "SignatureStatus", "Source",
-    "TrustRecord", "hf_purl", "parse_time",
+    "TrustRecord", "hf_purl", "hf_purl_parts", "parse_time",
 ]

@@ -22,6 +22,8 @@ from safeload.provenance import (
     SignatureRecord,
     Source,
     TrustRecord,
+    hf_purl,
+    hf_purl_parts,
     read_ledger,
     record,
     verify,
@@ -210,3 +212,21 @@ def test_provenance_and_trust_share_one_time_rule() -> None:
 def test_times_without_a_zone_or_not_times_are_refused(value: str) -> None:
     with pytest.raises(ProvenanceError, match="time must be"):
         ProvenanceEntry(action="load", source=Source.local("/m/x"), time=value)
+
+
+# --------------------------------------------------------------------------------------------
+# Hub package URLs: built and read back in one place
+
+
+@pytest.mark.parametrize("repo", ["bert-base-uncased", "acme/model.v2", "a_b/c-d~e"])
+@pytest.mark.parametrize("revision", [None, "main", "refs/pr/1", "A1" * 20, "v1.0 beta"])
+def test_hub_purl_reads_back_as_it_was_built(repo: str, revision: str | None) -> None:
+    purl = hf_purl(repo, revision)
+    namespace, _, name = repo.rpartition("/")
+    expected = revision.lower() if revision == "A1" * 20 else revision  # commits lowercased
+    assert hf_purl_parts(purl) == (namespace or None, name, expected)
+
+
+@pytest.mark.parametrize("purl", ["pkg:pypi/torch@2.0", "pkg:huggingface/a/b/c", "path:/m"])
+def test_other_purls_are_not_hub_models(purl: str) -> None:
+    assert hf_purl_parts(purl) is None
