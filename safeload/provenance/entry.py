@@ -389,7 +389,7 @@ class ProvenanceEntry:
         if data.get("safeload_version") is not None:
             kwargs["safeload_version"] = _req_str(data, "safeload_version")
         return cls(
-            action=_req_str(data, "action"),
+            action=_choice(data.get("action"), ACTIONS, "action"),
             source=Source.from_dict(_mapping(data.get("source"), "source")),
             files=tuple(FileRecord.from_dict(_mapping(f, "files[]")) for f in files),
             converted_from=ConvertedFrom.from_dict(_mapping(conv, "converted_from"))

@@ -211,6 +211,8 @@ def read_head(directory: Path) -> Head:
 
 
 def _fsync_dir(directory: Path) -> None:
+    """Make a new name in `directory` durable; raises (a ledger file whose name a power loss
+    may undo is a write that failed, not one to acknowledge)."""
     fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
     try:
         os.fsync(fd)
