@@ -7,6 +7,7 @@ import json
 import os
 import random
 import signal
+import stat
 import subprocess
 import sys
 import textwrap
@@ -485,6 +486,31 @@ def test_head_with_a_duplicated_key_is_damage(duplicate: str) -> None:
     assert "not JSON" in report.first_bad.reason
     with pytest.raises(ProvenanceError, match="head unreadable"):
         record(_entry())
+
+
+def test_one_sync_per_record_and_head_durable_only_when_created(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The documented cost: the entry's fdatasync; HEAD (and the folder) synced on creation."""
+    syncs: list[str] = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(ledger, "_datasync", lambda fd: syncs.append("entry"))
+
+    def fsync(fd: int) -> None:
+        syncs.append("dir" if stat.S_ISDIR(os.fstat(fd).st_mode) else "file")
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    record(_entry(0))  # a new ledger: its name, then HEAD created (file and folder)
+    assert syncs == ["entry", "dir", "file", "dir"]
+    syncs.clear()
+    record(_entry(1))
+    assert syncs == ["entry"]
+    (ledger_dir() / "HEAD").unlink()  # a crash before HEAD was first written, one entry on
+    _write_lines(_lines()[:1])
+    syncs.clear()
+    record(_entry(2))  # HEAD recreated durably before the append, then moved on
+    assert syncs == ["file", "dir", "entry"]
+    assert verify().ok
 
 
 def test_missing_head_after_first_entry_is_a_crash_not_tampering() -> None:
