@@ -72,7 +72,7 @@ from safeload.errors import ProvenanceError, ProvenanceWarning
 from safeload.provenance.entry import ProvenanceEntry
 from safeload.provenance.scrub import scrub_entry
 
-_logger = logging.getLogger("safeload.provenance")
+_logger = logging.getLogger("safeload.provenance")  # the package's, as before the split
 
 LEDGER_NAME = "ledger.jsonl"
 HEAD_NAME = "HEAD"

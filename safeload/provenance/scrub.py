@@ -14,7 +14,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-_logger = logging.getLogger("safeload.provenance")
+_logger = logging.getLogger("safeload.provenance")  # the package's, as before the split
 
 _REDACTED = "<redacted>"
 _SECRET_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
