@@ -74,7 +74,7 @@ def main() -> None:
         times = timed(args.records)
         # The same with the disk sync stubbed out: what is left is safeload's own work, so a
         # busy disk (other processes syncing) can be told apart from a slow ledger.
-        from safeload import provenance
+        from safeload.provenance import ledger as provenance
 
         real_sync = provenance._datasync
         provenance._datasync = lambda fd: None

@@ -19,11 +19,11 @@ from collections.abc import Iterable
 from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any, Literal
-from urllib.parse import quote, unquote
+from urllib.parse import quote
 
 from safeload._version import __version__
 from safeload.licenses import SPDX_IDS
-from safeload.provenance import LedgerRecord, ProvenanceEntry, VerifyReport
+from safeload.provenance import LedgerRecord, ProvenanceEntry, VerifyReport, hf_purl_parts
 
 __all__ = ["redact_path", "to_cyclonedx"]
 
@@ -80,20 +80,6 @@ def _prop(name: str, value: object) -> dict[str, str]:
 def _basename(path: str) -> str:
     win = PureWindowsPath(path)
     return (win.name if "\\" in path else PurePosixPath(path).name) or path
-
-
-def _hf_parts(purl: str) -> tuple[str | None, str, str | None] | None:
-    """(namespace, name, revision) of a `pkg:huggingface/...` purl."""
-    if not purl.startswith("pkg:huggingface/"):
-        return None
-    rest = purl[len("pkg:huggingface/") :].split("?", 1)[0].split("#", 1)[0]
-    rest, _, version = rest.partition("@")
-    parts = [unquote(p) for p in rest.split("/") if p]
-    if len(parts) == 1:
-        return None, parts[0], unquote(version) or None
-    if len(parts) == 2:
-        return parts[0], parts[1], unquote(version) or None
-    return None
 
 
 def _url(*segments: str) -> str:
@@ -212,7 +198,7 @@ class _Refs(set[str]):
 def _component(model: _Model, used: _Refs) -> dict[str, Any]:
     entry = model.latest
     src = entry.source
-    hf = _hf_parts(src.purl) if src.purl else None
+    hf = hf_purl_parts(src.purl) if src.purl else None
     comp: dict[str, Any] = {"type": "machine-learning-model"}
     props: list[dict[str, str]] = []
     ext: list[dict[str, Any]] = []
@@ -374,7 +360,7 @@ def _base_model(name: str, parent_ref: str, index: int, used: _Refs) -> dict[str
 def _origin_link(path: str | None, sha256: str, entry: ProvenanceEntry,
                  repo: str | None) -> dict[str, Any]:
     """A distribution link for an original that came from the Hub (a repo file)."""
-    parts = _hf_parts(entry.source.purl or "")
+    parts = hf_purl_parts(entry.source.purl or "")
     if repo is None or path is None or parts is None or not parts[2] or path.startswith("/"):
         return {}
     return {"externalReferences": [{
@@ -392,7 +378,7 @@ def _file_component(path: str, sha256: str, entry: ProvenanceEntry, parent_ref: 
         "hashes": [_hash(sha256)],
         "properties": [_prop("file:format", record.format), _prop("file:size", record.size)],
     }
-    revision = _hf_parts(entry.source.purl or "")
+    revision = hf_purl_parts(entry.source.purl or "")
     if repo is not None and revision is not None and revision[2] and entry.converted_from is None:
         comp["externalReferences"] = [{
             "type": "distribution", "url": _url(repo, "resolve", revision[2], path),

@@ -15,11 +15,11 @@ from __future__ import annotations
 import json
 import os
 import stat
-import tempfile
 import time
 from pathlib import Path
 
-from safeload._internal import paths
+from safeload._internal import paths, strictjson
+from safeload._internal.atomic import write_atomic
 from safeload._internal.opened import FileIdentity
 
 QUIESCENT_SECONDS = 2.0
@@ -41,8 +41,8 @@ def _read() -> dict[str, dict[str, str]]:
         st = p.stat()
         if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH) or st.st_uid != os.getuid():
             return {}  # not ours alone: ignore it (it is only an optimisation)
-        data = json.loads(p.read_text())
-    except (OSError, ValueError):
+        data = strictjson.loads(p.read_bytes())
+    except (OSError, ValueError, RecursionError):
         return {}
     return data if isinstance(data, dict) else {}
 
@@ -67,11 +67,8 @@ def remember(identity: FileIdentity, store_state: str, sha256: str) -> None:
         if len(entries) > MAX_ENTRIES:
             for k in list(entries)[: len(entries) - MAX_ENTRIES]:
                 del entries[k]
-        target = _path()
-        target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".verified-")
-        with os.fdopen(fd, "w") as fh:
-            json.dump(entries, fh)
-        os.replace(tmp, target)
+        # A cache: losing it to a power cut costs one hash, so no fsync.
+        write_atomic(_path(), json.dumps(entries).encode(), durable=False, mode=0o600,
+                     dir_mode=0o700)
     except OSError:
         pass

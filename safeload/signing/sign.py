@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -24,6 +23,7 @@ from typing import Literal
 
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
+from safeload._internal.atomic import write_atomic
 from safeload._internal.text import safe_text
 from safeload.errors import SigningError
 from safeload.signing import _keys
@@ -258,31 +258,17 @@ def sign_model_keyless(
 
 
 def _write_new(path: Path, data: bytes, *, overwrite: bool) -> None:
-    """Atomic write; without `overwrite`, refuse to replace a file that appeared meanwhile."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    """Atomic, durable write; without `overwrite`, refuse to replace a file, even one that
+    appeared meanwhile.
+
+    Raises:
+        SigningError: `path` exists and `overwrite` is false.
+    """
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        if os.name == "posix":
-            os.chmod(tmp, 0o644)
-        if overwrite:
-            os.replace(tmp, path)
-        else:
-            try:
-                os.link(tmp, path)  # fails if the path exists: no silent overwrite
-            except FileExistsError as exc:
-                raise SigningError(f"{safe_text(path)} exists",
-                                   hint="pass --overwrite to replace it") from exc
-            except OSError:
-                if path.exists():
-                    raise SigningError(f"{safe_text(path)} exists") from None
-                os.replace(tmp, path)  # filesystems without hard links
-    finally:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
+        write_atomic(path, data, overwrite=overwrite)
+    except FileExistsError as exc:
+        raise SigningError(f"{safe_text(path)} exists",
+                           hint="pass --overwrite to replace it") from exc
 
 
 __all__ = ["SigningResult", "sign_model", "sign_model_keyless"]

@@ -7,6 +7,7 @@ import json
 import os
 import random
 import signal
+import stat
 import subprocess
 import sys
 import textwrap
@@ -30,6 +31,7 @@ from safeload.provenance import (
     SignatureRecord,
     Source,
     TrustRecord,
+    ledger,
     read_ledger,
     record,
     record_or_warn,
@@ -146,14 +148,14 @@ def _resealed(raw: bytes, **changes: object) -> bytes:
     body = json.loads(raw)
     body.pop("digest")
     body["entry"].update(changes)
-    line, _ = provenance._seal(body)
+    line, _ = ledger.seal(body)
     return line
 
 
 def test_edited_entry_is_detected() -> None:
     _fill(5)
     lines = _lines()
-    lines[2] = lines[2].replace(b'"action":"load"', b'"action":"scan"')
+    lines[2] = lines[2].replace(b'"action":"load"', b'"action":"convert"')
     _write_lines(lines)
     report = verify()
     assert not report.ok
@@ -303,7 +305,7 @@ def test_require_intact_raises_integrity_error() -> None:
 def test_writers_refuse_to_extend_a_broken_chain() -> None:
     _fill(3)
     lines = _lines()
-    lines[2] = lines[2].replace(b'"load"', b'"scan"')
+    lines[2] = lines[2].replace(b'"load"', b'"convert"')
     _write_lines(lines)
     before = _ledger().read_bytes()
     with pytest.raises(ProvenanceError, match="does not verify"):
@@ -317,7 +319,7 @@ def test_writers_refuse_to_extend_a_broken_chain() -> None:
 def test_torn_fragment_is_left_alone_when_the_chain_end_is_bad() -> None:
     _fill(2)
     lines = _lines()
-    lines[1] = lines[1].replace(b'"load"', b'"scan"')
+    lines[1] = lines[1].replace(b'"load"', b'"convert"')
     _write_lines([*lines, b'{"digest":"sha'])
     before = _ledger().read_bytes()
     with pytest.raises(ProvenanceError, match="does not verify"):
@@ -404,7 +406,7 @@ def test_entries_have_no_environment_field() -> None:
 
 def test_torn_tail_verifies_and_next_writer_repairs_it() -> None:
     _fill(3)
-    line, _ = provenance._seal({"entry": _entry(9).to_dict(), "prev": GENESIS, "seq": 3, "v": 1})
+    line, _ = ledger.seal({"entry": _entry(9).to_dict(), "prev": GENESIS, "seq": 3, "v": 1})
     with open(_ledger(), "ab") as fh:
         fh.write(line[:57])  # what a kill or a full disk mid-write leaves
     report = verify()
@@ -473,6 +475,44 @@ def test_stale_head_on_another_chain_is_detected() -> None:
     assert report.first_bad is not None and "the head names entry 1" in report.first_bad.reason
 
 
+@pytest.mark.parametrize("duplicate", ['"seq":0', '"seq":4', '"digest":"sha256:%s"' % ("f" * 64)])
+def test_head_with_a_duplicated_key_is_damage(duplicate: str) -> None:
+    """Two JSON readers may keep different copies of a duplicated key: neither is trusted."""
+    _fill(5)
+    head = (ledger_dir() / "HEAD").read_bytes()
+    (ledger_dir() / "HEAD").write_bytes(head.replace(b"{", b"{" + duplicate.encode() + b",", 1))
+    report = verify()
+    assert not report.ok and report.first_bad is not None and report.first_bad.line == 0
+    assert "not JSON" in report.first_bad.reason
+    with pytest.raises(ProvenanceError, match="head unreadable"):
+        record(_entry())
+
+
+def test_one_sync_per_record_and_head_durable_only_when_created(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The documented cost: the entry's fdatasync; HEAD (and the folder) synced on creation."""
+    syncs: list[str] = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(ledger, "_datasync", lambda fd: syncs.append("entry"))
+
+    def fsync(fd: int) -> None:
+        syncs.append("dir" if stat.S_ISDIR(os.fstat(fd).st_mode) else "file")
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    record(_entry(0))  # a new ledger: its name, then HEAD created (file and folder)
+    assert syncs == ["entry", "dir", "file", "dir"]
+    syncs.clear()
+    record(_entry(1))
+    assert syncs == ["entry"]
+    (ledger_dir() / "HEAD").unlink()  # a crash before HEAD was first written, one entry on
+    _write_lines(_lines()[:1])
+    syncs.clear()
+    record(_entry(2))  # HEAD recreated durably before the append, then moved on
+    assert syncs == ["file", "dir", "entry"]
+    assert verify().ok
+
+
 def test_missing_head_after_first_entry_is_a_crash_not_tampering() -> None:
     record(_entry())
     (ledger_dir() / "HEAD").unlink()
@@ -509,6 +549,7 @@ def test_failed_write_is_rolled_back(monkeypatch: pytest.MonkeyPatch) -> None:
 _CHILD = textwrap.dedent("""
     import os, signal, sys
     from safeload import provenance as p
+    from safeload.provenance import ledger
 
     tag, count, crash_at = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 
@@ -516,7 +557,16 @@ _CHILD = textwrap.dedent("""
         if step == crash_at:
             os.kill(os.getpid(), signal.SIGKILL)
 
-    p._fault_hook = hook
+    # The HEAD temp file is written by write_atomic: its last step before the rename is here.
+    real_replace = os.replace
+
+    def replace(src, dst, *args, **kwargs):
+        if os.path.basename(dst) == "HEAD":
+            hook("head-tmp-written")
+        real_replace(src, dst, *args, **kwargs)
+
+    os.replace = replace
+    ledger._fault_hook = hook
     sha = "ab" * 32
     for i in range(count):
         p.record(p.ProvenanceEntry(
@@ -598,9 +648,10 @@ def test_kill_mid_write_leaves_a_torn_line_the_next_writer_repairs() -> None:
     _fill(3)
     code = textwrap.dedent("""
         import os, signal, sys, filelock
-        from safeload import provenance as p
-        d = p.paths.ledger_dir()
-        line, _ = p._seal({"entry": {}, "prev": p.GENESIS, "seq": 3, "v": 1})
+        from safeload._internal import paths
+        from safeload.provenance import ledger as p
+        d = paths.ledger_dir()
+        line, _ = p.seal({"entry": {}, "prev": p.GENESIS, "seq": 3, "v": 1})
         with filelock.FileLock(d / p.LOCK_NAME):
             fd = os.open(d / p.LEDGER_NAME, os.O_WRONLY | os.O_APPEND)
             os.write(fd, line[: int(sys.argv[1])])

@@ -85,3 +85,19 @@ def test_unwritable_ledger_warns_by_default_and_fails_closed_in_strict(
     with pytest.raises(ProvenanceError):
         record(action="load", path=str(d / "model.safetensors"), sha256="0" * 64, size=1,
                fmt="safetensors", decision=None, context=None, store=TS.load())
+
+
+def test_audit_load_past_a_pin_mismatch_is_recorded_as_a_mismatch(tmp_path: Path) -> None:
+    """Audit mode loads a file whose pin does not match: the ledger must say so (it used to
+    refuse the entry, and so the load, because "mismatch" was not a pin state it knew)."""
+    from safeload.trust import Pin
+
+    d = _model(tmp_path)
+    path = (d / "model.safetensors").resolve()
+    TrustStore.update(lambda s: s.with_policy(Policy(mode="audit"))
+                      .with_pin(Pin("0" * 64, path=str(path))))
+    safeload.load(path)
+    state = read_ledger()
+    assert state.report.ok
+    entry = state.records[-1].entry
+    assert entry is not None and (entry.trust.mode, entry.trust.pin) == ("audit", "mismatch")

@@ -57,7 +57,7 @@ def _one_json(out: str) -> dict[str, Any]:
 def _tamper() -> None:
     path = ledger_dir() / "ledger.jsonl"
     lines = path.read_bytes().splitlines(keepends=True)
-    lines[1] = lines[1].replace(b'"load"', b'"scan"')
+    lines[1] = lines[1].replace(b'"load"', b'"convert"')
     path.write_bytes(b"".join(lines))
 
 
@@ -242,7 +242,7 @@ def test_export_refuses_a_broken_chain(capsys: pytest.CaptureFixture[str]) -> No
 
 def test_ledger_option_reads_a_copy(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     copy = tmp_path / "audit"
-    record(ProvenanceEntry(action="scan", source=Source.local("/m/x.pt")), ledger=copy)
+    record(ProvenanceEntry(action="verify", source=Source.local("/m/x.pt")), ledger=copy)
     code, out, _ = _run(capsys, "provenance", "verify", "--ledger", str(copy), "--json")
     assert code == 0 and _one_json(out)["report"]["entries"] == 1
     assert _run(capsys, "provenance", "verify", "--json")[0] == 0  # the default ledger: empty

@@ -242,7 +242,7 @@ def test_hostile_strings_stay_valid_data() -> None:
         files=(FileRecord(f"/m/{evil}/model.safetensors", "6" * 64, 1, evil),),
         datasets=(evil, "ok/name"), base_model=(evil,), task=evil, warnings=(evil,),
         license=LicenseRecord("LicenseRef-x", "custom", "model card", evil, evil),
-        signature=SignatureRecord("failed", evil, evil, evil), trust=TrustRecord(evil, "none"),
+        signature=SignatureRecord("failed", evil, evil, evil), trust=TrustRecord("audit", "none"),
         publisher=PublisherRecord(evil, False, False))
     bom = to_cyclonedx([entry])
     assert_valid(bom)

@@ -1,0 +1,99 @@
+"""The provenance ledger: one hash-chained JSON line per load, conversion and verification.
+
+Public and stable (all re-exported here): `ProvenanceEntry` and its parts, `record`,
+`record_or_warn`, `verify`, `VerifyReport`, `read_ledger`, `LedgerRecord`, `require_intact`.
+No torch import.
+
+Owns, one module per concern:
+- `entry`: the record types and their validation (closed sets as Literals);
+- `scrub`: credential redaction before anything is written;
+- `ledger`: the line format, HEAD, the append with its lock and crash repair (`record`);
+- `read`: reading and verifying the chain (`read_ledger`, `verify`, `require_intact`).
+
+Imports (layer L2): errors, `_version`, `_internal` (paths, atomic), licenses, and trust types
+(`Mode`, `parse_time`); never an entry point. `entry` < `scrub` < `ledger` < `read`.
+
+The write path's test hooks (`_fault_hook`, `_datasync`) live in, and are set on, `ledger`.
+"""
+
+from __future__ import annotations
+
+from safeload.provenance.entry import (
+    ACTIONS,
+    LICENSE_CLASSES,
+    PIN_STATES,
+    SIGNATURE_STATUSES,
+    Action,
+    ConvertedFrom,
+    FileRecord,
+    LicenseClassName,
+    LicenseRecord,
+    PinState,
+    ProvenanceEntry,
+    PublisherRecord,
+    SignatureRecord,
+    SignatureStatus,
+    Source,
+    TrustRecord,
+    hf_purl,
+    hf_purl_parts,
+    parse_time,
+)
+from safeload.provenance.ledger import (
+    GENESIS,
+    HEAD_NAME,
+    LEDGER_NAME,
+    LINE_VERSION,
+    LOCK_NAME,
+    MAX_ENTRY_BYTES,
+    TORN_DIR,
+    record,
+    record_or_warn,
+)
+from safeload.provenance.read import (
+    BadEntry,
+    LedgerRecord,
+    LedgerState,
+    VerifyReport,
+    read_ledger,
+    require_intact,
+    verify,
+)
+
+__all__ = [
+    "ACTIONS",
+    "GENESIS",
+    "HEAD_NAME",
+    "LEDGER_NAME",
+    "LICENSE_CLASSES",
+    "LINE_VERSION",
+    "LOCK_NAME",
+    "MAX_ENTRY_BYTES",
+    "PIN_STATES",
+    "SIGNATURE_STATUSES",
+    "TORN_DIR",
+    "Action",
+    "BadEntry",
+    "ConvertedFrom",
+    "FileRecord",
+    "LedgerRecord",
+    "LedgerState",
+    "LicenseClassName",
+    "LicenseRecord",
+    "PinState",
+    "ProvenanceEntry",
+    "PublisherRecord",
+    "SignatureRecord",
+    "SignatureStatus",
+    "Source",
+    "TrustRecord",
+    "VerifyReport",
+    "hf_purl",
+    "hf_purl_parts",
+    "parse_time",
+    "read_ledger",
+    "record",
+    "record_or_warn",
+    "require_intact",
+    "verify",
+]

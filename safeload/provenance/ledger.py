@@ -1,0 +1,459 @@
+"""The ledger on disk: its line format, HEAD, and the writer (`record`, `record_or_warn`).
+
+The line format is versioned (`"v": 1`). Nothing here reads the environment except
+`SAFELOAD_HOME` (through `ledger_dir()`) and the secret scrubbing (`scrub`). Reading and
+verifying is `read`; the line format and HEAD parsing here are shared with it.
+
+Layout, under `safeload._internal.paths.ledger_dir()` (or the `ledger` argument):
+
+- `ledger.jsonl`: one canonical JSON object per line, `{"digest", "entry", "prev", "seq", "v"}`
+  (plus `repair` when the writer cleaned up after a crash). `digest` is the SHA-256 of the line's
+  canonical encoding without `digest`; `prev` is the previous line's digest (zeros for the first).
+  Lines must be byte-for-byte canonical, so no edit survives, not even a duplicated JSON key that
+  another parser would read differently.
+- `HEAD`: `{"digest", "seq", "v"}` of the last entry, replaced atomically after each append
+  (`safeload._internal.atomic.write_atomic`: temp file in the folder, rename). It
+  is kept apart so a cut-off ledger shows; print it (`safeload provenance verify`) and keep it
+  elsewhere to anchor the chain, since anyone who can rewrite this folder can rewrite both.
+- `ledger.lock`: the writers' lock. `torn/`: fragments of interrupted writes, kept as evidence.
+
+Writing (`record`): take the lock (a `filelock` flock, plus a thread lock); read the last line
+and check that it and `HEAD` agree; append the new line with one `write` on an `O_APPEND`
+descriptor; fdatasync it; replace `HEAD`. Writers therefore never interleave. One sync per
+record: the ledger's, which also orders the two files (HEAD is replaced only once the entry it
+names is on disk, so HEAD is never ahead of the ledger). HEAD itself is made durable only when
+it is created; a power loss may undo later HEAD updates, which leaves HEAD behind, and behind
+verifies.
+
+Crash safety. A process killed at any point leaves one of these states, all of which verify:
+- nothing written; or the line complete but `HEAD` not yet replaced (`HEAD` behind: verify
+  notes it; the next writer moves it on);
+- a torn last line (a kill or a full disk mid-`write` leaves a prefix without its newline).
+  Decision: a line without its newline was never acknowledged (`record` had not returned), so it
+  is not an entry. `verify` reports it as a torn tail and still passes. The next writer, under
+  the lock, moves the fragment to `torn/`, truncates the ledger back to the last newline, and
+  notes the repair (fragment size and digest) inside the entry it appends, so the repair is
+  itself on the chain.
+A cut-off ledger is not mistaken for a crash: `HEAD` then names an entry that is gone.
+Anything else (an edited, deleted or reordered entry; `HEAD` pointing past the end, elsewhere in
+the chain, or missing) is damage: `verify` names the first bad entry. Writers check the chain's
+end (the last entry's own digest, and `HEAD`) and refuse to append to a damaged end rather than
+bury the damage under new entries; damage further back is `verify`'s job (O(n), not per load).
+
+Never recorded: tokens, credentials, environment variables. Entries contain no environment
+fields, and `record` passes every entry through `scrub.scrub_entry` before writing.
+
+Test hook: `_fault_hook` (set it on this module) is called with a step name between the steps
+of a write ("locked", "tail-read", "head-recreated", "fragment-kept", "truncated", "appended",
+"synced", "head-replaced", "done"), so tests can kill the writer at each.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import re
+import stat
+import threading
+import warnings as _warnings
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import filelock
+
+from safeload._internal import paths, strictjson
+from safeload._internal.atomic import write_atomic
+from safeload.errors import ProvenanceError, ProvenanceWarning
+from safeload.provenance.entry import ProvenanceEntry
+from safeload.provenance.scrub import scrub_entry
+
+_logger = logging.getLogger("safeload.provenance")  # the package's, as before the split
+
+LEDGER_NAME = "ledger.jsonl"
+HEAD_NAME = "HEAD"
+LOCK_NAME = "ledger.lock"
+TORN_DIR = "torn"
+LINE_VERSION = 1
+GENESIS = "sha256:" + "0" * 64
+MAX_ENTRY_BYTES = 1 << 20  # one entry; a model with thousands of shards stays far below
+LOCK_TIMEOUT = 60.0  # seconds; a writer holds the lock for about a millisecond
+# filelock polls a non-blocking flock; its 50 ms default turns every contended write into 50 ms.
+LOCK_POLL = 0.002
+
+DIGEST_RE = re.compile(r"sha256:[0-9a-f]{64}")
+
+THREAD_LOCK = threading.Lock()  # flock is per open file; threads of one process share this
+
+# Fault injection for tests: called with a step name between the steps of a write.
+_fault_hook: Callable[[str], None] | None = None
+
+
+def _step(name: str) -> None:
+    if _fault_hook is not None:
+        _fault_hook(name)
+
+
+def ledger_lock(directory: Path) -> filelock.FileLock:
+    """The writers' lock of the ledger in `directory` (take it together with THREAD_LOCK)."""
+    return filelock.FileLock(directory / LOCK_NAME, timeout=LOCK_TIMEOUT, poll_interval=LOCK_POLL)
+
+
+# --------------------------------------------------------------------------------------------
+# The line format (shared with `read`)
+
+
+def canonical(obj: Mapping[str, Any]) -> bytes:
+    """The one byte encoding of a JSON object: sorted keys, no spaces, ASCII only.
+
+    ASCII-only also means no raw newline or U+2028 can split a line.
+    """
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True,
+                      allow_nan=False).encode("ascii")
+
+
+def _digest(body: Mapping[str, Any]) -> str:
+    return "sha256:" + hashlib.sha256(canonical(body)).hexdigest()
+
+
+def seal(body: dict[str, Any]) -> tuple[bytes, str]:
+    """The full line (with newline) for a body without `digest`, and that digest."""
+    digest = _digest(body)
+    return canonical({**body, "digest": digest}) + b"\n", digest
+
+
+@dataclass(frozen=True)
+class Line:
+    seq: int
+    prev: str
+    digest: str
+    body: dict[str, Any]
+
+
+def parse_line(raw: bytes) -> Line:
+    """One ledger line (without its newline), checked in isolation.
+
+    Raises:
+        ValueError: with the reason (not JSON, not canonical, bad digest, missing fields).
+    """
+    if len(raw) > MAX_ENTRY_BYTES:
+        raise ValueError(f"line longer than {MAX_ENTRY_BYTES} bytes")
+    try:
+        obj = json.loads(raw)
+    except (ValueError, RecursionError):
+        raise ValueError("not a JSON object") from None
+    if not isinstance(obj, dict):
+        raise ValueError("not a JSON object")
+    try:
+        reencoded = canonical(obj)
+    except (ValueError, TypeError):
+        raise ValueError("not canonical JSON") from None
+    if reencoded != raw:
+        raise ValueError("not in canonical form (the line was edited)")
+    digest = obj.pop("digest", None)
+    seq, prev = obj.get("seq"), obj.get("prev")
+    if obj.get("v") != LINE_VERSION:
+        raise ValueError(f"unknown line version {obj.get('v')!r}")
+    if not isinstance(digest, str) or not DIGEST_RE.fullmatch(digest):
+        raise ValueError("missing or malformed digest")
+    if isinstance(seq, bool) or not isinstance(seq, int) or seq < 0:
+        raise ValueError("missing or malformed seq")
+    if not isinstance(prev, str) or not DIGEST_RE.fullmatch(prev):
+        raise ValueError("missing or malformed prev")
+    if not isinstance(obj.get("entry"), dict):
+        raise ValueError("missing entry")
+    if _digest(obj) != digest:
+        raise ValueError("digest mismatch (the entry was edited)")
+    return Line(seq, prev, digest, obj)
+
+
+@dataclass(frozen=True)
+class Head:
+    seq: int  # -1: no head file (yet), or its content was lost
+    digest: str
+    lost: bool = False  # the file exists but is empty or zeros: a power loss artifact
+
+
+def read_head(directory: Path) -> Head:
+    """The head file; (-1, GENESIS) when there is none.
+
+    Raises:
+        ValueError: the head file exists but is malformed.
+    """
+    try:
+        raw = (directory / HEAD_NAME).read_bytes()
+    except FileNotFoundError:
+        return Head(-1, GENESIS)
+    if not raw.strip(b"\0"):
+        # A rename that reached the disk before the file's data did: nothing to check against.
+        return Head(-1, GENESIS, lost=True)
+    if len(raw) > 4096:
+        raise ValueError("head file too large")
+    try:
+        obj = strictjson.loads(raw)  # a duplicated key is not a HEAD two readers agree on
+    except (ValueError, RecursionError):
+        raise ValueError("head file is not JSON") from None
+    if not isinstance(obj, dict):
+        raise ValueError("head file is not a JSON object")
+    seq, digest = obj.get("seq"), obj.get("digest")
+    if (isinstance(seq, bool) or not isinstance(seq, int) or seq < 0
+            or not isinstance(digest, str) or not DIGEST_RE.fullmatch(digest)):
+        raise ValueError("head file is malformed")
+    return Head(seq, digest)
+
+
+# --------------------------------------------------------------------------------------------
+# Writing
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Make a new name in `directory` durable; raises (a ledger file whose name a power loss
+    may undo is a write that failed, not one to acknowledge)."""
+    fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_head(directory: Path, seq: int, digest: str, *, durable: bool) -> None:
+    """Replace HEAD atomically (temp file, rename).
+
+    Made durable (fsync of the file and the folder: `write_atomic(durable=True)`) only when HEAD
+    is created or recreated. A later update that a power loss undoes leaves HEAD behind the
+    ledger, which verifies; HEAD can never get ahead of it, because the ledger is synced before
+    HEAD is replaced.
+    """
+    data = canonical({"digest": digest, "seq": seq, "v": LINE_VERSION}) + b"\n"
+    write_atomic(directory / HEAD_NAME, data, durable=durable, mode=0o600, dir_mode=0o700)
+    _step("head-replaced")
+
+
+_datasync: Callable[[int], None] = getattr(os, "fdatasync", os.fsync)  # macOS has no fdatasync
+
+
+def _pread_full(fd: int, size: int, offset: int) -> bytes:
+    chunks: list[bytes] = []
+    while size > 0:
+        chunk = os.pread(fd, size, offset)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size -= len(chunk)
+        offset += len(chunk)
+    return b"".join(chunks)
+
+
+_TAIL_CAP = 2 * MAX_ENTRY_BYTES + 2  # the last whole line plus a torn fragment of the next
+
+
+def _read_tail(fd: int, size: int) -> tuple[int, bytes | None, bytes]:
+    """(end of the last whole line, that line without newline or None, torn bytes after it).
+
+    Reads backwards from the end in a growing window, so a record costs one small read however
+    long the ledger is. Returns end -1 when the end of the file cannot be ledger lines (a line or
+    fragment longer than any entry).
+    """
+    window = 1 << 16
+    while True:
+        width = min(size, window)
+        start = size - width
+        buf = _pread_full(fd, width, start)
+        nl = buf.rfind(b"\n")
+        if nl >= 0:
+            prev_nl = buf.rfind(b"\n", 0, nl)
+            if prev_nl >= 0 or start == 0:
+                torn = buf[nl + 1 :]
+                if len(torn) > MAX_ENTRY_BYTES:
+                    return -1, None, b""
+                return start + nl + 1, buf[prev_nl + 1 : nl], torn
+        elif start == 0:
+            return (0, None, buf) if len(buf) <= MAX_ENTRY_BYTES else (-1, None, b"")
+        if width >= _TAIL_CAP:
+            return -1, None, b""
+        window *= 4
+
+
+def _quarantine(directory: Path, offset: int, fragment: bytes) -> str:
+    """Keep a torn fragment as evidence (durably: the ledger is truncated next); its sha256."""
+    digest = hashlib.sha256(fragment).hexdigest()
+    name = directory / TORN_DIR / f"{offset:012d}-{digest[:16]}.frag"
+    write_atomic(name, fragment, durable=True, mode=0o600, dir_mode=0o700)
+    return digest
+
+
+_START_OVER = ("run `safeload provenance verify` to see what is wrong; to start a new ledger, move "
+               "the whole provenance folder aside and keep it as evidence")
+
+
+def _append(directory: Path, payload: dict[str, Any]) -> str:
+    """Append one entry. The caller holds the lock."""
+    path = directory / LEDGER_NAME
+    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC,
+                 0o600)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise ProvenanceError(f"{path} is not a regular file")
+        whole_end, last, torn = _read_tail(fd, st.st_size)
+        if whole_end < 0:
+            raise ProvenanceError(f"the end of {path} is not a ledger line; refusing to append",
+                                  hint=_START_OVER)
+        _step("tail-read")
+        seq, prev = 0, GENESIS
+        if last is not None:
+            try:
+                line = parse_line(last)
+            except ValueError as exc:
+                raise ProvenanceError(
+                    f"the last entry of {path} does not verify ({exc}); refusing to append",
+                    hint=_START_OVER) from None
+            seq, prev = line.seq + 1, line.digest
+            head = _check_head_before_append(directory, line)
+        else:
+            head = _check_head_before_append(directory, None)
+        head_missing = head.seq == -1
+        # Only now, with the chain's end known good, touch the torn fragment (if any).
+        repair: dict[str, Any] | None = None
+        if torn:
+            fragment_digest = _quarantine(directory, whole_end, torn)
+            _step("fragment-kept")
+            os.ftruncate(fd, whole_end)
+            os.fsync(fd)
+            _step("truncated")
+            repair = {"torn_bytes": len(torn), "torn_sha256": fragment_digest}
+            _logger.warning("provenance: removed a torn %d-byte fragment left by an interrupted "
+                            "write (kept in %s)", len(torn), directory / TORN_DIR)
+        body: dict[str, Any] = {"entry": payload, "prev": prev, "seq": seq, "v": LINE_VERSION}
+        if repair is not None:
+            body["repair"] = repair
+        data, digest = seal(body)
+        if len(data) > MAX_ENTRY_BYTES:
+            raise ProvenanceError(f"provenance entry too large ({len(data)} bytes)")
+        _write_all(fd, data, whole_end)
+        _step("appended")
+        _datasync(fd)  # the entry is on disk before HEAD may name it
+        if st.st_size == 0:
+            _fsync_dir(directory)  # a new ledger file: make its name durable too
+        _step("synced")
+    finally:
+        os.close(fd)
+    _write_head(directory, seq, digest, durable=head_missing)
+    _step("done")
+    return digest
+
+
+def _check_head_before_append(directory: Path, last: Line | None) -> Head:
+    """Refuse to extend a chain whose HEAD disagrees with its end, other than by a crash.
+
+    Crashes and power losses leave HEAD behind the ledger (or absent or empty), never ahead of
+    it or on a different chain. A HEAD missing next to a single entry is recreated (durably)
+    before the append, so that "HEAD missing" with more entries always means deletion.
+    """
+    try:
+        head = read_head(directory)
+    except ValueError as exc:
+        raise ProvenanceError(f"provenance head unreadable ({exc}); refusing to append",
+                              hint=_START_OVER) from None
+    if last is None:
+        ok = head.seq == -1
+    elif head.seq == -1:
+        ok = head.lost or last.seq == 0
+        if ok and not head.lost:
+            _write_head(directory, last.seq, last.digest, durable=True)
+            _step("head-recreated")
+            head = Head(last.seq, last.digest)
+    elif head.seq == last.seq:
+        ok = head.digest == last.digest
+    elif head.seq == last.seq - 1:
+        ok = head.digest == last.prev
+    else:  # further behind: only a power loss does that; verify checks the digest there
+        ok = head.seq < last.seq
+    if not ok:
+        raise ProvenanceError(
+            f"provenance head (entry {head.seq}) disagrees with the ledger's last entry "
+            f"({last.seq if last else 'none'}): the ledger was cut off or rewritten; "
+            f"refusing to append",
+            hint=_START_OVER)
+    return head
+
+
+def _write_fully(fd: int, data: bytes) -> None:
+    """os.write until done: a regular file may take a short write (full disk, signal)."""
+    written = 0
+    while written < len(data):
+        n = os.write(fd, data[written:])
+        if n <= 0:
+            raise OSError(f"write returned {n}")
+        written += n
+
+
+def _write_all(fd: int, data: bytes, restore_size: int) -> None:
+    """One write on O_APPEND; a short write (full disk, signal) is finished or rolled back."""
+    try:
+        _write_fully(fd, data)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.ftruncate(fd, restore_size)  # leave no torn line behind when we still can
+        raise
+
+
+def record(entry: ProvenanceEntry | Mapping[str, Any], *, ledger: Path | None = None) -> str:
+    """Append one entry to the ledger and return the new head digest (`sha256:<hex>`).
+
+    Safe across threads and processes; crash-safe as the module docstring describes.
+
+    Raises:
+        ProvenanceError: the entry is invalid, or the ledger cannot be written (read-only, disk
+            full, lock timeout), or its end does not verify (writers do not extend a broken
+            chain).
+    """
+    item = entry if isinstance(entry, ProvenanceEntry) else ProvenanceEntry.from_dict(entry)
+    payload = scrub_entry(item.to_dict())
+    directory = ledger if ledger is not None else paths.ledger_dir()
+    try:
+        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        with THREAD_LOCK, ledger_lock(directory):
+            _step("locked")
+            return _append(directory, payload)
+    except filelock.Timeout:
+        raise ProvenanceError(
+            f"timed out after {LOCK_TIMEOUT:.0f}s waiting for the provenance ledger lock in "
+            f"{directory}") from None
+    except OSError as exc:
+        raise ProvenanceError(
+            f"cannot write the provenance ledger in {directory}: {exc.strerror or exc}",
+            hint="make the data folder writable, or set SAFELOAD_HOME") from exc
+
+
+def record_or_warn(entry: ProvenanceEntry | Mapping[str, Any], *, strict: bool,
+                   ledger: Path | None = None) -> str | None:
+    """`record`, with the policy for a ledger that cannot be written.
+
+    strict: fail closed (the caller's load must not go ahead). Otherwise warn loudly, through
+    `warnings.warn(ProvenanceWarning)` and the log, and return None: never silently.
+
+    Raises:
+        ProvenanceError: only when `strict`.
+    """
+    try:
+        return record(entry, ledger=ledger)
+    except ProvenanceError as exc:
+        if strict:
+            raise
+        message = f"provenance NOT recorded: {exc}"
+        _logger.warning("%s", message)
+        _warnings.warn(message, ProvenanceWarning, stacklevel=2)
+        return None
+
+
+
+
+__all__ = [
+    "GENESIS", "HEAD_NAME", "LEDGER_NAME", "LINE_VERSION", "LOCK_NAME", "MAX_ENTRY_BYTES",
+    "TORN_DIR", "record", "record_or_warn",
+]
