@@ -682,7 +682,7 @@ def sync(*, home: str | os.PathLike[str] | None = None, force: bool = False) -> 
     sub, root = _require(lay)
     with _locked(lay):
         state = _read_state(lay, sub)
-        now = _now()
+        now = _now().replace(microsecond=0)  # what state.json keeps
         if not force and not _due(lay, sub, state, now):
             return SyncResult("skipped", state.identity if state else None)
         try:
