@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import os
 
+from safeload.fleet import client
 from safeload.fleet.client import (
     DEFAULT_TARGET,
     StoreIdentity,
@@ -28,6 +29,7 @@ from safeload.fleet.client import (
 )
 from safeload.fleet.document import FleetDocument, build_document, parse_document
 from safeload.fleet.errors import (
+    SYNC_FIX,
     FleetConfigError,
     FleetError,
     FleetExpiredError,
@@ -50,7 +52,8 @@ def effective_store(local: TrustStore | None = None, *, home: str | os.PathLike[
     With `sync_first`, a sync runs when one is due (`sync(force=False)`). A sync that fails
     does not block the load: the cached store, re-verified offline, is used until its metadata
     expires, and the failure is logged as a warning; a subscription with `require_fresh` makes
-    the failure the load's error instead. `local` defaults to `TrustStore.load()`.
+    the failure, or a store last synced more than the interval ago, the load's error instead.
+    `local` defaults to `TrustStore.load()`.
 
     Raises:
         TrustStoreError: the local store is unusable, or (any `FleetError`) the organisation
@@ -69,7 +72,18 @@ def effective_store(local: TrustStore | None = None, *, home: str | os.PathLike[
             _logger.warning("organisation trust store not refreshed, using the cached one: %s",
                             exc.diagnostics())
     org, identity = organisation_store(home=home)
+    if sub.require_fresh:
+        _require_fresh(sub, identity)
     return merge(org, local, identity.allow_local_trust), identity
+
+
+def _require_fresh(sub: Subscription, identity: StoreIdentity) -> None:
+    age = (client._now() - identity.synced_at).total_seconds()
+    if age > sub.interval_s:
+        raise FleetUnreachableError(
+            f"organisation trust store {sub.url}: last synced at "
+            f"{identity.to_dict()['synced_at']}, more than {sub.interval_s} s ago, and this "
+            "node's subscription requires a fresh store", hint=SYNC_FIX)
 
 
 __all__ = [

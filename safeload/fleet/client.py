@@ -607,7 +607,10 @@ def _run(meta: Path, targets: Path, sub: Subscription, root: bytes, fetcher: Any
                 f"organisation trust store {sub.url}: the repository signs no target "
                 f"{safe_text(sub.target)}", hint="check --target, or ask the repository's "
                 "maintainers to publish the store")
-        path = Path(updater.download_target(info, str(targets / parse.quote(sub.target, ""))))
+        local = str(targets / parse.quote(sub.target, ""))
+        # An unchanged store is not downloaded again (find_cached_target checks its hashes).
+        path = Path(updater.find_cached_target(info, local)
+                    or updater.download_target(info, local))
         data = path.read_bytes()
         info.verify_length_and_hashes(data)  # the bytes parsed are the bytes verified
         tv = Metadata[Targets].from_bytes((meta / "targets.json").read_bytes()).signed.version
@@ -638,8 +641,9 @@ class SyncResult:
 def _due(lay: _Layout, sub: Subscription, state: _State | None, now: dt.datetime) -> bool:
     if state is not None and (now - state.identity.synced_at).total_seconds() < sub.interval_s:
         return False
-    attempt = _json_file(lay.attempt, "last sync attempt") or {}
-    with contextlib.suppress(KeyError, TypeError, ValueError, AttributeError):
+    with contextlib.suppress(FleetConfigError, KeyError, TypeError, ValueError,
+                             AttributeError):  # an unreadable record only means "due"
+        attempt = _json_file(lay.attempt, "last sync attempt") or {}
         if attempt.get("error") and (now - parse_time(attempt["at"])).total_seconds() \
                 < sub.retry_s:
             return False
@@ -711,8 +715,9 @@ def _stage(lay: _Layout, sub: Subscription, root: bytes, state: _State | None,
     staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=lay.data))
     try:
         meta, targets = staging / "metadata", staging / "targets"
-        if state is not None:
+        if state is not None:  # ngclient's rollback protection starts from what we trust
             shutil.copytree(lay.data / state.generation / "metadata", meta, symlinks=True)
+            shutil.copytree(lay.data / state.generation / "targets", targets)
         else:
             meta.mkdir()
         fetcher = Urllib3Fetcher(socket_timeout=sub.timeout_s,

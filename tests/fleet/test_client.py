@@ -103,6 +103,17 @@ def test_sync_runs_at_most_once_per_interval_unless_forced(node: Path, repo: Tuf
     assert server.fetched("timestamp.json") == 2
 
 
+def test_an_unchanged_store_is_not_downloaded_again(node: Path, repo: TufRepo,
+                                                     server: Server) -> None:
+    fleet.sync()
+    repo.bump_timestamp()
+    assert fleet.sync(force=True).status == "refreshed"
+    assert server.fetched(".truststore.json") == 1
+    repo.publish(store_doc(2))
+    assert fleet.sync(force=True).status == "updated"
+    assert server.fetched(".truststore.json") == 2
+
+
 def test_sync_is_due_again_after_the_interval(node: Path, server: Server, clock: Clock) -> None:
     fleet.sync()
     clock(dt.timedelta(seconds=fleet.client.DEFAULT_INTERVAL_S + 1))
@@ -283,8 +294,10 @@ def test_effective_store_survives_a_dead_server_until_expiry_unless_fresh_is_req
     store, ident = fleet.effective_store(TrustStore())
     assert ident is not None and store.policy.mode == "strict"
     fleet.subscribe(server.url, node, require_fresh=True)
-    clock(dt.timedelta(hours=3))  # past the retry delay
-    with pytest.raises(FleetUnreachableError):
+    with pytest.raises(FleetUnreachableError, match="requires a fresh store"):
+        fleet.effective_store(TrustStore())  # inside the retry delay: no sync, and stale
+    clock(dt.timedelta(hours=3))  # past the retry delay: the sync itself fails
+    with pytest.raises(FleetUnreachableError, match="cannot download"):
         fleet.effective_store(TrustStore())
 
 
