@@ -21,7 +21,6 @@ from securesystemslib.signer import CryptoSigner, Signer
 from tuf.api.metadata import (
     Metadata,
     MetaFile,
-    Role,
     Root,
     Signed,
     Snapshot,
@@ -192,4 +191,4 @@ def serving(base: Path) -> Iterator[Server]:
             server.stop()
 
 
-__all__ = ["Role", "Server", "TufRepo", "serving", "sha256"]
+__all__ = ["Server", "TufRepo", "serving", "sha256"]
