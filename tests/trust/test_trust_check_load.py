@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from safeload import trust
+from safeload.trust import check as trust_check
 from safeload.errors import (
     DigestMismatchError,
     ManifestMismatchError,
@@ -144,10 +145,10 @@ def test_signature_checked_once_for_many_files(store: TrustStore, signed_dir: Pa
         calls.append(1)
         return real(*a, **k)  # type: ignore[arg-type]
 
-    # trust.py imports the verifier when a signature is first checked (cryptography stays
+    # trust.check imports the verifier when a signature is first checked (cryptography stays
     # unloaded for unsigned loads), so the module attribute is what it finds.
     monkeypatch.setattr(signing_verify, "verify_signature_bytes", counting)
-    trust._sig_cache.clear()
+    trust_check._sig_cache.clear()
     for name in ("README.md", "config.json", ST):
         assert _load(signed_dir / name, store).signed
     assert len(calls) == 1
