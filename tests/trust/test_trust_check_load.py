@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 
 from safeload import trust
-from safeload.trust import check as trust_check
 from safeload.errors import (
     DigestMismatchError,
     ManifestMismatchError,
@@ -29,6 +28,7 @@ from safeload.trust import (
     check_load,
     load_observations,
 )
+from safeload.trust import check as trust_check
 
 COMMIT = "a" * 40
 COMMIT2 = "b" * 40
