@@ -124,6 +124,10 @@ def write_file(path: Path, data: bytes) -> None:
 
 @contextlib.contextmanager
 def locked(store_path: Path) -> Iterator[None]:
+    """Hold the store's cross-process lock (`trust.json.lock`).
+
+    Raises: TrustStoreError when another process holds it past the timeout.
+    """
     store_path.parent.mkdir(parents=True, exist_ok=True, mode=0o755)
     lock = filelock.FileLock(str(store_path) + ".lock", timeout=LOCK_TIMEOUT_S, mode=0o644)
     try:

@@ -24,6 +24,7 @@ The first refusal is raised (the exception types of `check_load`'s docstring). O
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import PurePath
@@ -185,13 +186,14 @@ class Step(Protocol):
     def check(self, facts: LoadFacts) -> Outcome: ...
 
 
-class _Rule:
+class _Rule(ABC):
     """A step that refuses or not; `check` wraps `refusal` into an `Outcome`."""
 
     name: ClassVar[str] = ""
 
+    @abstractmethod
     def refusal(self, facts: LoadFacts) -> SafeloadError | None:
-        raise NotImplementedError
+        """The step's refusal of these facts, or None."""
 
     def check(self, facts: LoadFacts) -> Outcome:
         return Outcome(refusal=self.refusal(facts))
