@@ -38,26 +38,11 @@ loaded with a valid signature, for "no silent downgrade") goes to the sibling fi
 `state_digest()` (which caches use to notice revocations and policy changes) only changes when
 the configuration does.
 
-The default policy, in one place (also printed by `safeload trust policy`)::
-
-    mode "default":
-      - revoked digests and revoked keys are refused (in every mode, audit included);
-      - a pinned digest that no longer matches is refused (DigestMismatchError);
-      - a repository with a revision lock loads only at the locked commits;
-      - a signature that is present (model.sig beside the file / in its snapshot) must verify
-        against a publisher in this store;
-      - a repo in a namespace owned by a publisher with keys must be signed by that publisher;
-      - content once loaded with a valid signature is refused later without one;
-      - a valid signature by a trusted publisher on a Hub repo outside its namespaces (a
-        re-upload) loads with a warning, marked `reupload` in the decision and the ledger;
-      - keyless publishers are identities (Sigstore instance, exact OIDC issuer, exact SAN or
-        opt-in full-match regex, optional Fulcio extension pins); revoking an identity, or a
-        Fulcio certificate by fingerprint (`revoked_keys`), refuses it everywhere;
-      - anything else (unsigned, unbound) loads with a warning;
-      - Hub files (repo + commit + file) are pinned on first use; local files are not.
-    mode "strict": as default, and every load needs a signature by a trusted publisher.
-    mode "audit": signature, pin, lock and downgrade failures become warnings; revoked digests
-      and keys are still refused.
+The default policy is written once, in `POLICY_TEXT` (`trust.model`), which
+`safeload trust policy` prints: revoked digests, keys and identities are refused in every mode;
+pins, revision locks, present signatures, namespace bindings and "no silent downgrade" are
+enforced in mode "default"; "strict" also needs a trusted signature on every load; "audit"
+turns all but revocations into warnings.
 """
 
 from safeload.trust._files import (
@@ -81,6 +66,7 @@ from safeload.trust.model import (
     MODE_RANK,
     MODES,
     PICKLES,
+    POLICY_TEXT,
     Mode,
     Pickles,
     Pin,
@@ -105,10 +91,10 @@ from safeload.trust.store import SCHEMA_VERSION, TrustStore
 
 __all__ = [
     "LOCK_TIMEOUT_S", "MAX_STORE_BYTES", "MODES", "MODE_RANK", "OBSERVED_SCHEMA_VERSION",
-    "PICKLES", "SCHEMA_VERSION", "AuditOnly", "Decision", "HubOrigin", "LoadFacts", "Mode",
-    "Observations", "Pickles", "Pin", "Policy", "Publisher", "RevisionLock", "Revocation",
+    "PICKLES", "POLICY_TEXT", "SCHEMA_VERSION", "AuditOnly", "Decision", "HubOrigin", "LoadFacts",
+    "Mode", "Observations", "Pickles", "Pin", "Policy", "Publisher", "RevisionLock", "Revocation",
     "SignatureFacts", "SignedRecord", "TrustDecision", "TrustStore", "TrustedIdentity",
     "TrustedKey", "TrustedRoot", "check_bytes", "check_load", "check_location", "diff_stores",
-    "format_time", "forget_location", "identity_key", "load_observations", "observed_path",
+    "forget_location", "format_time", "identity_key", "load_observations", "observed_path",
     "parse_time", "policy_weakenings", "unpin_observed", "verify_with_store",
 ]

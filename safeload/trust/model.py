@@ -46,6 +46,29 @@ PICKLES: tuple[Pickles, ...] = get_args(Pickles)
 # How much each mode refuses: a change to a lower rank weakens the policy.
 MODE_RANK: Mapping[Mode, int] = MappingProxyType({"audit": 0, "default": 1, "strict": 2})
 
+# The policy in words, once (the package docstring and `safeload trust policy` point here).
+POLICY_TEXT = """\
+The default policy (mode "default"):
+  - revoked digests and revoked keys are refused, in every mode (audit included);
+  - a pinned digest that no longer matches is refused;
+  - a repository with a revision lock loads only at the locked commits;
+  - a signature that is present (model.sig beside the file, or in its Hub snapshot) must
+    verify against a trusted publisher;
+  - a repo in a namespace owned by a publisher with keys must be signed by it;
+  - content once loaded with a valid signature is refused later without one;
+  - a valid signature by a trusted publisher on a Hub repo outside its namespaces (a
+    re-upload) loads with a warning, marked `reupload` in the decision and the ledger;
+  - keyless publishers are identities (Sigstore instance, exact OIDC issuer, exact SAN or
+    opt-in full-match regex, optional Fulcio extension pins); revoking an identity, or a
+    Fulcio certificate by fingerprint, refuses it everywhere;
+  - anything else (unsigned, unbound) loads with a warning;
+  - Hub files (repo + commit + file) are pinned on first use; local files are not;
+  - pickles that inspect clean are converted in the sandbox (pickles "refuse": all refused);
+  - no mode ever executes pickled code: pickles with findings are always refused.
+mode "strict": every load needs a signature by a trusted publisher.
+mode "audit": signature, pin, lock and downgrade failures are warnings (UNSAFE for production);
+  revoked digests and keys are still refused."""
+
 
 @dataclass(frozen=True)
 class Policy:
