@@ -292,7 +292,7 @@ def test_audit_reports_pin_mismatch(store: TrustStore, plain_dir: Path) -> None:
 
 
 def test_default_policy_is_pinned(store: TrustStore) -> None:
-    """The documented default; change the docs (trust.py, `safeload trust policy`) with it."""
+    """The documented default; change the docs (trust.POLICY_TEXT) with it."""
     assert TrustStore.default().policy == Policy("default", pin_hub_on_first_use=True,
                                                  pin_local_files=False)
 
