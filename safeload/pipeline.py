@@ -206,8 +206,10 @@ def verify(held: Held, origin: Origin | None, *, store: TrustStore | None = None
     if named is not None and named != sha:
         raise DigestMismatchError(held.name, f"sha256:{named} (its cache blob name)",
                                   f"sha256:{sha}")
+    # `content`: a signature's manifest check hashes the held bytes, never the path again.
     decision = check_load(Path(held.name), sha256=sha, size=held.size, store=store,
-                          repo=repo, revision=revision, filename=filename, record=observe)
+                          repo=repo, revision=revision, filename=filename, record=observe,
+                          content=memoryview(held.mapping()))
     if remember and hit is None and not held.changed():
         verify_cache.remember(key, state, sha)
     _log_warnings(decision)

@@ -160,23 +160,20 @@ def _package_parents(name: str) -> set[str]:
     return {".".join(parts[:i]) for i in range(1, len(parts))}
 
 
-# Being split right now (issue 10); this list only shrinks.
-KNOWN_CYCLES = [["safeload.signing.verify", "safeload.trust"]]
-KNOWN_LONG = {"safeload.trust", "safeload.fleet.client",
-              "safeload.signing.verify"}
+# Being split (issue 10); this list only shrinks.
+KNOWN_LONG = {"safeload.fleet.client"}
 
 
 def test_there_is_no_import_cycle() -> None:
     graph, _ = _graph()
-    assert [c for c in _cycles(graph) if c not in KNOWN_CYCLES] == []
+    assert _cycles(graph) == []
 
 
 def test_imports_point_down_the_layers() -> None:
     graph, _ = _graph()
     upward = sorted(f"{m} (layer {_layer(m)}) imports {t} (layer {_layer(t)})"
                     for m, targets in graph.items() for t in targets
-                    if _layer(t) > _layer(m) and t not in _package_parents(m)
-                    and [m, t] not in KNOWN_CYCLES)
+                    if _layer(t) > _layer(m) and t not in _package_parents(m))
     assert upward == []
 
 

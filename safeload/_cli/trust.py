@@ -312,9 +312,8 @@ def _trust_pin(args: argparse.Namespace, out: Output) -> int:
         pin = Pin(digest_arg(args.sha256), repo=args.repo, revision=args.revision,
                   file=args.file)
     path = store_path(args)
-    # The pin-conflict judgement stays here until trust owns it (issue 10).
-    old = TrustStore.load(path).find_pin(target)
-    if old is not None and old.sha256 != pin.sha256:
+    old = TrustStore.load(path).pin_conflict(pin)
+    if old is not None:
         if not args.replace:
             raise SafeloadError(f"{safe_text(pin.describe())} is already pinned to "
                                 f"sha256:{old.sha256}", hint="pass --replace to change it")
@@ -353,29 +352,10 @@ def _trust_forget(args: argparse.Namespace, out: Output) -> int:
     return EXIT_OK
 
 
-POLICY_HELP = """\
-The default policy (mode "default"):
-  - revoked digests and revoked keys are refused, in every mode;
-  - a pinned digest that no longer matches is refused;
-  - a repository with a revision lock loads only at the locked commits;
-  - a signature that is present (model.sig) must verify against a trusted publisher;
-  - a repo in a namespace owned by a publisher with keys must be signed by it;
-  - content once loaded with a valid signature is refused later without one;
-  - anything else (unsigned, unbound) loads with a warning;
-  - Hub files (repo + commit + file) are pinned on first use; local files are not;
-  - pickles that inspect clean are converted in the sandbox (pickles "refuse": all refused);
-  - no mode ever executes pickled code: pickles with findings are always refused.
-mode "strict": every load needs a signature by a trusted publisher.
-mode "audit": signature, pin, lock and downgrade failures are warnings (UNSAFE for production);
-  revoked digests and keys are still refused."""
-
-# The "weaker" judgement stays here until trust owns it (`Policy.is_weaker_than`, issue 10).
-_MODE_RANK = {"audit": 0, "default": 1, "strict": 2}
-
-
 def _trust_policy(args: argparse.Namespace, out: Output) -> int:
     from dataclasses import replace
 
+    from safeload.trust import POLICY_TEXT as POLICY_HELP
     from safeload.trust import TrustStore
 
     path = store_path(args)
@@ -395,11 +375,9 @@ def _trust_policy(args: argparse.Namespace, out: Output) -> int:
                    text=[f"policy ({safe_text(path)}): {json.dumps(current.to_dict())}",
                          POLICY_HELP])
         return EXIT_OK
-    weaker = _MODE_RANK[wanted.mode] < _MODE_RANK[current.mode] or (
-        current.pin_hub_on_first_use and not wanted.pin_hub_on_first_use) or (
-        current.pickles == "refuse" and wanted.pickles == "convert")
-    if weaker:
-        _confirm(args, out, f"weaken the policy ({current.mode} -> {wanted.mode})")
+    given_up = wanted.weakenings_from(current)
+    if given_up:
+        _confirm(args, out, "weaken the policy (" + "; ".join(given_up) + ")")
     if wanted.mode == "audit":
         _logger.warning("audit mode is UNSAFE: signature and pin failures only warn")
     before, after = TrustStore.update(lambda s: s.with_policy(wanted), path)

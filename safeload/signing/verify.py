@@ -10,6 +10,11 @@ Order of checks, each one refusing on failure:
 4. `verify_model` re-hashes the model directory: every signed file present with the signed
    digest, no extra files beyond the format's ignore rules, no path leaving the directory.
 
+Trust comes from what the caller hands over (sigstore-python's `Verifier(trusted_root=...)`):
+a one-off key, root or identity, or `trust_store`, any object with the `signing.anchors.
+TrustAnchors` shape (`safeload.trust.TrustStore` is one). This module never imports the trust
+store and never loads one.
+
 Stricter than model_signing 1.1.1: the leaf certificate must be valid now (not only when it
 signed), the leaf must allow digital signatures (and code signing when it has an EKU), the
 certificate identity is bound to the publisher, resource names with `..` are refused, an empty
@@ -34,7 +39,6 @@ from safeload._internal.text import safe_text
 from safeload.errors import (
     DigestMismatchError,
     ManifestMismatchError,
-    RevokedError,
     SignatureError,
     UntrustedPublisherError,
 )
@@ -59,11 +63,17 @@ from safeload.signing._tree import (
     open_regular,
     run_parallel,
 )
+from safeload.signing.anchors import (
+    TrustAnchors,
+    check_identity_revoked,
+    check_key_revoked,
+    keyless_rules,
+    publisher_named,
+)
 
 if TYPE_CHECKING:
     from safeload.signing.keyless import KeylessResult
     from safeload.signing.sigstore_roots import SigstoreRoot
-    from safeload.trust import TrustStore
 
 _logger = logging.getLogger(__name__)
 
@@ -140,18 +150,8 @@ def _now() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
 
 
-def _check_revoked(store: TrustStore | None, key_ids: Sequence[str], what: str) -> None:
-    if store is None:
-        return
-    for kid in key_ids:
-        rev = store.key_revocation(kid)
-        if rev is not None:
-            why = f" ({safe_text(rev.reason)})" if rev.reason else ""
-            raise RevokedError(f"{what} was made with revoked key {kid}{why}")
-
-
 def _verify_key_method(
-    bundle: Bundle, signed: bytes, *, source: str, store: TrustStore | None,
+    bundle: Bundle, signed: bytes, *, source: str, store: TrustAnchors | None,
     key: PathLike | None, now: dt.datetime,
 ) -> tuple[str | None, str]:
     """(publisher, key id) of the key whose signature verifies."""
@@ -168,7 +168,7 @@ def _verify_key_method(
         if not _keys.verify_raw(pub, bundle.signature, signed):
             raise SignatureError(f"{source}: the signature does not verify with {safe_text(key)}")
         kid = _keys.key_id(pub)
-        _check_revoked(store, [kid], source)
+        check_key_revoked(store, [kid], source)
         return None, kid
     assert store is not None
     candidates = [
@@ -185,7 +185,7 @@ def _verify_key_method(
     for publisher, tkey in candidates:
         if not _keys.verify_raw(tkey.public_key(), bundle.signature, signed):
             continue
-        _check_revoked(store, [tkey.key_id], source)
+        check_key_revoked(store, [tkey.key_id], source)
         expiry = min((e for e in (tkey.expires, publisher.expires) if e is not None), default=None)
         if expiry is not None and now > expiry:
             raise SignatureError(
@@ -210,7 +210,7 @@ def _load_certs(bundle: Bundle, source: str) -> list[x509.Certificate]:
 
 
 def _verify_certificate_method(
-    bundle: Bundle, signed: bytes, *, source: str, store: TrustStore | None,
+    bundle: Bundle, signed: bytes, *, source: str, store: TrustAnchors | None,
     roots_paths: Sequence[PathLike] | None, identity: str | None, now: dt.datetime,
 ) -> tuple[str | None, str, str]:
     """(publisher, leaf key id, matched identity)."""
@@ -288,7 +288,7 @@ def _verify_certificate_method(
                 ids.append(_keys.key_id(_keys.certificate_key(c)))
             except _keys.BadKeyError:
                 continue  # an RSA CA cannot be in our revocation list anyway
-        _check_revoked(store, ids, source)
+        check_key_revoked(store, ids, source)
         return publisher, ids[0], ident or ""
     if leaf_errors:
         raise SignatureError(f"{source}: {leaf_errors[0]}") from leaf_errors[0]
@@ -305,7 +305,7 @@ def _verify_certificate_method(
 def verify_signature(
     signature_path: PathLike,
     *,
-    trust_store: TrustStore | None = None,
+    trust_store: TrustAnchors | None = None,
     key: PathLike | None = None,
     certificate_chain: Sequence[PathLike] | None = None,
     identity: str | None = None,
@@ -318,9 +318,10 @@ def verify_signature(
     Trust comes from `key` (a PEM public key file) or `certificate_chain` (PEM root files) for a
     one-off check, or for a keyless bundle from `identity` (SAN) + `identity_provider` (OIDC
     issuer) under `sigstore_root` (default: the shipped production root), otherwise from
-    `trust_store` (loaded from its default location when None).
-    With a one-off key or root, the trust store's key revocations still apply when a
-    `trust_store` is passed.
+    `trust_store`: the trust anchors (`signing.anchors.TrustAnchors`, e.g. a
+    `safeload.trust.TrustStore`). The verifier never loads a store itself; pass one, or use
+    `safeload.trust.verify_with_store`. With a one-off key, root or identity, the anchors' key
+    and identity revocations still apply when `trust_store` is passed.
 
     Raises:
         SignatureError: malformed bundle, signature that does not verify, expired or unusable
@@ -330,7 +331,7 @@ def verify_signature(
         RevokedError: signed by a revoked key.
         UnsupportedSignatureError: a keyless Sigstore bundle without the `sigstore` extra, or
             another kind safeload cannot check (could not decide).
-        TrustStoreError: the trust store is unusable.
+        ValueError: no trust anchors at all (no `trust_store`, key, root or identity).
         OSError: the signature file cannot be read.
     """
     sig_path = Path(signature_path)
@@ -341,7 +342,7 @@ def verify_signature(
 
 
 def _verify_sigstore_method(
-    data: bytes, bundle: Bundle, *, source: str, sig_path: Path, store: TrustStore | None,
+    data: bytes, bundle: Bundle, *, source: str, sig_path: Path, store: TrustAnchors | None,
     identity: str | None, issuer: str | None, root: SigstoreRoot | None, now: dt.datetime,
 ) -> SignedManifest:
     """A keyless bundle: a one-off identity + issuer, or the trust store's keyless publishers."""
@@ -359,7 +360,7 @@ def _verify_sigstore_method(
     else:
         if store is None:
             raise SignatureError(f"{source}: a keyless check needs an identity or a trust store")
-        groups = store.keyless_rules()
+        groups = keyless_rules(store)
         if not groups:
             raise UntrustedPublisherError(
                 f"{source}: signed keyless, and the trust store has no keyless identities",
@@ -380,9 +381,9 @@ def _verify_sigstore_method(
                        failures[0])
     _, res = results[0]
     if store is not None:
-        _check_revoked(store, [res.key_id, res.cert_fingerprint], source)
-        store.check_identity_revoked(res, source=source)
-        pub = store.publisher(res.rule.publisher) if res.rule.publisher else None
+        check_key_revoked(store, [res.key_id, res.cert_fingerprint], source)
+        check_identity_revoked(store, res, source=source)
+        pub = publisher_named(store, res.rule.publisher) if res.rule.publisher else None
         if pub is not None and pub.expires is not None and now > pub.expires:
             raise SignatureError(f"{source}: publisher {safe_text(pub.name)} is trusted only "
                                  f"until {pub.expires:%Y-%m-%d}")
@@ -397,7 +398,7 @@ def verify_signature_bytes(
     data: bytes,
     *,
     signature_path: PathLike,
-    trust_store: TrustStore | None = None,
+    trust_store: TrustAnchors | None = None,
     key: PathLike | None = None,
     certificate_chain: Sequence[PathLike] | None = None,
     identity: str | None = None,
@@ -415,10 +416,10 @@ def verify_signature_bytes(
     sig_path = Path(signature_path)
     source = safe_text(sig_path)
     store = trust_store
-    if store is None and key is None and certificate_chain is None:
-        from safeload.trust import TrustStore
-
-        store = TrustStore.load()
+    if store is None and key is None and certificate_chain is None and (
+            identity is None or identity_provider is None):
+        raise ValueError("no trust anchors: pass trust_store (e.g. safeload.trust.TrustStore"
+                         ".load()), a key, a certificate_chain, or identity + identity_provider")
     when = now or _now()
     bundle = parse_bundle(data, source=source)
     # model_signing builds the PAE with the constant in-toto type and checks payloadType after
@@ -594,7 +595,7 @@ def verify_model(
     model_dir: PathLike,
     signature_path: PathLike | None = None,
     *,
-    trust_store: TrustStore | None = None,
+    trust_store: TrustAnchors | None = None,
     key: PathLike | None = None,
     certificate_chain: Sequence[PathLike] | None = None,
     identity: str | None = None,
@@ -618,7 +619,7 @@ def verify_model(
         UnsafePathError: a symlink leaving the directory (or any symlink when the signature does
             not allow them), a FIFO or another special file.
         UnsupportedSignatureError: keyless bundle, or blake3 without the `blake3` package.
-        TrustStoreError: the trust store is unusable.
+        ValueError: no trust anchors (see `verify_signature`).
         OSError: a file cannot be read.
     """
     root = Path(model_dir)

@@ -28,6 +28,7 @@ from safeload.trust import (
     check_load,
     load_observations,
 )
+from safeload.trust import check as trust_check
 
 COMMIT = "a" * 40
 COMMIT2 = "b" * 40
@@ -144,10 +145,10 @@ def test_signature_checked_once_for_many_files(store: TrustStore, signed_dir: Pa
         calls.append(1)
         return real(*a, **k)  # type: ignore[arg-type]
 
-    # trust.py imports the verifier when a signature is first checked (cryptography stays
+    # trust.check imports the verifier when a signature is first checked (cryptography stays
     # unloaded for unsigned loads), so the module attribute is what it finds.
     monkeypatch.setattr(signing_verify, "verify_signature_bytes", counting)
-    trust._sig_cache.clear()
+    trust_check._sig_cache.clear()
     for name in ("README.md", "config.json", ST):
         assert _load(signed_dir / name, store).signed
     assert len(calls) == 1
@@ -291,7 +292,7 @@ def test_audit_reports_pin_mismatch(store: TrustStore, plain_dir: Path) -> None:
 
 
 def test_default_policy_is_pinned(store: TrustStore) -> None:
-    """The documented default; change the docs (trust.py, `safeload trust policy`) with it."""
+    """The documented default; change the docs (trust.POLICY_TEXT) with it."""
     assert TrustStore.default().policy == Policy("default", pin_hub_on_first_use=True,
                                                  pin_local_files=False)
 

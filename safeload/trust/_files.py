@@ -1,0 +1,145 @@
+"""The trust files on disk: who may write them, reading them bounded, atomic writes, the lock.
+
+`trust.json` and `trust.observed.json` are read through one descriptor after the location
+check (OpenSSH's StrictModes rules), written through `_internal.atomic.write_atomic` (temp file
+in the same directory, fsync, rename), and changed only under a `filelock.FileLock` on the
+sibling `trust.json.lock`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import filelock
+
+from safeload._internal import strictjson
+from safeload._internal.atomic import write_atomic
+from safeload._internal.text import safe_text
+from safeload.errors import TrustStoreError
+from safeload.trust._schema import _FIX_EDIT, _fail
+
+MAX_STORE_BYTES = 64 * 1024 * 1024  # far above any real store; bounds a hostile file
+LOCK_TIMEOUT_S = 60.0  # a writer holds the lock for milliseconds
+
+
+def check_permissions(path: Path, st: os.stat_result, source: str) -> None:
+    """Refuse a trust file that another user could have written (ssh StrictModes style)."""
+    if os.name != "posix":
+        return
+    if not stat.S_ISREG(st.st_mode):
+        raise _fail(source, "is not a regular file", "replace it with a regular file")
+    if st.st_mode & 0o022:
+        raise _fail(source, f"is writable by group or others (mode {stat.S_IMODE(st.st_mode):o}); "
+                    "anyone who can write it decides what safeload trusts",
+                    f"chmod go-w {path}")
+    uid = os.getuid()
+    if st.st_uid not in (uid, 0):
+        raise _fail(source, f"is owned by another user (uid {st.st_uid})",
+                    f"chown {uid} {path}, or point --trust-store at your own copy")
+    parent = path.parent
+    try:
+        pst = os.stat(parent)
+    except OSError:
+        return
+    sticky = bool(pst.st_mode & stat.S_ISVTX)
+    if pst.st_mode & 0o022 and not sticky:
+        raise _fail(source, f"its directory {parent} is writable by group or others, so the "
+                    "file can be replaced", f"chmod go-w {parent}")
+
+
+def check_location(path: Path, source: str) -> None:
+    """Refuse a store location that another user could write, whether or not the file exists.
+
+    OpenSSH's secure-path rule: every existing directory from the store's up to `/` must be
+    owned by this user or root and not writable by group or others, except a sticky directory
+    (`/tmp`), where others may add entries but not replace or remove ours. A directory that
+    does not exist yet is judged by its parent (whoever can create it there could have).
+
+    Raises:
+        TrustStoreError: naming the directory and the fix.
+    """
+    if os.name != "posix":
+        return
+    uid = os.getuid()
+    for d in Path(os.path.abspath(path)).parents:
+        try:
+            st = os.stat(d)
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            raise _fail(source, f"its directory {safe_text(d)} cannot be checked "
+                        f"({exc.strerror})", "check the permissions of the path") from None
+        if st.st_uid not in (uid, 0):
+            raise _fail(source, f"its directory {safe_text(d)} is owned by another user "
+                        f"(uid {st.st_uid}), who decides what safeload trusts",
+                        f"keep the store in a directory of your own (SAFELOAD_HOME or "
+                        f"--trust-store), or chown {uid} {safe_text(d)}")
+        if st.st_mode & 0o022 and not st.st_mode & stat.S_ISVTX:
+            raise _fail(source, f"its directory {safe_text(d)} is writable by group or "
+                        f"others (mode {stat.S_IMODE(st.st_mode):o}), so anyone can put a "
+                        "trust store there", f"chmod go-w {safe_text(d)}")
+
+
+def read_trust_file(path: Path, source: str) -> bytes | None:
+    """The file's bytes, or None when it does not exist (in a location only we can write)."""
+    check_location(path, source)
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0) \
+        | getattr(os, "O_BINARY", 0)
+    try:
+        fd = os.open(path, flags)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise _fail(source, f"cannot be read ({exc.strerror})",
+                    "check the path and its permissions") from exc
+    try:
+        st = os.fstat(fd)
+        check_permissions(path, st, source)
+        if st.st_size > MAX_STORE_BYTES:
+            raise _fail(source, f"is larger than {MAX_STORE_BYTES} bytes", _FIX_EDIT)
+        with os.fdopen(fd, "rb", closefd=False) as f:
+            return f.read(MAX_STORE_BYTES + 1)
+    finally:
+        os.close(fd)
+
+
+def parse_json(data: bytes, source: str) -> Any:
+    try:
+        return strictjson.loads(data)
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        raise _fail(source, f"cannot parse ({exc})",
+                    "fix the JSON, or move the file away and run `safeload trust init` "
+                    "(keep a copy: it holds your keys and pins)") from exc
+
+
+def write_file(path: Path, data: bytes) -> None:
+    """Atomically replace a trust file, durably (it holds the user's keys and pins)."""
+    write_atomic(path, data, durable=True, overwrite=True, mode=0o644, dir_mode=0o755)
+
+
+@contextlib.contextmanager
+def locked(store_path: Path) -> Iterator[None]:
+    """Hold the store's cross-process lock (`trust.json.lock`).
+
+    Raises: TrustStoreError when another process holds it past the timeout.
+    """
+    store_path.parent.mkdir(parents=True, exist_ok=True, mode=0o755)
+    lock = filelock.FileLock(str(store_path) + ".lock", timeout=LOCK_TIMEOUT_S, mode=0o644)
+    try:
+        with lock:
+            yield
+    except filelock.Timeout as exc:
+        raise TrustStoreError(
+            f"{store_path}: another process holds the trust store lock for more than "
+            f"{LOCK_TIMEOUT_S:.0f} s", hint=f"check for a stuck safeload process; the lock "
+            f"file is {store_path}.lock") from exc
+
+
+def observed_path(store_path: Path) -> Path:
+    """The sibling file with what loads learned: `trust.json` -> `trust.observed.json`."""
+    return store_path.with_name(f"{store_path.stem}.observed.json")
