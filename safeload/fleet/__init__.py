@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import os
 
-from safeload.fleet import client
+from safeload.fleet import _clock
 from safeload.fleet.client import (
     DEFAULT_TARGET,
     StoreIdentity,
@@ -78,7 +78,7 @@ def effective_store(local: TrustStore | None = None, *, home: str | os.PathLike[
 
 
 def _require_fresh(sub: Subscription, identity: StoreIdentity) -> None:
-    age = (client._now() - identity.synced_at).total_seconds()
+    age = (_clock.now() - identity.synced_at).total_seconds()
     if age > sub.interval_s:
         raise FleetUnreachableError(
             f"organisation trust store {sub.url}: last synced at "

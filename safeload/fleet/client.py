@@ -49,302 +49,42 @@ import datetime as dt
 import hashlib
 import logging
 import os
-import re
 import shutil
-import stat
 import tempfile
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
-from urllib import parse
 
-import filelock
-
-from safeload._internal import paths, strictjson
 from safeload._internal.atomic import write_atomic
 from safeload._internal.text import safe_text
 from safeload._version import __version__
-from safeload.fleet.document import FleetDocument, parse_document
+from safeload.fleet import _clock
 from safeload.fleet.errors import (
     SYNC_FIX,
     FleetConfigError,
     FleetError,
-    FleetExpiredError,
-    FleetLockError,
-    FleetNotSubscribedError,
     FleetRollbackError,
-    FleetUnreachableError,
     FleetVerificationError,
 )
-from safeload.trust import TrustStore, check_location, format_time, parse_time
+from safeload.fleet.subscribing import (
+    _GENERATION,
+    DEFAULT_TARGET,
+    STATE_SCHEMA,
+    Subscription,
+    _dump,
+    _json_file,
+    _Layout,
+    _layout,
+    _locked,
+    _prune,
+    _require,
+    subscribe,
+    subscription,
+)
+from safeload.fleet.tufrun import _cache_fetcher, _run, _Verified
+from safeload.trust import TrustStore, format_time, parse_time
 
 _logger = logging.getLogger(__name__)
-
-DEFAULT_TARGET = "safeload/truststore.json"
-DEFAULT_INTERVAL_S = 3600  # a sync before a load at most hourly
-DEFAULT_RETRY_S = 300  # after a failed sync, wait this long before the next automatic one
-DEFAULT_TIMEOUT_S = 10  # per HTTP connect/read gap; a load must not hang on a dead mirror
-LOCK_TIMEOUT_S = 120.0  # a sync holds the lock for its downloads
-MAX_CONFIG_BYTES = 1024 * 1024  # subscription, state and root.json files
-SUBSCRIPTION_SCHEMA = 1
-STATE_SCHEMA = 1
-
-_TARGET = re.compile(r"[A-Za-z0-9._-]+(?:/[A-Za-z0-9._-]+)*")
-_GENERATION = re.compile(r"gen-[0-9a-z_-]{1,100}")
-_SHA256 = re.compile(r"[0-9a-f]{64}")
-
-
-def _now() -> dt.datetime:
-    """The clock for sync intervals and expiry messages (tests move it)."""
-    return dt.datetime.now(dt.timezone.utc)
-
-
-# ------------------------------------------------------------------------------------------
-# files
-
-
-@dataclass(frozen=True)
-class _Layout:
-    config: Path
-    data: Path
-
-    @property
-    def subscription(self) -> Path:
-        return self.config / "subscription.json"
-
-    @property
-    def root(self) -> Path:
-        return self.config / "root.json"
-
-    @property
-    def state(self) -> Path:
-        return self.data / "state.json"
-
-    @property
-    def attempt(self) -> Path:
-        return self.data / "attempt.json"
-
-    @property
-    def lock(self) -> Path:
-        return self.data / "sync.lock"
-
-
-def _layout(home: str | os.PathLike[str] | None) -> _Layout:
-    if home is not None:
-        base = Path(home)
-        return _Layout(base / "config" / "fleet", base / "data" / "fleet")
-    return _Layout(paths.config_dir() / "fleet", paths.data_dir() / "fleet")
-
-
-def _read_private(path: Path, what: str) -> bytes | None:
-    """A small file only this user could have written, or None when absent."""
-    check_location(path, str(path))
-    try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0))
-    except FileNotFoundError:
-        return None
-    except OSError as exc:
-        raise FleetConfigError(f"{path}: the {what} cannot be read ({exc.strerror})",
-                               hint="check the path and its permissions") from exc
-    with os.fdopen(fd, "rb") as f:
-        st = os.fstat(f.fileno())
-        if os.name == "posix" and (not stat.S_ISREG(st.st_mode) or st.st_mode & 0o022
-                                   or st.st_uid not in (os.getuid(), 0)):
-            raise FleetConfigError(f"{path}: the {what} is not a regular file of this user "
-                                   "writable only by them", hint=f"chmod go-w {path}, or "
-                                   "subscribe again with `safeload trust subscribe`")
-        data = f.read(MAX_CONFIG_BYTES + 1)
-    if len(data) > MAX_CONFIG_BYTES:
-        raise FleetConfigError(f"{path}: the {what} is larger than {MAX_CONFIG_BYTES} bytes")
-    return data
-
-
-def _json_file(path: Path, what: str) -> dict[str, Any] | None:
-    data = _read_private(path, what)
-    if data is None:
-        return None
-    try:
-        doc = strictjson.loads(data)
-    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
-        raise FleetConfigError(f"{path}: the {what} cannot be parsed ({safe_text(exc)})",
-                               hint="subscribe again with `safeload trust subscribe`") from exc
-    if not isinstance(doc, dict):
-        raise FleetConfigError(f"{path}: the {what} is not a JSON object")
-    return doc
-
-
-def _dump(doc: dict[str, Any]) -> bytes:
-    import json
-
-    return (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode()
-
-
-# ------------------------------------------------------------------------------------------
-# subscription
-
-
-@dataclass(frozen=True)
-class Subscription:
-    """What a node follows: the repository, the target, and how often to sync."""
-
-    url: str
-    metadata_url: str
-    targets_url: str
-    target: str = DEFAULT_TARGET
-    interval_s: int = DEFAULT_INTERVAL_S
-    retry_s: int = DEFAULT_RETRY_S
-    timeout_s: int = DEFAULT_TIMEOUT_S
-    # A node that must not load with a store it could not refresh (sync errors block loads).
-    require_fresh: bool = False
-    root_sha256: str = ""
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"schema_version": SUBSCRIPTION_SCHEMA, **dataclasses.asdict(self)}
-
-    @classmethod
-    def from_dict(cls, doc: dict[str, Any], *, source: str) -> Subscription:
-        """Raises: FleetConfigError on any unknown, missing or ill-typed field."""
-        fields = {f.name: f.type for f in dataclasses.fields(cls)}
-        if doc.get("schema_version") != SUBSCRIPTION_SCHEMA or set(doc) - {*fields,
-                                                                         "schema_version"}:
-            raise FleetConfigError(f"{source}: not a subscription this safeload reads",
-                                   hint="subscribe again with `safeload trust subscribe`")
-        try:
-            sub = cls(**{k: v for k, v in doc.items() if k != "schema_version"})
-        except TypeError as exc:
-            raise FleetConfigError(f"{source}: {exc}",
-                                   hint="subscribe again with `safeload trust subscribe`"
-                                   ) from exc
-        _validate(sub, source)
-        return sub
-
-
-def _http_url(url: object, what: str, source: str) -> str:
-    if not isinstance(url, str) or parse.urlsplit(url).scheme not in ("http", "https") \
-            or not parse.urlsplit(url).netloc:
-        raise FleetConfigError(f"{source}: the {what} {safe_text(url, limit=200)} is not an "
-                               "http(s) URL", hint="give the repository's base URL, e.g. "
-                               "https://trust.example.org/")
-    return url
-
-
-def _validate(sub: Subscription, source: str) -> None:
-    for what in ("url", "metadata_url", "targets_url"):
-        _http_url(getattr(sub, what), what.replace("_", " "), source)
-    if not isinstance(sub.target, str) or not _TARGET.fullmatch(sub.target) \
-            or ".." in sub.target.split("/"):
-        raise FleetConfigError(f"{source}: the target {safe_text(sub.target)} is not a relative "
-                               "TUF target path", hint="use e.g. safeload/truststore.json")
-    for what in ("interval_s", "retry_s", "timeout_s"):
-        value = getattr(sub, what)
-        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 10**7:
-            raise FleetConfigError(f"{source}: {what} must be a number of seconds")
-    if not isinstance(sub.require_fresh, bool):
-        raise FleetConfigError(f"{source}: require_fresh must be true or false")
-    if not isinstance(sub.root_sha256, str) or not _SHA256.fullmatch(sub.root_sha256):
-        raise FleetConfigError(f"{source}: root_sha256 is not a sha256 digest")
-
-
-def _slash(url: str) -> str:
-    return url if url.endswith("/") else url + "/"
-
-
-def _check_root(data: bytes, source: str) -> int:
-    """A root that verifies itself (its own threshold of its own keys); returns its version."""
-    from tuf.api.metadata import Metadata, Root
-
-    try:
-        md = Metadata[Root].from_bytes(data)
-        if not isinstance(md.signed, Root):
-            raise ValueError(f"it is {md.signed.type} metadata, not root")
-        md.verify_delegate(Root.type, md)
-    except Exception as exc:  # tuf raises DeserializationError, UnsignedMetadataError, ...
-        raise FleetConfigError(f"{source}: not a usable TUF root ({safe_text(exc, limit=300)})",
-                               hint="pass the repository's root.json as distributed by the "
-                               "organisation (e.g. metadata/1.root.json)") from exc
-    return md.signed.version
-
-
-def subscribe(url: str, root_json_path: str | os.PathLike[str], target: str = DEFAULT_TARGET,
-              *, home: str | os.PathLike[str] | None = None, metadata_url: str | None = None,
-              targets_url: str | None = None, interval_s: int = DEFAULT_INTERVAL_S,
-              retry_s: int = DEFAULT_RETRY_S, timeout_s: int = DEFAULT_TIMEOUT_S,
-              require_fresh: bool = False, replace: bool = False) -> Subscription:
-    """Follow the organisation store `target` of the TUF repository at `url`.
-
-    `root_json_path` is the pinned trust anchor; it is copied under the safeload home. Nothing
-    is downloaded: call `sync` next. Subscribing again with the same URL, target and root only
-    updates the settings; a different one needs `replace=True`, which also drops the cached
-    generations and the accepted serial (they belong to the old trust anchor).
-
-    Raises:
-        FleetConfigError: a bad URL, target or settings, a root.json that does not verify
-            itself, or an existing different subscription without `replace`.
-        OSError: the root file cannot be read or the config cannot be written.
-    """
-    lay = _layout(home)
-    root = Path(root_json_path).read_bytes()
-    if len(root) > MAX_CONFIG_BYTES:
-        raise FleetConfigError(f"{root_json_path}: larger than {MAX_CONFIG_BYTES} bytes")
-    _check_root(root, str(root_json_path))
-    base = _slash(_http_url(url, "repository URL", "subscribe"))
-    sub = Subscription(url=base, metadata_url=_slash(metadata_url or base + "metadata/"),
-                       targets_url=_slash(targets_url or base + "targets/"), target=target,
-                       interval_s=interval_s, retry_s=retry_s, timeout_s=timeout_s,
-                       require_fresh=require_fresh,
-                       root_sha256=hashlib.sha256(root).hexdigest())
-    _validate(sub, "subscribe")
-    check_location(lay.subscription, str(lay.subscription))
-    check_location(lay.state, str(lay.state))
-    with _locked(lay):
-        old = _load_subscription(lay)
-        same = old is not None and (old.url, old.metadata_url, old.targets_url, old.target,
-                                    old.root_sha256) == (sub.url, sub.metadata_url,
-                                                         sub.targets_url, sub.target,
-                                                         sub.root_sha256)
-        if old is not None and not same:
-            if not replace:
-                raise FleetConfigError(
-                    f"{lay.subscription}: this node already follows {safe_text(old.url)} "
-                    f"(target {safe_text(old.target)})",
-                    hint="pass --replace to follow the new repository instead (the cached "
-                         "store of the old one is dropped)")
-            _drop_generations(lay)
-        write_atomic(lay.root, root, mode=0o644, dir_mode=0o755)
-        write_atomic(lay.subscription, _dump(sub.to_dict()), mode=0o644, dir_mode=0o755)
-    return sub
-
-
-def _load_subscription(lay: _Layout) -> Subscription | None:
-    doc = _json_file(lay.subscription, "fleet subscription")
-    return None if doc is None else Subscription.from_dict(doc, source=str(lay.subscription))
-
-
-def subscription(*, home: str | os.PathLike[str] | None = None) -> Subscription | None:
-    """The node's subscription, or None when it follows no organisation store.
-
-    Raises:
-        FleetConfigError: the subscription file is unusable.
-    """
-    return _load_subscription(_layout(home))
-
-
-def _require(lay: _Layout) -> tuple[Subscription, bytes]:
-    sub = _load_subscription(lay)
-    if sub is None:
-        raise FleetNotSubscribedError(
-            f"{lay.subscription}: this node follows no organisation trust store",
-            hint="safeload trust subscribe URL --root root.json")
-    root = _read_private(lay.root, "pinned TUF root")
-    if root is None or hashlib.sha256(root).hexdigest() != sub.root_sha256:
-        raise FleetConfigError(f"{lay.root}: the pinned root is missing or is not the one "
-                               "given at subscribe",
-                               hint="subscribe again with the organisation's root.json "
-                                    "(`safeload trust subscribe URL --root root.json "
-                                    "--replace`)")
-    return sub, root
-
 
 # ------------------------------------------------------------------------------------------
 # state: the accepted generation
@@ -417,213 +157,6 @@ def _write_state(lay: _Layout, state: _State) -> None:
     write_atomic(lay.state, _dump(doc), mode=0o644)
 
 
-@contextlib.contextmanager
-def _locked(lay: _Layout) -> Iterator[None]:
-    lay.data.mkdir(parents=True, exist_ok=True, mode=0o755)
-    lock = filelock.FileLock(str(lay.lock), timeout=LOCK_TIMEOUT_S, mode=0o644)
-    try:
-        with lock:
-            yield
-    except filelock.Timeout as exc:
-        raise FleetLockError(f"{lay.lock}: another safeload process has been syncing the "
-                             f"organisation store for more than {LOCK_TIMEOUT_S:.0f} s",
-                             hint="check for a stuck `safeload trust sync`") from exc
-
-
-def _drop_generations(lay: _Layout) -> None:
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(lay.state)
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(lay.attempt)
-    _prune(lay, keep=())
-
-
-def _prune(lay: _Layout, keep: tuple[str, ...]) -> None:
-    """Remove generations not in `keep` and stale staging dirs (the lock is held)."""
-    if not lay.data.is_dir():
-        return
-    for entry in lay.data.iterdir():
-        stale = entry.name.startswith(".staging-") or (
-            _GENERATION.fullmatch(entry.name) is not None and entry.name not in keep)
-        if stale and entry.is_dir() and not entry.is_symlink():
-            shutil.rmtree(entry, ignore_errors=True)
-
-
-# ------------------------------------------------------------------------------------------
-# running the Updater
-
-
-def _cache_fetcher(gen: Path, sub: Subscription) -> Any:
-    """A fetcher that serves one accepted generation instead of the network (built here so that
-    `tuf` is imported only when a fleet is used)."""
-    from tuf.api import exceptions
-    from tuf.ngclient import FetcherInterface
-
-    class CacheFetcher(FetcherInterface):
-        def _fetch(self, url: str) -> Iterator[bytes]:
-            path = _cached_file(gen, sub, url)
-            if path is None or not path.is_file():
-                raise exceptions.DownloadHTTPError(f"{url} is not in the local cache", 404)
-            return _chunks(path)
-
-    return CacheFetcher()
-
-
-def _recording(inner: Any, seen: dict[str, bytes], sub: Subscription) -> Any:
-    """Wraps a fetcher and keeps the last metadata bytes per role, only to name an expiry in a
-    message: an expired file is refused before ngclient persists it."""
-    from tuf.ngclient import FetcherInterface
-
-    class Recording(FetcherInterface):
-        def _fetch(self, url: str) -> Iterator[bytes]:
-            chunks: Iterator[bytes] = inner.fetch(url)
-            if not url.startswith(sub.metadata_url):
-                return chunks
-            name = parse.unquote(url[len(sub.metadata_url):])
-            role = re.sub(r"^[0-9]+\.", "", name).removesuffix(".json")
-            return self._keep(role, chunks)
-
-        @staticmethod
-        def _keep(role: str, chunks: Iterator[bytes]) -> Iterator[bytes]:
-            got = bytearray()
-            for chunk in chunks:
-                got += chunk
-                yield chunk
-            seen[role] = bytes(got)
-
-    return Recording()
-
-
-def _chunks(path: Path) -> Iterator[bytes]:
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 16):
-            yield chunk
-
-
-def _cached_file(gen: Path, sub: Subscription, url: str) -> Path | None:
-    """The generation's file for a URL the Updater asks for, or None."""
-    if url.startswith(sub.metadata_url):
-        name = parse.unquote(url[len(sub.metadata_url):])
-        if m := re.fullmatch(r"([0-9]+)\.root\.json", name):
-            return gen / "metadata" / "root_history" / f"{int(m[1])}.root.json"
-        if m := re.fullmatch(r"(?:[0-9]+\.)?(timestamp|snapshot|targets)\.json", name):
-            return gen / "metadata" / f"{m[1]}.json"  # the Updater checks the version
-        return None
-    if url.startswith(sub.targets_url):
-        rest = url[len(sub.targets_url):]
-        folder, _, base = sub.target.rpartition("/")
-        prefix = f"{folder}/" if folder else ""
-        hashed = re.fullmatch(re.escape(prefix) + r"[0-9a-f]{32,128}\." + re.escape(base), rest)
-        if rest == sub.target or hashed:
-            return gen / "targets" / parse.quote(sub.target, "")
-    return None
-
-
-def _translate(exc: Exception, sub: Subscription, seen: dict[str, bytes], where: str
-               ) -> FleetError:
-    """A tuf exception as the fleet error that names the attack, the URL and the fix."""
-    from tuf.api import exceptions as te
-
-    what = f"organisation trust store {sub.url} ({where})"
-    detail = safe_text(exc, limit=300) or type(exc).__name__
-    if isinstance(exc, te.ExpiredMetadataError):
-        role, expires = _expired_role(seen, str(exc))
-        return FleetExpiredError(
-            f"{what}: {role}.json expired at {expires or 'an unknown time'}; safeload refuses "
-            "a store it cannot show is current (freeze protection)", role=role,
-            expires=expires, hint=SYNC_FIX if where == "offline" else
-            "the repository's timestamp must be re-signed: tell its maintainers; this node "
-            "keeps its cached store until that expires")
-    if isinstance(exc, te.BadVersionNumberError):
-        return FleetRollbackError(f"{what}: rollback refused: {detail}",
-                                  hint="the repository served metadata older than this node "
-                                       "already trusts; check the mirror")
-    if isinstance(exc, te.UnsignedMetadataError):
-        return FleetVerificationError(
-            f"{what}: metadata not signed by enough trusted keys: {detail}",
-            hint="a root rotation needs the threshold of the old and of the new root keys; "
-                 "check the repository, never the node")
-    if isinstance(exc, (te.LengthOrHashMismatchError, te.DownloadLengthMismatchError)):
-        return FleetVerificationError(f"{what}: a file does not match its signed length or "
-                                      f"hashes (tampered or corrupt): {detail}",
-                                      hint="check the mirror; the signed metadata is the truth")
-    if isinstance(exc, te.RepositoryError):
-        return FleetVerificationError(f"{what}: {detail}", hint="check the repository")
-    if where == "offline":
-        return FleetVerificationError(f"{what}: the cached generation is incomplete: {detail}",
-                                      hint=SYNC_FIX)
-    if isinstance(exc, te.DownloadHTTPError):
-        return FleetUnreachableError(f"{what}: HTTP {exc.status_code}: {detail}",
-                                     hint="check the URL and that the repository is published")
-    return FleetUnreachableError(f"{what}: cannot download ({detail}; "
-                                 f"{safe_text(exc.__cause__ or exc.__context__, limit=200)})",
-                                 hint="check the network, proxy settings and the URL; loads go "
-                                      "on with the cached store until it expires")
-
-
-def _expired_role(seen: dict[str, bytes], message: str) -> tuple[str, str]:
-    """Which role expired and when, for the message (from the bytes ngclient just refused)."""
-    from tuf.api.metadata import Metadata
-
-    order = ("root", "timestamp", "snapshot", "targets")
-    named = next((r for r in order if r in message), None)
-    for role in ([named] if named else []) + list(order):
-        with contextlib.suppress(Exception):
-            signed = Metadata.from_bytes(seen[role]).signed
-            if role == named or signed.is_expired(_now()):
-                return role, format_time(signed.expires) or ""
-    return named or "metadata", ""
-
-
-def _updater(meta: Path, targets: Path, sub: Subscription, root: bytes, fetcher: Any) -> Any:
-    from tuf.ngclient import Updater, UpdaterConfig
-
-    return Updater(str(meta), sub.metadata_url, str(targets), sub.targets_url, fetcher=fetcher,
-                   config=UpdaterConfig(app_user_agent=f"safeload/{__version__}"),
-                   bootstrap=root)
-
-
-@dataclass(frozen=True)
-class _Verified:
-    data: bytes
-    document: FleetDocument
-    targets_version: int
-    expires: dt.datetime
-
-
-def _run(meta: Path, targets: Path, sub: Subscription, root: bytes, fetcher: Any,
-         where: Literal["online", "offline"]) -> _Verified:
-    """refresh, find the target, download it and parse it; every failure a FleetError."""
-    from tuf.api import exceptions as te
-    from tuf.api.metadata import Metadata, Targets, Timestamp
-
-    seen: dict[str, bytes] = {"root": root}
-    try:
-        updater = _updater(meta, targets, sub, root, _recording(fetcher, seen, sub))
-        updater.refresh()
-        info = updater.get_targetinfo(sub.target)
-        if info is None:
-            raise FleetVerificationError(
-                f"organisation trust store {sub.url}: the repository signs no target "
-                f"{safe_text(sub.target)}", hint="check --target, or ask the repository's "
-                "maintainers to publish the store")
-        local = str(targets / parse.quote(sub.target, ""))
-        # An unchanged store is not downloaded again (find_cached_target checks its hashes).
-        path = Path(updater.find_cached_target(info, local)
-                    or updater.download_target(info, local))
-        data = path.read_bytes()
-        info.verify_length_and_hashes(data)  # the bytes parsed are the bytes verified
-        tv = Metadata[Targets].from_bytes((meta / "targets.json").read_bytes()).signed.version
-        ts = Metadata[Timestamp].from_bytes((meta / "timestamp.json").read_bytes()).signed
-    except (te.RepositoryError, te.DownloadError) as exc:
-        raise _translate(exc, sub, seen, where) from exc
-    except ValueError as exc:  # tuf's argument checks: a URL it cannot use
-        raise FleetConfigError(f"organisation trust store {sub.url}: {safe_text(exc)}",
-                               hint="subscribe again with a usable URL") from exc
-    doc = parse_document(data, source=f"{sub.targets_url}{sub.target}")
-    return _Verified(data, doc, tv, ts.expires)
-
-
 # ------------------------------------------------------------------------------------------
 # sync
 
@@ -686,7 +219,7 @@ def sync(*, home: str | os.PathLike[str] | None = None, force: bool = False) -> 
     sub, root = _require(lay)
     with _locked(lay):
         state = _read_state(lay, sub)
-        now = _now().replace(microsecond=0)  # what state.json keeps
+        now = _clock.now().replace(microsecond=0)  # what state.json keeps
         if not force and not _due(lay, sub, state, now):
             return SyncResult("skipped", state.identity if state else None)
         try:
@@ -792,3 +325,4 @@ def _verify_cached(lay: _Layout, sub: Subscription, root: bytes,
 
 __all__ = ["DEFAULT_TARGET", "StoreIdentity", "Subscription", "SyncResult",
            "organisation_store", "subscribe", "subscription", "sync"]
+

@@ -14,7 +14,7 @@ pytest.importorskip("tuf")
 
 from tuf_repo import Server, TufRepo, serving  # noqa: E402
 
-from safeload.fleet import build_document, client, subscribe  # noqa: E402
+from safeload.fleet import _clock, build_document, subscribe  # noqa: E402
 from safeload.trust import TrustStore  # noqa: E402
 
 REVOKED = "ab" * 32
@@ -62,7 +62,7 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> Callable[[dt.timedelta], None]:
             def now(cls, tz: dt.tzinfo | None = None) -> Shifted:  # type: ignore[override]
                 return real.now(tz) + delta  # type: ignore[return-value]
 
-        monkeypatch.setattr(client, "_now", lambda: real.now(dt.timezone.utc) + delta)
+        monkeypatch.setattr(_clock, "now", lambda: real.now(dt.timezone.utc) + delta)
         monkeypatch.setattr(trusted_metadata_set, "datetime",
                             types.SimpleNamespace(datetime=Shifted, timezone=dt.timezone))
 

@@ -31,6 +31,7 @@ from safeload.fleet import (
     FleetUnreachableError,
     FleetVerificationError,
     StoreIdentity,
+    subscribing,
 )
 from safeload.trust import TrustStore
 
@@ -116,7 +117,7 @@ def test_an_unchanged_store_is_not_downloaded_again(node: Path, repo: TufRepo,
 
 def test_sync_is_due_again_after_the_interval(node: Path, server: Server, clock: Clock) -> None:
     fleet.sync()
-    clock(dt.timedelta(seconds=fleet.client.DEFAULT_INTERVAL_S + 1))
+    clock(dt.timedelta(seconds=subscribing.DEFAULT_INTERVAL_S + 1))
     assert fleet.sync().status == "refreshed"
     assert server.fetched("timestamp.json") == 2
 
@@ -307,7 +308,7 @@ def test_a_failed_sync_is_not_retried_before_the_retry_delay(node: Path, server:
     with pytest.raises(FleetUnreachableError):
         fleet.sync()
     assert fleet.sync().status == "skipped"  # no hammering a dead mirror before every load
-    clock(dt.timedelta(seconds=fleet.client.DEFAULT_RETRY_S + 1))
+    clock(dt.timedelta(seconds=subscribing.DEFAULT_RETRY_S + 1))
     with pytest.raises(FleetUnreachableError):
         fleet.sync()
 
