@@ -170,9 +170,16 @@ def blob_digest(held: Held) -> str | None:
 
 
 def load_store() -> TrustStore:
-    from safeload.trust import TrustStore
+    """The trust store every gate judges by: the local store, or, on a node subscribed to an
+    organisation's store (`safeload trust subscribe`), that store re-verified through TUF with
+    the local one merged over it (`safeload.fleet.merge`: the organisation's refusals win).
 
-    return TrustStore.load()
+    Raises:
+        TrustStoreError: a store is unusable; a subscribed store cannot be verified or expired.
+    """
+    from safeload import fleet
+
+    return fleet.effective_store()[0]
 
 
 def verify(held: Held, origin: Origin | None, *, store: TrustStore | None = None,

@@ -21,11 +21,11 @@ LAYERS: list[tuple[str, ...]] = [
     ("safeload_conversion", "safeload.errors", "safeload._version", "safeload._internal"),
     ("safeload.inspection", "safeload.signing", "safeload.licenses", "safeload.modelcard",
      "safeload._internal.tensors", "safeload._internal.structure", "safeload._internal.sandbox"),
-    ("safeload.trust", "safeload.provenance", "safeload._internal.record"),
+    ("safeload.trust", "safeload.provenance", "safeload._internal.record", "safeload.fleet"),
     ("safeload._internal.converter",),
     ("safeload.pipeline",),
     ("safeload.loading", "safeload.hf", "safeload.guard", "safeload.scanning", "safeload.convert",
-     "safeload.hfcache", "safeload.sbom", "safeload.verifying", "safeload.fleet"),
+     "safeload.hfcache", "safeload.sbom", "safeload.verifying"),
     ("safeload._cli", "safeload.demo", "safeload.__main__"),
 ]
 # The package's __init__ re-exports the entry points lazily (PEP 562): it sits on top.

@@ -14,6 +14,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from safeload._cli import fleet
 from safeload._cli._output import TEXT_JSON, Handler, Output, add_common_flags
 from safeload._cli._trust_args import (
     digest_arg,
@@ -521,3 +522,4 @@ def add_parser(sub: Any) -> None:
                    help="imported pins replace conflicting ones (default: refuse)")
     p.add_argument("--with-policy", action="store_true",
                    help="also take the imported policy (default: keep ours)")
+    fleet.add_commands(cmd)

@@ -268,9 +268,9 @@ class _Context:
     @classmethod
     def make(cls, root: Path, meter: _Meter, *, remember: bool,
              converting: bool = False) -> _Context:
-        from safeload.trust import TrustStore, load_observations
+        from safeload.trust import load_observations
 
-        store = TrustStore.load()
+        store = pipeline.load_store()
         return cls(root, store, store.state_digest(), load_observations(store), meter, remember,
                    converting)
 
