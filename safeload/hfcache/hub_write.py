@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from safeload._internal import strictjson
+from safeload._internal.atomic import write_atomic
 from safeload._internal.hashing import git_blob_id
 from safeload._internal.opened import OpenedFile
 from safeload._internal.text import safe_text
@@ -82,17 +83,7 @@ def _write_blob_bytes(data: bytes, blobs: Path) -> Path:
     final = blobs / git_blob_id(data)
     if final.exists():
         return final
-    tmp = blobs / f".{final.name}.safeload-partial-{os.getpid()}"
-    try:
-        with open(tmp, "xb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, final)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    write_atomic(final, data, durable=True)
     return final
 
 
