@@ -85,6 +85,22 @@ def check_location(path: Path, source: str) -> None:
                         "trust store there", f"chmod go-w {safe_text(d)}")
 
 
+def state_key(path: Path) -> tuple[tuple[int, ...] | None, ...]:
+    """What a cached read of `path` depends on: the file's identity and content stamps, and
+    the owner and mode of every directory above it (the location rule). Equal keys mean the
+    same bytes under the same permissions; any write, rename or chmod changes the key."""
+    out: list[tuple[int, ...] | None] = []
+    for p in (Path(os.path.abspath(path)), *Path(os.path.abspath(path)).parents):
+        try:
+            st = os.stat(p)
+        except OSError:
+            out.append(None)
+            continue
+        out.append((st.st_dev, st.st_ino, st.st_mode, st.st_uid, st.st_size, st.st_mtime_ns,
+                    st.st_ctime_ns))
+    return tuple(out)
+
+
 def read_trust_file(path: Path, source: str) -> bytes | None:
     """The file's bytes, or None when it does not exist (in a location only we can write)."""
     check_location(path, source)

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from safeload._internal import paths
 from safeload._internal.text import safe_text
 from safeload.errors import TrustStoreError
-from safeload.trust._files import locked, parse_json, read_trust_file, write_file
+from safeload.trust._files import locked, parse_json, read_trust_file, state_key, write_file
 from safeload.trust._schema import _FIX_EDIT, _fail, _list, _obj, _sha, _str
 from safeload.trust.model import (
     Pin,
@@ -42,6 +42,11 @@ SCHEMA_VERSION = 1
 
 _TOP_FIELDS = {"schema_version", "policy", "publishers", "revoked_keys", "revoked_digests",
                "pins", "revision_locks", "revoked_identities"}
+
+
+# Stores read by this process, by path: (state_key at read time, the store). A store is
+# immutable, so sharing one between loads and threads is safe.
+_loaded: dict[Path, tuple[tuple[tuple[int, ...] | None, ...], TrustStore]] = {}
 
 
 @dataclass(frozen=True)
@@ -77,12 +82,21 @@ class TrustStore:
                 or writable by group/others.
         """
         p = Path(path) if path is not None else paths.trust_store_path()
+        # Loaded once per process, again only when the file or its directories change.
+        key = state_key(p)
+        hit = _loaded.get(p)
+        if hit is not None and hit[0] == key:
+            return hit[1]
         source = str(p)
         data = read_trust_file(p, source)
         if data is None:
-            return cls(path=p, exists=False)
-        return replace(cls.from_dict(parse_json(data, source), source=source), path=p,
-                       exists=True)
+            store = cls(path=p, exists=False)
+        else:
+            store = replace(cls.from_dict(parse_json(data, source), source=source), path=p,
+                            exists=True)
+        if state_key(p) == key:  # unchanged while it was read: safe to reuse
+            _loaded[p] = (key, store)
+        return store
 
     @classmethod
     def from_bytes(cls, data: bytes, *, source: str) -> TrustStore:
