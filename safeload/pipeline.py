@@ -204,7 +204,7 @@ def verify(held: Held, origin: Origin | None, *, store: TrustStore | None = None
     if key is None:  # bytes without a file: every check that applies to bytes
         sha = sha256 or held.sha256()
         decision = check_bytes(held.name, sha256=sha, store=store, repo=repo, revision=revision)
-        _log_warnings(decision)
+        _log_warnings(decision, sha)
         return Verified(held, origin, sha, store, decision, False)
     state = store.state_digest()
     hit = verify_cache.lookup(key, state) if sha256 is None else None
@@ -219,13 +219,20 @@ def verify(held: Held, origin: Origin | None, *, store: TrustStore | None = None
                           content=memoryview(held.mapping()))
     if remember and hit is None and not held.changed():
         verify_cache.remember(key, state, sha)
-    _log_warnings(decision)
+    _log_warnings(decision, sha)
     return Verified(held, origin, sha, store, decision, hit is not None)
 
 
-def _log_warnings(decision: TrustDecision) -> None:
+# (content digest, warning) pairs already shown: a warning is logged once per file per process
+# (a DataLoader loop must not print it per batch); the ledger records it on every entry.
+_warned: set[tuple[str, str]] = set()
+
+
+def _log_warnings(decision: TrustDecision, sha256: str) -> None:
     for w in decision.warnings:
-        _logger.warning("%s", w)
+        if (sha256, w) not in _warned:
+            _warned.add((sha256, w))
+            _logger.warning("%s", w)
 
 
 # --------------------------------------------------------------------------------------------

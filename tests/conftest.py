@@ -20,6 +20,9 @@ def isolated_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.
     monkeypatch.delenv("SAFELOAD_TRUST_STORE", raising=False)
     monkeypatch.delenv("SAFELOAD_FORMAT", raising=False)  # a CI default must not leak in
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    from safeload import pipeline
+
+    pipeline._warned.clear()  # warnings are once per file per process: per test here
     return home
 
 
