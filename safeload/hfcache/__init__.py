@@ -1,5 +1,9 @@
 """The local Hugging Face cache: what is in it, and converting its pickles once, in the sandbox.
 
+Modules: `report` (statuses and result types), `scan` (walk and classify), `convert` (one
+converter child per revision), `hub_write` (opt-in writes into snapshots). Layer L5: each file
+goes through the pipeline's verify and admit stages (`safeload.pipeline`); no gate lives here.
+
 `scan_cache` lists every repo revision (walking the cache by huggingface_hub's layout, see
 `_hub_scan` for why not `scan_cache_dir`) and classifies each weight file by its bytes:
 safetensors, a clean pickle (convertible, or already in safeload's converted store), unsafe,

@@ -4,6 +4,10 @@
 `verify_signature` checks only the signature and returns the signed manifest; `sign_model`
 writes a bundle that the reference `model_signing verify key|certificate` accepts (ECDSA keys),
 or, as safeload's own extension, an Ed25519 bundle that only safeload can read.
+
+Layer L1: imports errors and `_internal` only. It never imports the trust store: the verifier
+is handed its anchors (`signing.anchors.TrustAnchors`, which `safeload.trust.TrustStore`
+satisfies), as sigstore-python's `Verifier(trusted_root=...)` is.
 """
 
 from __future__ import annotations
