@@ -20,7 +20,6 @@ import re
 import stat
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import yaml
@@ -30,6 +29,8 @@ from yaml.parser import Parser
 from yaml.reader import Reader
 from yaml.resolver import Resolver
 from yaml.scanner import Scanner
+
+from safeload._internal.cardpath import find_model_card
 
 __all__ = [
     "MAX_DEPTH",
@@ -49,8 +50,6 @@ MAX_NODES = 100_000  # real cards (eval tables included) have a few thousand; ~0
 _MAX_ID = 512  # licence tags, dataset and model ids, library names, tags
 _MAX_URL = 2048
 _MAX_ITEMS = 1024  # per list field; all-MiniLM-L6-v2 names 21 datasets
-_CARD_NAME = "README.md"
-_MODEL_DIR_MARKERS = ("config.json", "model_index.json", "modules.json", "adapter_config.json")
 
 
 @dataclass(frozen=True)
@@ -323,55 +322,3 @@ def read_model_card(path: str | os.PathLike[str]) -> ModelCard:
     return parse_model_card(b"".join(chunks))
 
 
-def _hf_repo_root(path: Path) -> tuple[Path, Path] | None:
-    """(repo cache dir `models--ns--name`, snapshot dir) when `path` is inside an HF snapshot."""
-    parts = path.parts  # the snapshot dir is parts[: i + 2]; path may be that dir itself
-    for i in range(len(parts) - 2, 0, -1):
-        if parts[i] == "snapshots" and parts[i - 1].startswith(("models--", "datasets--")):
-            return Path(*parts[:i]), Path(*parts[: i + 2])
-    return None
-
-
-def find_model_card(model_file: str | os.PathLike[str]) -> Path | None:
-    """The README.md that describes `model_file`, or None.
-
-    Inside a Hugging Face cache snapshot (`models--ns--name/snapshots/<rev>/...`), the nearest
-    README.md between the file and the snapshot root, whose link target must stay inside that
-    repo's cache folder. Elsewhere, a README.md beside the file, or one level up when that folder
-    is a model folder (has `config.json`, `model_index.json`, ...); never further, so an unrelated
-    README.md in a home or download folder is not taken for a model card.
-    """
-    path = Path(os.path.abspath(os.fspath(model_file)))
-    start = path if path.is_dir() else path.parent
-    hf = _hf_repo_root(start)
-    candidates: list[Path] = []
-    if hf is not None:
-        repo_dir, snapshot = hf
-        here = start
-        while True:
-            candidates.append(here)
-            if here == snapshot or here == here.parent or snapshot not in here.parents:
-                break
-            here = here.parent
-        boundary: Path | None = repo_dir
-    else:
-        candidates.append(start)
-        parent = start.parent
-        if parent != start and any((parent / m).is_file() for m in _MODEL_DIR_MARKERS):
-            candidates.append(parent)
-        boundary = None
-    for directory in candidates:
-        card = directory / _CARD_NAME
-        try:
-            resolved = card.resolve(strict=True)
-            if not stat.S_ISREG(resolved.stat().st_mode):
-                continue
-        except (OSError, RuntimeError):
-            continue
-        if boundary is not None:
-            root = boundary.resolve()
-            if resolved != root and root not in resolved.parents:
-                _logger.warning("model card %s links outside its repo cache; ignored", card)
-                continue
-        return card
-    return None

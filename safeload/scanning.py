@@ -50,12 +50,14 @@ def scan(path: str | os.PathLike[str]) -> FileReport:
 
 def _license(path: str) -> str | None:
     """The licence of the model a weights file belongs to, from its model card."""
-    from safeload.licenses import license_info
-    from safeload.modelcard import find_model_card, read_model_card
+    from safeload._internal.cardpath import find_model_card
 
     card_path = find_model_card(path)
     if card_path is None:
-        return None
+        return None  # no card: YAML and the licence table are never imported
+    from safeload.licenses import license_info
+    from safeload.modelcard import read_model_card
+
     card = read_model_card(card_path)
     infos = [license_info(t) for t in card.license] or [license_info(None)]
     return ", ".join(f"{i.spdx_id} ({i.license_class.value})" for i in infos)
