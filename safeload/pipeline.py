@@ -320,8 +320,9 @@ def materialize(admitted: Admitted, *, map_location: Any = None,
     if fmt == "safetensors":
         from safeload._internal.tensors import load_safetensors_buffer
 
+        # A user's file: its tensors as safetensors reads them, never a structure record.
         value = load_safetensors_buffer(held.mapping(), name, map_location=map_location,
-                                        copy=(mmap is False))
+                                        copy=(mmap is False), store_entry=False)
     elif fmt in ("numpy", "npz"):
         from safeload._internal.tensors import load_numpy_inspected
 

@@ -34,10 +34,18 @@ def tensors_from_header(buf: Any, header: SafetensorsHeader, *, copy: bool
 
 
 def load_safetensors_buffer(buf: Any, name: str, *, map_location: Any = None,
-                            copy: bool = False) -> dict[str, torch.Tensor]:
+                            copy: bool = False, store_entry: bool = True
+                            ) -> dict[str, torch.Tensor]:
+    """The tensors of a safetensors buffer, as `safetensors.load_file` gives them.
+
+    `store_entry`: the buffer is an entry of safeload's converted store, validated against its
+    source by the converter engine; only then is its structure record rebuilt. Any other file's
+    `safeload.structure` metadata is ignored: a downloaded file must load as every other
+    safetensors reader (and the Hub) shows it.
+    """
     header = parse_header(buf, name)
     tensors = tensors_from_header(buf, header, copy=copy)
-    structure = (header.metadata or {}).get(STRUCTURE_KEY)
+    structure = (header.metadata or {}).get(STRUCTURE_KEY) if store_entry else None
     if structure is not None:
         # A file safeload converted: restore the original checkpoint's structure.
         try:

@@ -22,7 +22,8 @@ def _store_entries() -> list[str]:
     return sorted(os.listdir(store)) if store.exists() else []
 
 
-def test_converted_file_is_standard_safetensors_and_restores_structure(tmp_path: Path) -> None:
+def test_converted_file_is_standard_safetensors_and_the_source_restores_structure(
+        tmp_path: Path) -> None:
     src = tmp_path / "ck.pt"
     emb = torch.randn(4, 3)
     ck = {"model": {"emb.weight": emb, "head.weight": emb}, "step": 7}
@@ -30,7 +31,11 @@ def test_converted_file_is_standard_safetensors_and_restores_structure(tmp_path:
     out = convert_file(src, tmp_path / "ck.safetensors")
     plain = load_file(out.output)  # the reference reader accepts it
     assert set(plain) == {"model.emb.weight"}  # the tied weight is written once
-    restored = safeload.load(out.output)
+    # A file outside the converted store loads as every safetensors reader shows it ...
+    as_file = safeload.load(out.output)
+    assert set(as_file) == set(plain) and torch.equal(as_file["model.emb.weight"], emb)
+    # ... and the original checkpoint, served from the store, keeps its structure.
+    restored = safeload.load(src)
     assert restored["step"] == 7
     assert torch.equal(restored["model"]["head.weight"], emb)
     assert restored["model"]["head.weight"] is restored["model"]["emb.weight"]

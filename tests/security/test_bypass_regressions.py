@@ -516,3 +516,23 @@ def test_BUG_tuple_dag_makes_conversion_crawl(tmp_path: Path) -> None:
     """)
     done = _run_bounded([sys.executable, "-c", code], 10)
     assert done is not None, "safeload.load of a 290-byte pickle did not finish in 10 s"
+
+
+def test_a_structure_record_in_a_downloaded_safetensors_file_is_ignored(tmp_path: Path) -> None:
+    # Issue 9 (re-parsing after the check): a plain .safetensors carrying `safeload.structure`
+    # metadata made safeload return other tensors than safetensors.load_file and the Hub show.
+    # The record is honoured only in converted-store entries the engine validated.
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    import safeload
+
+    f = tmp_path / "model.safetensors"
+    record = {"t": "dict", "items": [["w", {"t": "tensor", "k": "x"}]]}
+    save_file({"w": torch.ones(2), "x": torch.full((2,), 666.0)}, str(f),
+              metadata={"safeload.structure": json.dumps(record),
+                        "safeload.source_sha256": "0" * 64})
+    got = safeload.load(f)
+    want = load_file(str(f))
+    assert set(got) == set(want) == {"w", "x"}
+    assert all(torch.equal(got[k], want[k]) for k in want)
