@@ -339,7 +339,7 @@ def materialize(admitted: Admitted, *, map_location: Any = None,
         raise UnsupportedFormatError(
             f"{name}: {fmt} files are recognised but not loaded by safeload.load",
             hint="decompress or extract the file and load the checkpoint inside")
-    check_unchanged(held)
+    check_unchanged(held, admitted.verified.sha256)
     return value, conversion
 
 
@@ -357,13 +357,14 @@ def convert_to(admitted: Admitted, destination: Path | None, *, overwrite: bool 
     conv = convert_opened(held.name, held, unsafe_allow_unsandboxed=unsafe_allow_unsandboxed,
                           destination=destination, overwrite=overwrite,
                           source_sha256=admitted.verified.sha256)
-    check_unchanged(held)
+    check_unchanged(held, admitted.verified.sha256)
     return conv
 
 
-def check_unchanged(held: Held) -> None:
-    """Refuse bytes a writer modified in place while they were used."""
-    if held.changed():
+def check_unchanged(held: Held, sha256: str | None = None) -> None:
+    """Refuse bytes a writer modified in place while they were used (`sha256`: the digest
+    verified, which lets a rename-over or unlink be told from a write)."""
+    if held.changed(sha256):
         raise MalformedFileError(f"{held.name}: the file was modified while it was being loaded",
                                  hint="load it again once the writer has finished")
 

@@ -101,20 +101,25 @@ class OpenedFile:
         """sha256 of the whole file, read through the descriptor (no mapping: flat memory)."""
         return sha256_fd(self.fd, self.identity.size, name=self.path)
 
-    def changed(self) -> bool:
+    def changed(self, sha256: str | None = None) -> bool:
         """True if the inode's content may have changed since it was opened.
 
-        Size or mtime changed; or ctime changed with the link count unchanged (a write whose
-        mtime was put back). A ctime change that comes with a different link count is the
-        file being renamed over or unlinked: the bytes held are still the bytes that were
-        verified, so that is not a change.
+        Size or mtime changed: changed. ctime changed (any write, chmod, link or unlink of the
+        inode; a user cannot set it back): changed, unless the link count went DOWN (the name was
+        renamed over or unlinked, as a re-download does) and the held bytes still hash to
+        `sha256`, the digest that was verified. A link count that went up is no excuse: an
+        in-place writer can restore mtime and add a hard link.
         """
         st = os.fstat(self.fd)
         now = FileIdentity.of(st)
         i = self.identity
         if (now.size, now.mtime_ns) != (i.size, i.mtime_ns):
             return True
-        return now.ctime_ns != i.ctime_ns and st.st_nlink == self._nlink
+        if now.ctime_ns == i.ctime_ns:
+            return False
+        if st.st_nlink >= self._nlink or sha256 is None:
+            return True
+        return self.sha256() != sha256
 
     def close(self) -> None:
         # The mapping may outlive the descriptor: tensors made from it keep it alive.
@@ -173,7 +178,7 @@ class InMemory:
         os.lseek(fd, 0, os.SEEK_SET)
         return fd, True
 
-    def changed(self) -> bool:
+    def changed(self, sha256: str | None = None) -> bool:
         return False
 
     def close(self) -> None:
@@ -195,5 +200,5 @@ class Held(Protocol):
     def mapping(self) -> mmap.mmap | bytes | bytearray: ...
     def sha256(self) -> str: ...
     def input_fd(self) -> tuple[int, bool]: ...
-    def changed(self) -> bool: ...
+    def changed(self, sha256: str | None = None) -> bool: ...
     def close(self) -> None: ...

@@ -167,3 +167,44 @@ def test_verification_cache_skips_the_hash_until_the_store_changes(
     with pytest.raises(RevokedError):
         safeload.load(f)  # the store changed: the cached verdict does not apply
     assert calls == [str(f)]
+
+
+def test_in_place_write_with_mtime_restored_and_a_hard_link_added_is_detected(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Issue 9 (check-to-use): a ctime change used to be excused whenever the link count changed,
+    # so a writer that restored mtime and added a hard link went unnoticed.
+    from safeload.errors import MalformedFileError
+
+    f = _model(tmp_path) / "model.safetensors"
+    import safeload.pipeline as stages
+
+    real = stages.inspect_bytes
+
+    def write_restore_link(buf: object, **kw: object) -> object:
+        st = os.stat(f)
+        with open(f, "r+b") as fh:
+            fh.seek(-4, os.SEEK_END)
+            fh.write(b"\0\0\0\0")
+        os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns))
+        os.link(f, tmp_path / "second-name")
+        return real(buf, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(stages, "inspect_bytes", write_restore_link)
+    with pytest.raises(MalformedFileError, match="modified while it was being loaded"):
+        safeload.load(f)
+
+
+def test_a_rename_over_the_path_during_a_load_still_serves_the_verified_bytes(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    d = _model(tmp_path)
+    import safeload.pipeline as stages
+
+    real = stages.inspect_bytes
+
+    def rename_over(buf: object, **kw: object) -> object:
+        save_file({"w": torch.full((6,), 5.0)}, str(tmp_path / "new.safetensors"))
+        os.replace(tmp_path / "new.safetensors", d / "model.safetensors")  # a re-download
+        return real(buf, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(stages, "inspect_bytes", rename_over)
+    assert torch.equal(safeload.load(d / "model.safetensors")["w"], torch.arange(6.0))
