@@ -109,15 +109,30 @@ def sniff(head: bytes, size: int) -> str:
 
 
 def _is_tar(head: bytes) -> bool:
-    """A tar header by its checksum (V7 tars have no `ustar` magic; tarfile reads them)."""
-    if len(head) < 512:
+    """Would `tarfile` (what torch's legacy loader tries first) take this as a tar header?
+
+    Exactly tarfile's rule (`TarInfo.frombuf`, `nti`, `calc_chksums`), wider where it is
+    cheaper to be: no magic needed (V7 tars have none); the checksum field is base-256 when its
+    first byte is 0x80/0xff, else text cut at the first NUL and read by `int(..., 8)` (signs,
+    spaces and underscores included); the sum may be the unsigned OR the signed byte sum. The
+    other fields are not checked: accepting a header tarfile would reject only refuses more.
+    """
+    if len(head) < 512 or head[:512].count(0) == 512:
         return False
-    try:
-        stored = int(head[148:156].replace(b"\x00", b" ").strip() or b"-1", 8)
-    except ValueError:
-        return False
-    unsigned = sum(head[:148]) + 8 * 32 + sum(head[156:512])
-    return stored == unsigned and stored != 8 * 32
+    field = head[148:156]
+    if field[0] in (0o200, 0o377):
+        stored = int.from_bytes(field[1:], "big")
+        if field[0] == 0o377:
+            stored = -(256 ** 7 - stored)
+    else:
+        text = field.split(b"\0", 1)[0]
+        try:
+            stored = int(text.decode("ascii").strip() or "0", 8)
+        except (UnicodeDecodeError, ValueError):
+            return False
+    unsigned = 256 + sum(head[:148]) + sum(head[156:512])
+    signed = 256 + sum(b - 256 if b > 127 else b for b in head[:148] + head[156:512])
+    return stored in (unsigned, signed)
 
 
 def inspect_bytes(buf: Buf, *, name: str = "", depth: int = 0) -> Inspection:
@@ -135,10 +150,32 @@ def inspect_bytes(buf: Buf, *, name: str = "", depth: int = 0) -> Inspection:
                                    member=name or None)])
 
 
+def _readers(head: bytes, size: int) -> list[str]:
+    """Every container reader that would accept these first bytes, by its own rule (not a
+    first-match order): safetensors (an 8-byte length and a JSON header), torch's zip reader
+    (`_is_zipfile`: the local-header magic), tarfile (the header checksum: torch's legacy
+    loader tries it first). More than one is a polyglot: two loaders would see two files."""
+    out = []
+    if looks_like_safetensors(head, size):
+        out.append("safetensors")
+    if head.startswith(b"PK\x03\x04"):
+        out.append("zip")
+    if _is_tar(head):
+        out.append("tar")
+    return out
+
+
 def _inspect(buf: Buf, name: str, depth: int) -> Inspection:
     size = len(buf)
     head = bytes(buf[:512])
     kind = sniff(head, size)
+    readers = _readers(head, size)
+    if len(readers) > 1:
+        return Inspection(kind, "unsafe", [Finding(
+            "polyglot", f"the file is accepted by several readers ({', '.join(readers)}): "
+            "each loader would read a different file", 0, None, None, name or None)])
+    if readers == ["tar"] and kind != "tar":
+        kind = "tar"  # tarfile takes it whatever else its first bytes look like
     if kind == "safetensors":
         try:
             header = parse_header(buf, name or "file")
@@ -242,13 +279,14 @@ _LEN_ARGS = {0x54: ("<i", 4), 0x55: ("<B", 1), 0x58: ("<I", 4), 0x8A: ("<B", 1),
 
 
 def _line_end(buf: Buf, pos: int, end: int) -> int | None:
-    """Index of the newline ending a text argument; -1 when undecidable (no newline in 64 KiB
-    and the bytes go on: a C unpickler reads lines of any length); None at end of input."""
-    window = bytes(buf[pos : min(end, pos + (1 << 16))])
-    nl = window.find(b"\n")
-    if nl >= 0:
-        return pos + nl
-    return -1 if pos + len(window) < end else None
+    """Index of the newline ending a text argument, however far (CPython's unpicklers read
+    lines of any length: a 64 KiB give-up let a 70 KB line hide an import); None when the
+    input ends first."""
+    find = getattr(buf, "find", None)
+    nl = find(b"\n", pos, end) if find is not None else bytes(buf[pos:end]).find(b"\n")
+    if nl < 0:
+        return None
+    return nl if find is not None else pos + nl
 
 
 def would_import(buf: Buf, limit: int = 64 << 20, *, strict_lines: bool = False,

@@ -281,8 +281,10 @@ def refuse_if_unsafe(name: str, ins: Inspection) -> None:
         raise UnsupportedFormatError(
             f"{name}: not a checkpoint format safeload loads (found: {ins.detail or ins.format})",
             hint="safeload loads safetensors, torch zip and legacy files, pickles and .npy/.npz")
-    if ins.verdict == "unsafe" and ins.format == "safetensors":
-        # Safetensors cannot run code: a bad one is malformed, not unsafe.
+    if ins.verdict == "unsafe" and ins.format == "safetensors" and all(
+            x.code == "malformed" for x in ins.findings):
+        # Safetensors cannot run code: a bad one is malformed, not unsafe. (A polyglot, which
+        # another loader reads as a pickle or an archive, is unsafe: below.)
         raise MalformedFileError(ins.findings[0].message,
                                  hint="fetch the file again from its source")
     if ins.verdict == "unsafe":
