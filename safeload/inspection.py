@@ -74,6 +74,9 @@ _PICKLE_OPCODES = frozenset(b"(.012FIJKLMNPQRSTUVXabcd}eghijl]opqrst)uG\x80\x81\
                             b"\x96\x97\x98")
 
 
+_JOBLIB_LZMA_PREFIX = b"]\x00"  # joblib's _detect_compressor: this prefix means lzma
+
+
 def sniff(head: bytes, size: int) -> str:
     """The format named by the first bytes; "pickle?" when only a parse can tell."""
     if looks_like_safetensors(head, size):
@@ -194,8 +197,11 @@ def _inspect(buf: Buf, name: str, depth: int) -> Inspection:
         return _inspect_wrapped(kind, buf, name, depth)
     if kind == "lzma-alone":
         wrapped = _inspect_wrapped(kind, buf, name, depth)
-        if wrapped.findings and wrapped.findings[0].code == "malformed":
-            # Not an LZMA stream after all: a pickle starting with EMPTY_LIST.
+        if (wrapped.findings and wrapped.findings[0].code == "malformed"
+                and not head.startswith(_JOBLIB_LZMA_PREFIX)):
+            # Not an LZMA stream after all: a pickle starting with EMPTY_LIST. Never for
+            # joblib's prefix: joblib decompresses those (ignoring trailing bytes), so a stream
+            # we cannot read exactly is refused, not re-read as the pickle it is not.
             return _inspect_pickle(buf, name)
         return wrapped
     if kind in ("7z", "zstd", "lz4", "tar"):

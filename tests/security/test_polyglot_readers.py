@@ -109,3 +109,21 @@ def test_safetensors_whose_header_holds_a_v7_tar_header_is_refused(
     with tarfile.open(f, "r:") as t:  # and so does tarfile
         assert t.getmembers()
     refused(f, UnsafeCheckpointError, match="several readers")
+
+
+@pytest.mark.parametrize("trailing", [b"junk" * 10, b"\xff\xfe", b"trailing text\n"])
+def test_a_joblib_lzma_file_with_trailing_bytes_is_refused_not_reread_as_a_pickle(
+        trailing: bytes, tmp_path: Path, marker: Path, fires: Fires, refused: Refused) -> None:
+    # Issue 9: the strict decoder refused the trailing bytes, and the fallback then read the
+    # raw file as a pickle ("skipped", exit 0) while joblib decompresses it and runs it.
+    import lzma
+
+    from canary_lib import Reduce
+
+    payload = pickle.dumps(Reduce(open, str(marker), "w"), protocol=2)
+    data = lzma.compress(payload, format=lzma.FORMAT_ALONE) + trailing
+    assert data.startswith(b"]\x00")
+    f = tmp_path / "model.joblib"
+    f.write_bytes(data)
+    assert fires(f, "joblib")
+    refused(f)
