@@ -6,7 +6,9 @@ manager) over the held descriptor's mapping, so the tensors served are the bytes
 verified, never a re-open by path. How the real reader (safetensors 0.4-0.8, Rust) behaves, and
 what is modelled here:
 
-- `keys()` is sorted by name; `offset_keys()` (0.5+) and `get_tensors()` follow file offsets.
+- `keys()` is sorted by name; `offset_keys()` (0.5+) and `get_tensors()` follow file offsets
+  (ties, i.e. empty tensors, by name). `safetensors.torch.load(bytes)` returns its dict in Rust
+  hash-map order: an order nobody can rely on; here it is the offset order.
 - `get_tensor` returns a tensor that owns its memory (a copy out of the mapping).
 - `get_slice(name)[index]` accepts ints, slices and `...` (as tensor indexing does: negative
   indices and starts count from the end, a slice past the end is clipped, `step > 0` only:
@@ -107,7 +109,7 @@ class SafeOpen:
 
     def offset_keys(self) -> list[str]:
         self._open()
-        return [e.name for e in sorted(self._header.tensors, key=lambda e: e.begin)]
+        return [e.name for e in sorted(self._header.tensors, key=lambda e: (e.begin, e.name))]
 
     def metadata(self) -> dict[str, str] | None:
         self._open()
