@@ -362,7 +362,7 @@ def concrete_class(model_class: Any, config: Any) -> Any:
             f"from_pretrained(model_class={model_class.__name__}): no such model for "
             f"{type(config).__name__} (model_type {safe_text(str(config.model_type))})",
             hint="pass the concrete model class; remote code is never run")
-    return _get_model_class(config, mapping)
+    return _get_model_class(config, mapping)  # type: ignore[no-untyped-call]
 
 
 def from_pretrained(repo_id_or_path: str | os.PathLike[str], *, revision: str | None = None,

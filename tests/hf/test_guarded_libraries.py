@@ -215,8 +215,8 @@ def _canary_pickle(marker: Path) -> bytes:
 
 
 @pytest.mark.parametrize("use_safetensors", [None, False])
-def test_hostile_pickle_twin_never_fires_under_the_guard(tmp_path: Path, use_safetensors: bool | None
-                                                     ) -> None:
+def test_hostile_pickle_twin_never_fires_under_the_guard(
+        tmp_path: Path, use_safetensors: bool | None) -> None:
     marker = tmp_path / "marker"
     files = {k: v for k, v in _tiny_bert(tmp_path).items() if k == "config.json"}
     files["pytorch_model.bin"] = _canary_pickle(marker)
