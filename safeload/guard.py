@@ -48,13 +48,20 @@ import threading
 import types
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from safeload._internal.opened import Held, InMemory
+from safeload._internal.text import safe_text
+from safeload.errors import MalformedFileError
+
+if TYPE_CHECKING:
+    from safeload._internal.safe_open import SafeOpen
+    from safeload._internal.safetensors_check import SafetensorsHeader
 
 __all__ = ["guard", "install", "uninstall", "installed"]
 
 _logger = logging.getLogger(__name__)
 
-_TRANSFORMERS = "transformers.modeling_utils"
 
 _lock = threading.RLock()
 _count = 0
@@ -79,9 +86,10 @@ def install() -> None:
         _count += 1
         if _count == 1:
             _patch_torch()
-            mod = sys.modules.get(_TRANSFORMERS)
-            if mod is not None:
-                _patch_transformers(mod)
+            for name in _TARGETS:
+                mod = sys.modules.get(name)
+                if mod is not None:
+                    _patch_module(mod)
             if _HOOK not in sys.meta_path:
                 sys.meta_path.insert(0, _HOOK)
 
@@ -198,11 +206,132 @@ def _patch_torch() -> None:
         _replace(module, "load", _torch_wrapper)
 
 
-def _patch_transformers(module: types.ModuleType) -> None:
-    """Patch what this transformers version has; an absent name is simply not patched."""
+def _patch_module(module: types.ModuleType) -> None:
+    """Patch the names `_TARGETS` lists for this module; an absent name is not patched."""
     with _lock:
         if installed():
-            _replace(module, "load_state_dict", _load_state_dict_wrapper)
+            for name, make in _TARGETS.get(module.__name__, ()):
+                _replace(module, name, make)
+
+
+# ------------------------------------------------------------------------------------------
+# safetensors: verified, recorded, and served from the held bytes
+
+
+def _held_safetensors(f: Any, what: str) -> tuple[Held, SafetensorsHeader, str]:
+    """open_input -> locate -> verify -> admit -> record, for a file read as safetensors.
+
+    Raises:
+        RefusedError: any refusal of the pipeline (trust store, blob name, licence, ...).
+        MalformedFileError: the bytes are not a safetensors file.
+    """
+    from safeload import pipeline
+    from safeload._internal.safetensors_check import parse_header
+
+    held = f if isinstance(f, InMemory) else pipeline.open_input(f)
+    try:
+        admitted = pipeline.admit(pipeline.verify(held, pipeline.locate(held)), "load")
+        if admitted.inspection.format != "safetensors":
+            raise MalformedFileError(
+                f"{safe_text(held.name)}: {what} was given a {admitted.inspection.format} "
+                "file, not safetensors", hint="load it with torch.load (guarded) instead")
+        header = parse_header(held.mapping(), held.name)
+        pipeline.record(admitted, "load")
+    except BaseException:
+        held.close()
+        raise
+    return held, header, admitted.verified.sha256
+
+
+def _serve(f: Any, framework: str, device: Any, backend: str | None, what: str) -> SafeOpen:
+    from safeload import pipeline
+    from safeload._internal.safe_open import (
+        BACKENDS,
+        SafeOpen,
+        check_device,
+        check_framework,
+        safetensor_error,
+    )
+
+    # Every argument is checked before the file is opened.
+    check_framework(framework)
+    check_device(device)
+    if backend is not None and backend not in BACKENDS:
+        raise safetensor_error(f"backend {backend} is invalid")
+    held, header, sha = _held_safetensors(f, what)
+    return SafeOpen(held, header, framework, device,
+                    after_read=functools.partial(pipeline.check_unchanged, held, sha))
+
+
+def _with_backend(backend: str | None) -> dict[str, Any]:
+    return {} if backend is None else {"backend": backend}
+
+
+def _safe_open_wrapper(original: Callable[..., Any]) -> Callable[..., Any]:
+    def safe_open(filename: Any, framework: str, device: Any = "cpu", *,
+                  backend: str | None = None) -> Any:
+        if not installed():
+            return original(filename, framework, device, **_with_backend(backend))
+        return _serve(filename, framework, device, backend, "safe_open")
+
+    safe_open.__doc__ = original.__doc__
+    safe_open.__safeload_guard__ = True  # type: ignore[attr-defined]
+    return safe_open
+
+
+def _load_file_wrapper(framework: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    def make(original: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(original)
+        def load_file(filename: Any, device: Any = "cpu", *, backend: str | None = None) -> Any:
+            if not installed():
+                if framework == "np":  # numpy's load_file has no device
+                    return original(filename, **_with_backend(backend))
+                return original(filename, device, **_with_backend(backend))
+            with _serve(filename, framework, device, backend, "load_file") as f:
+                return f.get_tensors()
+
+        load_file.__safeload_guard__ = True  # type: ignore[attr-defined]
+        return load_file
+    return make
+
+
+def _load_bytes_wrapper(framework: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    def make(original: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(original)
+        def load(data: bytes) -> Any:
+            if not installed():
+                return original(data)
+            if not isinstance(data, (bytes, bytearray)):
+                raise TypeError(f"load() expects bytes, not {type(data).__name__}")
+            held = InMemory("<safetensors bytes>", data)
+            with _serve(held, framework, "cpu", None, "load") as f:
+                return f.get_tensors()
+
+        load.__safeload_guard__ = True  # type: ignore[attr-defined]
+        return load
+    return make
+
+
+_Factory = Callable[[Callable[..., Any]], Callable[..., Any]]
+_TORCH_FILE, _TORCH_BYTES = _load_file_wrapper("pt"), _load_bytes_wrapper("pt")
+# module -> the names patched in it (when it is imported: now, or later through the hook).
+# Modules that call `safetensors.torch.load_file` (or `import safetensors` inside a function,
+# as diffusers does) need no entry: the safetensors modules themselves are patched.
+_TARGETS: dict[str, tuple[tuple[str, _Factory], ...]] = {
+    "safetensors": (("safe_open", _safe_open_wrapper),),
+    "safetensors.torch": (("safe_open", _safe_open_wrapper), ("load_file", _TORCH_FILE),
+                          ("load", _TORCH_BYTES)),
+    "safetensors.numpy": (("safe_open", _safe_open_wrapper),
+                          ("load_file", _load_file_wrapper("np")),
+                          ("load", _load_bytes_wrapper("np"))),
+    "transformers.modeling_utils": (("load_state_dict", _load_state_dict_wrapper),
+                                    ("safe_open", _safe_open_wrapper),
+                                    ("_safe_load_bytes", _TORCH_BYTES)),
+    "peft.utils.save_and_load": (("safe_load_file", _TORCH_FILE),),
+    "sentence_transformers.base.modules.module": (("load_safetensors_file", _TORCH_FILE),),
+    "sentence_transformers.sentence_transformer.losses.embed_distill": (
+        ("load_safetensors_file", _TORCH_FILE),),
+}
 
 
 # ------------------------------------------------------------------------------------------
@@ -218,7 +347,7 @@ class _PatchingLoader(importlib.abc.Loader):
 
     def exec_module(self, module: types.ModuleType) -> None:
         self.inner.exec_module(module)
-        _patch_transformers(module)
+        _patch_module(module)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)  # get_source, get_code...: tracebacks keep working
@@ -227,7 +356,7 @@ class _PatchingLoader(importlib.abc.Loader):
 class _Hook(importlib.abc.MetaPathFinder):
     def find_spec(self, fullname: str, path: Sequence[str] | None,
                   target: types.ModuleType | None = None) -> importlib.machinery.ModuleSpec | None:
-        if fullname != _TRANSFORMERS or getattr(_local, "finding", False):
+        if fullname not in _TARGETS or getattr(_local, "finding", False):
             return None
         _local.finding = True  # the lookup below walks sys.meta_path again, us included
         try:

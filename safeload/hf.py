@@ -32,6 +32,7 @@ from safeload._internal.text import safe_text
 from safeload.errors import (
     MalformedFileError,
     SafeloadError,
+    UnsafeCheckpointError,
     UnsafePathError,
     UnsupportedArgumentError,
 )
@@ -47,8 +48,80 @@ _REFUSED_KWARGS = {
     "state_dict": "safeload supplies the state dict itself, from verified files",
     "trust_remote_code": "remote code is never run",
     "weights_only": "safeload never loads anything but weights",
-    "use_safetensors": "safeload chooses the weights file itself",
+    "quantization_config": "quantizers load and convert weights themselves",
+    "offload_folder": "offloading writes and re-reads weights outside safeload",
+    "offload_state_dict": "offloading writes and re-reads weights outside safeload",
+    "pretrained_model_name_or_path": "pass the repo or folder as the first argument",
 }
+# Passed on to `model_class.from_pretrained` (with model_class only): none of them opens a file.
+_MODEL_KWARGS = frozenset({"config", "torch_dtype", "dtype", "device_map", "low_cpu_mem_usage",
+                           "output_loading_info", "attn_implementation",
+                           "ignore_mismatched_sizes"})
+# Consumed by safeload itself.
+_OWN_KWARGS = frozenset({"variant", "subfolder", "map_location", "use_safetensors",
+                         "trust_remote_code"})
+_CPU = ("cpu", None)
+
+
+def _refuse(key: str, why: str, hint: str = "") -> UnsupportedArgumentError:
+    return UnsupportedArgumentError(f"from_pretrained({key}=...): {why}",
+                                    hint=hint or f"remove {key}")
+
+
+def _check_dtype(key: str, value: Any) -> None:
+    import torch
+
+    if value is None or value == "auto" or isinstance(value, torch.dtype):
+        return
+    if isinstance(value, str) and isinstance(getattr(torch, value, None), torch.dtype):
+        return
+    raise _refuse(key, f"{safe_text(repr(value))} is not a torch dtype",
+                  hint='pass a torch.dtype, its name ("float16") or "auto"')
+
+
+def _check_device_map(value: Any) -> None:
+    devices = list(value.values()) if isinstance(value, dict) else [value]
+    if all(str(d) in ("cpu", "None") or d is None for d in devices):
+        return
+    raise _refuse("device_map", f"{safe_text(repr(value))} would place or offload weights "
+                  "elsewhere (files read outside safeload)", hint='use device_map="cpu" and '
+                  "move the model with .to(device) afterwards")
+
+
+def _check_kwargs(kwargs: dict[str, Any], model_class: Any) -> None:
+    """Every keyword, before any file is read: a refusal names the keyword and the reason.
+
+    Raises:
+        UnsupportedArgumentError: a keyword that bypasses safeload, one safeload does not
+            know, or one that needs `model_class` given without it.
+    """
+    for key, value in kwargs.items():
+        if key == "trust_remote_code" and not value:
+            continue
+        if key in _REFUSED_KWARGS:
+            raise _refuse(key, _REFUSED_KWARGS[key])
+        if key == "use_safetensors" and value is False:
+            raise _refuse(key, "asks for pickle weights; safeload chooses the weights file "
+                          "itself (safetensors first)", hint="remove use_safetensors")
+        if key not in _MODEL_KWARGS | _OWN_KWARGS:
+            raise _refuse(key, "not a keyword safeload passes on (fail closed: it might open "
+                          "files)", hint="set it on the config and pass config=...")
+        if key in _MODEL_KWARGS and model_class is None:
+            raise _refuse(key, "only applies with model_class",
+                          hint="pass model_class=transformers.AutoModel (or a model class)")
+        if key in ("dtype", "torch_dtype"):
+            _check_dtype(key, value)
+        elif key == "device_map":
+            _check_device_map(value)
+        elif key == "low_cpu_mem_usage" and not isinstance(value, bool):
+            raise _refuse(key, "must be True or False")
+    if "dtype" in kwargs and "torch_dtype" in kwargs:
+        raise _refuse("torch_dtype", "given with dtype (the same setting twice)",
+                      hint="pass dtype only")
+    if model_class is not None and not callable(getattr(model_class, "from_pretrained", None)):
+        raise UnsupportedArgumentError(
+            f"from_pretrained(model_class={safe_text(repr(model_class))}): not a transformers "
+            "model class", hint="pass e.g. transformers.AutoModel or transformers.BertModel")
 
 
 def _variant(name: str, variant: str | None) -> str:
@@ -167,11 +240,17 @@ def _read_index(src: _Source, path: Path) -> dict[str, str]:
         return parse_index(bytes(f.mapping()), str(path)).weight_map
 
 
-def _weight_files(src: _Source, variant: str | None
+def _weight_files(src: _Source, variant: str | None, safetensors_only: bool = False
                   ) -> Iterator[tuple[Path, dict[str, str] | None]]:
-    """The first kind of weights present: (file, the keys it must provide) pairs."""
+    """The first kind of weights present: (file, the keys it must provide) pairs.
+
+    Raises:
+        UnsafeCheckpointError: `safetensors_only` and the repo has pickle weights only.
+    """
     for index_name, single_name in (("model.safetensors.index.json", "model.safetensors"),
                                     ("pytorch_model.bin.index.json", "pytorch_model.bin")):
+        if safetensors_only and single_name == "pytorch_model.bin":
+            _refuse_pickles(src, variant)
         index = src.resolve(_variant(index_name, variant))
         if index is not None:
             weight_map = _read_index(src, index)
@@ -194,17 +273,32 @@ def _weight_files(src: _Source, variant: str | None
                         if src.offline and src.repo_id else "")
 
 
+def _refuse_pickles(src: _Source, variant: str | None) -> None:
+    """`use_safetensors=True` and no safetensors weights: say so if pickles are what is there.
+
+    Raises:
+        UnsafeCheckpointError: the repo has pickle weights (never opened).
+    """
+    for name in ("pytorch_model.bin.index.json", "pytorch_model.bin"):
+        if src.resolve(_variant(name, variant)) is not None:
+            raise UnsafeCheckpointError(
+                f"from_pretrained(use_safetensors=True): {safe_text(src.repo_id or str(src.root))}"
+                f" has pickle weights only ({_variant(name, variant)}); refused as asked",
+                hint="remove use_safetensors=True to have the pickle converted in the sandbox")
+
+
 def load_state_dict(repo_id_or_path: str | os.PathLike[str], *, revision: str | None = None,
                     cache_dir: str | os.PathLike[str] | None = None,
                     local_files_only: bool = False, variant: str | None = None,
-                    subfolder: str = "", map_location: Any = None) -> tuple[dict[str, Any], Path]:
+                    subfolder: str = "", map_location: Any = None,
+                    safetensors_only: bool = False) -> tuple[dict[str, Any], Path]:
     """The verified state dict, and the folder its files came from."""
     from safeload.pipeline import load_held
 
     src = _source(repo_id_or_path, revision, cache_dir, local_files_only, subfolder)
     state: dict[str, Any] = {}
     folder: Path | None = None
-    for path, expected in _weight_files(src, variant):
+    for path, expected in _weight_files(src, variant, safetensors_only):
         folder = folder or path.parent
         with src.open(path) as f:
             part = load_held(f, map_location=map_location, action="from_pretrained",
@@ -225,46 +319,93 @@ def load_state_dict(repo_id_or_path: str | os.PathLike[str], *, revision: str | 
     return state, folder
 
 
+def _config(src: _Source, model_class: Any, where: str) -> Any:
+    """The model's config, from config.json only (never weights, never code)."""
+    cfg = src.resolve("config.json")
+    if cfg is None:
+        raise SafeloadError(f"{safe_text(where)}: no config.json to build "
+                            f"{safe_text(getattr(model_class, '__name__', repr(model_class)))}")
+    if _auto(model_class):
+        from transformers import AutoConfig
+
+        try:
+            return AutoConfig.from_pretrained(str(cfg.parent), trust_remote_code=False)
+        except ValueError as exc:  # an unknown model_type: transformers would need repo code
+            raise SafeloadError(f"{cfg}: {safe_text(str(exc))}",
+                                hint="remote code is never run") from None
+    return model_class.config_class.from_pretrained(str(cfg.parent), trust_remote_code=False)
+
+
+def _auto(model_class: Any) -> bool:
+    """An Auto class (AutoModel, AutoModelForSequenceClassification, ...)."""
+    try:
+        from transformers.models.auto.auto_factory import _BaseAutoModelClass
+    except ImportError:
+        return False
+    return isinstance(model_class, type) and issubclass(model_class, _BaseAutoModelClass)
+
+
+def concrete_class(model_class: Any, config: Any) -> Any:
+    """The class transformers' Auto class would build for `config` (a concrete class is
+    itself); the registry only, never the config's `auto_map` (that is repo code).
+
+    Raises:
+        UnsupportedArgumentError: no class of that kind for this config's model type.
+    """
+    if not _auto(model_class):
+        return model_class
+    from transformers.models.auto.auto_factory import _get_model_class
+
+    mapping = model_class._model_mapping
+    if type(config) not in mapping:
+        raise UnsupportedArgumentError(
+            f"from_pretrained(model_class={model_class.__name__}): no such model for "
+            f"{type(config).__name__} (model_type {safe_text(str(config.model_type))})",
+            hint="pass the concrete model class; remote code is never run")
+    return _get_model_class(config, mapping)  # type: ignore[no-untyped-call]
+
+
 def from_pretrained(repo_id_or_path: str | os.PathLike[str], *, revision: str | None = None,
                     cache_dir: str | os.PathLike[str] | None = None,
                     local_files_only: bool = False, model_class: Any = None,
                     **kwargs: Any) -> Any:
     """Load a Hugging Face model's weights (or a model built from them) safely.
 
-    Returns the state dict; with `model_class` (e.g. `transformers.BertModel`), a model built
-    from the verified tensors. `variant` and `subfolder` choose files; arguments that load other
-    formats or bypass safeload (`from_tf`, `from_flax`, `gguf_file`, `state_dict`,
-    `trust_remote_code`) are refused.
+    Returns the state dict; with `model_class` (an Auto class such as `transformers.AutoModel`,
+    resolved from the config as transformers does, or a concrete one such as
+    `transformers.BertModel`), a model built from the verified tensors. Every keyword is
+    checked before any file is read. `variant` and `subfolder` choose files;
+    `use_safetensors=True` refuses pickle weights; `dtype`/`torch_dtype`, `device_map="cpu"`,
+    `low_cpu_mem_usage`, `config`, `attn_implementation`, `output_loading_info` and
+    `ignore_mismatched_sizes` are passed on to transformers (none opens a file). Arguments that
+    load other formats or bypass safeload (`from_tf`, `from_flax`, `gguf_file`, `state_dict`,
+    `trust_remote_code`, `quantization_config`, offloading), and any other keyword, are refused.
 
     Raises:
-        UnsupportedArgumentError: a refused keyword argument.
+        UnsupportedArgumentError: a refused keyword argument (named, with the reason).
         RefusedError: the trust store, the licence policy or inspection refuses a file.
         SafeloadError: the repo or its weights cannot be found.
     """
-    for key in list(kwargs):
-        if key in _REFUSED_KWARGS and not (key == "trust_remote_code" and not kwargs[key]):
-            raise UnsupportedArgumentError(f"from_pretrained({key}=...): {_REFUSED_KWARGS[key]}",
-                                           hint=f"remove {key}")
+    _check_kwargs(kwargs, model_class)
     kwargs.pop("trust_remote_code", None)
     variant = kwargs.pop("variant", None)
     subfolder = kwargs.pop("subfolder", "") or ""
     map_location = kwargs.pop("map_location", None)
-    state, folder = load_state_dict(repo_id_or_path, revision=revision, cache_dir=cache_dir,
-                                    local_files_only=local_files_only, variant=variant,
-                                    subfolder=subfolder, map_location=map_location)
-    if model_class is None:
-        if kwargs:
-            raise UnsupportedArgumentError(
-                f"from_pretrained: {sorted(kwargs)} only apply with model_class")
+    safetensors_only = bool(kwargs.pop("use_safetensors", None))
+    # Only a CPU map passes the check, and the model is built on the CPU anyway: transformers
+    # would need accelerate just to honour it.
+    kwargs.pop("device_map", None)
+    src = _source(repo_id_or_path, revision, cache_dir, local_files_only, subfolder)
+    cls, config = model_class, kwargs.pop("config", None)
+    if model_class is not None:  # the class before the weights: a wrong one reads no weights
+        config = config if config is not None else _config(src, model_class,
+                                                           os.fspath(repo_id_or_path))
+        cls = concrete_class(model_class, config)
+    state, _ = load_state_dict(repo_id_or_path, revision=revision, cache_dir=cache_dir,
+                               local_files_only=local_files_only, variant=variant,
+                               subfolder=subfolder, map_location=map_location,
+                               safetensors_only=safetensors_only)
+    if cls is None:
         return state
-    config = kwargs.pop("config", None)
-    if config is None:
-        src = _source(repo_id_or_path, revision, cache_dir, local_files_only, subfolder)
-        cfg = src.resolve("config.json")
-        if cfg is None:
-            raise SafeloadError(f"{repo_id_or_path}: no config.json to build {model_class}")
-        # Only the JSON config is read here: never weights, never code.
-        config = model_class.config_class.from_pretrained(str(cfg.parent),
-                                                          trust_remote_code=False)
-    return model_class.from_pretrained(None, config=config, state_dict=state,
-                                       trust_remote_code=False, **kwargs)
+    return cls.from_pretrained(None, config=config, state_dict=state, trust_remote_code=False,
+                               **kwargs)
