@@ -12,7 +12,7 @@ from typing import Any
 
 from safeload_conversion import __version__
 from safeload_conversion.pickle_vm import MalformedPickle, PickleMachine, allowlist
-from safeload_conversion.plan import PlanError, make_plan
+from safeload_conversion.plan import Plan, PlanError, make_plan
 from safeload_conversion.protocol import OUTPUT_NAME, SOURCE_SHA256_KEY, STRUCTURE_KEY
 from safeload_conversion.torchfile import (
     LEGACY_MAGIC,
@@ -67,6 +67,18 @@ def read_checkpoint(buf: Any) -> TorchCheckpoint:
     return ck
 
 
+def output_metadata(plan: Plan, source_sha256: str) -> dict[str, str]:
+    """The output's safetensors metadata: a pure function of the plan and the source digest,
+    so the parent derives the expected header itself from the bytes it holds."""
+    return {
+        "format": "pt",
+        STRUCTURE_KEY: json.dumps(plan.structure, separators=(",", ":")),
+        "safeload.converter": __version__,
+        "safeload.allowlist": allowlist().version,
+        SOURCE_SHA256_KEY: source_sha256,
+    }
+
+
 def convert_fd(in_fd: int, out_dir: str) -> dict[str, Any]:
     """Convert the checkpoint behind `in_fd` into OUT_DIR/model.safetensors; report it."""
     started = time.monotonic()
@@ -102,13 +114,7 @@ def convert_fd(in_fd: int, out_dir: str) -> dict[str, Any]:
             raise ConvertRefused(str(exc)) from None
         timings["read_and_plan"] = time.monotonic() - mark
         mark = time.monotonic()
-        metadata = {
-            "format": "pt",
-            STRUCTURE_KEY: json.dumps(plan.structure, separators=(",", ":")),
-            "safeload.converter": __version__,
-            "safeload.allowlist": allowlist().version,
-            SOURCE_SHA256_KEY: "0" * 64,  # filled in once the digest is known
-        }
+        metadata = output_metadata(plan, "0" * 64)  # digest filled in once known
         out_path = os.path.join(out_dir, OUTPUT_NAME)
         digests = write_safetensors(
             plan, buf, out_path, metadata, timings, in_fd=in_fd,

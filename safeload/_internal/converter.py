@@ -10,7 +10,6 @@ versions (tightening the rules invalidates old entries).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -19,15 +18,17 @@ import stat
 import tempfile
 import threading
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from safeload_conversion import __version__ as CONVERTER_VERSION
 from safeload_conversion.pickle_vm import allowlist
-from safeload_conversion.protocol import OUTPUT_NAME, SOURCE_SHA256_KEY, STRUCTURE_KEY
+from safeload_conversion.protocol import OUTPUT_NAME
+from safeload_conversion.sandbox_layers import LAYERS, LayerReport, support_report
 
-from safeload._internal import paths, strictjson
+from safeload._internal import expected, paths, strictjson
 from safeload._internal.atomic import copy_atomic, move_into_place
 from safeload._internal.opened import Held, OpenedFile
 from safeload._internal.safetensors_check import SafetensorsHeader, parse_header
@@ -77,52 +78,62 @@ def _private_dir(path: Path) -> Path:
     return path
 
 
-def _validate_output(out: Path, report: dict[str, Any], source_sha256: str,
-                     check_digests: bool) -> SafetensorsHeader:
+def _validate_output(out: Path, source: Held, source_sha256: str, *,
+                     measure: bool) -> tuple[SafetensorsHeader, str | None]:
+    """Check the child's file against the output the parent derives from the held source
+    (`expected.py`): nothing the child reported is believed. With `measure`, also the file's
+    sha256 (for the provenance record), computed on the other core while the bytes are compared.
+    """
     with OpenedFile.open(out) as f:
         buf = f.mapping()
-        header = parse_header(buf, str(out))
-        meta = header.metadata or {}
-        if meta.get(SOURCE_SHA256_KEY) != source_sha256:
-            raise ConversionError(f"{out}: converted file belongs to another source")
-        if STRUCTURE_KEY not in meta:
-            raise ConversionError(f"{out}: converted file has no structure record")
-        if check_digests:
-            expected = report.get("tensors")
-            if not isinstance(expected, dict) or set(expected) != {e.name for e in header.tensors}:
-                raise ConversionError(f"{out}: tensors differ from the worker's report")
-            # Two digests over the same bytes, one per core: each tensor's (against the
-            # worker's report) and the whole file's (for the provenance record). Read through
-            # the descriptor, not the mapping, so memory stays flat.
-            from concurrent.futures import ThreadPoolExecutor
-
-            with ThreadPoolExecutor(2) as pool:
+        try:
+            header = parse_header(buf, str(out))
+        except MalformedFileError as exc:
+            raise _mismatch(out, f"not a valid safetensors file: {exc}") from None
+        whole: Future[str] | None = None
+        with ThreadPoolExecutor(1) as pool:
+            if measure:
                 whole = pool.submit(f.sha256)
-                actual = pool.submit(_tensor_digests, f, header)
-                digests = actual.result()
-                report["output_sha256"] = whole.result()
-            for name, digest in digests.items():
-                if digest != expected[name]:
-                    raise ConversionError(
-                        f"{out}: tensor {name!r} differs from the bytes the worker read")
-            report["output_size"] = f.identity.size
-        return header
+            try:
+                src = source.mapping()
+                expected_output = expected.derive(src, source_sha256)
+                expected.compare(expected_output, buf, src)
+            except expected.OutputMismatch as exc:
+                raise _mismatch(out, str(exc)) from None
+            digest = whole.result() if whole is not None else None
+        return header, digest
 
 
-def _tensor_digests(f: OpenedFile, header: SafetensorsHeader) -> dict[str, str]:
-    out: dict[str, str] = {}
-    scratch = memoryview(bytearray(8 << 20))
-    for e in header.tensors:
-        h = hashlib.sha256()
-        pos = e.begin
-        while pos < e.end:
-            n = os.preadv(f.fd, [scratch[: min(len(scratch), e.end - pos)]], pos)
-            if n <= 0:
-                raise ConversionError(f"{f.path}: file shrank while it was checked")
-            h.update(scratch[:n])
-            pos += n
-        out[e.name] = h.hexdigest()
-    return out
+def _mismatch(out: Path, detail: str) -> ConversionError:
+    return ConversionError(
+        f"{out}: the converter's output did not match its input ({detail}); it was discarded",
+        hint="convert again; if this repeats, the checkpoint may be attacking the converter: "
+             "do not use it")
+
+
+def _check_layers(name: str, layers: LayerReport) -> None:
+    """What the parent can check of the child's sandbox claim, which it cannot observe.
+
+    Acceptance never rests on it: the isolating-layer gate ran in the child before any input
+    byte was read (a lie told later comes after the gate), and the output is checked byte for
+    byte. A claim this machine cannot back (a layer its kernel lacks, an unknown layer, a
+    layer both applied and missing) is refused, so the record never carries it.
+    """
+    applied = set(layers.applied)
+    support = support_report()
+    impossible = (applied - set(LAYERS)) | (applied & set(layers.missing))
+    if support.get("supported_arch") is None:
+        impossible |= applied & {"landlock", "seccomp"}
+    else:
+        if support["landlock"]["abi"] is None:
+            impossible |= applied & {"landlock"}
+        if not support["seccomp"]["available"]:
+            impossible |= applied & {"seccomp"}
+    if impossible:
+        raise ConversionError(
+            f"{name}: the converter's output did not match its input: it claims sandbox "
+            f"layers this machine cannot provide ({safe_text(', '.join(sorted(impossible)))})",
+            hint="do not use this checkpoint; the converter may have been attacked")
 
 
 def converted_path(source_sha256: str) -> Path | None:
@@ -134,15 +145,16 @@ def converted_path(source_sha256: str) -> Path | None:
     return out if out.is_file() else None
 
 
-def _cached(final: Path, source_sha256: str) -> Converted | None:
-    """The store entry `final`, validated; a damaged entry is removed and regenerated."""
+def _cached(final: Path, held: Held, source_sha256: str) -> Converted | None:
+    """The store entry `final`, validated against the held source exactly as a fresh output
+    is (an earlier child may have lied); a damaged or lying entry is removed and regenerated."""
     if not (final / OUTPUT_NAME).is_file():
         return None
     try:
         report = strictjson.loads((final / REPORT_NAME).read_bytes())
         if not isinstance(report, dict):
             raise ValueError("report is not an object")
-        header = _validate_output(final / OUTPUT_NAME, report, source_sha256, False)
+        header, _ = _validate_output(final / OUTPUT_NAME, held, source_sha256, measure=False)
         return Converted(final / OUTPUT_NAME, header, report, source_sha256, True)
     except (OSError, ValueError, ConversionError) as exc:
         _logger.warning("discarding a damaged converted entry %s: %s", final, exc)
@@ -168,7 +180,7 @@ def convert_opened(name: str, opened: Held, *, timeout: float = 3600,
     final = store / _cache_key(source_sha256)
     if destination is not None and destination.exists() and not overwrite:
         raise FileExistsError(f"{destination} exists (use --overwrite)")
-    hit = _cached(final, source_sha256)
+    hit = _cached(final, opened, source_sha256)
     if hit is not None:
         if destination is not None:
             copy_atomic(hit.path, destination, overwrite=overwrite)
@@ -188,10 +200,13 @@ def convert_opened(name: str, opened: Held, *, timeout: float = 3600,
             extra_env={"SAFELOAD_CONVERT_FSYNC": "0"} if destination is not None else None)
         report = dict(result.result)
         report["layers"] = result.layers.to_dict()
-        if report.get("source_sha256") != source_sha256:
+        if report.get("source_sha256") != source_sha256:  # a hint: only ever a refusal
             raise ConversionError(f"{name}: the worker converted different bytes than were "
                                   "verified (digest mismatch)")
-        header = _validate_output(work / OUTPUT_NAME, report, source_sha256, True)
+        _check_layers(name, result.layers)
+        header, report["output_sha256"] = _validate_output(work / OUTPUT_NAME, opened,
+                                                           source_sha256, measure=True)
+        report["output_size"] = (work / OUTPUT_NAME).stat().st_size
         if destination is not None:
             os.chmod(work / OUTPUT_NAME, 0o644)
             move_into_place(work / OUTPUT_NAME, destination, overwrite=overwrite)
@@ -202,8 +217,10 @@ def convert_opened(name: str, opened: Held, *, timeout: float = 3600,
             os.rename(work, final)
         except OSError:  # a concurrent conversion won the race: use its entry
             shutil.rmtree(work, ignore_errors=True)
-        header = _validate_output(final / OUTPUT_NAME, report, source_sha256, False)
-        return Converted(final / OUTPUT_NAME, header, report, source_sha256, False)
+        hit = _cached(final, opened, source_sha256)  # ours, or the race winner's, checked
+        if hit is None:
+            raise ConversionError(f"{name}: the converted entry vanished from the store")
+        return Converted(hit.path, hit.header, hit.report, source_sha256, False)
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
@@ -243,7 +260,7 @@ def convert_many(items: Sequence[tuple[str, Held]], *, timeout: float | None = N
         wanted.setdefault(sha, []).append(i)
     todo: list[tuple[str, int]] = []  # (digest, first item with it)
     for sha, idx in wanted.items():
-        hit = _cached(store / _cache_key(sha), sha)
+        hit = _cached(store / _cache_key(sha), items[idx[0]][1], sha)
         if hit is not None:
             for i in idx:
                 results[i] = hit
@@ -304,11 +321,11 @@ def _convert_batch(items: Sequence[tuple[str, Held]], todo: list[tuple[str, int]
             bad = ConversionError("the conversion worker's batch result does not match its "
                                   "inputs")
             return [(sha, bad) for sha, _ in todo]
-        layers = result.layers.to_dict()
         out: list[tuple[str, Converted | Exception]] = []
         for j, ((sha, i), one) in enumerate(zip(todo, reported, strict=True)):
             try:
-                out.append((sha, _accept(items[i][0], one, work / str(j), store, sha, layers)))
+                out.append((sha, _accept(items[i], one, work / str(j), store, sha,
+                                           result.layers)))
             except (ConversionError, OSError) as exc:
                 out.append((sha, exc))
         return out
@@ -320,9 +337,10 @@ def _convert_batch(items: Sequence[tuple[str, Held]], todo: list[tuple[str, int]
         shutil.rmtree(work, ignore_errors=True)  # accepted outputs were renamed out already
 
 
-def _accept(name: str, one: object, sub: Path, store: Path, sha: str,
-            layers: dict[str, Any]) -> Converted:
+def _accept(item: tuple[str, Held], one: object, sub: Path, store: Path, sha: str,
+            layers: LayerReport) -> Converted:
     """Validate one batch output and move it into the store."""
+    name, held = item
     if not isinstance(one, dict):
         raise ConversionError(f"{name}: the conversion worker's result is not an object")
     if one.get("ok") is not True:
@@ -332,21 +350,20 @@ def _accept(name: str, one: object, sub: Path, store: Path, sha: str,
         what = "refused it" if kind == "refused" else "failed"
         raise ConversionError(f"{name}: the converter {what}: {msg or kind or 'no reason'}")
     report = {str(k): v for k, v in one.items()}
-    report["layers"] = layers
-    if report.get("source_sha256") != sha:
+    report["layers"] = layers.to_dict()
+    if report.get("source_sha256") != sha:  # a hint only: a refusal, never an acceptance
         raise ConversionError(f"{name}: the worker converted different bytes than were "
                               "verified (digest mismatch)")
-    try:
-        _validate_output(sub / OUTPUT_NAME, report, sha, True)
-    except MalformedFileError as exc:
-        raise ConversionError(f"{name}: the converter's output is not valid: {exc}") from None
+    _check_layers(name, layers)
+    _, report["output_sha256"] = _validate_output(sub / OUTPUT_NAME, held, sha, measure=True)
+    report["output_size"] = (sub / OUTPUT_NAME).stat().st_size
     (sub / REPORT_NAME).write_text(json.dumps(report))
     final = store / _cache_key(sha)
     try:
         os.rename(sub, final)
     except OSError:  # a concurrent conversion won the race: use its entry
         pass
-    hit = _cached(final, sha)
+    hit = _cached(final, held, sha)
     if hit is None:
         raise ConversionError(f"{name}: the converted entry vanished from the store")
     return Converted(hit.path, hit.header, hit.report, sha, False)

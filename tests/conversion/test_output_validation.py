@@ -1,0 +1,158 @@
+"""The parent validates the child's output against the source it holds, never the child's word.
+
+A test-only lying converter (a monkeypatched `run_worker`: the real child runs, then its output
+is rewritten the way a compromised child would write it, with a report that matches the lie)
+must be refused with "did not match its input", on a fresh conversion and on a store hit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+import safeload
+from safeload._internal import converter, paths, sandbox
+
+Lie = Callable[[Path], None]
+
+
+def _read(out: Path) -> tuple[dict[str, Any], bytes]:
+    raw = out.read_bytes()
+    n = int.from_bytes(raw[:8], "little")
+    return json.loads(raw[8 : 8 + n]), raw[8 + n :]
+
+
+def _write(out: Path, doc: dict[str, Any], chunks: dict[str, bytes]) -> None:
+    """A well-formed safetensors file in the child's own layout (what a liar would write)."""
+    meta = doc.pop("__metadata__")
+    new: dict[str, Any] = {"__metadata__": meta}
+    off = 0
+    for name, info in doc.items():
+        new[name] = {**info, "data_offsets": [off, off + len(chunks[name])]}
+        off += len(chunks[name])
+    raw = json.dumps(new, separators=(",", ":")).encode()
+    raw += b" " * (-(len(raw) + 8) % 8)
+    out.write_bytes(len(raw).to_bytes(8, "little") + raw + b"".join(chunks[k] for k in doc))
+
+
+def _split(doc: dict[str, Any], data: bytes) -> dict[str, bytes]:
+    return {k: data[v["data_offsets"][0] : v["data_offsets"][1]]
+            for k, v in doc.items() if k != "__metadata__"}
+
+
+def flip_byte(out: Path) -> None:
+    raw = bytearray(out.read_bytes())
+    raw[-1] ^= 0x01
+    out.write_bytes(bytes(raw))
+
+
+def swap_tensors(out: Path) -> None:
+    doc, data = _read(out)
+    chunks = _split(doc, data)
+    chunks["a"], chunks["b"] = chunks["b"], chunks["a"]
+    _write(out, doc, chunks)
+
+
+def change_structure_value(out: Path) -> None:
+    doc, data = _read(out)
+    meta = doc["__metadata__"]
+    meta["safeload.structure"] = meta["safeload.structure"].replace('"v":"7"', '"v":"8"')
+    assert '"v":"8"' in meta["safeload.structure"]
+    _write(out, doc, _split(doc, data))
+
+
+def extra_tensor(out: Path) -> None:
+    doc, data = _read(out)
+    chunks = _split(doc, data)
+    doc["backdoor"] = {"dtype": "F32", "shape": [2]}
+    chunks["backdoor"] = b"\x00" * 8
+    _write(out, doc, chunks)
+
+
+def drop_tensor(out: Path) -> None:
+    doc, data = _read(out)
+    chunks = _split(doc, data)
+    del doc["b"], chunks["b"]
+    _write(out, doc, chunks)
+
+
+def _digests(out: Path) -> dict[str, str]:
+    doc, data = _read(out)
+    return {k: hashlib.sha256(v).hexdigest() for k, v in _split(doc, data).items()}
+
+
+def _lying_worker(lie: Lie, layers: list[str] | None = None) -> Any:
+    real = sandbox.run_worker
+
+    def run(module: str, argv: list[str], *, output_dir: Path, **kw: Any) -> Any:
+        result = real(module, argv, output_dir=output_dir, **kw)
+        out = Path(output_dir) / "model.safetensors"
+        lie(out)
+        report = {**result.result, "tensors": _digests(out)}  # the report matches the lie
+        claimed = result.layers if layers is None else replace(
+            result.layers, applied=[*result.layers.applied, *layers])
+        return replace(result, result=report, layers=claimed)
+
+    return run
+
+
+def _checkpoint(tmp_path: Path) -> Path:
+    src = tmp_path / "model.bin"
+    torch.save({"a": torch.arange(4, dtype=torch.float32), "b": torch.ones(4), "step": 7}, src)
+    return src
+
+
+@pytest.mark.parametrize("lie", [flip_byte, swap_tensors, change_structure_value,
+                                 extra_tensor, drop_tensor])
+def test_a_lying_converter_with_a_matching_report_is_refused(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, lie: Lie) -> None:
+    src = _checkpoint(tmp_path)
+    monkeypatch.setattr(sandbox, "run_worker", _lying_worker(lie))
+    with pytest.raises(safeload.errors.ConversionError, match="did not match its input"):
+        safeload.load(src)
+    assert not list(paths.converted_dir().glob("*/model.safetensors"))  # nothing was stored
+
+
+def test_a_claimed_layer_this_machine_cannot_provide_is_refused(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    src = _checkpoint(tmp_path)
+    monkeypatch.setattr(sandbox, "run_worker", _lying_worker(lambda out: None, ["hypervisor"]))
+    with pytest.raises(safeload.errors.ConversionError, match="did not match its input"):
+        safeload.load(src)
+    real = converter.support_report
+    monkeypatch.setattr(converter, "support_report", lambda: {
+        **real(), "landlock": {"abi": None}, "seccomp": {"available": False}})
+    monkeypatch.setattr(sandbox, "run_worker", _lying_worker(lambda out: None, ["landlock"]))
+    with pytest.raises(safeload.errors.ConversionError, match="cannot provide"):
+        safeload.load(src)
+
+
+@pytest.mark.parametrize("lie", [flip_byte, swap_tensors, change_structure_value,
+                                 extra_tensor, drop_tensor])
+def test_a_lying_store_entry_is_discarded_and_converted_again(tmp_path: Path, lie: Lie) -> None:
+    src = _checkpoint(tmp_path)
+    want = {k: v.clone() for k, v in safeload.load(src).items() if k != "step"}
+    (entry,) = paths.converted_dir().glob("*/model.safetensors")
+    lie(entry)  # as an earlier, compromised child would have left it
+    got = safeload.load(src)
+    assert got["step"] == 7 and all(torch.equal(got[k], want[k]) for k in ("a", "b"))
+    (again,) = paths.converted_dir().glob("*/model.safetensors")
+    assert again.read_bytes() != b"" and "backdoor" not in _read(again)[0]
+
+
+def test_views_and_shared_storage_validate(tmp_path: Path) -> None:
+    base = torch.arange(24, dtype=torch.float64).reshape(4, 6)
+    src = tmp_path / "views.pt"
+    torch.save({"base": base, "t": base.t(), "row": base[1], "col": base[:, 2],
+                "half": base.to(torch.bfloat16)}, src)
+    got = safeload.load(src)
+    assert torch.equal(got["t"], base.t()) and torch.equal(got["col"], base[:, 2])
+    got = safeload.load(src)  # the store hit is validated the same way
+    assert torch.equal(got["half"], base.to(torch.bfloat16))
