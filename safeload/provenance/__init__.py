@@ -18,6 +18,7 @@ The write path's test hooks (`_fault_hook`, `_datasync`) live in, and are set on
 
 from __future__ import annotations
 
+from safeload.provenance.batch import flush, record_or_warn
 from safeload.provenance.entry import (
     ACTIONS,
     LICENSE_CLASSES,
@@ -48,7 +49,6 @@ from safeload.provenance.ledger import (
     MAX_ENTRY_BYTES,
     TORN_DIR,
     record,
-    record_or_warn,
 )
 from safeload.provenance.read import (
     BadEntry,
@@ -95,5 +95,6 @@ __all__ = [
     "record",
     "record_or_warn",
     "require_intact",
+    "flush",
     "verify",
 ]
