@@ -108,18 +108,75 @@ def _new_session() -> dict[str, Any]:
             "safeload_version": __version__, "started": _now()}
 
 
+# Fields that rarely change between the entries of one process: the session record holds the
+# first entry's values ("defaults"), and entries equal to them leave them out.
+_DEFAULTABLE = ("action", "signature", "publisher", "trust", "license", "task", "datasets",
+                "base_model", "warnings_after_path")
+_DEFAULTABLE_CONVERTED = ("format", "sandbox_layers")
+
+
+def _source_path(payload: Mapping[str, Any]) -> str | None:
+    source = payload.get("source")
+    path = source.get("path") if isinstance(source, Mapping) else None
+    return path if isinstance(path, str) and path else None
+
+
+def _relative_warnings(payload: dict[str, Any]) -> dict[str, Any]:
+    """Warnings that start with the entry's own path are stored without it (the path is long
+    and the rest is the same from file to file)."""
+    path, warns = _source_path(payload), payload.get("warnings")
+    if path and warns and all(isinstance(w, str) and w.startswith(path) for w in warns):
+        payload = {k: v for k, v in payload.items() if k != "warnings"}
+        payload["warnings_after_path"] = [w[len(path):] for w in warns]
+    return payload
+
+
+def pick_defaults(payload: Mapping[str, Any]) -> dict[str, Any]:
+    """The session's defaults, from its first entry."""
+    rel = _relative_warnings(dict(payload))
+    out = {k: rel[k] for k in _DEFAULTABLE if k in rel}
+    conv = rel.get("converted_from")
+    if isinstance(conv, Mapping):
+        out["converted_from"] = {k: conv[k] for k in _DEFAULTABLE_CONVERTED if k in conv}
+    return out
+
+
 def compact(payload: Mapping[str, Any], session: Mapping[str, Any]) -> dict[str, Any]:
-    """The entry as a v2 line stores it: no empty fields, no field the session holds."""
-    out = {k: v for k, v in payload.items() if v not in (None, [], {}, "")}
-    if out.get("safeload_version") == session.get("safeload_version"):
-        del out["safeload_version"]
+    """The entry as a v2 line stores it: no field equal to the session's (its version and its
+    defaults), no empty field the session has no default for. `expand` undoes it exactly."""
+    defaults = session.get("defaults") or {}
+    out: dict[str, Any] = {}
+    for key, value in _relative_warnings(dict(payload)).items():
+        if key == "safeload_version" and value == session.get("safeload_version"):
+            continue
+        if key in defaults:
+            default = defaults[key]
+            if value == default:
+                continue
+            if isinstance(value, dict) and isinstance(default, dict):
+                value = {k: v for k, v in value.items() if k not in default or v != default[k]}
+        elif value in (None, [], {}, ""):
+            continue
+        out[key] = value
     return out
 
 
 def expand(stored: Mapping[str, Any], session: Mapping[str, Any]) -> dict[str, Any]:
     """The entry dict of a compact entry (`ProvenanceEntry.from_dict` fills the empty fields)."""
+    defaults = session.get("defaults") or {}
     out = dict(stored)
+    for key, default in defaults.items() if isinstance(defaults, Mapping) else ():
+        if key not in out:
+            out[key] = default
+        elif isinstance(out[key], dict) and isinstance(default, dict):
+            out[key] = {**default, **out[key]}
     out.setdefault("safeload_version", session.get("safeload_version"))
+    after = out.pop("warnings_after_path", None)
+    if after is not None:
+        path = _source_path(out)
+        if not isinstance(after, list) or path is None or "warnings" in out:
+            raise ValueError("malformed warnings_after_path")
+        out["warnings"] = [path + w if isinstance(w, str) else w for w in after]
     return out
 
 
@@ -146,6 +203,8 @@ def _enqueue(w: _Writer, payload: dict[str, Any]) -> None:
             w.tally[seen.seq] = w.tally.get(seen.seq, 0) + 1
             w.tally_time = payload["time"]
     else:
+        if w.session_seq is None and "defaults" not in w.session:
+            w.session["defaults"] = pick_defaults(payload)
         item = _Item(compact(payload, w.session))
         if len(w.seen) >= SEEN_CAP:
             w.seen.clear()
@@ -190,15 +249,15 @@ def _flush_writer(w: _Writer) -> str | None:
     try:
         last, digest = _ledger.append_lines(w.directory, compose, version=_ledger.LINE_VERSION_2)
     except ProvenanceError:
-        for item in queue:  # forget them: a repeat must not count against an unwritten entry
-            w.seen = {k: v for k, v in w.seen.items() if v is not item}
+        lost = {id(item) for item in queue}  # a repeat must not count against an unwritten entry
+        w.seen = {k: v for k, v in w.seen.items() if id(v) not in lost}
         raise
     first = last - len(layout) + 1
-    for offset, (kind, item) in enumerate(layout):
+    for offset, (kind, written) in enumerate(layout):
         if kind == "session":
             w.session_seq = first + offset
-        elif item is not None:
-            item.seq = first + offset
+        elif written is not None:
+            written.seq = first + offset
     return digest
 
 
