@@ -155,8 +155,9 @@ def compact(payload: Mapping[str, Any], session: Mapping[str, Any]) -> dict[str,
                 continue
             if isinstance(value, dict) and isinstance(default, dict):
                 value = {k: v for k, v in value.items() if k not in default or v != default[k]}
-        elif value in (None, [], {}, ""):
-            continue
+        elif value in (None, [], {}, "") and not (
+                key == "warnings" and "warnings_after_path" in defaults):
+            continue  # (warnings kept, even empty, where a default would stand in for them)
         out[key] = value
     return out
 
@@ -166,6 +167,8 @@ def expand(stored: Mapping[str, Any], session: Mapping[str, Any]) -> dict[str, A
     defaults = session.get("defaults") or {}
     out = dict(stored)
     for key, default in defaults.items() if isinstance(defaults, Mapping) else ():
+        if key == "warnings_after_path" and "warnings" in out:
+            continue
         if key not in out:
             out[key] = default
         elif isinstance(out[key], dict) and isinstance(default, dict):
@@ -294,16 +297,19 @@ def flush(directory: Path | None = None) -> None:
 
 
 def _run() -> None:
+    """The timer: writes each queue once its oldest entry is FLUSH_SECONDS old."""
     while True:
         _WAKE.wait()
-        _WAKE.clear()
-        time.sleep(FLUSH_SECONDS)
+        time.sleep(min(FLUSH_SECONDS, 0.05))  # short slices: FLUSH_SECONDS may change
         with _LOCK:
+            waiting = False
             for w in list(_writers.values()):
-                if w.oldest and time.monotonic() - w.oldest >= FLUSH_SECONDS * 0.9:
+                if w.oldest and time.monotonic() - w.oldest >= FLUSH_SECONDS:
                     _try_flush(w, stacklevel=2)
                 elif w.oldest:
-                    _WAKE.set()
+                    waiting = True
+            if not waiting:
+                _WAKE.clear()  # under _LOCK, as `record_or_warn` sets it: no wake-up is lost
 
 
 def _start() -> None:
