@@ -1,8 +1,12 @@
 """The ledger on disk: its line format, HEAD, and the writer (`record`, `record_or_warn`).
 
-The line format is versioned (`"v": 1`). Nothing here reads the environment except
-`SAFELOAD_HOME` (through `ledger_dir()`) and the secret scrubbing (`scrub`). Reading and
-verifying is `read`; the line format and HEAD parsing here are shared with it.
+The line format is versioned: `"v": 1` lines hold one full entry each (`record`); `"v": 2`
+lines are the batched writer's (`batch`): session records, compact entries and tallies of
+repeats, described there. Both are sealed and chained the same way, and one chain may hold both
+(a v1 ledger is extended with v2 lines). Nothing here reads the environment except
+`SAFELOAD_HOME` (through `ledger_dir()`), `SAFELOAD_LEDGER_SEGMENT_BYTES` (`segment_limit`) and
+the secret scrubbing (`scrub`). Reading and verifying is `read`; the line format and HEAD
+parsing here are shared with it.
 
 Layout, under `safeload._internal.paths.ledger_dir()` (or the `ledger` argument):
 
@@ -16,8 +20,15 @@ Layout, under `safeload._internal.paths.ledger_dir()` (or the `ledger` argument)
   is kept apart so a cut-off ledger shows; print it (`safeload provenance verify`) and keep it
   elsewhere to anchor the chain, since anyone who can rewrite this folder can rewrite both.
 - `ledger.lock`: the writers' lock. `torn/`: fragments of interrupted writes, kept as evidence.
+- `ledger.000001.jsonl`, ...: rotated segments, oldest first. After a write that leaves
+  `ledger.jsonl` at or past `segment_limit()` (64 MiB by default), the writer, still under the
+  lock, renames it to the next segment and syncs the folder; the next write starts a new
+  `ledger.jsonl` whose first line chains to the segment's last. A rotated segment always ends
+  with a whole line. A crash between the rename and the next write leaves no `ledger.jsonl`;
+  the writer then takes the chain's end from the newest segment. Readers read every segment.
 
-Writing (`record`): take the lock (a `filelock` flock, plus a thread lock); read the last line
+Writing (`record`, and `append_lines` for a batch: the same steps, several lines in the one
+write and the one sync): take the lock (a `filelock` flock, plus a thread lock); read the last line
 and check that it and `HEAD` agree; append the new line with one `write` on an `O_APPEND`
 descriptor; fdatasync it; replace `HEAD`. Writers therefore never interleave. One sync per
 record: the ledger's, which also orders the two files (HEAD is replaced only once the entry it
@@ -45,7 +56,7 @@ fields, and `record` passes every entry through `scrub.scrub_entry` before writi
 
 Test hook: `_fault_hook` (set it on this module) is called with a step name between the steps
 of a write ("locked", "tail-read", "head-recreated", "fragment-kept", "truncated", "appended",
-"synced", "head-replaced", "done"), so tests can kill the writer at each.
+"synced", "head-replaced", "rotated", "done"), so tests can kill the writer at each.
 """
 
 from __future__ import annotations
