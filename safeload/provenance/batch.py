@@ -6,11 +6,12 @@ together: one write and one fdatasync per batch (`ledger.append_lines`), under t
 lock, so batches from several processes never interleave and seq numbers stay contiguous.
 
 A batch is written when the oldest queued entry is `FLUSH_SECONDS` (50 ms) old (a daemon
-thread), when `FLUSH_COUNT` entries are queued, at interpreter exit (`atexit`, and the
-`multiprocessing` exit hooks of a forked worker), before a strict-mode `record_or_warn` returns,
-and before anything reads the ledger (`read.read_ledger`, hence `safeload provenance
-verify|list|show|export`, calls `flush`). The first entry a process writes to a ledger is written
-at once, so an unwritable ledger is reported to the load that hit it.
+thread), when `FLUSH_COUNT` entries are queued, at interpreter exit (`atexit`, and
+`multiprocessing`'s exit finalizers, which a worker runs before its `os._exit`), before a
+strict-mode `record_or_warn` returns, and before anything reads the ledger (`read.read_ledger`,
+hence `safeload provenance verify|list|show|export`, calls `flush`). The first entry a process
+writes to a ledger is written at once, so an unwritable ledger is reported to the load that hit
+it.
 
 Lines (v2; `ledger` checks their shape, `read` their references):
 - session: `{"session": {"id", "pid", "python", "safeload_version", "started"}}`, written once
@@ -112,7 +113,8 @@ def _new_session() -> dict[str, Any]:
 # first entry's values ("defaults"), and entries equal to them leave them out.
 _DEFAULTABLE = ("action", "signature", "publisher", "trust", "license", "task", "datasets",
                 "base_model", "warnings_after_path")
-_DEFAULTABLE_CONVERTED = ("format", "sandbox_layers")
+_DEFAULTABLE_NESTED = {"converted_from": ("format", "sandbox_layers"),
+                       "source": ("file", "purl")}
 
 
 def _source_path(payload: Mapping[str, Any]) -> str | None:
@@ -135,9 +137,10 @@ def pick_defaults(payload: Mapping[str, Any]) -> dict[str, Any]:
     """The session's defaults, from its first entry."""
     rel = _relative_warnings(dict(payload))
     out = {k: rel[k] for k in _DEFAULTABLE if k in rel}
-    conv = rel.get("converted_from")
-    if isinstance(conv, Mapping):
-        out["converted_from"] = {k: conv[k] for k in _DEFAULTABLE_CONVERTED if k in conv}
+    for key, subkeys in _DEFAULTABLE_NESTED.items():
+        value = rel.get(key)
+        if isinstance(value, Mapping):
+            out[key] = {k: value[k] for k in subkeys if k in value}
     return out
 
 
@@ -316,6 +319,9 @@ def _start() -> None:
     global _thread, _registered
     if not _registered:
         atexit.register(flush)
+        mp_util = sys.modules.get("multiprocessing.util")
+        if mp_util is not None:  # a multiprocessing worker leaves through os._exit, not atexit
+            mp_util.Finalize(None, flush, exitpriority=100)
         _registered = True
     if _thread is None or not _thread.is_alive():
         _thread = threading.Thread(target=_run, name="safeload-ledger", daemon=True)
@@ -370,14 +376,14 @@ def _after_fork_parent() -> None:
 
 def _after_fork_child() -> None:
     """A child has no thread, owns none of the parent's queue, and opens its own session."""
-    global _LOCK, _WAKE, _thread
+    global _LOCK, _WAKE, _thread, _registered
     _LOCK = threading.RLock()
     _WAKE = threading.Event()
     _thread = None
     _writers.clear()
-    mp_util = sys.modules.get("multiprocessing.util")
-    if mp_util is not None:  # a multiprocessing worker leaves through os._exit, not atexit
-        mp_util.Finalize(None, flush, exitpriority=100)
+    # Register the exit hooks again on the child's first record: a multiprocessing worker
+    # clears the finalizers it inherits after the fork, before it runs its target.
+    _registered = False
 
 
 if hasattr(os, "register_at_fork"):

@@ -395,3 +395,20 @@ def test_a_forked_child_neither_repeats_nor_loses_the_parents_queue(slow_timer: 
     paths = sorted(r.entry.source.path or "" for r in state.records if r.entry)
     assert paths == sorted(f"/data/shard-{i:05d}.pt" for i in (0, 1, 2, 3, 50))
     assert sum(1 for line in _raw_lines() if "session" in line) == 2
+
+
+def _worker(tag: str) -> None:
+    batch.FLUSH_SECONDS = 3600.0
+    for i in range(5):
+        record_or_warn(_entry(i, source=Source.local(f"/m/{tag}/{i}")), strict=False)
+
+
+@pytest.mark.parametrize("method", ["fork", "spawn"])
+def test_a_multiprocessing_worker_flushes_on_exit(method: str) -> None:
+    import multiprocessing
+
+    worker = multiprocessing.get_context(method).Process(target=_worker, args=(method,))
+    worker.start()
+    worker.join(60)
+    assert worker.exitcode == 0
+    assert _paths(method) == [f"/m/{method}/{i}" for i in range(5)]
