@@ -90,6 +90,8 @@ def _list_lines(records: Sequence[Any]) -> Iterator[str]:
         e = r.entry
         lic = e.license.id if e.license else "-"
         mark = "" if r.verified else "  [UNVERIFIED]"
+        if getattr(r, "count", 1) > 1:  # repeats in one process, coalesced by the writer
+            mark = f"  x{r.count}{mark}"
         yield (f"{r.seq:>5}  {safe_text(e.time[:19])}  {e.action:<15}  "
                f"{safe_text(_entry_source(e), limit=160)}  licence {safe_text(lic, limit=80)}  "
                f"signature {e.signature.status}{mark}")

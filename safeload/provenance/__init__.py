@@ -1,23 +1,28 @@
 """The provenance ledger: one hash-chained JSON line per load, conversion and verification.
 
 Public and stable (all re-exported here): `ProvenanceEntry` and its parts, `record`,
-`record_or_warn`, `verify`, `VerifyReport`, `read_ledger`, `LedgerRecord`, `require_intact`.
+`record_or_warn`, `flush`, `verify`, `VerifyReport`, `read_ledger`, `LedgerRecord`,
+`require_intact`.
 No torch import.
 
 Owns, one module per concern:
 - `entry`: the record types and their validation (closed sets as Literals);
 - `scrub`: credential redaction before anything is written;
-- `ledger`: the line format, HEAD, the append with its lock and crash repair (`record`);
+- `ledger`: the line format, HEAD, segments, the append with its lock and crash repair
+  (`record`, `append_lines`);
+- `batch`: the batched writer loads use (`record_or_warn`, `flush`): group commit, session
+  records, coalescing of repeats, and exactly what a crash, `kill -9` or power loss can lose;
 - `read`: reading and verifying the chain (`read_ledger`, `verify`, `require_intact`).
 
 Imports (layer L2): errors, `_version`, `_internal` (paths, atomic), licenses, and trust types
-(`Mode`, `parse_time`); never an entry point. `entry` < `scrub` < `ledger` < `read`.
+(`Mode`, `parse_time`); never an entry point. `entry` < `scrub` < `ledger` < `batch` < `read`.
 
 The write path's test hooks (`_fault_hook`, `_datasync`) live in, and are set on, `ledger`.
 """
 
 from __future__ import annotations
 
+from safeload.provenance.batch import flush, record_or_warn
 from safeload.provenance.entry import (
     ACTIONS,
     LICENSE_CLASSES,
@@ -48,7 +53,6 @@ from safeload.provenance.ledger import (
     MAX_ENTRY_BYTES,
     TORN_DIR,
     record,
-    record_or_warn,
 )
 from safeload.provenance.read import (
     BadEntry,
@@ -95,5 +99,6 @@ __all__ = [
     "record",
     "record_or_warn",
     "require_intact",
+    "flush",
     "verify",
 ]

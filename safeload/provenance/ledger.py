@@ -1,8 +1,12 @@
 """The ledger on disk: its line format, HEAD, and the writer (`record`, `record_or_warn`).
 
-The line format is versioned (`"v": 1`). Nothing here reads the environment except
-`SAFELOAD_HOME` (through `ledger_dir()`) and the secret scrubbing (`scrub`). Reading and
-verifying is `read`; the line format and HEAD parsing here are shared with it.
+The line format is versioned: `"v": 1` lines hold one full entry each (`record`); `"v": 2`
+lines are the batched writer's (`batch`): session records, compact entries and tallies of
+repeats, described there. Both are sealed and chained the same way, and one chain may hold both
+(a v1 ledger is extended with v2 lines). Nothing here reads the environment except
+`SAFELOAD_HOME` (through `ledger_dir()`), `SAFELOAD_LEDGER_SEGMENT_BYTES` (`segment_limit`) and
+the secret scrubbing (`scrub`). Reading and verifying is `read`; the line format and HEAD
+parsing here are shared with it.
 
 Layout, under `safeload._internal.paths.ledger_dir()` (or the `ledger` argument):
 
@@ -16,8 +20,15 @@ Layout, under `safeload._internal.paths.ledger_dir()` (or the `ledger` argument)
   is kept apart so a cut-off ledger shows; print it (`safeload provenance verify`) and keep it
   elsewhere to anchor the chain, since anyone who can rewrite this folder can rewrite both.
 - `ledger.lock`: the writers' lock. `torn/`: fragments of interrupted writes, kept as evidence.
+- `ledger.000001.jsonl`, ...: rotated segments, oldest first. After a write that leaves
+  `ledger.jsonl` at or past `segment_limit()` (64 MiB by default), the writer, still under the
+  lock, renames it to the next segment and syncs the folder; the next write starts a new
+  `ledger.jsonl` whose first line chains to the segment's last. A rotated segment always ends
+  with a whole line. A crash between the rename and the next write leaves no `ledger.jsonl`;
+  the writer then takes the chain's end from the newest segment. Readers read every segment.
 
-Writing (`record`): take the lock (a `filelock` flock, plus a thread lock); read the last line
+Writing (`record`, and `append_lines` for a batch: the same steps, several lines in the one
+write and the one sync): take the lock (a `filelock` flock, plus a thread lock); read the last line
 and check that it and `HEAD` agree; append the new line with one `write` on an `O_APPEND`
 descriptor; fdatasync it; replace `HEAD`. Writers therefore never interleave. One sync per
 record: the ledger's, which also orders the two files (HEAD is replaced only once the entry it
@@ -45,7 +56,7 @@ fields, and `record` passes every entry through `scrub.scrub_entry` before writi
 
 Test hook: `_fault_hook` (set it on this module) is called with a step name between the steps
 of a write ("locked", "tail-read", "head-recreated", "fragment-kept", "truncated", "appended",
-"synced", "head-replaced", "done"), so tests can kill the writer at each.
+"synced", "head-replaced", "rotated", "done"), so tests can kill the writer at each.
 """
 
 from __future__ import annotations
@@ -58,7 +69,6 @@ import os
 import re
 import stat
 import threading
-import warnings as _warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,7 +78,7 @@ import filelock
 
 from safeload._internal import paths, strictjson
 from safeload._internal.atomic import write_atomic
-from safeload.errors import ProvenanceError, ProvenanceWarning
+from safeload.errors import ProvenanceError
 from safeload.provenance.entry import ProvenanceEntry
 from safeload.provenance.scrub import scrub_entry
 
@@ -78,7 +88,10 @@ LEDGER_NAME = "ledger.jsonl"
 HEAD_NAME = "HEAD"
 LOCK_NAME = "ledger.lock"
 TORN_DIR = "torn"
-LINE_VERSION = 1
+LINE_VERSION = 1  # a full entry per line (`record`)
+LINE_VERSION_2 = 2  # session records, compact entries and tallies (the batched writer)
+SEGMENT_RE = re.compile(r"ledger\.(\d{6})\.jsonl")
+DEFAULT_SEGMENT_BYTES = 64 << 20
 GENESIS = "sha256:" + "0" * 64
 MAX_ENTRY_BYTES = 1 << 20  # one entry; a model with thousands of shards stays far below
 LOCK_TIMEOUT = 60.0  # seconds; a writer holds the lock for about a millisecond
@@ -156,19 +169,54 @@ def parse_line(raw: bytes) -> Line:
         raise ValueError("not in canonical form (the line was edited)")
     digest = obj.pop("digest", None)
     seq, prev = obj.get("seq"), obj.get("prev")
-    if obj.get("v") != LINE_VERSION:
-        raise ValueError(f"unknown line version {obj.get('v')!r}")
+    version = obj.get("v")
+    if version not in (LINE_VERSION, LINE_VERSION_2) or isinstance(version, bool):
+        raise ValueError(f"unknown line version {version!r}")
     if not isinstance(digest, str) or not DIGEST_RE.fullmatch(digest):
         raise ValueError("missing or malformed digest")
     if isinstance(seq, bool) or not isinstance(seq, int) or seq < 0:
         raise ValueError("missing or malformed seq")
     if not isinstance(prev, str) or not DIGEST_RE.fullmatch(prev):
         raise ValueError("missing or malformed prev")
-    if not isinstance(obj.get("entry"), dict):
+    if version == LINE_VERSION and not isinstance(obj.get("entry"), dict):
         raise ValueError("missing entry")
+    if version == LINE_VERSION_2:
+        _check_v2_shape(obj)
     if _digest(obj) != digest:
         raise ValueError("digest mismatch (the entry was edited)")
     return Line(seq, prev, digest, obj)
+
+
+_V2_KINDS = ("entry", "session", "tally")
+
+
+def _check_v2_shape(obj: Mapping[str, Any]) -> None:
+    """A v2 line is exactly one of: a session record, a compact entry, a tally of repeats."""
+    kinds = [k for k in _V2_KINDS if k in obj]
+    if len(kinds) != 1:
+        raise ValueError("a v2 line must hold exactly one of entry, session, tally")
+    kind = kinds[0]
+    if kind == "session":
+        if not isinstance(obj["session"], dict):
+            raise ValueError("malformed session record")
+        return
+    s = obj.get("s")
+    if isinstance(s, bool) or not isinstance(s, int) or s < 0 or s >= obj["seq"]:
+        raise ValueError("missing or malformed session reference")
+    if kind == "entry":
+        n = obj.get("n", 1)
+        if not isinstance(obj["entry"], dict) or isinstance(n, bool) or not isinstance(n, int) \
+                or n < 1:
+            raise ValueError("malformed compact entry")
+        return
+    tally = obj["tally"]
+    if not isinstance(tally, list) or not tally or not isinstance(obj.get("time"), str):
+        raise ValueError("malformed tally")
+    for pair in tally:
+        if (not isinstance(pair, list) or len(pair) != 2
+                or any(isinstance(x, bool) or not isinstance(x, int) for x in pair)
+                or not 0 <= pair[0] < obj["seq"] or pair[1] < 1):
+            raise ValueError("malformed tally")
 
 
 @dataclass(frozen=True)
@@ -290,8 +338,61 @@ _START_OVER = ("run `safeload provenance verify` to see what is wrong; to start 
                "the whole provenance folder aside and keep it as evidence")
 
 
-def _append(directory: Path, payload: dict[str, Any]) -> str:
-    """Append one entry. The caller holds the lock."""
+def segment_limit() -> int:
+    """The size at which the active ledger file is rotated (bytes).
+
+    `SAFELOAD_LEDGER_SEGMENT_BYTES` (at least 4096), else `DEFAULT_SEGMENT_BYTES` (64 MiB). A
+    value that is not a number is ignored: rotation is housekeeping, not a reason to fail a load.
+    """
+    raw = os.environ.get("SAFELOAD_LEDGER_SEGMENT_BYTES", "")
+    try:
+        return max(4096, int(raw)) if raw else DEFAULT_SEGMENT_BYTES
+    except ValueError:
+        return DEFAULT_SEGMENT_BYTES
+
+
+def segments(directory: Path) -> list[Path]:
+    """The rotated segments, oldest first (`ledger.000001.jsonl`, ...), without `ledger.jsonl`."""
+    try:
+        names = os.listdir(directory)
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    found = [(int(m.group(1)), name) for name in names if (m := SEGMENT_RE.fullmatch(name))]
+    return [directory / name for _, name in sorted(found)]
+
+
+def _segment_tail(directory: Path) -> bytes | None:
+    """The last line of the newest rotated segment (None: no segment). A rotated segment always
+    ends with a whole line (it is rotated right after a synced write, under the lock)."""
+    found = segments(directory)
+    if not found:
+        return None
+    fd = os.open(found[-1], os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        end, last, torn = _read_tail(fd, os.fstat(fd).st_size)
+    finally:
+        os.close(fd)
+    if end < 0 or torn or last is None:
+        raise ProvenanceError(f"the end of {found[-1]} is not a ledger line; refusing to append",
+                              hint=_START_OVER)
+    return last
+
+
+def _rotate(directory: Path) -> None:
+    """Rename the active file to the next segment; the chain goes on in a new `ledger.jsonl`."""
+    found = segments(directory)
+    number = int(SEGMENT_RE.fullmatch(found[-1].name).group(1)) + 1 if found else 1  # type: ignore[union-attr]
+    os.rename(directory / LEDGER_NAME, directory / f"ledger.{number:06d}.jsonl")
+    _fsync_dir(directory)
+    _step("rotated")
+
+
+# The bodies of the lines to append, given the seq the first one gets: without seq, prev, v.
+Compose = Callable[[int], list[dict[str, Any]]]
+
+
+def _append(directory: Path, compose: Compose, version: int) -> tuple[int, str]:
+    """Append lines in one write and one sync; (last seq, its digest). The caller holds the lock."""
     path = directory / LEDGER_NAME
     fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC,
                  0o600)
@@ -303,6 +404,8 @@ def _append(directory: Path, payload: dict[str, Any]) -> str:
         if whole_end < 0:
             raise ProvenanceError(f"the end of {path} is not a ledger line; refusing to append",
                                   hint=_START_OVER)
+        if last is None:  # a fresh active file: the chain's end is in the newest segment
+            last = _segment_tail(directory)
         _step("tail-read")
         seq, prev = 0, GENESIS
         if last is not None:
@@ -328,23 +431,33 @@ def _append(directory: Path, payload: dict[str, Any]) -> str:
             repair = {"torn_bytes": len(torn), "torn_sha256": fragment_digest}
             _logger.warning("provenance: removed a torn %d-byte fragment left by an interrupted "
                             "write (kept in %s)", len(torn), directory / TORN_DIR)
-        body: dict[str, Any] = {"entry": payload, "prev": prev, "seq": seq, "v": LINE_VERSION}
-        if repair is not None:
-            body["repair"] = repair
-        data, digest = seal(body)
-        if len(data) > MAX_ENTRY_BYTES:
-            raise ProvenanceError(f"provenance entry too large ({len(data)} bytes)")
+        chunks: list[bytes] = []
+        digest = prev
+        for i, extra in enumerate(compose(seq)):
+            body: dict[str, Any] = {**extra, "prev": digest, "seq": seq + i, "v": version}
+            if repair is not None and i == 0:
+                body["repair"] = repair
+            data, digest = seal(body)
+            if len(data) > MAX_ENTRY_BYTES:
+                raise ProvenanceError(f"provenance entry too large ({len(data)} bytes)")
+            chunks.append(data)
+        if not chunks:
+            return seq - 1, prev
+        data = b"".join(chunks)
         _write_all(fd, data, whole_end)
         _step("appended")
-        _datasync(fd)  # the entry is on disk before HEAD may name it
+        _datasync(fd)  # the entries are on disk before HEAD may name them
         if st.st_size == 0:
             _fsync_dir(directory)  # a new ledger file: make its name durable too
         _step("synced")
     finally:
         os.close(fd)
-    _write_head(directory, seq, digest, durable=head_missing)
+    last_seq = seq + len(chunks) - 1
+    _write_head(directory, last_seq, digest, durable=head_missing)
+    if whole_end + len(data) >= segment_limit():
+        _rotate(directory)
     _step("done")
-    return digest
+    return last_seq, digest
 
 
 def _check_head_before_append(directory: Path, last: Line | None) -> Head:
@@ -402,24 +515,22 @@ def _write_all(fd: int, data: bytes, restore_size: int) -> None:
         raise
 
 
-def record(entry: ProvenanceEntry | Mapping[str, Any], *, ledger: Path | None = None) -> str:
-    """Append one entry to the ledger and return the new head digest (`sha256:<hex>`).
+def append_lines(directory: Path, compose: Compose, *, version: int = LINE_VERSION) -> tuple[
+        int, str]:
+    """Append the lines `compose(first_seq)` returns, under the lock, in one write and one sync.
 
-    Safe across threads and processes; crash-safe as the module docstring describes.
+    Returns (last seq, its digest). Safe across threads and processes; crash-safe as the module
+    docstring describes.
 
     Raises:
-        ProvenanceError: the entry is invalid, or the ledger cannot be written (read-only, disk
-            full, lock timeout), or its end does not verify (writers do not extend a broken
-            chain).
+        ProvenanceError: the ledger cannot be written (read-only, disk full, lock timeout), or
+            its end does not verify (writers do not extend a broken chain).
     """
-    item = entry if isinstance(entry, ProvenanceEntry) else ProvenanceEntry.from_dict(entry)
-    payload = scrub_entry(item.to_dict())
-    directory = ledger if ledger is not None else paths.ledger_dir()
     try:
         directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         with THREAD_LOCK, ledger_lock(directory):
             _step("locked")
-            return _append(directory, payload)
+            return _append(directory, compose, version)
     except filelock.Timeout:
         raise ProvenanceError(
             f"timed out after {LOCK_TIMEOUT:.0f}s waiting for the provenance ledger lock in "
@@ -430,30 +541,29 @@ def record(entry: ProvenanceEntry | Mapping[str, Any], *, ledger: Path | None = 
             hint="make the data folder writable, or set SAFELOAD_HOME") from exc
 
 
-def record_or_warn(entry: ProvenanceEntry | Mapping[str, Any], *, strict: bool,
-                   ledger: Path | None = None) -> str | None:
-    """`record`, with the policy for a ledger that cannot be written.
+def record(entry: ProvenanceEntry | Mapping[str, Any], *, ledger: Path | None = None) -> str:
+    """Append one full entry (a v1 line) now, durably, and return the new head digest.
 
-    strict: fail closed (the caller's load must not go ahead). Otherwise warn loudly, through
-    `warnings.warn(ProvenanceWarning)` and the log, and return None: never silently.
+    Loads go through `record_or_warn`, which batches; this is the direct, one-sync-per-call
+    form.
 
     Raises:
-        ProvenanceError: only when `strict`.
+        ProvenanceError: the entry is invalid, or the ledger cannot be written (read-only, disk
+            full, lock timeout), or its end does not verify (writers do not extend a broken
+            chain).
     """
-    try:
-        return record(entry, ledger=ledger)
-    except ProvenanceError as exc:
-        if strict:
-            raise
-        message = f"provenance NOT recorded: {exc}"
-        _logger.warning("%s", message)
-        _warnings.warn(message, ProvenanceWarning, stacklevel=2)
-        return None
+    payload = entry_payload(entry)
+    directory = ledger if ledger is not None else paths.ledger_dir()
+    return append_lines(directory, lambda seq: [{"entry": payload}])[1]
 
 
+def entry_payload(entry: ProvenanceEntry | Mapping[str, Any]) -> dict[str, Any]:
+    """The validated, scrubbed dict of an entry, as a line stores it."""
+    item = entry if isinstance(entry, ProvenanceEntry) else ProvenanceEntry.from_dict(entry)
+    return scrub_entry(item.to_dict())
 
 
 __all__ = [
     "GENESIS", "HEAD_NAME", "LEDGER_NAME", "LINE_VERSION", "LOCK_NAME", "MAX_ENTRY_BYTES",
-    "TORN_DIR", "record", "record_or_warn",
+    "TORN_DIR", "append_lines", "entry_payload", "record", "segment_limit", "segments",
 ]

@@ -17,16 +17,20 @@ import filelock
 
 from safeload._internal import paths
 from safeload.errors import LedgerIntegrityError, ProvenanceError
+from safeload.provenance.batch import expand, flush
 from safeload.provenance.entry import ProvenanceEntry
 from safeload.provenance.ledger import (
     GENESIS,
     LEDGER_NAME,
+    LINE_VERSION,
     MAX_ENTRY_BYTES,
     THREAD_LOCK,
     Head,
+    Line,
     ledger_lock,
     parse_line,
     read_head,
+    segments,
 )
 
 
@@ -38,17 +42,20 @@ class LedgerRecord:
     is not a valid entry at all.
     """
 
-    line: int  # 1-based line number in ledger.jsonl
+    line: int  # 1-based line number, counted across all segments, oldest first
     seq: int | None
     digest: str | None
     prev: str | None
     entry: ProvenanceEntry | None
     verified: bool
     repair: Mapping[str, Any] | None = None
+    count: int = 1  # loads this entry stands for (repeats coalesced by the batched writer)
+    session: str | None = None  # the writing process's session id (v2 lines)
 
     def to_dict(self) -> dict[str, Any]:
         return {"line": self.line, "seq": self.seq, "digest": self.digest, "prev": self.prev,
                 "verified": self.verified, "repair": dict(self.repair) if self.repair else None,
+                "count": self.count, "session": self.session,
                 "entry": self.entry.to_dict() if self.entry else None}
 
 
@@ -56,7 +63,7 @@ class LedgerRecord:
 class BadEntry:
     """The first entry that does not verify."""
 
-    line: int  # 1-based line in ledger.jsonl; 0 for the HEAD file itself
+    line: int  # 1-based line across all segments; 0 for the HEAD file itself
     seq: int | None  # the seq the entry should have had
     reason: str
 
@@ -81,6 +88,8 @@ class VerifyReport:
     torn_tail_bytes: int = 0
     notes: tuple[str, ...] = ()
     path: str = ""
+    loads: int = 0  # loads, conversions and verifications recorded (tallied repeats included)
+    segments: int = 1  # files the chain spans (rotated segments and ledger.jsonl)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -88,12 +97,14 @@ class VerifyReport:
             "recorded_head": self.recorded_head,
             "first_bad": dataclasses.asdict(self.first_bad) if self.first_bad else None,
             "torn_tail_bytes": self.torn_tail_bytes, "notes": list(self.notes),
-            "path": self.path,
+            "path": self.path, "loads": self.loads, "segments": self.segments,
         }
 
     def describe(self) -> str:
         if self.ok:
-            return f"ledger OK: {self.entries} entries, head {self.head or '(empty)'}"
+            spread = f" in {self.segments} segments" if self.segments > 1 else ""
+            return (f"ledger OK: {self.entries} entries ({self.loads} recorded operations)"
+                    f"{spread}, head {self.head or '(empty)'}")
         assert self.first_bad is not None
         return f"ledger BROKEN at {self.first_bad.describe()}"
 
@@ -132,16 +143,18 @@ def _lines(path: Path, size: int) -> Iterator[tuple[int, bytes | None]]:
             yield number, None
 
 
-def _snapshot(directory: Path) -> tuple[int, Head | None, str | None, list[str]]:
-    """(ledger size, head or None if malformed, head error, notes), taken under the lock.
+def _snapshot(directory: Path) -> tuple[list[tuple[Path, int]], Head | None, str | None,
+                                         list[str]]:
+    """([(segment, size)], head or None if malformed, head error, notes), taken under the lock.
 
-    The ledger only grows past a whole line, so the first `size` bytes read afterwards are the
-    ones seen here, while writers go on. Without write access (an auditor's copy) the lock cannot
-    be taken, and reading goes ahead without it.
+    Segments are the rotated files, oldest first, then `ledger.jsonl`. The ledger only grows
+    past a whole line, so the first `size` bytes read afterwards are the ones seen here, while
+    writers go on (a rotation renames a file whose content no longer changes). Without write
+    access (an auditor's copy) the lock cannot be taken, and reading goes ahead without it.
     """
     notes: list[str] = []
     if not directory.is_dir():
-        return 0, Head(-1, GENESIS), None, notes
+        return [], Head(-1, GENESIS), None, notes
     lock = ledger_lock(directory)
     with THREAD_LOCK:
         try:
@@ -151,21 +164,71 @@ def _snapshot(directory: Path) -> tuple[int, Head | None, str | None, list[str]]
             locked = False
             notes.append("read without the writers' lock (a write in progress may show as torn)")
         try:
+            files: list[tuple[Path, int]] = []
+            for path in [*segments(directory), directory / LEDGER_NAME]:
+                try:
+                    files.append((path, path.stat().st_size))
+                except FileNotFoundError:
+                    pass
             try:
-                size = (directory / LEDGER_NAME).stat().st_size
-            except FileNotFoundError:
-                size = 0
-            try:
-                return size, read_head(directory), None, notes
+                return files, read_head(directory), None, notes
             except ValueError as exc:
-                return size, None, str(exc), notes
+                return files, None, str(exc), notes
         finally:
             if locked:
                 lock.release()
 
 
+class _Chain:
+    """The meaning of v2 lines, checked as the chain is read: sessions and what refers to them."""
+
+    def __init__(self) -> None:
+        self.sessions: dict[int, Mapping[str, Any]] = {}
+        self.entry_session: dict[int, int] = {}  # entry seq -> its session's seq
+        self.extra: dict[int, int] = {}  # entry seq -> tallied repeats
+
+    def session_of(self, line: Line) -> Mapping[str, Any]:
+        session = self.sessions.get(line.body["s"])
+        if session is None:
+            raise ValueError(f"refers to session {line.body['s']}, which is not a session record")
+        return session
+
+    def read(self, line: Line) -> tuple[ProvenanceEntry | None, int, str | None]:
+        """(entry or None for a session/tally line, its count, session id); ValueError if the
+        line's references do not hold."""
+        body = line.body
+        if body["v"] == LINE_VERSION:
+            return ProvenanceEntry.from_dict(body["entry"]), 1, None
+        if "session" in body:
+            self.sessions[line.seq] = body["session"]
+            return None, 0, None
+        session = self.session_of(line)
+        if "entry" in body:
+            entry = ProvenanceEntry.from_dict(expand(body["entry"], session))
+            self.entry_session[line.seq] = body["s"]
+            return entry, body.get("n", 1), str(session.get("id"))
+        for seq, _more in body["tally"]:
+            if self.entry_session.get(seq) != body["s"]:
+                raise ValueError(f"tallies entry {seq}, which is not an entry of its session")
+        for seq, more in body["tally"]:
+            self.extra[seq] = self.extra.get(seq, 0) + more
+        return None, 0, None
+
+
+def _all_lines(files: list[tuple[Path, int]]) -> Iterator[tuple[int, Path, bytes | None, bool]]:
+    """(global line number, segment, raw line, is in the last segment) across the segments."""
+    offset = 0
+    for index, (path, size) in enumerate(files):
+        number = 0
+        for number, raw in _lines(path, size):
+            yield offset + number, path, raw, index == len(files) - 1
+        offset += number
+
+
 def read_ledger(ledger: Path | None = None, *, anchor: str | None = None) -> LedgerState:
-    """Read and verify the whole ledger.
+    """Read and verify the whole ledger, across its segments.
+
+    Writes what this process has queued for it first (`batch.flush`), so a load's entry shows.
 
     Args:
         ledger: the ledger folder (default: `ledger_dir()`); may be a read-only copy.
@@ -175,8 +238,9 @@ def read_ledger(ledger: Path | None = None, *, anchor: str | None = None) -> Led
         OSError: the ledger exists but cannot be read.
     """
     directory = ledger if ledger is not None else paths.ledger_dir()
+    flush(directory)
     path = directory / LEDGER_NAME
-    size, head, head_error, notes = _snapshot(directory)
+    files, head, head_error, notes = _snapshot(directory)
     records: list[LedgerRecord] = []
     first_bad: BadEntry | None = None
     prev, expected = GENESIS, 0
@@ -184,45 +248,62 @@ def read_ledger(ledger: Path | None = None, *, anchor: str | None = None) -> Led
     head_line_digest: str | None = None
     anchor_found = False
     torn = 0
-    if size:
-        for number, raw in _lines(path, size):
-            if raw is not None and not raw.endswith(b"\n"):
+    last_line = 0
+    chain = _Chain()
+    by_seq: dict[int, int] = {}  # entry seq -> index in records
+    for number, segment, raw, is_last in _all_lines(files):
+        if raw is not None and not raw.endswith(b"\n"):
+            if is_last:
                 torn = len(raw)  # only the last line can lack its newline
                 break
-            try:
-                if raw is None:
-                    raise ValueError(f"line longer than {MAX_ENTRY_BYTES} bytes")
-                line = parse_line(raw[:-1])
-                entry: ProvenanceEntry | None = ProvenanceEntry.from_dict(line.body["entry"])
-            except (ValueError, ProvenanceError) as exc:
-                reason = str(exc).removeprefix("invalid provenance entry: ")
-                if first_bad is None:
-                    first_bad = BadEntry(number, expected, reason)
-                records.append(LedgerRecord(number, None, None, None, None, False))
-                continue
-            good = first_bad is None
-            if good and line.seq != expected:
-                reason = (f"entry {expected} is missing (deleted?); found entry {line.seq}"
-                          if line.seq > expected else
-                          f"entry {line.seq} appears again after entry {expected - 1} "
-                          f"(reordered or duplicated)")
-                first_bad, good = BadEntry(number, expected, reason), False
-            elif good and line.prev != prev:
+            raw = None if first_bad is not None else raw
+            if first_bad is None:
                 first_bad = BadEntry(number, expected,
-                                     "does not chain to the previous entry (an entry before it "
-                                     "was deleted, replaced or reordered)")
-                good = False
-            if good:
-                prev, expected = line.digest, expected + 1
-                last_two = [*last_two[-1:], line.digest]
-                if head is not None and line.seq == head.seq:
-                    head_line_digest = line.digest
-                if anchor is not None and line.digest == anchor:
-                    anchor_found = True
-            records.append(LedgerRecord(number, line.seq, line.digest, line.prev, entry, good,
-                                        line.body.get("repair")))
+                                     f"{segment.name} ends in a partial line (a rotated segment "
+                                     f"is always whole: edited or cut)")
+            records.append(LedgerRecord(number, None, None, None, None, False))
+            continue
+        try:
+            if raw is None:
+                raise ValueError(f"line longer than {MAX_ENTRY_BYTES} bytes")
+            line = parse_line(raw[:-1])
+            good = first_bad is None
+            entry, count, session = chain.read(line) if good else _unchecked(line)
+        except (ValueError, ProvenanceError) as exc:
+            reason = str(exc).removeprefix("invalid provenance entry: ")
+            if first_bad is None:
+                first_bad = BadEntry(number, expected, reason)
+            records.append(LedgerRecord(number, None, None, None, None, False))
+            continue
+        if good and line.seq != expected:
+            reason = (f"entry {expected} is missing (deleted?); found entry {line.seq}"
+                      if line.seq > expected else
+                      f"entry {line.seq} appears again after entry {expected - 1} "
+                      f"(reordered or duplicated)")
+            first_bad, good = BadEntry(number, expected, reason), False
+        elif good and line.prev != prev:
+            first_bad = BadEntry(number, expected,
+                                 "does not chain to the previous entry (an entry before it "
+                                 "was deleted, replaced or reordered)")
+            good = False
+        if good:
+            prev, expected = line.digest, expected + 1
+            last_two = [*last_two[-1:], line.digest]
+            last_line = number
+            if head is not None and line.seq == head.seq:
+                head_line_digest = line.digest
+            if anchor is not None and line.digest == anchor:
+                anchor_found = True
+        if entry is None and good:
+            continue  # a session record or a tally: part of the chain, not an entry
+        if entry is not None:
+            by_seq[line.seq] = len(records)
+        records.append(LedgerRecord(number, line.seq, line.digest, line.prev, entry, good,
+                                    line.body.get("repair"), count, session))
+    for seq, more in chain.extra.items():
+        index = by_seq[seq]
+        records[index] = dataclasses.replace(records[index], count=records[index].count + more)
     count = expected
-    last_line = records[count - 1].line if count else 0
     if torn:
         notes.append(f"torn tail: {torn} bytes after entry {count - 1 if count else '-'} are "
                      f"an interrupted write, not an entry (the next write moves them to torn/)")
@@ -242,8 +323,19 @@ def read_ledger(ledger: Path | None = None, *, anchor: str | None = None) -> Led
         ok=first_bad is None, entries=count, head=last_two[-1] if last_two else None,
         head_seq=count - 1 if count else None,
         recorded_head=head.digest if head is not None and head.seq >= 0 else None,
-        first_bad=first_bad, torn_tail_bytes=torn, notes=tuple(notes), path=str(path))
+        first_bad=first_bad, torn_tail_bytes=torn, notes=tuple(notes), path=str(path),
+        loads=sum(r.count for r in records if r.verified), segments=max(1, len(files)))
     return LedgerState(tuple(records), report)
+
+
+def _unchecked(line: Line) -> tuple[ProvenanceEntry | None, int, str | None]:
+    """A line after the first bad one: shown for what it says, its references not followed."""
+    body = line.body
+    if body["v"] == LINE_VERSION:
+        return ProvenanceEntry.from_dict(body["entry"]), 1, None
+    if "entry" in body:
+        return ProvenanceEntry.from_dict(body["entry"]), body.get("n", 1), None
+    return None, 0, None
 
 
 def _check_head(head: Head | None, head_error: str | None, count: int,
