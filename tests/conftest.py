@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import stat
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +14,10 @@ import pytest
 
 @pytest.fixture(autouse=True)
 def isolated_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
-                  ) -> Path:
+                  ) -> Iterator[Path]:
+    from safeload.provenance import flush
+
+    flush()  # a batch queued by an earlier test lands in its own home, not in this one
     home = tmp_path_factory.mktemp("safeload-home")
     monkeypatch.setenv("SAFELOAD_HOME", str(home))
     monkeypatch.delenv("SAFELOAD_TRUST_STORE", raising=False)
@@ -23,7 +26,8 @@ def isolated_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.
     from safeload import pipeline
 
     pipeline._warned.clear()  # warnings are once per file per process: per test here
-    return home
+    yield home
+    flush()
 
 
 # A copy of ../shared/fixtures/oms lives in tests/assets/oms so CI never depends on that folder.
