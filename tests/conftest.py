@@ -11,6 +11,11 @@ from typing import Any
 
 import pytest
 
+# No test may reach a model hub: set before huggingface_hub reads its constants at import (a
+# monkeypatched variable comes too late for libraries that check the constant, e.g.
+# transformers' adapter lookup, which otherwise retries the network for minutes).
+os.environ["HF_HUB_OFFLINE"] = "1"
+
 
 @pytest.fixture(autouse=True)
 def isolated_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
@@ -23,6 +28,9 @@ def isolated_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.
     monkeypatch.delenv("SAFELOAD_TRUST_STORE", raising=False)
     monkeypatch.delenv("SAFELOAD_FORMAT", raising=False)  # a CI default must not leak in
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     from safeload import pipeline
 
     pipeline._warned.clear()  # warnings are once per file per process: per test here
