@@ -306,8 +306,15 @@ def test_diffusers_vae_is_verified_recorded_and_tamper_refused(tmp_path: Path) -
     assert all(torch.equal(state[k], v) for k, v in expected.items())
     assert str(weights) in _ledger_files()
     _tamper(snap, weights.name)
-    with safeload.guard(), pytest.raises(DigestMismatchError):
+    # diffusers wraps any error of its weights reader in an OSError: the refusal is its cause.
+    with safeload.guard(), pytest.raises((DigestMismatchError, OSError)) as info:
         diffusers.AutoencoderKL.from_pretrained("org/vae", cache_dir=cache, local_files_only=True)
+    chain: list[BaseException] = []
+    exc: BaseException | None = info.value
+    while exc is not None and len(chain) < 10:
+        chain.append(exc)
+        exc = exc.__cause__ or exc.__context__
+    assert any(isinstance(e, DigestMismatchError) for e in chain), chain
 
 
 def test_peft_adapter_is_verified_and_recorded(tmp_path: Path) -> None:
