@@ -11,6 +11,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any, Literal
 
 from safeload._internal.text import safe_text
 from safeload.trust._files import (
@@ -127,16 +128,7 @@ def forget_location(store_path: Path, location: str) -> bool:
     Raises:
         TrustStoreError, OSError: see `Observations.update`.
     """
-    removed = False
-
-    def change(o: Observations) -> Observations:
-        nonlocal removed
-        keep = tuple(s for s in o.signed if s.location != location)
-        removed = len(keep) != len(o.signed)
-        return replace(o, signed=keep)
-
-    Observations.update(store_path, change)
-    return removed
+    return _drop(store_path, "signed", lambda s: s.location == location)
 
 
 def unpin_observed(store_path: Path, target: tuple[str, ...]) -> bool:
@@ -145,13 +137,20 @@ def unpin_observed(store_path: Path, target: tuple[str, ...]) -> bool:
     Raises:
         TrustStoreError, OSError: see `Observations.update`.
     """
+    return _drop(store_path, "pins", lambda p: p.target == target)
+
+
+def _drop(store_path: Path, field: Literal["signed", "pins"],
+          matches: Callable[[Any], bool]) -> bool:
+    """Remove the records of one field that match, under the store's lock. True if any went."""
     removed = False
 
     def change(o: Observations) -> Observations:
         nonlocal removed
-        keep = tuple(p for p in o.pins if p.target != target)
-        removed = len(keep) != len(o.pins)
-        return replace(o, pins=keep)
+        old: tuple[Any, ...] = getattr(o, field)
+        keep = tuple(r for r in old if not matches(r))
+        removed = len(keep) != len(old)
+        return replace(o, **{field: keep})
 
     Observations.update(store_path, change)
     return removed
