@@ -169,6 +169,17 @@ def blob_digest(held: Held) -> str | None:
     return None
 
 
+def torch_hub_prefix(held: Held) -> str | None:
+    """The sha256 prefix a torch hub checkpoint's name asserts (`resnet18-f37072fd.pth`), for a
+    file held directly in the torch hub checkpoints folder; see `_internal/torchhub.py`."""
+    from safeload._internal.torchhub import expected_prefix
+
+    path = held.local_path()
+    if path is None or held.descriptor is None:
+        return None
+    return expected_prefix(path)
+
+
 def load_store() -> TrustStore:
     """The trust store every gate judges by: the local store, or, on a node subscribed to an
     organisation's store (`safeload trust subscribe`), that store re-verified through TUF with
@@ -212,6 +223,10 @@ def verify(held: Held, origin: Origin | None, *, store: TrustStore | None = None
     named = blob_digest(held)
     if named is not None and named != sha:
         raise DigestMismatchError(held.name, f"sha256:{named} (its cache blob name)",
+                                  f"sha256:{sha}")
+    prefix = torch_hub_prefix(held)
+    if prefix is not None and not sha.startswith(prefix):
+        raise DigestMismatchError(held.name, f"sha256:{prefix}... (its torch hub file name)",
                                   f"sha256:{sha}")
     # `content`: a signature's manifest check hashes the held bytes, never the path again.
     decision = check_load(Path(held.name), sha256=sha, size=held.size, store=store,

@@ -18,17 +18,27 @@ from safeload._cli._output import (
 from safeload._cli.convert import UNSANDBOXED_HELP, warn_unsandboxed
 from safeload._internal.sarif import SarifResult, sarif_log
 from safeload._internal.text import safe_text
-from safeload.errors import EXIT_ERROR, EXIT_OK, EXIT_REFUSED
+from safeload.errors import EXIT_ERROR, EXIT_OK, EXIT_REFUSED, SafeloadError
 
 EXITS = ("exit 1 if any weight file is unsafe, tampered with or refused; else 2 if something "
          "could not be decided")
 
 
-def _cache_scan(args: argparse.Namespace, out: Output) -> int:
-    from safeload.hfcache import BAD_STATUSES, scan_cache
+def _check_torch_hub(args: argparse.Namespace) -> None:
+    if args.torch_hub and (args.repo or getattr(args, "write_to_hub_cache", False)):
+        raise SafeloadError("--torch-hub has no repos and no Hugging Face snapshots: it takes "
+                            "neither --repo nor --write-to-hub-cache")
 
+
+def _cache_scan(args: argparse.Namespace, out: Output) -> int:
+    from safeload.hfcache import BAD_STATUSES, scan_cache, scan_torch_hub
+
+    _check_torch_hub(args)
     with ProgressBar() as bar:
-        result = scan_cache(args.cache_dir, repos=args.repo, progress=bar)
+        if args.torch_hub:
+            result = scan_torch_hub(args.cache_dir, progress=bar)
+        else:
+            result = scan_cache(args.cache_dir, repos=args.repo, progress=bar)
     files = result.files()
     bad = any(f.status in BAD_STATUSES for _, f in files)
     errors = any(f.status == "error" for _, f in files) or bool(result.missing_repos)
@@ -54,17 +64,27 @@ def _scan_lines(result: Any) -> Iterator[str]:
 
     yield f"  {'STATUS':<11} {'SIZE':>9}  {'FORMAT':<12} {'SIGNED':<6} {'PINNED':<8} FILE"
     for rev in result.revisions:
+        if rev.repo_type == "torch-hub":
+            yield f"torch hub checkpoints {safe_text(rev.snapshot)}"
+            if not rev.files:
+                yield "  (no weight files)"
+            yield from _file_lines(rev.files, BAD_STATUSES)
+            continue
         refs = f" ({', '.join(safe_text(r) for r in rev.refs)})" if rev.refs else ""
         yield (f"{safe_text(rev.repo_id)} [{rev.repo_type}] {rev.commit[:12]}{refs}"
                f"{'  signed' if rev.signed else ''}")
         if not rev.files:
             yield "  (no weight files)"
-        for f in rev.files:
-            yield (f"  {f.status:<11} {human_size(f.size):>9}  {safe_text(f.format):<12} "
-                   f"{'yes' if f.signed else 'no':<6} {f.pinned:<8} {safe_text(f.name)}")
-            if f.status in BAD_STATUSES or f.status == "error":
-                for why in f.findings[:3]:
-                    yield f"              {safe_text(why)}"
+        yield from _file_lines(rev.files, BAD_STATUSES)
+
+
+def _file_lines(files: Any, bad_statuses: frozenset[str]) -> Iterator[str]:
+    for f in files:
+        yield (f"  {f.status:<11} {human_size(f.size):>9}  {safe_text(f.format):<12} "
+               f"{'yes' if f.signed else 'no':<6} {f.pinned:<8} {safe_text(f.name)}")
+        if f.status in bad_statuses or f.status == "error":
+            for why in f.findings[:3]:
+                yield f"              {safe_text(why)}"
 
 
 def _scan_sarif(result: Any, bad_statuses: frozenset[str]) -> dict[str, Any]:
@@ -87,13 +107,18 @@ def _scan_sarif(result: Any, bad_statuses: frozenset[str]) -> dict[str, Any]:
 
 
 def _cache_convert(args: argparse.Namespace, out: Output) -> int:
-    from safeload.hfcache import HUB_SIGNATURE_WARNING, convert_cache
+    from safeload.hfcache import HUB_SIGNATURE_WARNING, convert_cache, convert_torch_hub
 
+    _check_torch_hub(args)
     allow = warn_unsandboxed(args)
     if args.write_to_hub_cache and not args.dry_run:
         out.warn(HUB_SIGNATURE_WARNING)
     with ProgressBar() as bar:
-        report = convert_cache(args.cache_dir, repos=args.repo, dry_run=args.dry_run,
+        if args.torch_hub:
+            report = convert_torch_hub(args.cache_dir, dry_run=args.dry_run,
+                                       unsafe_allow_unsandboxed=allow, progress=bar)
+        else:
+            report = convert_cache(args.cache_dir, repos=args.repo, dry_run=args.dry_run,
                                write_to_hub_cache=args.write_to_hub_cache and not args.dry_run,
                                unsafe_allow_unsandboxed=allow, progress=bar)
     errors = report.failed or bool(report.missing_repos)
@@ -118,7 +143,8 @@ def _convert_lines(report: Any) -> Iterator[str]:
     for o in report.outcomes:
         if o.action == "skipped":
             continue
-        where = f"{safe_text(o.repo_id)}@{o.commit[:8]} {safe_text(o.name)}"
+        where = (f"{safe_text(o.repo_id)}@{o.commit[:8]} {safe_text(o.name)}" if o.commit
+                 else f"{safe_text(o.repo_id)} {safe_text(o.name)}")
         yield f"{o.action:<17} {human_size(o.size):>9}  {where}"
         if o.action in ("unsafe", "tampered", "refused", "failed") and o.message:
             yield f"                  {safe_text(o.message)[:400]}"
@@ -163,6 +189,9 @@ def add_parser(sub: Any) -> None:
                             "~/.cache/huggingface/hub)")
         q.add_argument("--repo", action="append", default=None, metavar="REPO",
                        help="only this repo id (repeatable)")
+        q.add_argument("--torch-hub", action="store_true",
+                       help="the torch hub cache instead: torch.hub.get_dir()/checkpoints "
+                            "($TORCH_HOME/hub/checkpoints; --cache-dir names that folder)")
         return q
 
     q = leaf("scan", "list every cached repo revision and classify its weight files by bytes",

@@ -20,6 +20,9 @@ it). The Hugging Face snapshot is left untouched unless `write_to_hub_cache` is 
 is ever deleted but `.no_exist` markers that would hide a written file. An interrupted run leaves
 no partial file (outputs are written under temporary names and renamed into place), and a rerun
 skips what is done.
+
+`scan_torch_hub` / `convert_torch_hub` (module `torch_hub`) do the same for the torch hub cache
+(`torch.hub.get_dir()/checkpoints`), reported as one revision of repo type `torch-hub`.
 """
 
 from safeload.hfcache.convert import convert_cache
@@ -38,7 +41,8 @@ from safeload.hfcache.report import (
     default_cache_dir,
 )
 from safeload.hfcache.scan import scan_cache
+from safeload.hfcache.torch_hub import convert_torch_hub, scan_torch_hub
 
 __all__ = ["BAD_STATUSES", "HUB_SIGNATURE_WARNING", "STATUSES", "WEIGHT_SUFFIXES", "CacheFile",
            "CacheRevision", "CacheScan", "ConvertReport", "Outcome", "Progress", "convert_cache",
-           "default_cache_dir", "hub_name", "scan_cache"]
+           "convert_torch_hub", "default_cache_dir", "hub_name", "scan_cache", "scan_torch_hub"]

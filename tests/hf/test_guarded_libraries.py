@@ -3,8 +3,9 @@ read safetensors through `safe_open`/`load_file`; under `safeload.guard()` every
 verified (blob names, signatures), recorded, and served from the verified bytes.
 
 Small models are saved by the libraries themselves into a hand-built Hugging Face cache
-(`make_repo`); the real all-MiniLM-L6-v2 snapshot is used where the issue asks for it. timm is
-not here: `import timm` imports torchvision, which has no CPU build for torch 2.13.
+(`make_repo`); the real all-MiniLM-L6-v2 snapshot is used where the issue asks for it. timm,
+Lightning and torch.hub are tested in tests/guard/test_timm.py, tests/guard/test_lightning.py
+and tests/hfcache/test_torch_hub.py.
 """
 
 from __future__ import annotations
