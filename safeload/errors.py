@@ -50,8 +50,16 @@ class UnsupportedFormatError(RefusedError, pickle.UnpicklingError):
     """The bytes are not a format safeload can load (or not one it loads yet)."""
 
 
-class MalformedFileError(RefusedError, pickle.UnpicklingError):
-    """A file of a known format that does not parse exactly (truncated, inconsistent, oversized)."""
+class MalformedFileError(RefusedError, pickle.UnpicklingError, RuntimeError):
+    """A file of a known format that does not parse exactly (truncated, inconsistent, oversized).
+
+    Also a RuntimeError, as torch.load's own error for a corrupt file, so a resume loop written
+    for torch (`except (RuntimeError, EOFError, OSError)`) catches it.
+    """
+
+
+class EmptyFileError(MalformedFileError, EOFError):
+    """A checkpoint file with no bytes at all (an interrupted write): torch raises EOFError."""
 
 
 class UnsupportedArgumentError(RefusedError):
@@ -60,6 +68,10 @@ class UnsupportedArgumentError(RefusedError):
 
 class UnsafePathError(RefusedError):
     """A path that is not a regular file inside its model directory (FIFO, device, bad link)."""
+
+
+class DirectoryPathError(UnsafePathError, IsADirectoryError):
+    """A directory where a checkpoint file was expected (torch raises IsADirectoryError)."""
 
 
 class VerificationError(RefusedError):

@@ -28,6 +28,10 @@ def _warn_once(key: str, message: str) -> None:
         warnings.warn(message, UserWarning, stacklevel=3)
 
 
+# What torch.load passes on to `pickle.Unpickler` (its `**pickle_load_args`).
+_PICKLE_LOAD_ARGS = frozenset({"encoding", "errors", "fix_imports", "buffers"})
+
+
 def load(
     f: FileLike,
     map_location: MapLocation = None,
@@ -48,6 +52,10 @@ def load(
         UnsupportedFormatError: the bytes are not a format safeload loads.
         MalformedFileError: a known format that does not parse exactly.
     """
+    unknown = sorted(set(pickle_load_args) - _PICKLE_LOAD_ARGS)
+    if unknown:
+        # torch hands these to the unpickler, which raises the same TypeError.
+        raise TypeError(f"load() got an unexpected keyword argument {unknown[0]!r}")
     if weights_only is False or pickle_module is not None or pickle_load_args:
         _warn_once("unsafe-args", "safeload.load does not honour weights_only=False, "
                    "pickle_module or pickle load arguments: its own policy applies")

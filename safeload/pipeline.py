@@ -29,6 +29,7 @@ from typing import IO, TYPE_CHECKING, Any, Literal, NamedTuple
 from safeload._internal.opened import Held, InMemory, OpenedFile
 from safeload.errors import (
     DigestMismatchError,
+    EmptyFileError,
     MalformedFileError,
     UnsafeCheckpointError,
     UnsupportedFormatError,
@@ -270,6 +271,9 @@ def admit(verified: Verified, purpose: Purpose, *,
 
     held = verified.held
     context = model_context(held.local_path(), verified.store, origin=verified.origin)
+    if held.size == 0:
+        raise EmptyFileError(f"{held.name}: the file is empty (0 bytes)",
+                             hint="the download or save was interrupted: fetch or save it again")
     ins = inspection if inspection is not None else inspect_bytes(held.mapping(), name=held.name)
     refuse_if_unsafe(held.name, ins)
     # Converting runs the converter on the pickle: `pickles: refuse` holds for every purpose.

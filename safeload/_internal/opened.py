@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Protocol
 
 from safeload._internal.hashing import sha256_buffer, sha256_fd
-from safeload.errors import UnsafePathError
+from safeload.errors import DirectoryPathError, UnsafePathError
 
 
 @dataclass(frozen=True)
@@ -44,6 +44,11 @@ class OpenedFile:
         self.path = path
         self.name = path
         st = os.fstat(fd)
+        if stat.S_ISDIR(st.st_mode):
+            os.close(fd)
+            raise DirectoryPathError(f"{path}: is a directory, not a checkpoint file",
+                                     hint="point safeload at the checkpoint file itself, or use "
+                                          "safeload.from_pretrained for a model folder")
         if not stat.S_ISREG(st.st_mode):
             os.close(fd)
             raise UnsafePathError(f"{path}: not a regular file (FIFO, device or directory)",

@@ -1,0 +1,108 @@
+"""Errors a resume loop written for torch.load catches (issue 12: "Wrong errors").
+
+Each case is first shown to raise one of the builtins under torch.load itself, so the test
+pins the drop-in promise rather than safeload's own choice.
+"""
+
+from __future__ import annotations
+
+import pickle
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+import safeload
+from safeload.errors import (
+    DirectoryPathError,
+    EmptyFileError,
+    MalformedFileError,
+    RefusedError,
+    SafeloadError,
+)
+
+RESUME_CATCHES = (RuntimeError, EOFError, OSError)
+
+
+def _empty(tmp: Path) -> Path:
+    (tmp / "last.pt").write_bytes(b"")
+    return tmp / "last.pt"
+
+
+def _directory(tmp: Path) -> Path:
+    (tmp / "last.pt").mkdir()
+    return tmp / "last.pt"
+
+
+def _truncated_safetensors(tmp: Path) -> Path:
+    save_file({"w": torch.ones(64)}, str(tmp / "full.safetensors"))
+    data = (tmp / "full.safetensors").read_bytes()
+    (tmp / "last.safetensors").write_bytes(data[: len(data) // 2])
+    return tmp / "last.safetensors"
+
+
+CASES: dict[str, tuple[Callable[[Path], Path], type[SafeloadError]]] = {
+    "empty": (_empty, EmptyFileError),
+    "directory": (_directory, DirectoryPathError),
+    "truncated-safetensors": (_truncated_safetensors, MalformedFileError),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(CASES))
+def test_a_torch_style_resume_loop_catches_every_corrupt_kind(kind: str, tmp_path: Path) -> None:
+    make, expected = CASES[kind]
+    path = make(tmp_path)
+    with pytest.raises(RESUME_CATCHES):
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+            try:
+                load_file(str(path))
+            except Exception as exc:  # safetensors' own error is not a builtin: torch.load's is
+                raise RuntimeError(str(exc)) from exc
+        else:
+            torch.load(path, weights_only=True)
+
+    resumed_from = None
+    for candidate in (path, None):
+        try:
+            resumed_from = safeload.load(candidate) if candidate else {}
+            break
+        except RESUME_CATCHES as exc:
+            assert isinstance(exc, expected), type(exc)
+            assert isinstance(exc, RefusedError)
+            assert path.name in str(exc), "the error names the user's file"
+    assert resumed_from == {}
+
+
+def test_an_empty_file_is_also_an_eof_and_an_unpickling_error(tmp_path: Path) -> None:
+    with pytest.raises(EmptyFileError) as info:
+        safeload.load(_empty(tmp_path))
+    assert isinstance(info.value, EOFError)
+    assert isinstance(info.value, pickle.UnpicklingError)
+    assert "interrupted" in (info.value.hint or "")
+
+
+def test_a_directory_is_an_is_a_directory_error(tmp_path: Path) -> None:
+    with pytest.raises(IsADirectoryError):
+        safeload.load(_directory(tmp_path))
+
+
+def test_a_mistyped_keyword_raises_type_error_as_torch_does(tmp_path: Path) -> None:
+    f = tmp_path / "m.pt"
+    torch.save({"a": torch.ones(2)}, f)
+    with pytest.raises(TypeError, match="map_locaton"):
+        torch.load(f, map_locaton="cpu")  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match="map_locaton"):
+        safeload.load(f, map_locaton="cpu")
+
+
+def test_the_unpicklers_own_keywords_stay_accepted(tmp_path: Path) -> None:
+    f = tmp_path / "m.pt"
+    torch.save({"a": torch.ones(2)}, f)
+    with warnings.catch_warnings():  # the "not honoured" warning is once per process
+        warnings.simplefilter("ignore")
+        out = safeload.load(f, encoding="latin1")
+    assert torch.equal(out["a"], torch.ones(2))
