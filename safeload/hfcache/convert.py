@@ -21,6 +21,7 @@ from safeload.hfcache.report import (
     ProgressFn,
     _Meter,
     default_cache_dir,
+    plan_outcome,
 )
 from safeload.hfcache.scan import (
     _classify,
@@ -103,14 +104,7 @@ def _convert_revision(cr: CacheRevision, held: list[_Held], ctx: _Context,
         f = h.info
         o = Outcome(cr.repo_id, cr.commit, f.name, f.size, "skipped")
         outcomes[f.name] = o
-        if f.status in ("tampered", "malformed", "unsafe", "refused", "error"):
-            o.action = f.status if f.status != "error" else "failed"
-            o.message = "; ".join(f.findings)
-        elif f.status in ("safetensors", "unsupported"):
-            o.message = f"{f.format}: nothing to convert"
-        elif dry_run:
-            o.action = "already-converted" if f.converted else "would-convert"
-        else:
+        if plan_outcome(f, o, dry_run=dry_run):
             assert h.admitted is not None  # admitted by the classification (see _admit)
             todo.append((h, h.admitted))
     report.outcomes.extend(outcomes.values())

@@ -184,6 +184,24 @@ class Outcome:
     seconds: float = 0.0
 
 
+_BAD_ACTIONS: dict[Status, Action] = {"tampered": "tampered", "malformed": "malformed",
+                                      "unsafe": "unsafe", "refused": "refused"}
+
+
+def plan_outcome(f: CacheFile, o: Outcome, *, dry_run: bool) -> bool:
+    """Settle `o` for a file the scan classified; True if it is left for the converter."""
+    if f.status in BAD_STATUSES or f.status == "error":
+        o.action = _BAD_ACTIONS.get(f.status, "failed")
+        o.message = "; ".join(f.findings)
+    elif f.status in ("safetensors", "unsupported"):
+        o.message = f"{f.format}: nothing to convert"
+    elif dry_run:
+        o.action = "already-converted" if f.converted else "would-convert"
+    else:
+        return True
+    return False
+
+
 @dataclass
 class ConvertReport:
     cache_dir: str

@@ -320,15 +320,16 @@ def _classify(rev: CacheRevision, entry: _Entry, refusal: str | None, tree: dict
         _check(info, opened, ins, rev, tree, ctx)
         admitted = None
         if info.status not in BAD_STATUSES:
-            admitted = _admit(info, opened, ins, rev, ctx)
+            admitted = _admit(info, opened, ins,
+                              pipeline.Origin(rev.repo_id, rev.commit, info.name), ctx)
         return _Held(info, opened, admitted)
     except BaseException:
         opened.close()
         raise
 
 
-def _admit(info: CacheFile, opened: OpenedFile, ins: Inspection, rev: CacheRevision,
-           ctx: _Context) -> Admitted | None:
+def _admit(info: CacheFile, opened: OpenedFile, ins: Inspection,
+           origin: pipeline.Origin | None, ctx: _Context) -> Admitted | None:
     """What a load (or, converting, a conversion) of this file decides: the pipeline's verify
     and admit stages: revocations, pins, signatures, namespace bindings, revision locks, the
     licence policy and `pickles: refuse`. A refusal makes the file "refused"; a check that
@@ -336,9 +337,8 @@ def _admit(info: CacheFile, opened: OpenedFile, ins: Inspection, rev: CacheRevis
     assert info.sha256 is not None
     converting = ctx.converting and ins.format in PICKLE_FORMATS
     try:
-        verified = pipeline.verify(
-            opened, pipeline.Origin(rev.repo_id, rev.commit, info.name), store=ctx.store,
-            observe=converting, remember=ctx.remember, sha256=info.sha256)
+        verified = pipeline.verify(opened, origin, store=ctx.store, observe=converting,
+                                   remember=ctx.remember, sha256=info.sha256)
         return pipeline.admit(verified, "convert" if converting else "report", inspection=ins)
     except RefusedError as exc:
         info.status = "refused"

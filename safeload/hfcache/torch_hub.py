@@ -23,7 +23,6 @@ from safeload._internal.text import safe_text
 from safeload.errors import RefusedError, SafeloadError, UnsafePathError
 from safeload.hfcache.report import (
     BAD_STATUSES,
-    Action,
     CacheFile,
     CacheRevision,
     CacheScan,
@@ -32,16 +31,22 @@ from safeload.hfcache.report import (
     ProgressFn,
     Status,
     _Meter,
+    plan_outcome,
 )
-from safeload.hfcache.scan import _Context, _hash, _Held, _is_weight, _pickle_name, _status
+from safeload.hfcache.scan import (
+    _admit,
+    _Context,
+    _hash,
+    _Held,
+    _is_weight,
+    _pickle_name,
+    _status,
+)
 from safeload.inspection import inspect_bytes
 from safeload.pipeline import PICKLE_FORMATS
 
 REPO_TYPE = "torch-hub"
 REPO_ID = "torch-hub"
-_ACTIONS: dict[str, Action] = {"tampered": "tampered", "malformed": "malformed",
-                               "unsafe": "unsafe", "refused": "refused"}
-
 
 def _root(checkpoints: str | os.PathLike[str] | None) -> Path:
     root = Path(checkpoints) if checkpoints is not None else torchhub.checkpoints_dir()
@@ -97,30 +102,11 @@ def _classify(rev: CacheRevision, path: Path, ctx: _Context) -> _Held | None:
         info.status = _status(info, ins)
         held = _Held(info, opened)
         if info.status not in BAD_STATUSES:
-            held.admitted = _admit(info, opened, ins, ctx)
+            held.admitted = _admit(info, opened, ins, None, ctx)
         return held
     except BaseException:
         opened.close()
         raise
-
-
-def _admit(info: CacheFile, opened: OpenedFile, ins: object, ctx: _Context
-           ) -> pipeline.Admitted | None:
-    from safeload.inspection import Inspection
-
-    assert isinstance(ins, Inspection) and info.sha256 is not None
-    converting = ctx.converting and ins.format in PICKLE_FORMATS
-    try:
-        verified = pipeline.verify(opened, None, store=ctx.store, observe=converting,
-                                   remember=ctx.remember, sha256=info.sha256)
-        return pipeline.admit(verified, "convert" if converting else "report", inspection=ins)
-    except RefusedError as exc:
-        info.status = "refused"
-        info.findings.insert(0, safe_text(str(exc)))
-    except SafeloadError as exc:
-        info.status = "error"
-        info.findings.insert(0, safe_text(str(exc)))
-    return None
 
 
 def _walk(root: Path, ctx: _Context) -> tuple[CacheRevision, list[_Held], list[str]]:
@@ -193,14 +179,7 @@ def convert_torch_hub(checkpoints: str | os.PathLike[str] | None = None, *,
             f = h.info
             o = Outcome(REPO_ID, "", f.name, f.size, "skipped")
             report.outcomes.append(o)
-            if f.status in BAD_STATUSES or f.status == "error":
-                o.action = _ACTIONS.get(f.status, "failed")
-                o.message = "; ".join(f.findings)
-            elif f.status in ("safetensors", "unsupported"):
-                o.message = f"{f.format}: nothing to convert"
-            elif dry_run:
-                o.action = "already-converted" if f.converted else "would-convert"
-            else:
+            if plan_outcome(f, o, dry_run=dry_run):
                 todo.append((h, o))
         if todo:
             items = []
