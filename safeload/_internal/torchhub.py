@@ -63,6 +63,7 @@ def in_checkpoints(path: str | os.PathLike[str], root: Path | None = None) -> bo
 
 def expected_prefix(path: str | os.PathLike[str]) -> str | None:
     """The digest prefix a checkpoints-folder file's name asserts; None elsewhere."""
-    if not in_checkpoints(path):
+    prefix = name_prefix(os.fspath(path))  # a regex first: most names assert no digest
+    if prefix is None or not in_checkpoints(path):
         return None
-    return name_prefix(os.fspath(path))
+    return prefix
