@@ -244,7 +244,7 @@ def _inspect_pickle(buf: Buf, name: str) -> Inspection:
     try:
         root = vm.run()
     except MalformedPickle as exc:
-        reach = would_import(buf)
+        reach = would_import(buf, persistent_calls=True)
         if buf[:1] != b"\x80" and reach is None:
             # No protocol header claims a pickle, and no unpickler, however lenient, reaches an
             # import before the bytes stop parsing: some other file (a README, a config).
@@ -276,6 +276,9 @@ def _inspect_pickle(buf: Buf, name: str) -> Inspection:
 # custom unpickler) goes on past them, so the walk does too.
 _IMPORTS = {0x63: "GLOBAL", 0x69: "INST", 0x93: "STACK_GLOBAL", 0x82: "EXT1", 0x83: "EXT2",
             0x84: "EXT4"}
+# Opcodes that call a method of an object on the stack, and opcodes that push nothing.
+_METHOD_OPS = frozenset(b"aesubRo\x81\x92\x90")
+_NO_PUSH_OPS = frozenset(b"pqr01.\x94\x95\x80")
 _LINE_ARGS = frozenset(b"FILPSVgp")  # one text line
 _FIXED_ARGS = {0x4A: 4, 0x4B: 1, 0x4D: 2, 0x68: 1, 0x6A: 4, 0x71: 1, 0x72: 4, 0x47: 8,
                0x80: 1, 0x82: 1, 0x83: 2, 0x84: 4, 0x95: 8}
@@ -296,7 +299,8 @@ def _line_end(buf: Buf, pos: int, end: int) -> int | None:
 
 
 def would_import(buf: Buf, limit: int = 64 << 20, *, strict_lines: bool = False,
-                 extensions: bool = True) -> tuple[int, str] | None:
+                 extensions: bool = True, persistent_calls: bool = False
+                 ) -> tuple[int, str] | None:
     """Could ANY unpickler reach an import before these bytes stop parsing?
 
     A walk that checks only framing (a known opcode, complete arguments), so it goes at least
@@ -306,8 +310,14 @@ def would_import(buf: Buf, limit: int = 64 << 20, *, strict_lines: bool = False,
     offset and name of the first import opcode reached, or None. Past `limit` bytes of
     well-formed opcodes it gives up and answers as if an import were reached (fail closed:
     such a file is refused, never skipped).
+
+    With `persistent_calls`, a method opcode (APPEND, BUILD, REDUCE, ...) after a persistent id
+    and at least one pushed value counts too: the loader's `persistent_load` made that object,
+    and the unpickler would call a method of it with a value from the file.
     """
     pos, end = 0, len(buf)
+    persid_then_push: bool | None = None  # None: no persistent id yet
+    pushed = False  # BINPERSID pops its id: on an empty stack the unpickler stops there
     while pos < end:
         if pos >= limit:
             return pos, "(undecided: too long to walk)"
@@ -316,6 +326,15 @@ def would_import(buf: Buf, limit: int = 64 << 20, *, strict_lines: bool = False,
         pos += 1
         if op not in _PICKLE_OPCODES:
             return None
+        if persistent_calls:
+            if op in _METHOD_OPS and persid_then_push:
+                return at, "(a method of a persistent_load result)"
+            if op == 0x50 or (op == 0x51 and pushed):  # PERSID / BINPERSID
+                persid_then_push = False
+            elif op not in _NO_PUSH_OPS and op not in _METHOD_OPS:
+                pushed = True
+                if persid_then_push is False:
+                    persid_then_push = True
         if op in (0x63, 0x69):  # GLOBAL / INST: two text lines
             nl = _line_end(buf, pos, end)
             if nl is None or nl == pos or (nl == -1 and strict_lines):

@@ -127,6 +127,26 @@ def test_import_free_values_match_real_unpicklers(data: st.DataObject) -> None:
     assert not problems, f"stream {stream.hex()}:\n" + "\n".join(problems)
 
 
+# Streams the random generators found: each once "skipped" while a real unpickler called a
+# method of what persistent_load returned (so they are calls into the loader, never text).
+_PERSISTENT_CALLS = {
+    "persid-bytes-append": bytes.fromhex("500a420000000061"),
+    "binpersid-none-build": b"NQNb",
+    "persid-mark-extend": b"P\n(Ne",
+}
+
+
+@pytest.mark.parametrize("stream", list(_PERSISTENT_CALLS.values()), ids=list(_PERSISTENT_CALLS))
+def test_method_call_on_a_persistent_object_is_never_skipped(stream: bytes) -> None:
+    _assert_ok(stream)
+    assert inspect_bytes(stream).verdict == "unsafe"
+
+
+def test_text_starting_with_persid_letters_is_still_skipped() -> None:
+    text = b"Permission to use\npurpose\nand more"
+    assert inspect_bytes(text).verdict == "skipped"
+
+
 def test_corpus_oracles_quiet() -> None:
     """The unmutated real files go through every check (false positives on real files are
     tested in tests/loading/test_benign_checkpoints.py)."""
