@@ -22,7 +22,7 @@ from __future__ import annotations
 import io
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Literal, NamedTuple
 
@@ -191,7 +191,9 @@ def load_store() -> TrustStore:
     """
     from safeload import fleet
 
-    return fleet.effective_store()[0]
+    store, identity = fleet.effective_store()
+    # The ledger names the organisation store (TUF targets version, target sha256) it came from.
+    return store if identity is None else replace(store, origin=identity.to_ledger())
 
 
 def verify(held: Held, origin: Origin | None, *, store: TrustStore | None = None,

@@ -260,6 +260,7 @@ def _component(model: _Model, used: _Refs) -> dict[str, Any]:
     if sig.reupload:
         props.append(_prop("signature:reupload", "true"))
     props += [_prop("trust:mode", entry.trust.mode), _prop("trust:pin", entry.trust.pin)]
+    props += _store_props(entry)
     if entry.license is not None:
         props += [_prop("license:class", entry.license.license_class),
                   _prop("license:source", entry.license.source)]
@@ -285,6 +286,19 @@ def _component(model: _Model, used: _Refs) -> dict[str, Any]:
     if files:
         comp["components"] = files
     return comp
+
+
+def _store_props(entry: ProvenanceEntry) -> list[dict[str, str]]:
+    """The trust store the entry was judged by (its sha256; a fleet store's TUF identity)."""
+    store = entry.trust.store
+    if store is None:
+        return []
+    props = [_prop("trust:store-sha256", store["sha256"])]
+    tuf = store.get("tuf")
+    if isinstance(tuf, dict):
+        props += [_prop(f"trust:tuf:{k.replace('_', '-')}", tuf[k])
+                  for k in ("url", "target", "targets_version", "sha256", "serial") if k in tuf]
+    return props
 
 
 def _supplier(entry: ProvenanceEntry, repo: str | None) -> dict[str, Any] | None:

@@ -108,6 +108,7 @@ def record(*, action: str, path: str, sha256: str, size: int, fmt: str,
         Source,
         TrustRecord,
         record_or_warn,
+        store_record,
     )
 
     ctx = context
@@ -131,7 +132,8 @@ def record(*, action: str, path: str, sha256: str, size: int, fmt: str,
         decision.method if decision else None,
         decision.keyless if decision else None,
         bool(decision and decision.reupload))
-    trust = TrustRecord(store.policy.mode, decision.pin if decision else "none")
+    trust = TrustRecord(store.policy.mode, decision.pin if decision else "none",
+                        store_record(store.state_digest(), store.origin))
     card = ctx.card if ctx else None
     warnings: list[str] = list(decision.warnings) if decision else []
     if ctx is not None and ctx.license is not None:
@@ -170,6 +172,7 @@ def record_verification(target: Path, result: Any, store: TrustStore) -> ModelCo
         Source,
         TrustRecord,
         record_or_warn,
+        store_record,
     )
 
     ctx = model_context(target / "config.json" if target.is_dir() else target, store)
@@ -189,7 +192,8 @@ def record_verification(target: Path, result: Any, store: TrustStore) -> ModelCo
         files=tuple(files),
         signature=SignatureRecord("verified", result.publisher, result.key_id, result.method,
                                   _keyless_summary(result.keyless)),
-        trust=TrustRecord(store.policy.mode, "none"),
+        trust=TrustRecord(store.policy.mode, "none",
+                          store_record(store.state_digest(), store.origin)),
         license=LicenseRecord.from_card(card) if card is not None else None,
         datasets=tuple(card.datasets) if card else (),
         base_model=tuple(card.base_model) if card else (),

@@ -43,6 +43,7 @@ from safeload.provenance.entry import (
     hf_purl,
     hf_purl_parts,
     parse_time,
+    store_record,
 )
 from safeload.provenance.ledger import (
     GENESIS,
@@ -100,5 +101,6 @@ __all__ = [
     "record_or_warn",
     "require_intact",
     "flush",
+    "store_record",
     "verify",
 ]

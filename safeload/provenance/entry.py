@@ -242,23 +242,59 @@ class SignatureRecord:
 
 @dataclass(frozen=True)
 class TrustRecord:
-    """The trust decision: the policy mode, and whether a digest pin was hit, made or absent
-    (or, in audit mode, did not match)."""
+    """The trust decision: the policy mode, whether a digest pin was hit, made or absent (or, in
+    audit mode, did not match), and the exact store it was judged by (`store_record`)."""
 
     mode: Mode = "default"
     pin: PinState = "none"
+    store: Mapping[str, Any] | None = None
 
     def __post_init__(self) -> None:
         _choice(self.mode, TRUST_MODES, "trust.mode")
         _choice(self.pin, PIN_STATES, "trust.pin")
+        if self.store is not None:
+            _check_store(self.store)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"mode": self.mode, "pin": self.pin}
+        out: dict[str, Any] = {"mode": self.mode, "pin": self.pin}
+        if self.store is not None:  # omitted when absent: older entries hash as they did
+            out["store"] = {k: dict(v) if isinstance(v, Mapping) else v
+                            for k, v in self.store.items()}
+        return out
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> TrustRecord:
+        store = data.get("store")
         return cls(_choice(data.get("mode"), TRUST_MODES, "trust.mode"),
-                   _choice(data.get("pin"), PIN_STATES, "trust.pin"))
+                   _choice(data.get("pin"), PIN_STATES, "trust.pin"),
+                   _mapping(store, "trust.store") if store is not None else None)
+
+
+def store_record(state_sha256: str, origin: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """`trust.store` of an entry: the sha256 of the store applied (`TrustStore.state_digest`,
+    the merged store on a subscribed node) and, for a fleet subscription, `tuf`: the URL,
+    target, TUF targets version, target sha256 and serial of the organisation store."""
+    out: dict[str, Any] = {"sha256": state_sha256}
+    if origin is not None:
+        out["tuf"] = {k: origin[k] for k in _TUF_KEYS if k in origin}
+    return out
+
+
+_TUF_KEYS = ("url", "target", "targets_version", "sha256", "serial")
+
+
+def _check_store(store: Mapping[str, Any]) -> None:
+    store = _mapping(store, "trust.store")
+    _check_sha256(_req_str(store, "sha256"), "trust.store.sha256")
+    tuf = store.get("tuf")
+    if tuf is None:
+        return
+    tuf = _mapping(tuf, "trust.store.tuf")
+    _check_sha256(_req_str(tuf, "sha256"), "trust.store.tuf.sha256")
+    for key in ("targets_version", "serial"):
+        value = tuf.get(key)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise _bad(f"trust.store.tuf.{key} must be a non-negative integer")
 
 
 @dataclass(frozen=True)
@@ -414,5 +450,5 @@ __all__ = [
     "ACTIONS", "LICENSE_CLASSES", "PIN_STATES", "SIGNATURE_STATUSES", "TRUST_MODES", "Action",
     "ConvertedFrom", "FileRecord", "LicenseClassName", "LicenseRecord", "PinState",
     "ProvenanceEntry", "PublisherRecord", "SignatureRecord", "SignatureStatus", "Source",
-    "TrustRecord", "hf_purl", "hf_purl_parts", "parse_time",
+    "TrustRecord", "hf_purl", "hf_purl_parts", "parse_time", "store_record",
 ]

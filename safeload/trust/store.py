@@ -63,6 +63,9 @@ class TrustStore:
     policy: Policy = field(default_factory=Policy)
     path: Path | None = field(default=None, compare=False)
     exists: bool = field(default=False, compare=False)
+    # Where this snapshot came from when not the local file alone: a fleet subscription's TUF
+    # identity (`fleet.StoreIdentity.to_ledger()`), named in every ledger entry. Not content.
+    origin: dict[str, Any] | None = field(default=None, compare=False)
 
     # -- construction -------------------------------------------------------------------
 
@@ -198,9 +201,13 @@ class TrustStore:
         Caches of verification results key on it so that a revocation or a policy change
         invalidates them. What loads observe (`trust.observed.json`) is not included.
         """
-        canonical = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"),
-                               ensure_ascii=True)
-        return hashlib.sha256(canonical.encode()).hexdigest()
+        cached: str | None = self.__dict__.get("_state_digest")
+        if cached is None:  # immutable, so computed once (every load and ledger entry asks)
+            canonical = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"),
+                                   ensure_ascii=True)
+            cached = hashlib.sha256(canonical.encode()).hexdigest()
+            self.__dict__["_state_digest"] = cached
+        return cached
 
     # -- persistence --------------------------------------------------------------------
 

@@ -75,3 +75,34 @@ def test_cli_sync_without_a_subscription_could_not_decide(
         capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["trust", "sync"]) == 2
     assert "subscribe" in capsys.readouterr().err
+
+
+def test_every_entry_names_the_organisation_store_it_was_judged_by(
+        node: Path, repo: TufRepo, server: Server, tmp_path: Path) -> None:
+    from safeload._internal import paths
+    from safeload.provenance import read_ledger
+    from safeload.provenance.ledger import LEDGER_NAME
+
+    def lenient(serial: int) -> bytes:  # default mode: unsigned local files load
+        return build_document(TrustStore().with_revoked_digest("cd" * 32, "x"), serial=serial)
+
+    data = _weights()
+    (tmp_path / "a.bin").write_bytes(data)
+    (tmp_path / "b.bin").write_bytes(data)
+    repo.publish(lenient(2))
+    fleet.sync(force=True)
+    safeload.load(tmp_path / "a.bin")
+    repo.publish(lenient(3))
+    fleet.sync(force=True)
+    safeload.load(tmp_path / "b.bin")
+    records = [r for r in read_ledger().records if r.entry is not None]
+    stores = [r.entry.trust.store for r in records if r.entry is not None]
+    org, ident = fleet.organisation_store()
+    effective, _ = fleet.effective_store(sync_first=False)
+    assert stores[-1] is not None and stores[-1]["tuf"] == ident.to_ledger()
+    assert stores[-1]["tuf"]["serial"] == 3 and stores[-1]["sha256"] == effective.state_digest()
+    assert stores[0] is not None and stores[0]["tuf"]["serial"] == 2
+    assert stores[0]["tuf"]["targets_version"] < stores[-1]["tuf"]["targets_version"]
+    # What does not change within a process is written once: the session record's defaults.
+    lines = (paths.ledger_dir() / LEDGER_NAME).read_text().splitlines()
+    assert sum('"targets_version"' in line for line in lines) == 2  # session default + change

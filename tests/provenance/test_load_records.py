@@ -101,3 +101,21 @@ def test_audit_load_past_a_pin_mismatch_is_recorded_as_a_mismatch(tmp_path: Path
     assert state.report.ok
     entry = state.records[-1].entry
     assert entry is not None and (entry.trust.mode, entry.trust.pin) == ("audit", "mismatch")
+
+
+def test_every_entry_names_the_local_store_by_its_sha256(tmp_path: Path) -> None:
+    from safeload._internal import paths
+    from safeload.provenance.ledger import LEDGER_NAME
+
+    d = _model(tmp_path)
+    safeload.load(d / "model.safetensors")
+    first = TrustStore.load().state_digest()
+    TrustStore.update(lambda s: s.with_policy(Policy(mode="audit")))
+    safeload.load(d / "model.safetensors")
+    safeload.load(d / "model.safetensors")
+    entries = [r.entry for r in read_ledger().records if r.entry is not None]
+    assert entries[0].trust.store == {"sha256": first}
+    assert entries[-1].trust.store == {"sha256": TrustStore.load().state_digest()} != {
+        "sha256": first}
+    text = (paths.ledger_dir() / LEDGER_NAME).read_text()
+    assert text.count(first) == 1  # once, in the session record's defaults
