@@ -162,5 +162,10 @@ class LedgerIntegrityError(ProvenanceError, RefusedError):
     """
 
 
+class ExportError(ProvenanceError, ConnectionError):
+    """Provenance could not be shipped to a collector or Dependency-Track (unreachable, refused,
+    or an answer that is not the API's). Never raised by a load: exports are best effort."""
+
+
 class ProvenanceWarning(UserWarning):
     """Provenance could not be recorded and the policy is not strict: the load went ahead."""

@@ -25,7 +25,7 @@ from safeload._version import __version__
 from safeload.licenses import SPDX_IDS
 from safeload.provenance import LedgerRecord, ProvenanceEntry, VerifyReport, hf_purl_parts
 
-__all__ = ["redact_path", "to_cyclonedx"]
+__all__ = ["redact_path", "to_cyclonedx", "to_inventory"]
 
 SpecVersion = Literal["1.6", "1.7"]
 _HF = "https://huggingface.co"
@@ -417,4 +417,124 @@ def _file_component(path: str, sha256: str, entry: ProvenanceEntry, parent_ref: 
         }
         comp["properties"] += [_prop("conversion:time", entry.time),
                                _prop("sandbox:layers", layers)]
+    return comp
+
+
+# --------------------------------------------------------------------------------------------
+# Inventory: the set of models in use, for Dependency-Track
+
+
+_INVENTORY_ACTIONS = frozenset({"load", "from_pretrained", "convert"})
+
+
+class _Artifact:
+    """One artifact digest in use, across all the entries that loaded it."""
+
+    def __init__(self, entry: ProvenanceEntry, sha256: str) -> None:
+        self.sha256 = sha256
+        self.first = entry
+        self.latest = entry
+        self.loads = 0
+        self.actions: set[str] = set()
+        self.sources: dict[str, None] = {}
+
+    def add(self, entry: ProvenanceEntry, count: int) -> None:
+        self.latest = entry
+        self.loads += count
+        self.actions.add(entry.action)
+        self.sources[_source_key(entry)] = None
+
+
+def _artifact(entry: ProvenanceEntry) -> str | None:
+    if entry.converted_from is not None:
+        return entry.converted_from.sha256
+    return entry.files[0].sha256 if entry.files else None
+
+
+def _generic_purl(name: str, sha256: str) -> str:
+    return (f"pkg:generic/{quote(name or 'model', safe='.-_~')}"
+            f"?checksum=sha256:{sha256}")
+
+
+def to_inventory(
+    records: Iterable[LedgerRecord],
+    *,
+    service: str,
+    redact_paths: bool = False,
+    timestamp: datetime | None = None,
+    report: VerifyReport | None = None,
+) -> dict[str, Any]:
+    """A CycloneDX 1.6 ML-BOM of the models in use: one component per artifact digest.
+
+    What a Dependency-Track project holds: the BOM replaces the project's components on
+    upload, so it is the deduplicated set over the window the caller chose, not one load.
+    Every component has a purl (`pkg:huggingface/<ns>/<name>@<commit>#<file>` for a Hub file,
+    else `pkg:generic/<file name>?checksum=sha256:<digest>`) and its SHA-256. Loads, converts
+    and from_pretrained count as use; `verify` entries do not.
+    """
+    found: dict[str, _Artifact] = {}
+    for r in records:
+        entry = r.entry
+        if entry is None or entry.action not in _INVENTORY_ACTIONS:
+            continue
+        sha = _artifact(entry)
+        if sha is None:
+            continue
+        art = found.get(sha)
+        if art is None:
+            art = found[sha] = _Artifact(entry, sha)
+        art.add(entry, r.count)
+    components = [_inventory_component(a) for _, a in sorted(found.items())]
+    bom = to_cyclonedx([], spec_version="1.6", report=report, timestamp=timestamp)
+    bom["metadata"]["component"] = {"type": "application", "bom-ref": "service",
+                                    "name": service}
+    bom["components"] = components
+    return _redact_all(bom) if redact_paths else bom
+
+
+def _inventory_component(art: _Artifact) -> dict[str, Any]:
+    entry = art.latest
+    src = entry.source
+    hf = hf_purl_parts(src.purl) if src.purl else None
+    comp: dict[str, Any] = {"type": "machine-learning-model", "bom-ref": f"sha256:{art.sha256}"}
+    props: list[dict[str, str]] = []
+    repo: str | None = None
+    original = entry.converted_from.path if entry.converted_from else None
+    if hf is not None and src.purl:
+        namespace, name, revision = hf
+        repo = f"{namespace}/{name}" if namespace else name
+        if namespace:
+            comp["group"] = namespace
+        comp["name"] = name
+        if revision:
+            comp["version"] = revision
+        file = src.file or ""
+        comp["purl"] = src.purl.split("#", 1)[0] + (
+            "#" + "/".join(quote(p, safe=".-_~") for p in file.split("/") if p) if file else "")
+        if file:
+            props.append(_prop("source:file", file))
+        comp["externalReferences"] = [{"type": "vcs", "url": _url(repo)}]
+    else:
+        path = original or src.path or (entry.files[0].path if entry.files else "")
+        comp["name"] = _basename(path) or "model"
+        comp["purl"] = _generic_purl(comp["name"], art.sha256)
+        props += [_prop("source:path", p.removeprefix("path:")) for p in art.sources]
+    comp["hashes"] = [_hash(art.sha256)]
+    supplier = _supplier(entry, repo)
+    if supplier:
+        comp["supplier"] = supplier
+    if entry.license is not None and entry.license.source != "none":
+        comp["licenses"] = _licenses(entry)
+    if entry.converted_from is not None and entry.files:
+        props += [_prop("converted-to:sha256", entry.files[0].sha256),
+                  _prop("sandbox:layers", ",".join(entry.converted_from.sandbox_layers)
+                        or "none")]
+    props += [_prop("signature:status", entry.signature.status)]
+    if entry.signature.publisher:
+        props.append(_prop("signature:publisher", entry.signature.publisher))
+    props += [_prop("trust:mode", entry.trust.mode), _prop("trust:pin", entry.trust.pin),
+              *_store_props(entry),
+              _prop("actions", ",".join(sorted(art.actions))), _prop("loads", art.loads),
+              _prop("first-seen", art.first.time), _prop("last-seen", entry.time)]
+    comp["properties"] = props
     return comp

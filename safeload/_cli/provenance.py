@@ -10,10 +10,11 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+from safeload._cli import provenance_ship as ship
 from safeload._cli._output import Output, add_common_flags
 from safeload._internal.atomic import write_atomic
 from safeload._internal.text import safe_text
-from safeload.errors import EXIT_OK, EXIT_REFUSED, ProvenanceError
+from safeload.errors import EXIT_OK, EXIT_REFUSED, ProvenanceError, SafeloadError
 
 
 def since_arg(value: str) -> datetime:
@@ -42,23 +43,6 @@ def _limit_arg(value: str) -> int:
     return n
 
 
-def _since_filter(records: Sequence[Any], since: datetime | None) -> list[Any]:
-    """Entries at or after `since`; an entry whose time does not parse is left out (it cannot
-    be shown to be recent)."""
-    from safeload.provenance import parse_time
-
-    if since is None:
-        return list(records)
-    out = []
-    for r in records:
-        try:
-            if r.entry is not None and parse_time(r.entry.time) >= since:
-                out.append(r)
-        except ValueError:
-            continue
-    return out
-
-
 def _entry_source(entry: Any) -> str:
     src = entry.source
     text = src.purl or src.path or "?"
@@ -69,7 +53,7 @@ def _prov_list(args: argparse.Namespace, out: Output) -> int:
     from safeload.provenance import read_ledger
 
     state = read_ledger(args.ledger)
-    records = _since_filter(state.records, args.since)
+    records = ship.since_filter(state.records, args.since)
     if args.limit is not None:
         records = records[-args.limit:]  # the newest N, oldest first (as `tail`)
     report = state.report
@@ -175,6 +159,8 @@ def _show_rows(r: Any) -> list[tuple[str, str]]:
 def _prov_verify(args: argparse.Namespace, out: Output) -> int:
     from safeload.provenance import verify
 
+    if args.from_export is not None:
+        return ship.verify_from_export(args, out)
     report = verify(args.ledger, anchor=args.anchor)
     head = (f"head: {report.head or '(empty ledger)'}"
             + (f" (entry {report.head_seq})" if report.head_seq is not None else ""))
@@ -187,17 +173,18 @@ def _prov_verify(args: argparse.Namespace, out: Output) -> int:
 
 
 def _prov_export(args: argparse.Namespace, out: Output) -> int:
-    from safeload.provenance import read_ledger, require_intact
     from safeload.sbom import to_cyclonedx
 
-    state = read_ledger(args.ledger)
-    if args.allow_broken:
-        if not state.report.ok:
-            out.warn(f"exporting a ledger that does not verify: "
-                     f"{safe_text(state.report.describe())}")
-    else:
-        require_intact(state)
-    records = _since_filter([r for r in state.records if r.entry is not None], args.since)
+    if args.upload is not None and args.sbom_format != "cyclonedx":
+        raise SafeloadError("--upload goes with --format cyclonedx (Dependency-Track)")
+    if args.sbom_format == "jsonl":
+        return ship.export_jsonl(args, out)
+    if args.sbom_format == "otlp":
+        return ship.export_otlp(args, out)
+    if args.upload is not None:
+        return ship.upload_cyclonedx(args, out)
+    state = ship.intact_state(args, out)
+    records = ship.since_filter([r for r in state.records if r.entry is not None], args.since)
     bom = to_cyclonedx(records, redact_paths=args.redact_paths, spec_version=args.spec_version,
                        report=state.report)
     summary = {"components": len(bom["components"]), "entries": len(records),
@@ -243,11 +230,18 @@ def add_parser(sub: Any) -> None:
     q = leaf("verify", "check the hash chain and the head; exit 1 if broken")
     q.add_argument("--anchor", default=None, metavar="DIGEST",
                    help="a head digest kept elsewhere; the chain must contain it")
+    q.add_argument("--from-export", default=None, metavar="FILE",
+                   help="verify an export of many nodes' ledger lines instead (JSONL, any "
+                        "order, duplicates; - for stdin): exit 1 broken, 2 gaps or undecidable")
     q.set_defaults(func=_prov_verify)
 
-    q = leaf("export", "export as an SBOM (CycloneDX JSON; --json wraps it with a summary)")
-    q.add_argument("--format", dest="sbom_format", choices=["cyclonedx"], default="cyclonedx",
-                   help="the SBOM format")
+    q = leaf("export", "export as an SBOM (CycloneDX JSON; --json wraps it with a summary), "
+                       "as JSONL records, or to an OTLP collector")
+    q.add_argument("--format", dest="sbom_format", choices=["cyclonedx", "jsonl", "otlp"],
+                   default="cyclonedx",
+                   help="cyclonedx: an ML-BOM; jsonl: one record per ledger line (for log "
+                        "agents); otlp: ship every line as a log record to the collector the "
+                        "OTEL_EXPORTER_OTLP_* variables name")
     q.add_argument("--spec-version", choices=["1.6", "1.7"], default="1.6")
     q.add_argument("--since", type=since_arg, default=None, metavar="WHEN", help=since_help)
     q.add_argument("-o", "--output", default=None, metavar="FILE",
@@ -257,4 +251,5 @@ def add_parser(sub: Any) -> None:
                    help="replace home folders (user names) in paths with ~")
     q.add_argument("--allow-broken", action="store_true",
                    help="export even if the chain does not verify (marked in the metadata)")
+    ship.add_export_arguments(q)
     q.set_defaults(func=_prov_export)

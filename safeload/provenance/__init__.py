@@ -12,16 +12,22 @@ Owns, one module per concern:
   (`record`, `append_lines`);
 - `batch`: the batched writer loads use (`record_or_warn`, `flush`): group commit, session
   records, coalescing of repeats, and exactly what a crash, `kill -9` or power loss can lose;
-- `read`: reading and verifying the chain (`read_ledger`, `verify`, `require_intact`).
+- `read`: reading and verifying the chain (`read_ledger`, `verify`, `require_intact`);
+- `shipping`: the export record of a line (ledger id, seq, hash, decision, artifact digest);
+- `otlp`: those records as OpenTelemetry logs (opt-in `SAFELOAD_OTLP=1`, `safeload[otel]`);
+- `fromexport`: central verification of many nodes' exported lines;
+- `dtrack`: the upload of an inventory ML-BOM to Dependency-Track.
 
 Imports (layer L2): errors, `_version`, `_internal` (paths, atomic), licenses, and trust types
-(`Mode`, `parse_time`); never an entry point. `entry` < `scrub` < `ledger` < `batch` < `read`.
+(`Mode`, `parse_time`); never an entry point. `entry` < `scrub` < `ledger` < `batch` < `read`
+< `shipping` < `otlp`, `fromexport`; `dtrack` stands alone (stdlib HTTP).
 
 The write path's test hooks (`_fault_hook`, `_datasync`) live in, and are set on, `ledger`.
 """
 
 from __future__ import annotations
 
+from safeload.provenance import otlp as _otlp
 from safeload.provenance.batch import flush, record_or_warn
 from safeload.provenance.entry import (
     ACTIONS,
@@ -64,6 +70,9 @@ from safeload.provenance.read import (
     require_intact,
     verify,
 )
+
+# The OTLP exporter listens to every append; it does nothing unless SAFELOAD_OTLP is set.
+_otlp.install()
 
 __all__ = [
     "ACTIONS",

@@ -105,6 +105,10 @@ THREAD_LOCK = threading.Lock()  # flock is per open file; threads of one process
 # Fault injection for tests: called with a step name between the steps of a write.
 _fault_hook: Callable[[str], None] | None = None
 
+# Called with (folder, the lines just made durable) after each append, under the writers' lock:
+# a listener must be quick and never block (`otlp` hands the lines to a background exporter).
+listeners: list[Callable[[Path, list[Line]], None]] = []
+
 
 def _step(name: str) -> None:
     if _fault_hook is not None:
@@ -432,6 +436,7 @@ def _append(directory: Path, compose: Compose, version: int) -> tuple[int, str]:
             _logger.warning("provenance: removed a torn %d-byte fragment left by an interrupted "
                             "write (kept in %s)", len(torn), directory / TORN_DIR)
         chunks: list[bytes] = []
+        written: list[Line] = []
         digest = prev
         for i, extra in enumerate(compose(seq)):
             body: dict[str, Any] = {**extra, "prev": digest, "seq": seq + i, "v": version}
@@ -441,6 +446,7 @@ def _append(directory: Path, compose: Compose, version: int) -> tuple[int, str]:
             if len(data) > MAX_ENTRY_BYTES:
                 raise ProvenanceError(f"provenance entry too large ({len(data)} bytes)")
             chunks.append(data)
+            written.append(Line(seq + i, body["prev"], digest, body))
         if not chunks:
             return seq - 1, prev
         data = b"".join(chunks)
@@ -454,10 +460,19 @@ def _append(directory: Path, compose: Compose, version: int) -> tuple[int, str]:
         os.close(fd)
     last_seq = seq + len(chunks) - 1
     _write_head(directory, last_seq, digest, durable=head_missing)
+    _notify(directory, written)
     if whole_end + len(data) >= segment_limit():
         _rotate(directory)
     _step("done")
     return last_seq, digest
+
+
+def _notify(directory: Path, written: list[Line]) -> None:
+    for listener in listeners:
+        try:
+            listener(directory, written)
+        except Exception:  # noqa: BLE001 - an exporter's fault is never the write's
+            _logger.debug("provenance: an append listener failed", exc_info=True)
 
 
 def _check_head_before_append(directory: Path, last: Line | None) -> Head:

@@ -328,6 +328,21 @@ def read_ledger(ledger: Path | None = None, *, anchor: str | None = None) -> Led
     return LedgerState(tuple(records), report)
 
 
+def chain_lines(ledger: Path | None = None) -> Iterator[Line]:
+    """Every whole line that parses, in chain order across the segments; no chain check (run
+    `read_ledger` first). What `shipping` exports: session and tally lines included."""
+    directory = ledger if ledger is not None else paths.ledger_dir()
+    flush(directory)
+    files, _head, _err, _notes = _snapshot(directory)
+    for _number, _segment, raw, _last in _all_lines(files):
+        if raw is None or not raw.endswith(b"\n"):
+            continue
+        try:
+            yield parse_line(raw[:-1])
+        except ValueError:
+            continue
+
+
 def _unchecked(line: Line) -> tuple[ProvenanceEntry | None, int, str | None]:
     """A line after the first bad one: shown for what it says, its references not followed."""
     body = line.body
@@ -401,5 +416,5 @@ def require_intact(state: LedgerState) -> None:
                  "anchor is printed there")
 
 
-__all__ = ["BadEntry", "LedgerRecord", "LedgerState", "VerifyReport", "read_ledger",
+__all__ = ["BadEntry", "LedgerRecord", "LedgerState", "VerifyReport", "chain_lines", "read_ledger",
            "require_intact", "verify"]
