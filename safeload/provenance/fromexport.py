@@ -152,7 +152,8 @@ def _otlp_value(value: Any) -> Any:
 def _attributes(record: Mapping[str, Any]) -> dict[str, Any]:
     attrs = record.get("attributes")
     if isinstance(attrs, list):  # OTLP JSON: a list of {key, value}
-        return {a.get("key"): _otlp_value(a.get("value")) for a in attrs if isinstance(a, Mapping)}
+        return {str(a.get("key")): _otlp_value(a.get("value")) for a in attrs
+                if isinstance(a, Mapping)}
     return dict(attrs) if isinstance(attrs, Mapping) else {}
 
 

@@ -122,7 +122,7 @@ def ship(items: Iterable[Shipped], *, service_name: str | None = None,
             return result
 
         def shutdown(self) -> None:
-            inner.shutdown()
+            inner.shutdown()  # type: ignore[no-untyped-call]
 
         def force_flush(self, timeout_millis: int = 30000) -> bool:
             return True

@@ -49,7 +49,7 @@ def decision_of(entry: Mapping[str, Any]) -> str:
         return "audit-mismatch"
     if signature.get("status") == "verified":
         return "signed"
-    return {"hit": "pinned", "new": "first-use"}.get(pin, "unpinned")
+    return {"hit": "pinned", "new": "first-use"}.get(str(pin), "unpinned")
 
 
 def artifact_sha256(entry: Mapping[str, Any]) -> str | None:

@@ -29,7 +29,8 @@ class Endpoint:
     arrived: threading.Event = field(default_factory=threading.Event)
 
 
-Reply = Callable[[Request, Endpoint], tuple[int, str, bytes]]
+# (status, content type, body) and optionally a dict of more headers.
+Reply = Callable[[Request, Endpoint], tuple[Any, ...]]
 
 
 @contextmanager
@@ -45,9 +46,11 @@ def serve(reply: Reply) -> Iterator[Endpoint]:
             endpoint.requests.append(req)
             endpoint.arrived.set()
             endpoint.gate.wait(30)
-            status, ctype, body = reply(req, endpoint)
+            status, ctype, body, *extra = reply(req, endpoint)
             self.send_response(status)
             self.send_header("Content-Type", ctype)
+            for name, value in (extra[0] if extra else {}).items():
+                self.send_header(name, value)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             self.wfile.write(body)
