@@ -161,14 +161,17 @@ def _prov_verify(args: argparse.Namespace, out: Output) -> int:
 
     if args.from_export is not None:
         return ship.verify_from_export(args, out)
+    from safeload.provenance.shipping import ledger_id
+
     report = verify(args.ledger, anchor=args.anchor)
     head = (f"head: {report.head or '(empty ledger)'}"
             + (f" (entry {report.head_seq})" if report.head_seq is not None else ""))
+    ident = ledger_id(args.ledger) if args.ledger else ledger_id()  # what exports group by
     # Small enough to be all summary: a CI log shows the verdict and the head in every format.
-    out.result({"ok": report.ok, "report": report.to_dict()},
+    out.result({"ok": report.ok, "report": report.to_dict(), "ledger_id": ident},
                summary="\n".join([safe_text(report.describe()),
                                   *(f"  note: {safe_text(note)}" for note in report.notes),
-                                  head]))
+                                  head, f"ledger id: {ident or '(none)'}"]))
     return EXIT_OK if report.ok else EXIT_REFUSED
 
 

@@ -169,3 +169,12 @@ def test_backend_shapes_otlp_json_fluent_bit_and_vector(
     report = verify_export(lines)
     assert report.verdict == "ok" and report.records == len(a) + 2 * len(b)
     assert sorted(c.duplicates for c in report.ledgers.values()) == [0, len(b)]
+
+
+def test_verify_prints_the_ledger_id_exports_group_by(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    ledger = _node(tmp_path / "a", 2)
+    first = json.loads(_export(ledger, capsys)[0])
+    assert main(["provenance", "verify", "--ledger", str(ledger), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["ledger_id"] == first["safeload.ledger.id"] == \
+        json.loads((ledger / "ledger.jsonl").read_text().splitlines()[0])["digest"]
