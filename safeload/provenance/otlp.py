@@ -12,8 +12,10 @@ from the standard `OTEL_EXPORTER_OTLP_*`, `OTEL_BLRP_*`, `OTEL_SERVICE_NAME` and
 Best effort, never blocking or failing a load: a missing SDK, a collector that is down, a full
 queue (`QUEUE_MAX` lines; the excess is dropped and counted) are logged, once, and nothing
 else. The ledger stays the source of truth: `safeload provenance export --format otlp` ships
-the whole ledger again (collectors and `verify --from-export` tolerate duplicates). At exit the
-last batch is sent, waiting at most the exporter's timeout (`OTEL_EXPORTER_OTLP_TIMEOUT`, 10 s).
+the whole ledger again (collectors and `verify --from-export` tolerate duplicates). At exit,
+in the interpreter's early thread-exit hook (`_register_exit`: plain `atexit` is too late for the
+SDK), the ledger writer's queue is written and everything is sent, waiting at most 5 s for the
+SDK to start and the exporter's timeout (`OTEL_EXPORTER_OTLP_TIMEOUT`, 10 s) for the last batch.
 """
 
 from __future__ import annotations
@@ -194,6 +196,7 @@ class _Shipper:
         except Exception as exc:  # noqa: BLE001 - best effort: an exporter fault is logged only
             self.failed = True
             _logger.warning("OTLP export of ledger lines stopped: %s", type(exc).__name__)
+            _logger.debug("OTLP export failure", exc_info=True)
 
     def drain(self, timeout_s: float) -> None:
         """Wait until the queue is handed to the SDK, then flush and stop it."""
@@ -212,17 +215,46 @@ class _Tail:
 
 _LOCK = threading.Lock()
 _shipper: _Shipper | None = None
+_exit_registered = False
 _tails: dict[Path, _Tail] = {}
 
 
+def _at_exit() -> None:
+    """Write what the ledger writer still holds, then send everything queued."""
+    from safeload.provenance.batch import flush as write_queued
+
+    write_queued()
+    flush()
+
+
+def _register_exit() -> None:
+    """Run `_at_exit` while the interpreter can still start threads and import.
+
+    `atexit` is too late: by then `concurrent.futures` refuses new work, and the SDK's import
+    (`Resource.create`) needs it, so a short script's lines would never leave. The hook
+    `concurrent.futures` itself uses runs earlier, last registered first: register after it.
+    """
+    import concurrent.futures.thread  # noqa: F401 - its exit hook must run after ours
+
+    register = getattr(threading, "_register_atexit", None)
+    try:
+        if register is None:
+            raise RuntimeError("no threading exit hook")
+        register(_at_exit)
+    except RuntimeError:
+        atexit.register(_at_exit)
+    mp_util = sys.modules.get("multiprocessing.util")
+    if mp_util is not None:  # a multiprocessing worker leaves through os._exit
+        mp_util.Finalize(None, flush, exitpriority=10)  # after the ledger's (100)
+
+
 def _get_shipper() -> _Shipper:
-    global _shipper
+    global _shipper, _exit_registered
     if _shipper is None:
         _shipper = _Shipper()
-        atexit.register(flush)
-        mp_util = sys.modules.get("multiprocessing.util")
-        if mp_util is not None:  # a multiprocessing worker leaves through os._exit
-            mp_util.Finalize(None, flush, exitpriority=10)  # after the ledger's (100)
+        if not _exit_registered:
+            _register_exit()
+            _exit_registered = True
     return _shipper
 
 

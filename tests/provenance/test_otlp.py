@@ -156,3 +156,23 @@ def test_cli_reports_a_collector_that_is_down(tmp_path: Path, monkeypatch: pytes
     assert main(["provenance", "export", "--format", "otlp", "--json"]) == 2
     out = json.loads(capsys.readouterr().out)
     assert not out["ok"] and out["failed"] == out["records"] == 2
+
+
+def test_a_short_script_ships_everything_before_it_exits(tmp_path: Path,
+                                                         collector: Endpoint) -> None:
+    import os
+    import subprocess
+    import sys
+
+    script = (
+        "import torch, safeload\n"
+        "from safetensors.torch import save_file\n"
+        "for i in range(3):\n"
+        f"    p = {str(tmp_path)!r} + f'/m{{i}}.safetensors'\n"
+        "    save_file({'w': torch.full((2,), float(i))}, p)\n"
+        "    safeload.load(p)\n")  # and exit at once: the SDK may not even be imported yet
+    env = dict(os.environ, SAFELOAD_OTLP="1")
+    subprocess.run([sys.executable, "-c", script], env=env, check=True, capture_output=True)
+    records = decode_logs(collector)
+    assert len(records) == len(_ledger_lines()) == 4  # session and 3 entries
+    _check_every_record(records)
