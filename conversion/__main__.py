@@ -2,6 +2,7 @@
 
     python -I -B -m safeload_conversion RESULT_FD IN_FD OUT_DIR
     python -I -B -m safeload_conversion RESULT_FD OUT_DIR --batch IN_FD [IN_FD ...]
+    python -I -B -m safeload_conversion RESULT_FD OUT_DIR --serve REQUEST_FD
 
 It locks itself down first (while still single-threaded), then reads the checkpoints it was
 handed as open descriptors (never paths), reconstructs each symbolically under the allowlist,
@@ -11,11 +12,19 @@ it read, each written tensor's digest, the structure and the sandbox layers.
 The single form writes OUT_DIR/model.safetensors. The batch form (one child per model, not per
 file) writes OUT_DIR/<i>/model.safetensors for the i-th descriptor and reports `results`, one
 entry per input in order: a refused or failed input is reported and the others still convert.
+
+The serve form is a long-lived worker (one per loading process, for small inputs): locked down
+once, it answers a "ready" frame with its layers, then for each 8-byte little-endian index N read
+from REQUEST_FD converts OUT_DIR/in-N (placed there by the parent) into OUT_DIR/N/ and answers
+one frame (8-byte length, then the JSON report); EOF on REQUEST_FD ends it. Frames, not one
+object, because the result pipe stays open. The parent copies each output out of OUT_DIR before
+validating it, so nothing this process does later can change what was checked.
 """
 
 from __future__ import annotations
 
 import gc
+import json
 import os
 import sys
 from typing import Any
@@ -23,10 +32,16 @@ from typing import Any
 from safeload_conversion.sandbox_layers import enter_sandbox, send_result
 
 USAGE = ("usage: python -I -B -m safeload_conversion RESULT_FD IN_FD OUT_DIR\n"
-         "       python -I -B -m safeload_conversion RESULT_FD OUT_DIR --batch IN_FD [IN_FD ...]")
+         "       python -I -B -m safeload_conversion RESULT_FD OUT_DIR --batch IN_FD [IN_FD ...]\n"
+         "       python -I -B -m safeload_conversion RESULT_FD OUT_DIR --serve REQUEST_FD")
 
 
 def main(argv: list[str]) -> int:
+    if len(argv) == 4 and argv[2] == "--serve":
+        if not argv[0].isdigit() or not argv[3].isdigit() or argv[0] == argv[3]:
+            print(USAGE, file=sys.stderr)
+            return 2
+        return _serve(int(argv[0]), argv[1], int(argv[3]))
     if len(argv) >= 4 and argv[2] == "--batch":
         if not argv[0].isdigit() or not all(a.isdigit() for a in argv[3:]):
             print(USAGE, file=sys.stderr)
@@ -80,6 +95,51 @@ def _batch(result_fd: int, out_dir: str, in_fds: list[int]) -> int:
         gc.collect()  # drop the input's mapping before the next one counts against RLIMIT_AS
     send_result(result_fd, {"ok": True, "batch": True, "results": results,
                             "layers": report.to_dict()})
+    return 0
+
+
+def _send_frame(result_fd: int, obj: dict[str, Any]) -> None:
+    data = json.dumps(obj, separators=(",", ":"), ensure_ascii=True).encode()
+    view = memoryview(len(data).to_bytes(8, "little") + data)
+    while view:
+        view = view[os.write(result_fd, view):]
+
+
+def _read_index(request_fd: int) -> int | None:
+    head = b""
+    while len(head) < 8:
+        chunk = os.read(request_fd, 8 - len(head))
+        if not chunk:
+            return None
+        head += chunk
+    return int.from_bytes(head, "little")
+
+
+def _serve(result_fd: int, out_dir: str, request_fd: int) -> int:
+    report = enter_sandbox(result_fd, out_dir, keep_fds=(request_fd,))
+    from safeload_conversion.convert import ConvertRefused, convert_fd
+
+    layers = report.to_dict()
+    _send_frame(result_fd, {"ok": True, "ready": True, "layers": layers})
+    while (index := _read_index(request_fd)) is not None:
+        sub = os.path.join(out_dir, str(index))
+        fd = -1
+        try:
+            fd = os.open(os.path.join(out_dir, f"in-{index}"), os.O_RDONLY | os.O_NOFOLLOW)
+            os.mkdir(sub)
+            one = convert_fd(fd, sub)
+            one["ok"] = True
+        except ConvertRefused as exc:
+            one = {"ok": False, "error": {"kind": "refused", "message": str(exc)}}
+        except (OSError, MemoryError, RecursionError, ValueError, OverflowError) as exc:
+            one = {"ok": False, "error": {"kind": "failed",
+                                          "message": f"{type(exc).__name__}: {exc}"}}
+        finally:
+            if fd >= 0:
+                os.close(fd)
+        one.update(index=index, layers=layers)
+        _send_frame(result_fd, one)
+        gc.collect()  # drop the input's mapping before the next one counts against RLIMIT_AS
     return 0
 
 

@@ -28,7 +28,7 @@ from safeload_conversion.pickle_vm import allowlist
 from safeload_conversion.protocol import OUTPUT_NAME
 from safeload_conversion.sandbox_layers import LAYERS, LayerReport, support_report
 
-from safeload._internal import expected, paths, strictjson
+from safeload._internal import convert_worker, expected, paths, strictjson
 from safeload._internal.atomic import copy_atomic, move_into_place
 from safeload._internal.opened import Held, OpenedFile
 from safeload._internal.safetensors_check import SafetensorsHeader, parse_header
@@ -191,13 +191,18 @@ def convert_opened(name: str, opened: Held, *, timeout: float = 3600,
     work = Path(tempfile.mkdtemp(prefix=".safeload-convert-", dir=parent))
     fd, close_fd = opened.input_fd()
     try:
-        result = run_worker(
-            WORKER_MODULE, [str(fd), str(work)], pass_fds=(fd,), output_dir=work,
-            timeout=timeout, limits=Limits.for_input(size),
-            allow_unsandboxed=unsafe_allow_unsandboxed,
-            # A file for the user is written like cp writes (no fsync); cache entries are
-            # made durable, since a hit checks only their header.
-            extra_env={"SAFELOAD_CONVERT_FSYNC": "0"} if destination is not None else None)
+        # Small inputs bound for the store go through the process's long-lived worker.
+        result = convert_worker.try_convert(
+            fd, size, work, store, timeout=timeout,
+            allow_unsandboxed=unsafe_allow_unsandboxed) if destination is None else None
+        if result is None:
+            result = run_worker(
+                WORKER_MODULE, [str(fd), str(work)], pass_fds=(fd,), output_dir=work,
+                timeout=timeout, limits=Limits.for_input(size),
+                allow_unsandboxed=unsafe_allow_unsandboxed,
+                # A file for the user is written like cp writes (no fsync); cache entries are
+                # made durable, since a hit checks only their header.
+                extra_env={"SAFELOAD_CONVERT_FSYNC": "0"} if destination is not None else None)
         report = dict(result.result)
         report["layers"] = result.layers.to_dict()
         if report.get("source_sha256") != source_sha256:  # a hint: only ever a refusal
@@ -215,9 +220,11 @@ def convert_opened(name: str, opened: Held, *, timeout: float = 3600,
         (work / REPORT_NAME).write_text(json.dumps(report))
         try:
             os.rename(work, final)
-        except OSError:  # a concurrent conversion won the race: use its entry
+        except OSError:  # a concurrent conversion won the race: use its entry, checked
             shutil.rmtree(work, ignore_errors=True)
-        hit = _cached(final, opened, source_sha256)  # ours, or the race winner's, checked
+        else:  # ours, validated above in a folder only this process writes
+            return Converted(final / OUTPUT_NAME, header, report, source_sha256, False)
+        hit = _cached(final, opened, source_sha256)
         if hit is None:
             raise ConversionError(f"{name}: the converted entry vanished from the store")
         return Converted(hit.path, hit.header, hit.report, source_sha256, False)

@@ -12,7 +12,7 @@ from safetensors.torch import load_file
 
 import safeload
 from safeload._cli import main
-from safeload._internal import paths
+from safeload._internal import convert_worker, paths
 from safeload.convert import convert_directory, convert_file
 from safeload.errors import ConversionError, UnsafeCheckpointError
 
@@ -52,6 +52,7 @@ def test_second_load_is_a_cache_hit_without_a_new_child(tmp_path: Path,
         raise AssertionError("a cache hit must not start a child")
 
     monkeypatch.setattr("safeload._internal.sandbox.run_worker", no_child)
+    monkeypatch.setenv("SAFELOAD_CONVERT_WORKER", "0")  # one-shot children only
     assert torch.equal(safeload.load(src)["w"], torch.arange(10.0))
 
 
@@ -117,6 +118,7 @@ def test_interrupted_conversion_leaves_no_output_and_no_cache(
         return type(lim)(**{**lim.to_dict(), "file_size": 4096})  # disk "full" at 4 KiB
 
     monkeypatch.setattr(sandbox.Limits, "for_input", staticmethod(tiny))
+    convert_worker.shutdown()  # the next worker starts with these limits: both paths fail
     with pytest.raises(ConversionError):
         convert_file(src, tmp_path / "m.safetensors")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.pt"]  # no partial output

@@ -35,6 +35,7 @@ def children(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[list[str]]]:
     """The argv of every conversion child started (the real one still runs)."""
     calls: list[list[str]] = []
     real = sandbox.run_worker
+    monkeypatch.setenv("SAFELOAD_CONVERT_WORKER", "0")  # count one-shot children only
 
     def counting(module: str, argv: list[str], **kw: Any) -> Any:
         calls.append(list(argv))

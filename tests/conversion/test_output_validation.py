@@ -18,7 +18,7 @@ import pytest
 import torch
 
 import safeload
-from safeload._internal import converter, paths, sandbox
+from safeload._internal import convert_worker, converter, paths, sandbox
 
 Lie = Callable[[Path], None]
 
@@ -103,6 +103,12 @@ def _lying_worker(lie: Lie, layers: list[str] | None = None) -> Any:
     return run
 
 
+@pytest.fixture(autouse=True)
+def _one_shot_children(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The lies below are told through `run_worker`; the long-lived worker has its own test.
+    monkeypatch.setenv(convert_worker.ENV_SWITCH, "0")
+
+
 def _checkpoint(tmp_path: Path) -> Path:
     src = tmp_path / "model.bin"
     torch.save({"a": torch.arange(4, dtype=torch.float32), "b": torch.ones(4), "step": 7}, src)
@@ -156,3 +162,26 @@ def test_views_and_shared_storage_validate(tmp_path: Path) -> None:
     assert torch.equal(got["t"], base.t()) and torch.equal(got["col"], base[:, 2])
     got = safeload.load(src)  # the store hit is validated the same way
     assert torch.equal(got["half"], base.to(torch.bfloat16))
+
+
+@pytest.mark.parametrize("lie", [flip_byte, swap_tensors, change_structure_value,
+                                 extra_tensor, drop_tensor])
+def test_a_lying_long_lived_worker_is_refused(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, lie: Lie) -> None:
+    # The same lies told by the per-process worker (small inputs): validated the same way.
+    monkeypatch.setenv(convert_worker.ENV_SWITCH, "1")
+    real = convert_worker._Worker.convert
+
+    def lying(self: Any, fd: int, size: int, work: Path, timeout: float) -> dict[str, Any]:
+        obj = real(self, fd, size, work, timeout)
+        lie(work / "model.safetensors")
+        return {**obj, "tensors": _digests(work / "model.safetensors")}
+
+    monkeypatch.setattr(convert_worker._Worker, "convert", lying)
+    src = _checkpoint(tmp_path)
+    try:
+        with pytest.raises(safeload.errors.ConversionError, match="did not match its input"):
+            safeload.load(src)
+    finally:
+        convert_worker.shutdown()
+    assert not list(paths.converted_dir().glob("*/model.safetensors"))

@@ -113,6 +113,7 @@ def test_convert_respects_pickles_refuse_and_starts_no_child(
     TrustStore.update(lambda s: s.with_policy(replace(s.policy, pickles="refuse")))
     started: list[object] = []
     monkeypatch.setattr(sandbox, "run_worker", lambda *a, **k: started.append(a))
+    monkeypatch.setenv("SAFELOAD_CONVERT_WORKER", "0")  # one-shot children only
     code = main(["cache", "convert", "--cache-dir", str(tmp_path), "--json"])
     doc = json.loads(capsys.readouterr().out)
     assert code == 1 and not started

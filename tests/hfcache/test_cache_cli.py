@@ -157,6 +157,7 @@ def children(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[list[str]]]:
         return real(module, argv, **kw)
 
     monkeypatch.setattr(sandbox, "run_worker", counting)
+    monkeypatch.setenv("SAFELOAD_CONVERT_WORKER", "0")  # one-shot children only
     yield calls
 
 
@@ -330,6 +331,7 @@ def test_interrupt_leaves_nothing_partial_and_a_rerun_finishes(
 
     before = _tree(cache.root)
     monkeypatch.setattr(sandbox, "run_worker", interrupted)
+    monkeypatch.setenv("SAFELOAD_CONVERT_WORKER", "0")  # one-shot children only
     assert main(["cache", "convert", "--cache-dir", str(cache.root)]) == 130
     store = paths.converted_dir()
     assert list(store.iterdir()) == []  # no entry, no half-written work directory

@@ -208,6 +208,7 @@ def test_convert_then_the_guarded_load_is_served_from_the_store(
         raise AssertionError("a converter child ran: the store entry was not used")
 
     monkeypatch.setattr(sandbox, "run_worker", no_child)
+    monkeypatch.setenv("SAFELOAD_CONVERT_WORKER", "0")  # one-shot children only
     url = f"file://{tmp_path}/nowhere/{files['clean'].name}"  # never fetched: it is cached
     with safeload.guard():
         sd = torch.hub.load_state_dict_from_url(url, map_location="cpu")
