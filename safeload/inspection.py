@@ -111,6 +111,9 @@ def sniff(head: bytes, size: int) -> str:
     return "unknown"
 
 
+_HIGH_BYTES = bytes(range(128, 256))
+
+
 def _is_tar(head: bytes) -> bool:
     """Would `tarfile` (what torch's legacy loader tries first) take this as a tar header?
 
@@ -133,8 +136,10 @@ def _is_tar(head: bytes) -> bool:
             stored = int(text.decode("ascii").strip() or "0", 8)
         except (UnicodeDecodeError, ValueError):
             return False
-    unsigned = 256 + sum(head[:148]) + sum(head[156:512])
-    signed = 256 + sum(b - 256 if b > 127 else b for b in head[:148] + head[156:512])
+    rest = bytes(head[:148]) + bytes(head[156:512])
+    unsigned = 256 + sum(rest)
+    # tar also accepts the sum of signed chars: each byte > 127 counts 256 less.
+    signed = unsigned - 256 * (len(rest) - len(rest.translate(None, _HIGH_BYTES)))
     return stored in (unsigned, signed)
 
 

@@ -84,6 +84,12 @@ def _layout(home: str | os.PathLike[str] | None) -> _Layout:
 
 def _read_private(path: Path, what: str) -> bytes | None:
     """A small file only this user could have written, or None when absent."""
+    try:
+        os.lstat(path)
+    except FileNotFoundError:  # the common case (no subscription): no location walk
+        return None
+    except OSError:
+        pass  # reported below, after the location check
     check_location(path, str(path))
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0))
