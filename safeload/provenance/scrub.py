@@ -35,7 +35,23 @@ _SECRET_ENV_NAME = re.compile(
 _MIN_SECRET_LEN = 8
 
 
+_env_memo: tuple[tuple[Any, ...], list[str]] | None = None
+
+
 def _secret_env_values() -> list[str]:
+    """Values of secret-named variables, longest first; recomputed only when the environment
+    changed (every ledger entry asks, and the regex over every name cost more than a load)."""
+    global _env_memo
+    raw = getattr(os.environ, "_data", None)  # CPython's bytes mapping behind os.environ
+    snapshot = tuple(raw.items()) if isinstance(raw, dict) else tuple(os.environ.items())
+    if _env_memo is not None and _env_memo[0] == snapshot:
+        return _env_memo[1]
+    values = _compute_secret_env_values()
+    _env_memo = (snapshot, values)
+    return values
+
+
+def _compute_secret_env_values() -> list[str]:
     return sorted(
         (v for k, v in os.environ.items()
          if _SECRET_ENV_NAME.search(k) and len(v) >= _MIN_SECRET_LEN

@@ -394,6 +394,16 @@ def test_credentials_are_scrubbed(monkeypatch: pytest.MonkeyPatch) -> None:
     assert verify().ok
 
 
+def test_a_secret_set_after_earlier_entries_is_still_scrubbed(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # The secret-variable scan is memoised per process: a change of the environment must
+    # invalidate it (a token exported by a later step of the same script).
+    record(_entry(warnings=("nothing secret yet",)))
+    monkeypatch.setenv("LATE_SERVICE_TOKEN", "late-secret-value-42")
+    record(_entry(warnings=("config said late-secret-value-42",)))
+    assert "late-secret-value-42" not in _ledger().read_text()
+
+
 def test_entries_have_no_environment_field() -> None:
     record(_entry())
     body = json.loads(_lines()[0])
