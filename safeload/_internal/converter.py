@@ -145,17 +145,46 @@ def converted_path(source_sha256: str) -> Path | None:
     return out if out.is_file() else None
 
 
+# Store entries this process validated, by the entry files' and the source's inode state (the
+# verification cache's threat model: any write to either changes its ctime). A repeat load of
+# the same checkpoint then skips re-deriving and comparing every byte. (Rewriting an entry
+# within one timestamp tick while keeping its size takes a writer with the user's own rights,
+# which could as well change the mapped file after any check.)
+_validated: dict[tuple[Any, ...], Converted] = {}
+_VALIDATED_MAX = 4096
+
+
+def _entry_state(final: Path, held: Held, source_sha256: str) -> tuple[Any, ...] | None:
+    source = held.memo_key
+    if source is None:
+        return None
+    out = []
+    for name in (OUTPUT_NAME, REPORT_NAME):
+        st = os.stat(final / name, follow_symlinks=False)
+        out.append((st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns))
+    return (str(final), source_sha256, source, *out)
+
+
 def _cached(final: Path, held: Held, source_sha256: str) -> Converted | None:
     """The store entry `final`, validated against the held source exactly as a fresh output
     is (an earlier child may have lied); a damaged or lying entry is removed and regenerated."""
     if not (final / OUTPUT_NAME).is_file():
         return None
     try:
+        state = _entry_state(final, held, source_sha256)
+        seen = _validated.get(state) if state is not None else None
+        if seen is not None:
+            return seen
         report = strictjson.loads((final / REPORT_NAME).read_bytes())
         if not isinstance(report, dict):
             raise ValueError("report is not an object")
         header, _ = _validate_output(final / OUTPUT_NAME, held, source_sha256, measure=False)
-        return Converted(final / OUTPUT_NAME, header, report, source_sha256, True)
+        hit = Converted(final / OUTPUT_NAME, header, report, source_sha256, True)
+        if state is not None and _entry_state(final, held, source_sha256) == state:
+            if len(_validated) >= _VALIDATED_MAX:
+                _validated.clear()
+            _validated[state] = hit
+        return hit
     except (OSError, ValueError, ConversionError) as exc:
         _logger.warning("discarding a damaged converted entry %s: %s", final, exc)
         shutil.rmtree(final, ignore_errors=True)

@@ -157,3 +157,23 @@ def test_huge_declared_storage_is_refused_before_any_child(tmp_path: Path) -> No
     assert ins.verdict == "unsafe"
     with pytest.raises(UnsafeCheckpointError, match="storage"):
         safeload.load(bad)
+
+
+def test_a_store_entry_changed_after_a_remembered_validation_is_caught(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    # Repeat loads skip re-validating an entry whose files (and source) are unchanged; a write
+    # to the entry, even one keeping its size, changes its ctime and is validated again.
+    src = tmp_path / "m.pt"
+    torch.save({"w": torch.arange(8, dtype=torch.float32)}, src)
+    safeload.load(src)
+    safeload.load(src)  # remembered
+    entries = [e for e in _store_entries() if not e.startswith(".")]
+    assert len(entries) == 1
+    out = paths.converted_dir() / entries[0] / "model.safetensors"
+    data = bytearray(out.read_bytes())
+    data[-1] ^= 0xFF  # the last tensor byte, same size
+    os.chmod(out, 0o600)
+    out.write_bytes(bytes(data))
+    got = safeload.load(src)
+    assert torch.equal(got["w"], torch.arange(8, dtype=torch.float32))
+    assert "discarding a damaged converted entry" in caplog.text
