@@ -14,6 +14,7 @@ from safeload._cli import provenance_ship as ship
 from safeload._cli._output import Output, add_common_flags
 from safeload._internal.atomic import write_atomic
 from safeload._internal.text import safe_text
+from safeload._internal.times import parse_iso_time
 from safeload.errors import EXIT_OK, EXIT_REFUSED, ProvenanceError, SafeloadError
 
 
@@ -25,12 +26,11 @@ def since_arg(value: str) -> datetime:
         unit = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}[age.group(2)]
         return datetime.now(timezone.utc) - timedelta(**{unit: int(age.group(1))})
     try:
-        parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+        return parse_iso_time(value)
     except ValueError:
         raise argparse.ArgumentTypeError(
             f"not a date, time or age (like 2026-01-31, 2026-01-31T12:00Z, 7d): {value!r}"
         ) from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
 
 
 def _limit_arg(value: str) -> int:

@@ -25,6 +25,7 @@ from typing import Any
 
 from safeload._internal import strictjson
 from safeload._internal.text import safe_text
+from safeload._internal.times import parse_iso_time
 from safeload.errors import SignatureError
 
 TRUSTED_ROOT_MEDIA_TYPE = "application/vnd.dev.sigstore.trustedroot+json;version=0.1"
@@ -52,10 +53,9 @@ def parse_time(value: object) -> dt.datetime | None:
     if not isinstance(value, str):
         return None
     try:
-        when = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+        return parse_iso_time(value)
     except ValueError:
         return None
-    return when if when.tzinfo is not None else when.replace(tzinfo=dt.timezone.utc)
 
 
 def root_from_bytes(data: bytes, *, name: str, source: str) -> SigstoreRoot:

@@ -11,6 +11,7 @@ import re
 from typing import Any, cast
 
 from safeload._internal.text import safe_text
+from safeload._internal.times import parse_iso_time
 from safeload.errors import TrustStoreError
 
 SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -70,15 +71,9 @@ def parse_time(value: str) -> dt.datetime:
     """An ISO 8601 date or UTC time (`2030-01-01`, `2030-01-01T00:00:00Z`).
 
     Raises:
-        ValueError: anything else.
+        ValueError: anything else, or a time without a timezone.
     """
-    text = value.strip()
-    if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
-        text += "T00:00:00+00:00"
-    parsed = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
-    if parsed.tzinfo is None:
-        raise ValueError("a time needs a timezone (use Z for UTC)")
-    return parsed.astimezone(dt.timezone.utc)
+    return parse_iso_time(value, naive="refuse")
 
 
 def _time(value: object, where: str, source: str) -> dt.datetime | None:
