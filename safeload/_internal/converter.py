@@ -229,9 +229,9 @@ def convert_opened(name: str, opened: Held, *, timeout: float = 3600,
                 WORKER_MODULE, [str(fd), str(work)], pass_fds=(fd,), output_dir=work,
                 timeout=timeout, limits=Limits.for_input(size),
                 allow_unsandboxed=unsafe_allow_unsandboxed,
-                # A file for the user is written like cp writes (no fsync); cache entries are
-                # made durable, since a hit checks only their header.
-                extra_env={"SAFELOAD_CONVERT_FSYNC": "0"} if destination is not None else None)
+                # No fsync: a file for the user is written like cp writes it, and a store entry
+                # torn by a power cut fails the byte comparison every hit makes (regenerated).
+                extra_env={"SAFELOAD_CONVERT_FSYNC": "0"})
         report = dict(result.result)
         report["layers"] = result.layers.to_dict()
         if report.get("source_sha256") != source_sha256:  # a hint: only ever a refusal
@@ -345,7 +345,8 @@ def _convert_batch(items: Sequence[tuple[str, Held]], todo: list[tuple[str, int]
         try:
             result = run_worker(WORKER_MODULE, [str(work), "--batch", *map(str, in_fds)],
                          pass_fds=tuple(in_fds), output_dir=work, timeout=timeout,
-                         limits=limits, allow_unsandboxed=unsafe_allow_unsandboxed)
+                         limits=limits, allow_unsandboxed=unsafe_allow_unsandboxed,
+                         extra_env={"SAFELOAD_CONVERT_FSYNC": "0"})  # hits compare every byte
         except ConversionError as exc:
             return [(sha, exc) for sha, _ in todo]
         finally:
