@@ -19,6 +19,7 @@ import zlib
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from safeload_conversion.budget import CHARGE_EVERY, Budget, BudgetExceeded, current, scope
 from safeload_conversion.pickle_vm import Buf, Finding, MalformedPickle, PickleMachine, allowlist
 from safeload_conversion.torchfile import (
     LEGACY_MAGIC,
@@ -141,7 +142,12 @@ def _is_tar(head: bytes) -> bool:
 def inspect_bytes(buf: Buf, *, name: str = "", depth: int = 0) -> Inspection:
     """Inspect a whole file's bytes. Never raises for hostile input: it returns a verdict."""
     try:
-        return _inspect(buf, name, depth)
+        with scope(Budget.from_env()):
+            return _inspect(buf, name, depth)
+    except BudgetExceeded as exc:
+        label = safe_text(name, limit=200) if name else "the file"
+        return Inspection(sniff(bytes(buf[:512]), len(buf)), "unsafe", [Finding(
+            "resource-bound", f"{label} {exc}", member=name or None)])
     except (MalformedFileError, ZipError) as exc:
         return Inspection("unknown", "unsafe",
                           [Finding("malformed", str(exc), member=name or None)])
@@ -308,9 +314,13 @@ def would_import(buf: Buf, limit: int = 64 << 20, *, strict_lines: bool = False,
     such a file is refused, never skipped).
     """
     pos, end = 0, len(buf)
+    budget, steps = current(), 0
     while pos < end:
         if pos >= limit:
             return pos, "(undecided: too long to walk)"
+        steps += 1
+        if budget is not None and steps % CHARGE_EVERY == 0:
+            budget.charge_ops(CHARGE_EVERY)  # the same opcodes budget as the strict machine
         op = buf[pos]
         at = pos
         pos += 1
@@ -458,9 +468,16 @@ class _Bomb(Exception):
     pass
 
 
+def _bomb(budget: Budget | None, limit: int) -> None:
+    if budget is not None and limit < MAX_UNWRAPPED:
+        budget.charge_bytes(limit + 1)  # the file's budget ran out first: say which bound
+    raise _Bomb(f"decompresses past the {limit}-byte bound")
+
+
 def _decompress(kind: str, buf: Buf) -> bytes:
     """Undo one compression layer with a hard output bound (decompression bombs)."""
-    limit = MAX_UNWRAPPED
+    budget = current()
+    limit = MAX_UNWRAPPED if budget is None else min(MAX_UNWRAPPED, budget.bytes_left())
     data = bytes(buf)
     if kind == "gzip":
         d: Any = zlib.decompressobj(16 + zlib.MAX_WBITS)
@@ -477,20 +494,27 @@ def _decompress(kind: str, buf: Buf) -> bytes:
     if kind in ("gzip", "zlib"):
         out = d.decompress(data, limit + 1)
         if len(out) > limit or d.unconsumed_tail:
-            raise _Bomb(f"decompresses past the {limit}-byte bound")
+            _bomb(budget, limit)
         if not d.eof:
             raise ValueError("truncated stream")
         if d.unused_data:
             raise ValueError("data after the compressed stream")
+        _charge(budget, len(out))
         return bytes(out)
     out = d.decompress(data, max_length=limit + 1)
     if len(out) > limit or not d.needs_input and not d.eof:
-        raise _Bomb(f"decompresses past the {limit}-byte bound")
+        _bomb(budget, limit)
     if not d.eof:
         raise ValueError("truncated stream")
     if d.unused_data:
         raise ValueError("data after the compressed stream")
+    _charge(budget, len(out))
     return bytes(out)
+
+
+def _charge(budget: Budget | None, n: int) -> None:
+    if budget is not None:
+        budget.charge_bytes(n)
 
 
 def _zfile_stream(data: bytes) -> bytes:
