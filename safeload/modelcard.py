@@ -14,7 +14,6 @@ A model card is attacker-chosen text. The parser refuses, with a warning and nev
 
 from __future__ import annotations
 
-import logging
 import os
 import re
 import stat
@@ -31,6 +30,7 @@ from yaml.resolver import Resolver
 from yaml.scanner import Scanner
 
 from safeload._internal.cardpath import find_model_card
+from safeload._internal.text import get_logger
 
 __all__ = [
     "MAX_DEPTH",
@@ -42,7 +42,7 @@ __all__ = [
     "read_model_card",
 ]
 
-_logger = logging.getLogger(__name__)
+_logger = get_logger(__name__)
 
 MAX_FRONT_MATTER_BYTES = 1 << 20  # 1 MiB; the Hub's largest cards (eval tables) are far smaller
 MAX_DEPTH = 32  # model-index results nest about 6 deep

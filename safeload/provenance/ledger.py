@@ -64,7 +64,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import logging
 import os
 import re
 import stat
@@ -78,11 +77,12 @@ import filelock
 
 from safeload._internal import paths, strictjson
 from safeload._internal.atomic import write_atomic
+from safeload._internal.text import get_logger
 from safeload.errors import ProvenanceError
 from safeload.provenance.entry import ProvenanceEntry
 from safeload.provenance.scrub import scrub_entry
 
-_logger = logging.getLogger("safeload.provenance")  # the package's, as before the split
+_logger = get_logger("safeload.provenance")  # the package's, as before the split
 
 LEDGER_NAME = "ledger.jsonl"
 HEAD_NAME = "HEAD"
