@@ -123,6 +123,8 @@ def _dup_member(rng: random.Random, data: bytes) -> bytes:
             items = [(i, z.read(i)) for i in z.infolist()]
     except Exception:  # not a zip (any more): duplicate a chunk instead
         return _dup_chunk(rng, data)
+    if not items:
+        return _dup_chunk(rng, data)
     victim, donor = rng.choice(items), rng.choice(items)
     out = io.BytesIO()
     with _quiet(), zipfile.ZipFile(out, "w") as z:
@@ -139,6 +141,8 @@ def _in_member(rng: random.Random, data: bytes) -> bytes:
         with zipfile.ZipFile(io.BytesIO(data)) as z:
             items = [(i, z.read(i)) for i in z.infolist()]
     except Exception:
+        return _flip(rng, data)
+    if not items:
         return _flip(rng, data)
     pick = rng.randrange(len(items))
     info, body = items[pick]
