@@ -224,6 +224,7 @@ class Head:
     seq: int  # -1: no head file (yet), or its content was lost
     digest: str
     lost: bool = False  # the file exists but is empty or zeros: a power loss artifact
+    recreated: bool = False  # the writer rewrote a missing HEAD before this append
 
 
 def read_head(directory: Path) -> Head:
@@ -431,6 +432,14 @@ def _append(directory: Path, compose: Compose, version: int) -> tuple[int, str]:
             repair = {"torn_bytes": len(torn), "torn_sha256": fragment_digest}
             _logger.warning("provenance: removed a torn %d-byte fragment left by an interrupted "
                             "write (kept in %s)", len(torn), directory / TORN_DIR)
+        if head.lost or head.recreated:
+            # A HEAD rewritten without a witness: a crash leaves this, and so does someone who
+            # cut the ledger and emptied or deleted HEAD. The evidence stays on the chain.
+            lost = "empty" if head.lost else "missing"
+            repair = {**(repair or {}), "head": lost, "head_seq": seq - 1}
+            _logger.warning("provenance: HEAD was %s; rewritten at entry %d (entries after it "
+                            "may have been cut off: `safeload provenance verify` reports it)",
+                            lost, seq - 1)
         chunks: list[bytes] = []
         digest = prev
         for i, extra in enumerate(compose(seq)):
@@ -465,7 +474,8 @@ def _check_head_before_append(directory: Path, last: Line | None) -> Head:
 
     Crashes and power losses leave HEAD behind the ledger (or absent or empty), never ahead of
     it or on a different chain. A HEAD missing next to a single entry is recreated (durably)
-    before the append, so that "HEAD missing" with more entries always means deletion.
+    before the append, so that "HEAD missing" with more entries always means deletion; an
+    empty or recreated HEAD is recorded as a repair in the appended entry (verify reports it).
     """
     try:
         head = read_head(directory)
@@ -479,7 +489,7 @@ def _check_head_before_append(directory: Path, last: Line | None) -> Head:
         if ok and not head.lost:
             _write_head(directory, last.seq, last.digest, durable=True)
             _step("head-recreated")
-            head = Head(last.seq, last.digest)
+            head = Head(last.seq, last.digest, recreated=True)
     elif head.seq == last.seq:
         ok = head.digest == last.digest
     elif head.seq == last.seq - 1:
