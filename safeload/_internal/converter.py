@@ -172,6 +172,9 @@ def convert_opened(name: str, opened: Held, *, timeout: float = 3600,
     _warn_unsafe(unsafe_allow_unsandboxed)
     from safeload._internal.sandbox import Limits, run_worker
 
+    if destination is not None:
+        # The child runs in its work folder: a relative output means the caller's cwd.
+        destination = Path(os.path.abspath(destination))
     size = opened.size
     if source_sha256 is None:  # the caller verified it already, from the same handle
         source_sha256 = opened.sha256()
