@@ -4,6 +4,7 @@ an output name (refused before anything is written), an output never replaces it
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,11 +17,11 @@ from safeload.errors import OutputCollisionError
 
 
 @pytest.fixture
-def in_tmp(tmp_path: Path) -> Path:
+def in_tmp(tmp_path: Path) -> Iterator[Path]:
     old = os.getcwd()
     os.chdir(tmp_path)
     try:
-        yield tmp_path  # type: ignore[misc]
+        yield tmp_path
     finally:
         os.chdir(old)
 

@@ -229,7 +229,15 @@ def fuzz(count: int, folder: Path, *, seed: int = 0, hang_seconds: int = 60,
             with _alarm(hang_seconds), _quiet():
                 ins = inspect_bytes(data, name=path.name)
                 if load:
-                    safeload.load(path)
+                    # By path, mapped, and as bytes without a file (guard() and BytesIO):
+                    # each its own route through the pipeline.
+                    how = case % 3
+                    if how == 0:
+                        safeload.load(path)
+                    elif how == 1:
+                        safeload.load(str(path), map_location="cpu", mmap=True)
+                    else:
+                        safeload.load(io.BytesIO(data))
             stats.outcomes[f"loaded ({ins.verdict})"] += 1
         except SafeloadError as exc:
             stats.outcomes[type(exc).__name__] += 1
