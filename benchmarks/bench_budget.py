@@ -1,4 +1,5 @@
-"""The whole-file budget at its defaults: `python benchmarks/bench_budget.py [--repeat 3]`.
+"""The whole-file budget at its defaults: `python benchmarks/bench_budget.py [--repeat 3]`;
+`--baseline DIR` (a tree from `git archive <commit> | tar -x -C DIR`) compares before/after.
 
 Inspects (in-process, `inspect_bytes`) each costly variant of tests/security/budget_variants.py
 at the size that defeated per-member bounds (four deflated members of about 6.7M opcodes each:
@@ -29,9 +30,48 @@ def _real_checkpoint(folder: Path) -> bytes:
     return path.read_bytes()
 
 
+_CHILD = """
+import sys, time
+from safeload.inspection import inspect_bytes
+data = open(sys.argv[1], "rb").read()
+t0 = time.perf_counter()
+ins = inspect_bytes(data)
+print(time.perf_counter() - t0, ins.verdict)
+"""
+
+
+def _baseline(tree: Path, cases: list[tuple[str, bytes]], repeat: int) -> None:
+    """The same cases inspected by another source tree (e.g. `git archive <commit>` of main)
+    and by this one, each in a fresh process, interleaved: before/after side by side."""
+    import os
+    import subprocess
+
+    shim = Path(tempfile.mkdtemp())
+    (shim / "safeload_conversion").symlink_to(tree / "conversion")
+    trees = {"before": f"{tree}{os.pathsep}{shim}", "after": str(ROOT)}
+    with tempfile.TemporaryDirectory() as tmp:
+        print(f"{'case':<26}{'before s':>10}{'after s':>10}  ratio  before -> after verdict")
+        for name, data in cases:
+            path = Path(tmp) / name
+            path.write_bytes(data)
+            got: dict[str, list[float]] = {"before": [], "after": []}
+            verdict: dict[str, str] = {}
+            for _ in range(repeat):
+                for label, pythonpath in trees.items():
+                    env = {**os.environ, "PYTHONPATH": pythonpath}
+                    out = subprocess.run([sys.executable, "-c", _CHILD, str(path)], env=env,
+                                         capture_output=True, text=True, check=True).stdout
+                    seconds, verdict[label] = out.split()
+                    got[label].append(float(seconds))
+            b, a = statistics.median(got["before"]), statistics.median(got["after"])
+            print(f"{name:<26}{b:>10.2f}{a:>10.2f}  {b / a:5.1f}  "
+                  f"{verdict['before']} -> {verdict['after']}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--baseline", type=Path, help="a source tree to compare with (before)")
     args = ap.parse_args()
     from budget_variants import bombs, variants
     from safeload_conversion.budget import DEFAULT_OPS, Budget, scope
@@ -43,6 +83,9 @@ def main() -> None:
     cases = [("real-100MB-state-dict", real)]
     cases += [(v.id, v.data) for v in variants(20_000_000)]
     cases += [(v.id, v.data) for v in bombs(300_000_000)]
+    if args.baseline is not None:
+        _baseline(args.baseline.resolve(), cases, args.repeat)
+        return
     times: dict[str, list[float]] = {name: [] for name, _ in cases}
     verdicts: dict[str, str] = {}
     for _ in range(args.repeat):

@@ -6,7 +6,10 @@ call against the converter's allowlist. Anything that cannot be shown safe is un
 
 Bounds: wrappers (gzip, bz2, xz, zlib, zip) are undone in memory up to `MAX_UNWRAPPED` bytes in
 total and one level deep; a wrapper inside a wrapper is a nested archive and is refused. Nothing
-is ever extracted to disk.
+is ever extracted to disk. Each `inspect_bytes` call opens one `safeload_conversion.budget`
+scope: every pickle stream, lenient walk and inflated member of the file charges the same
+opcode, byte and time budget, and crossing it refuses the whole file (a "resource-bound"
+finding naming the bound and its variable).
 """
 
 from __future__ import annotations
