@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from safeload_conversion.budget import CHARGE_EVERY, OPS_ENV, Budget, current, env_int
+from safeload_conversion.budget import CHARGE_EVERY, OPS_ENV, current, env_int
 
 # Limits. Real checkpoints stay far below these; an input past them is refused, never truncated.
 MAX_FINDINGS = 200  # per stream; the rest are counted, not listed
@@ -287,7 +287,6 @@ class PickleMachine:
         self.op_offset = start
         self.op_name: str | None = None
         self.globals_seen: list[str] = []  # every import attempted, allowed or not, in order
-        self._ops = 0
 
     # -- reading -------------------------------------------------------------------------
 
@@ -359,42 +358,37 @@ class PickleMachine:
     def run(self) -> Any:
         """Read up to and including STOP; return the symbolic result. `self.pos` ends after STOP."""
         budget = current()
-        self._ops = 0
+        ops = 0
         try:
-            return self._loop(budget)
+            while True:
+                ops += 1
+                if ops > MAX_OPS:
+                    raise self._fail(f"more than {MAX_OPS} opcodes: refused rather than walked")
+                if budget is not None and ops % CHARGE_EVERY == 0:
+                    budget.charge_ops(CHARGE_EVERY)  # the whole file's opcodes, every stream
+                if self.frame_end is not None and self.pos == self.frame_end:
+                    self.frame_end = None
+                self.op_offset = self.pos
+                self.op_name = None
+                code = self._read(1)[0]
+                op = _OPS.get(code)
+                if op is None:
+                    raise self._fail(f"unknown opcode 0x{code:02x}")
+                name, kind = op
+                self.op_name = name
+                arg = self._read_arg(kind)
+                if name == "STOP":
+                    if self.frame_end is not None and self.pos != self.frame_end:
+                        raise self._fail("STOP inside an unfinished FRAME")
+                    result = self._pop()
+                    if self.stack or self.metastack:
+                        raise self._fail("values left on the stack at STOP")
+                    return result
+                handler = getattr(self, "_op_" + name)
+                handler(arg)
         finally:
             if budget is not None:  # the tail since the last charge: many tiny streams add up
-                budget.charge_ops(self._ops % CHARGE_EVERY + 1)
-
-    def _loop(self, budget: Budget | None) -> Any:
-        ops = 0
-        while True:
-            ops += 1
-            self._ops = ops
-            if ops > MAX_OPS:
-                raise self._fail(f"more than {MAX_OPS} opcodes: refused rather than walked")
-            if budget is not None and ops % CHARGE_EVERY == 0:
-                budget.charge_ops(CHARGE_EVERY)  # the whole file's opcodes, every stream
-            if self.frame_end is not None and self.pos == self.frame_end:
-                self.frame_end = None
-            self.op_offset = self.pos
-            self.op_name = None
-            code = self._read(1)[0]
-            op = _OPS.get(code)
-            if op is None:
-                raise self._fail(f"unknown opcode 0x{code:02x}")
-            name, kind = op
-            self.op_name = name
-            arg = self._read_arg(kind)
-            if name == "STOP":
-                if self.frame_end is not None and self.pos != self.frame_end:
-                    raise self._fail("STOP inside an unfinished FRAME")
-                result = self._pop()
-                if self.stack or self.metastack:
-                    raise self._fail("values left on the stack at STOP")
-                return result
-            handler = getattr(self, "_op_" + name)
-            handler(arg)
+                budget.charge_ops(ops % CHARGE_EVERY + 1)
 
     def _read_arg(self, kind: str) -> Any:
         if kind == "":
