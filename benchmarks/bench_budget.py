@@ -40,9 +40,11 @@ print(time.perf_counter() - t0, ins.verdict)
 """
 
 
-def _baseline(tree: Path, cases: list[tuple[str, bytes]], repeat: int) -> None:
+def _baseline(tree: Path, cases: list[tuple[str, bytes]], repeat: int,
+              timeout: float = 120.0) -> None:
     """The same cases inspected by another source tree (e.g. `git archive <commit>` of main)
-    and by this one, each in a fresh process, interleaved: before/after side by side."""
+    and by this one, each in a fresh process, interleaved: before/after side by side. A run
+    past `timeout` is killed and shown as the timeout (the ratio is then a lower bound)."""
     import os
     import subprocess
 
@@ -59,12 +61,16 @@ def _baseline(tree: Path, cases: list[tuple[str, bytes]], repeat: int) -> None:
             for _ in range(repeat):
                 for label, pythonpath in trees.items():
                     env = {**os.environ, "PYTHONPATH": pythonpath}
-                    out = subprocess.run([sys.executable, "-c", _CHILD, str(path)], env=env,
-                                         capture_output=True, text=True, check=True).stdout
-                    seconds, verdict[label] = out.split()
+                    try:
+                        out = subprocess.run([sys.executable, "-c", _CHILD, str(path)],
+                                             env=env, capture_output=True, text=True,
+                                             check=True, timeout=timeout).stdout
+                    except subprocess.TimeoutExpired:  # quadratic before: stopped, not waited
+                        out = f"{timeout} (killed)"
+                    seconds, verdict[label] = out.split(maxsplit=1)
                     got[label].append(float(seconds))
             b, a = statistics.median(got["before"]), statistics.median(got["after"])
-            print(f"{name:<26}{b:>10.2f}{a:>10.2f}  {b / a:5.1f}  "
+            print(f"{name:<26}{b:>10.2f}{a:>10.2f}  {b / a:5.1f}  "  # >= when killed
                   f"{verdict['before']} -> {verdict['after']}")
 
 
