@@ -67,7 +67,7 @@ def _baseline(tree: Path, cases: list[tuple[str, bytes]], repeat: int,
                                              check=True, timeout=timeout).stdout
                     except subprocess.TimeoutExpired:  # quadratic before: stopped, not waited
                         out = f"{timeout} (killed)"
-                    seconds, verdict[label] = out.split(maxsplit=1)
+                    seconds, verdict[label] = out.strip().split(maxsplit=1)
                     got[label].append(float(seconds))
             b, a = statistics.median(got["before"]), statistics.median(got["after"])
             print(f"{name:<26}{b:>10.2f}{a:>10.2f}  {b / a:5.1f}  "  # >= when killed
