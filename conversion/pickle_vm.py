@@ -34,6 +34,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from safeload_conversion.budget import CHARGE_EVERY, OPS_ENV, current, env_int
+
 # Limits. Real checkpoints stay far below these; an input past them is refused, never truncated.
 MAX_FINDINGS = 200  # per stream; the rest are counted, not listed
 MAX_LINE = 1 << 16  # text-mode opcode arguments (GLOBAL names, INT literals, ...)
@@ -41,7 +43,8 @@ MAX_LONG_BYTES = 1 << 12  # LONG1/LONG4 payloads: 32768-bit integers are plenty
 MAX_STREAM = 1 << 40  # nothing larger than a terabyte is a pickle we read
 # Opcodes per stream. A data.pkl for 10,000 tensors has about 300,000; past this bound the
 # stream is refused rather than walked for minutes (a denial of service made of tiny opcodes).
-MAX_OPS = 20_000_000
+# Raising the whole-file budget (`budget.OPS_ENV`) raises this bound with it, in the child too.
+MAX_OPS = max(20_000_000, env_int(OPS_ENV, 0))
 
 _HIGHEST_PROTOCOL = 5
 
@@ -354,31 +357,38 @@ class PickleMachine:
 
     def run(self) -> Any:
         """Read up to and including STOP; return the symbolic result. `self.pos` ends after STOP."""
+        budget = current()
         ops = 0
-        while True:
-            ops += 1
-            if ops > MAX_OPS:
-                raise self._fail(f"more than {MAX_OPS} opcodes: refused rather than walked")
-            if self.frame_end is not None and self.pos == self.frame_end:
-                self.frame_end = None
-            self.op_offset = self.pos
-            self.op_name = None
-            code = self._read(1)[0]
-            op = _OPS.get(code)
-            if op is None:
-                raise self._fail(f"unknown opcode 0x{code:02x}")
-            name, kind = op
-            self.op_name = name
-            arg = self._read_arg(kind)
-            if name == "STOP":
-                if self.frame_end is not None and self.pos != self.frame_end:
-                    raise self._fail("STOP inside an unfinished FRAME")
-                result = self._pop()
-                if self.stack or self.metastack:
-                    raise self._fail("values left on the stack at STOP")
-                return result
-            handler = getattr(self, "_op_" + name)
-            handler(arg)
+        try:
+            while True:
+                ops += 1
+                if ops > MAX_OPS:
+                    raise self._fail(f"more than {MAX_OPS} opcodes: refused rather than walked")
+                if budget is not None and ops % CHARGE_EVERY == 0:
+                    budget.charge_ops(CHARGE_EVERY)  # the whole file's opcodes, every stream
+                if self.frame_end is not None and self.pos == self.frame_end:
+                    self.frame_end = None
+                self.op_offset = self.pos
+                self.op_name = None
+                code = self._read(1)[0]
+                op = _OPS.get(code)
+                if op is None:
+                    raise self._fail(f"unknown opcode 0x{code:02x}")
+                name, kind = op
+                self.op_name = name
+                arg = self._read_arg(kind)
+                if name == "STOP":
+                    if self.frame_end is not None and self.pos != self.frame_end:
+                        raise self._fail("STOP inside an unfinished FRAME")
+                    result = self._pop()
+                    if self.stack or self.metastack:
+                        raise self._fail("values left on the stack at STOP")
+                    return result
+                handler = getattr(self, "_op_" + name)
+                handler(arg)
+        finally:
+            if budget is not None:  # the tail since the last charge: many tiny streams add up
+                budget.charge_ops(ops % CHARGE_EVERY + 1)
 
     def _read_arg(self, kind: str) -> Any:
         if kind == "":
@@ -771,6 +781,13 @@ class PickleMachine:
         args = tuple(self._pop_mark())
         self.stack.append(self.call(cls, args, None, "call"))
 
+    def _charge_walk(self, values: tuple[Any, ...]) -> None:
+        """Charge a rule's walk over its arguments: one memoised list handed to a call a
+        million times is a million walks (quadratic work for linear opcodes)."""
+        budget = current()
+        if budget is not None:
+            budget.charge_ops(sum(_walk_cost(v) for v in values))
+
     def call(self, func: Any, args: Any, kwargs: Any, flavor: str) -> Any:
         """Apply an allowlisted rule, or record why the call is refused."""
         if isinstance(func, Opaque):
@@ -781,6 +798,7 @@ class PickleMachine:
             raise self._fail("call arguments are not a tuple")
         if any(isinstance(a, Opaque) for a in args):
             return Opaque("call with a refused argument")
+        self._charge_walk(args)
         if kwargs is not None and not (isinstance(kwargs, SDict) and not kwargs.items):
             return self.finding(
                 "bad-arguments", f"keyword arguments to {func.qualname}", func.qualname
@@ -802,6 +820,7 @@ class PickleMachine:
         target = self._top()
         if isinstance(target, Opaque) or isinstance(state, Opaque):
             return
+        self._charge_walk((state,))
         try:
             _build(self, target, state)
         except RuleViolation as exc:
@@ -826,6 +845,15 @@ class PickleMachine:
 
 # ------------------------------------------------------------------------------------------
 # Rules: one function per allowlisted callable kind. Each checks exact argument shapes.
+
+
+def _walk_cost(v: Any) -> int:
+    # Containers by item; text and bytes by KiB (a rule may encode or copy them).
+    if isinstance(v, (SList, SDict, SSet)):
+        return len(v.items)
+    if isinstance(v, tuple):
+        return len(v)
+    return len(v) >> 10 if isinstance(v, (str, bytes, bytearray, memoryview)) else 0
 
 
 def _describe(value: Any) -> str:
@@ -860,6 +888,9 @@ def hashable(v: Any, _seen: dict[int, bool] | None = None) -> bool:
     if key not in seen:
         seen[key] = True  # a cycle through a tuple cannot be built by pickle; assume fine
         items = v if isinstance(v, tuple) else v.items
+        budget = current()
+        if budget is not None:
+            budget.charge_ops(len(items))  # a memoised key tuple walked once per use
         seen[key] = all(hashable(x, seen) for x in items)
     return seen[key]
 
@@ -891,9 +922,11 @@ def _rule_ordered_dict(vm: PickleMachine, g: Global, args: tuple[Any, ...]) -> A
     if len(args) == 1 and isinstance(args[0], (SList, tuple)):
         items = args[0].items if isinstance(args[0], SList) else list(args[0])
         # Pairs may be tuples or two-item lists (`OrderedDict([[k, v], ...])`, as lpips has).
-        pairs = [tuple(p) if isinstance(p, tuple) else tuple(p.items)
-                 for p in items if isinstance(p, (tuple, SList))]
-        if len(pairs) == len(items) and all(len(p) == 2 for p in pairs):
+        # Lengths first: a memoised million-item list as every "pair" is not copied per use.
+        pairs = [tuple(p) if isinstance(p, tuple) else tuple(p.items) for p in items
+                 if isinstance(p, tuple) and len(p) == 2
+                 or isinstance(p, SList) and len(p.items) == 2]
+        if len(pairs) == len(items):
             for key, _ in pairs:
                 if not hashable(key):
                     raise RuleViolation("unhashable key")

@@ -37,6 +37,8 @@ import struct
 import zlib
 from dataclasses import dataclass
 
+from safeload_conversion.budget import current
+
 MAX_MEMBERS = 1 << 20
 Buf = bytes | bytearray | memoryview | mmap.mmap
 
@@ -328,8 +330,14 @@ def read_member(buf: Buf, m: ZipMember, *, limit: int, check_crc: bool = True
     if m.method == 0:
         data: bytes | memoryview = raw
     else:
+        budget = current()
+        if budget is not None:
+            budget.charge_bytes(m.size)  # before inflating: a bomb is refused unread
         d = zlib.decompressobj(-15)
-        data = d.decompress(raw, m.size + 1)
+        try:
+            data = d.decompress(raw, m.size + 1)
+        except zlib.error as exc:
+            raise ZipError(f"member {m.name!r} is not a valid deflate stream: {exc}") from None
         if len(data) != m.size or not d.eof or d.unconsumed_tail or d.unused_data:
             raise ZipError(f"member {m.name!r} does not inflate to its declared size")
     if check_crc and zlib.crc32(data) != m.crc:

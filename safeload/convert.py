@@ -9,6 +9,7 @@ converted store) is `safeload._internal.converter`; its names are re-exported he
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,7 +26,8 @@ from safeload._internal.converter import (
     convert_opened,
     converted_path,
 )
-from safeload.errors import ConversionError, RefusedError, UnsafeCheckpointError
+from safeload._internal.text import safe_text
+from safeload.errors import ConversionError, OutputCollisionError, RefusedError
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,10 @@ def convert_file(src: Path, dst: Path, *, overwrite: bool = False,
         ConversionError: the sandboxed conversion failed; nothing is written.
     """
     started = time.monotonic()
+    dst = Path(os.path.abspath(dst))  # relative to the caller's cwd, as any command's -o
+    if dst.exists() and os.path.samefile(dst, src) or dst == Path(os.path.abspath(src)):
+        raise OutputCollisionError(f"{dst}: the output would replace its own source",
+                                   hint="choose another output name with -o")
     held = pipeline.open_input(src)
     try:
         admitted = pipeline.admit(pipeline.verify(held, pipeline.locate(held)), "convert")
@@ -87,6 +93,7 @@ def convert_directory(src: Path, dst: Path, *, overwrite: bool = False,
     """
     from safeload._internal.shardindex import parse_index
 
+    dst = Path(os.path.abspath(dst))
     dst.mkdir(parents=True, exist_ok=True)
     index_path = src / "pytorch_model.bin.index.json"
     done: list[ConvertedFile] = []
@@ -103,10 +110,10 @@ def convert_directory(src: Path, dst: Path, *, overwrite: bool = False,
     else:
         candidates = _pickle_candidates(src)
     outputs = [dst / output_name(p) for p in candidates]
-    clash = _name_collision(outputs)
-    if clash:
-        raise UnsafeCheckpointError(f"{src}: two inputs would be written to {clash}",
-                                    hint="convert the files one by one with -o")
+    clash = _name_collision(candidates, outputs)
+    if clash:  # before anything is written: never half a directory, never a silent overwrite
+        raise OutputCollisionError(f"{src}: {clash}",
+                                   hint="convert the files one by one with -o, or rename one")
     for p, out in zip(candidates, outputs, strict=True):
         try:
             done.append(convert_file(p, out, overwrite=overwrite,
@@ -145,13 +152,21 @@ def _pickle_candidates(src: Path) -> list[Path]:
     return out
 
 
-def _name_collision(outputs: list[Path]) -> str | None:
-    seen: set[str] = set()
-    for o in outputs:
-        key = o.name.casefold()
+def _name_collision(inputs: list[Path], outputs: list[Path]) -> str | None:
+    """Two inputs mapped to one output name (case-insensitively: a macOS or Windows folder
+    holds one of them), or an output that is one of the inputs."""
+    seen: dict[str, Path] = {}
+    for src, out in zip(inputs, outputs, strict=True):
+        key = out.name.casefold()
         if key in seen:
-            return o.name
-        seen.add(key)
+            return (f"{safe_text(seen[key].name)} and {safe_text(src.name)} would both be "
+                    f"written to {safe_text(out.name)}")
+        seen[key] = src
+    sources = {os.path.abspath(p).casefold() for p in inputs}
+    for src, out in zip(inputs, outputs, strict=True):
+        if os.path.abspath(out).casefold() in sources:
+            return (f"the output of {safe_text(src.name)} would replace the input "
+                    f"{safe_text(out.name)}")
     return None
 
 

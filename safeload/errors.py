@@ -150,6 +150,12 @@ class SandboxUnavailableError(ConversionError):
     """No isolating sandbox layer is available and the user did not opt into running without."""
 
 
+class OutputCollisionError(ConversionError, FileExistsError):
+    """Two conversions would write one output file, or an output would replace its source.
+
+    Decided before anything is written. Also a FileExistsError, as an existing output is."""
+
+
 class ProvenanceError(SafeloadError):
     """The provenance ledger could not be written or does not verify."""
 

@@ -42,7 +42,6 @@ import functools
 import importlib.abc
 import importlib.machinery
 import importlib.util
-import logging
 import sys
 import threading
 import types
@@ -51,7 +50,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from safeload._internal.opened import Held, InMemory
-from safeload._internal.text import safe_text
+from safeload._internal.text import get_logger, safe_text
 from safeload.errors import MalformedFileError
 
 if TYPE_CHECKING:
@@ -60,7 +59,7 @@ if TYPE_CHECKING:
 
 __all__ = ["guard", "install", "uninstall", "installed"]
 
-_logger = logging.getLogger(__name__)
+_logger = get_logger(__name__)
 
 
 _lock = threading.RLock()

@@ -6,7 +6,10 @@ call against the converter's allowlist. Anything that cannot be shown safe is un
 
 Bounds: wrappers (gzip, bz2, xz, zlib, zip) are undone in memory up to `MAX_UNWRAPPED` bytes in
 total and one level deep; a wrapper inside a wrapper is a nested archive and is refused. Nothing
-is ever extracted to disk.
+is ever extracted to disk. Each `inspect_bytes` call opens one `safeload_conversion.budget`
+scope: every pickle stream, lenient walk and inflated member of the file charges the same
+opcode, byte and time budget, and crossing it refuses the whole file (a "resource-bound"
+finding naming the bound and its variable).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import zlib
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from safeload_conversion.budget import CHARGE_EVERY, Budget, BudgetExceeded, current, scope
 from safeload_conversion.pickle_vm import Buf, Finding, MalformedPickle, PickleMachine, allowlist
 from safeload_conversion.torchfile import (
     LEGACY_MAGIC,
@@ -146,7 +150,12 @@ def _is_tar(head: bytes) -> bool:
 def inspect_bytes(buf: Buf, *, name: str = "", depth: int = 0) -> Inspection:
     """Inspect a whole file's bytes. Never raises for hostile input: it returns a verdict."""
     try:
-        return _inspect(buf, name, depth)
+        with scope(Budget.from_env()):
+            return _inspect(buf, name, depth)
+    except BudgetExceeded as exc:
+        label = safe_text(name, limit=200) if name else "the file"
+        return Inspection(sniff(bytes(buf[:512]), len(buf)), "unsafe", [Finding(
+            "resource-bound", f"{label} {exc}", member=name or None)])
     except (MalformedFileError, ZipError) as exc:
         return Inspection("unknown", "unsafe",
                           [Finding("malformed", str(exc), member=name or None)])
@@ -237,7 +246,7 @@ def _pickle_reading(buf: Buf, name: str) -> Finding | None:
     named = [f for f in vm.findings if f.global_name is not None]
     if named:
         return named[0]
-    reach = would_import(buf, strict_lines=True, extensions=False)
+    reach = would_import(buf, extensions=False)
     if reach is not None:
         return Finding("polyglot", "read as a pickle, the file reaches an import", reach[0],
                        reach[1], None, name or None)
@@ -303,9 +312,8 @@ def _line_end(buf: Buf, pos: int, end: int) -> int | None:
     return nl if find is not None else pos + nl
 
 
-def would_import(buf: Buf, limit: int = 64 << 20, *, strict_lines: bool = False,
-                 extensions: bool = True, persistent_calls: bool = False
-                 ) -> tuple[int, str] | None:
+def would_import(buf: Buf, limit: int = 64 << 20, *, extensions: bool = True,
+                 persistent_calls: bool = False) -> tuple[int, str] | None:
     """Could ANY unpickler reach an import before these bytes stop parsing?
 
     A walk that checks only framing (a known opcode, complete arguments), so it goes at least
@@ -323,9 +331,13 @@ def would_import(buf: Buf, limit: int = 64 << 20, *, strict_lines: bool = False,
     pos, end = 0, len(buf)
     persid_then_push: bool | None = None  # None: no persistent id yet
     pushed = False  # BINPERSID pops its id: on an empty stack the unpickler stops there
+    budget, steps = current(), 0
     while pos < end:
         if pos >= limit:
             return pos, "(undecided: too long to walk)"
+        steps += 1
+        if budget is not None and steps % CHARGE_EVERY == 0:
+            budget.charge_ops(CHARGE_EVERY)  # the same opcodes budget as the strict machine
         op = buf[pos]
         at = pos
         pos += 1
@@ -342,10 +354,8 @@ def would_import(buf: Buf, limit: int = 64 << 20, *, strict_lines: bool = False,
                     persid_then_push = True
         if op in (0x63, 0x69):  # GLOBAL / INST: two text lines
             nl = _line_end(buf, pos, end)
-            if nl is None or nl == pos or (nl == -1 and strict_lines):
+            if nl is None or nl == pos:
                 return None
-            if nl == -1:
-                return at, "(undecided: text argument longer than 64 KiB)"
             module = bytes(buf[pos:nl])
             # Only a first opcode may be text (`import torch`, `class Foo:`): after a prefix,
             # any name is an import (`__import__("evil mod")` finds `evil mod.py`).
@@ -353,10 +363,8 @@ def would_import(buf: Buf, limit: int = 64 << 20, *, strict_lines: bool = False,
                 return at, _IMPORTS[op]
             pos = nl + 1
             nl = _line_end(buf, pos, end)
-            if nl is None or (nl == -1 and strict_lines):
+            if nl is None:
                 return None
-            if nl == -1:
-                return at, "(undecided: text argument longer than 64 KiB)"
             pos = nl + 1
             continue
         if op in _IMPORTS:
@@ -365,10 +373,8 @@ def would_import(buf: Buf, limit: int = 64 << 20, *, strict_lines: bool = False,
             return (at, _IMPORTS[op]) if extensions or op == 0x93 else None
         if op in _LINE_ARGS:
             nl = _line_end(buf, pos, end)
-            if nl is None or (nl == -1 and strict_lines):
+            if nl is None:
                 return None
-            if nl == -1:
-                return at, "(undecided: text argument longer than 64 KiB)"
             pos = nl + 1
         elif op in _FIXED_ARGS:
             pos += _FIXED_ARGS[op]
@@ -482,9 +488,16 @@ class _Bomb(Exception):
     pass
 
 
+def _bomb(budget: Budget | None, limit: int) -> None:
+    if budget is not None and limit < MAX_UNWRAPPED:
+        budget.charge_bytes(limit + 1)  # the file's budget ran out first: say which bound
+    raise _Bomb(f"decompresses past the {limit}-byte bound")
+
+
 def _decompress(kind: str, buf: Buf) -> bytes:
     """Undo one compression layer with a hard output bound (decompression bombs)."""
-    limit = MAX_UNWRAPPED
+    budget = current()
+    limit = MAX_UNWRAPPED if budget is None else min(MAX_UNWRAPPED, budget.bytes_left())
     data = bytes(buf)
     if kind == "gzip":
         d: Any = zlib.decompressobj(16 + zlib.MAX_WBITS)
@@ -501,20 +514,27 @@ def _decompress(kind: str, buf: Buf) -> bytes:
     if kind in ("gzip", "zlib"):
         out = d.decompress(data, limit + 1)
         if len(out) > limit or d.unconsumed_tail:
-            raise _Bomb(f"decompresses past the {limit}-byte bound")
+            _bomb(budget, limit)
         if not d.eof:
             raise ValueError("truncated stream")
         if d.unused_data:
             raise ValueError("data after the compressed stream")
+        _charge(budget, len(out))
         return bytes(out)
     out = d.decompress(data, max_length=limit + 1)
     if len(out) > limit or not d.needs_input and not d.eof:
-        raise _Bomb(f"decompresses past the {limit}-byte bound")
+        _bomb(budget, limit)
     if not d.eof:
         raise ValueError("truncated stream")
     if d.unused_data:
         raise ValueError("data after the compressed stream")
+    _charge(budget, len(out))
     return bytes(out)
+
+
+def _charge(budget: Budget | None, n: int) -> None:
+    if budget is not None:
+        budget.charge_bytes(n)
 
 
 def _zfile_stream(data: bytes) -> bytes:

@@ -351,7 +351,13 @@ def decide_license(
     notes: list[str] = []
     findings: list[LicenseFinding] = []
 
-    def judge(tags: Sequence[str], origin: str) -> None:
+    def judge(of: ModelCard, origin: str) -> None:
+        tags: Sequence[str] = of.license
+        if of.license_ambiguous:
+            # Another reader could see another licence (a duplicated key, a tag, metadata not
+            # parsed): every licence read applies, and an unknown one on top of them.
+            notes.append(f"{origin}: the licence is ambiguous; applied as unknown as well")
+            tags = (*tags, "unknown")
         if len(tags) > 1:
             notes.append(f"{origin} lists {len(tags)} licences; all of them are applied")
         for tag in tags or ("",):
@@ -359,7 +365,7 @@ def decide_license(
             action, rule = policy.rule_for(info)
             findings.append(LicenseFinding(info, origin, action, rule))
 
-    judge(card.license, "model card")
+    judge(card, "model card")
     cards: Mapping[str, ModelCard]
     if base_card is None:
         cards = {}
@@ -381,7 +387,7 @@ def decide_license(
             seen.add(base)
             origin = f"base model {base}"
             if base in cards:
-                judge(cards[base].license, origin)
+                judge(cards[base], origin)
                 following.extend(cards[base].base_model)
             else:
                 chain = "unknown"

@@ -6,15 +6,21 @@ Requires PyYAML.
 A model card is attacker-chosen text. The parser refuses, with a warning and never an exception:
 - size: front matter over `MAX_FRONT_MATTER_BYTES` is not parsed at all;
 - expansion bombs ("billion laughs"): any anchor or alias, so nothing is ever shared or expanded;
-- code execution and surprising types: any explicit tag (`!!python/object`, `!!binary`, ...);
-  values are built here from the node tree, never by a YAML constructor;
+- code execution and surprising types: values are built here from the node tree, never by a
+  YAML constructor, so an explicit tag (`!!python/object`, `!!str`, ...) runs nothing; its value
+  is read as plain text and the licence is marked ambiguous (readers differ on tagged cards);
 - stack exhaustion and CPU: nesting deeper than `MAX_DEPTH`, more than `MAX_NODES` nodes;
-- ambiguity: a duplicated key (parsers disagree on which copy wins) voids that field.
+- ambiguity: a duplicated key (parsers disagree on which copy wins) voids a single-valued field;
+  a duplicated list field (`license`, `datasets`, `base_model`, `tags`) keeps every copy's values.
+
+Fail closed on licences: whenever another reader could see a licence this one does not (a
+duplicated `license`, any tag, metadata refused as a whole), `ambiguous` names `license` and the
+licence policy applies an `unknown` licence on top of every licence read (never one copy alone).
 """
 
 from __future__ import annotations
 
-import logging
+import dataclasses
 import os
 import re
 import stat
@@ -31,6 +37,7 @@ from yaml.resolver import Resolver
 from yaml.scanner import Scanner
 
 from safeload._internal.cardpath import find_model_card
+from safeload._internal.text import get_logger
 
 __all__ = [
     "MAX_DEPTH",
@@ -42,7 +49,7 @@ __all__ = [
     "read_model_card",
 ]
 
-_logger = logging.getLogger(__name__)
+_logger = get_logger(__name__)
 
 MAX_FRONT_MATTER_BYTES = 1 << 20  # 1 MiB; the Hub's largest cards (eval tables) are far smaller
 MAX_DEPTH = 32  # model-index results nest about 6 deep
@@ -69,6 +76,11 @@ class ModelCard:
     tags: tuple[str, ...] = ()
     pipeline_tag: str | None = None
     warnings: tuple[str, ...] = field(default=())
+    ambiguous: tuple[str, ...] = ()  # fields another reader could read differently
+
+    @property
+    def license_ambiguous(self) -> bool:
+        return "license" in self.ambiguous
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -76,7 +88,7 @@ class ModelCard:
             "license_link": self.license_link, "datasets": list(self.datasets),
             "base_model": list(self.base_model), "library_name": self.library_name,
             "tags": list(self.tags), "pipeline_tag": self.pipeline_tag,
-            "warnings": list(self.warnings),
+            "warnings": list(self.warnings), "ambiguous": list(self.ambiguous),
         }
 
 
@@ -91,6 +103,7 @@ class _Composer(Composer):  # type: ignore[misc,unused-ignore]
         super().__init__()
         self._depth = 0
         self._nodes = 0
+        self.tagged = False
 
     def compose_node(self, parent: Node | None, index: object) -> Node:
         if self.check_event(yaml.AliasEvent):
@@ -99,7 +112,7 @@ class _Composer(Composer):  # type: ignore[misc,unused-ignore]
         if getattr(event, "anchor", None) is not None:
             raise _Refused("uses YAML anchors (refused: they exist to be expanded by aliases)")
         if getattr(event, "tag", None) not in (None, "!"):
-            raise _Refused("uses explicit YAML tags such as !!python/... (refused)")
+            self.tagged = True  # never constructed: the node's text is read as plain data
         self._nodes += 1
         if self._nodes > MAX_NODES:
             raise _Refused(f"has more than {MAX_NODES} YAML nodes")
@@ -144,7 +157,7 @@ except ImportError:  # pragma: no cover - PyYAML built without libyaml
 _NULL_TAG = "tag:yaml.org,2002:null"
 
 
-def _build(node: Node, duplicates: set[str], top: bool) -> object:
+def _build(node: Node, duplicates: dict[str, list[object]], top: bool) -> object:
     """Plain Python data from a composed node: str / None / list / dict, nothing else.
 
     Scalars stay strings (a licence tag is text even when it looks like a number or a date).
@@ -159,9 +172,10 @@ def _build(node: Node, duplicates: set[str], top: bool) -> object:
             if not isinstance(key_node, ScalarNode):
                 raise _Refused("uses a list or mapping as a key")
             key = str(key_node.value)
+            value = _build(value_node, duplicates, False)
             if key in out and top:
-                duplicates.add(key)
-            out[key] = _build(value_node, duplicates, False)
+                duplicates.setdefault(key, [out[key]]).append(value)
+            out[key] = value
         return out
     raise _Refused("contains an unexpected YAML node")  # pragma: no cover
 
@@ -197,43 +211,60 @@ def parse_model_card(text: str | bytes) -> ModelCard:
         text: the README.md content, or at least its first `MAX_FRONT_MATTER_BYTES` + 8 KiB.
     """
     warnings: list[str] = []
+    # Metadata that is there but not read: another reader may see a licence this one does not.
+    unread = ("license",)
     try:
         data = text.encode("utf-8", "surrogatepass") if isinstance(text, str) else bytes(text)
         block, problem = _front_matter(data)
         if problem:
             warnings.append(problem)
         if block is None:
-            return _finish(ModelCard(warnings=tuple(warnings)))
+            return _finish(ModelCard(warnings=tuple(warnings), ambiguous=unread if problem else ()))
         try:
             source = block.decode("utf-8")
         except UnicodeDecodeError:
             warnings.append("front matter is not valid UTF-8; not parsed")
-            return _finish(ModelCard(warnings=tuple(warnings)))
-        duplicates: set[str] = set()
+            return _finish(ModelCard(warnings=tuple(warnings), ambiguous=unread))
+        duplicates: dict[str, list[object]] = {}
         loader = _Loader(source)
         try:
             node = loader.get_single_node()
+            tagged = bool(loader.tagged)
         finally:
             loader.dispose()
         meta = {} if node is None else _build(node, duplicates, True)
     except _Refused as exc:
         warnings.append(f"model card metadata {exc}; metadata ignored")
-        return _finish(ModelCard(warnings=tuple(warnings)))
+        return _finish(ModelCard(warnings=tuple(warnings), ambiguous=unread))
     except Exception as exc:  # noqa: BLE001 - the contract is "never raises"
         # YAMLError, RecursionError, MemoryError...: a parse error's message quotes the card, so
         # only its kind is reported.
         warnings.append(f"model card metadata is not valid YAML ({type(exc).__name__}); ignored")
-        return _finish(ModelCard(warnings=tuple(warnings)))
+        return _finish(ModelCard(warnings=tuple(warnings), ambiguous=unread))
     if not isinstance(meta, dict):
         warnings.append("model card metadata is not a mapping; ignored")
-        return _finish(ModelCard(warnings=tuple(warnings)))
+        return _finish(ModelCard(warnings=tuple(warnings), ambiguous=unread))
+    ambiguous: set[str] = set()
+    if tagged:
+        warnings.append("model card metadata uses explicit YAML tags (!!str, !!python/...): "
+                        "read as plain text, nothing constructed; the licence is ambiguous")
+        ambiguous.add("license")
     for key in sorted(duplicates):
-        if key in _FIELDS:
+        if key in _LIST_FIELDS:
+            # Every copy's values: whichever copy another reader keeps, its licence applies.
+            meta[key] = [v for copy in duplicates[key]
+                         for v in (copy if isinstance(copy, list) else [copy])]
+            warnings.append(f"'{key}' appears more than once (ambiguous); every copy is kept")
+            ambiguous.add(key)
+        elif key in _FIELDS:
             warnings.append(f"'{key}' appears more than once (ambiguous); ignored")
             meta.pop(key, None)
-    return _finish(_from_meta(meta, warnings))
+            ambiguous.add(key)
+    card = _from_meta(meta, warnings)
+    return _finish(dataclasses.replace(card, ambiguous=tuple(sorted(ambiguous))))
 
 
+_LIST_FIELDS = frozenset({"license", "datasets", "base_model", "tags"})
 _FIELDS = ("license", "license_name", "license_link", "datasets", "base_model", "library_name",
            "tags", "pipeline_tag")
 

@@ -20,13 +20,13 @@ never an entry point.
 from __future__ import annotations
 
 import io
-import logging
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Literal, NamedTuple
 
 from safeload._internal.opened import Held, InMemory, OpenedFile
+from safeload._internal.text import get_logger
 from safeload.errors import (
     DigestMismatchError,
     EmptyFileError,
@@ -42,7 +42,7 @@ if TYPE_CHECKING:
     from safeload._internal.record import ModelContext
     from safeload.trust import TrustDecision, TrustStore
 
-_logger = logging.getLogger(__name__)
+_logger = get_logger(__name__)
 
 FileLike = str | os.PathLike[str] | IO[bytes]
 # What a file is admitted for: loading it, converting it, or a report that loads nothing.

@@ -59,7 +59,8 @@ def _license(path: str) -> str | None:
     from safeload.modelcard import read_model_card
 
     card = read_model_card(card_path)
-    infos = [license_info(t) for t in card.license] or [license_info(None)]
+    tags = (*card.license, "unknown") if card.license_ambiguous else card.license
+    infos = [license_info(t) for t in tags] or [license_info(None)]
     return ", ".join(f"{i.spdx_id} ({i.license_class.value})" for i in infos)
 
 

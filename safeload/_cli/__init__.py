@@ -29,12 +29,13 @@ from typing import Any
 
 from safeload._cli import cache, convert, demo, provenance, scan, signing, trust
 from safeload._cli._output import FORMAT_ENV, Handler, Output, add_common_flags, resolve_format
+from safeload._internal.text import get_logger
 from safeload._version import __version__
 from safeload.errors import EXIT_ERROR, EXIT_OK, EXIT_REFUSED, RefusedError, SafeloadError
 
 __all__ = ["EXIT_ERROR", "EXIT_OK", "EXIT_REFUSED", "build_parser", "entry", "main"]
 
-_logger = logging.getLogger("safeload")
+_logger = get_logger("safeload")
 
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
 

@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Literal, cast
 
-from safeload._internal.text import safe_text
+from safeload._internal.text import safe_text, terminal_text
 from safeload.errors import SafeloadError
 
 Format = Literal["text", "json", "sarif"]
@@ -96,7 +96,8 @@ class Output:
 
 
 def _write(stream: Any, line: str) -> None:
-    stream.write(line + "\n")
+    # The last guard: whatever a renderer forgot to escape never reaches a terminal raw.
+    stream.write(terminal_text(line) + "\n")
     stream.flush()
 
 

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import logging
 from pathlib import Path
 from typing import Any
 
 from safeload._cli._output import TEXT_JSON, Output, add_common_flags
-from safeload._internal.text import safe_text
+from safeload._internal.text import get_logger, safe_text
 from safeload.errors import EXIT_OK, EXIT_REFUSED
 
-_logger = logging.getLogger("safeload")
+_logger = get_logger("safeload")
 
 UNSANDBOXED_HELP = "unsafe: convert even where no isolating sandbox layer is available"
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -26,10 +25,10 @@ from safeload._cli._trust_args import (
     time_arg,
 )
 from safeload._internal.atomic import write_atomic
-from safeload._internal.text import safe_text
+from safeload._internal.text import get_logger, safe_text
 from safeload.errors import EXIT_OK, SafeloadError
 
-_logger = logging.getLogger("safeload")
+_logger = get_logger("safeload")
 
 
 def add_trust_store_flag(p: argparse.ArgumentParser) -> None:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import stat
 from pathlib import Path
 
-_logger = logging.getLogger("safeload.modelcard")
+from safeload._internal.text import get_logger
+
+_logger = get_logger("safeload.modelcard")
 
 _CARD_NAME = "README.md"
 _MODEL_DIR_MARKERS = ("config.json", "model_index.json", "modules.json", "adapter_config.json")

@@ -11,7 +11,6 @@ versions (tightening the rules invalidates old entries).
 from __future__ import annotations
 
 import json
-import logging
 import os
 import shutil
 import stat
@@ -32,10 +31,10 @@ from safeload._internal import convert_worker, expected, paths, strictjson
 from safeload._internal.atomic import copy_atomic, move_into_place
 from safeload._internal.opened import Held, OpenedFile
 from safeload._internal.safetensors_check import SafetensorsHeader, parse_header
-from safeload._internal.text import safe_text
+from safeload._internal.text import get_logger, safe_text
 from safeload.errors import ConversionError, MalformedFileError
 
-_logger = logging.getLogger(__name__)
+_logger = get_logger(__name__)
 
 REPORT_NAME = "conversion.json"
 WORKER_MODULE = "safeload_conversion"
@@ -202,6 +201,9 @@ def convert_opened(name: str, opened: Held, *, timeout: float = 3600,
     _warn_unsafe(unsafe_allow_unsandboxed)
     from safeload._internal.sandbox import Limits, run_worker
 
+    if destination is not None:
+        # The child runs in its work folder: a relative output means the caller's cwd.
+        destination = Path(os.path.abspath(destination))
     size = opened.size
     if source_sha256 is None:  # the caller verified it already, from the same handle
         source_sha256 = opened.sha256()

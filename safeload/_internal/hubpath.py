@@ -22,17 +22,16 @@ not a valid repo id is treated as a local file, with a warning.
 
 from __future__ import annotations
 
-import logging
 import os
 import re
 import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-from safeload._internal.text import safe_text
+from safeload._internal.text import get_logger, safe_text
 from safeload.errors import UnsafePathError
 
-_logger = logging.getLogger("safeload")
+_logger = get_logger("safeload")
 
 REPO_TYPES = {"models": "model", "datasets": "dataset", "spaces": "space"}
 _COMMIT = re.compile(r"[0-9a-f]{40}")

@@ -7,19 +7,19 @@ local Hugging Face cache (otherwise the record says the licence chain is unknown
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from safeload._internal.hashing import sha256_path
+from safeload._internal.text import get_logger
 from safeload.licenses import LicenseDecision, evaluate_license
 from safeload.modelcard import ModelCard, find_model_card, read_model_card
 
 if TYPE_CHECKING:
     from safeload.trust import TrustDecision, TrustStore
 
-_logger = logging.getLogger(__name__)
+_logger = get_logger(__name__)
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from safeload_conversion.budget import OPS_ENV
 from safeload_conversion.sandbox_layers import (
     EXIT_LOCKDOWN_FAILED,
     EXIT_SANDBOX_UNAVAILABLE,
@@ -75,6 +76,8 @@ def worker_env(output_dir: Path, limits: Limits, *, allow_unsandboxed: bool,
             "parent_pid": os.getpid(),
         }),
     }
+    if os.environ.get(OPS_ENV):  # a raised opcode budget holds in the child's machine too
+        env[OPS_ENV] = os.environ[OPS_ENV]
     env.update(extra_env or {})
     return env
 

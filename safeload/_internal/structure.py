@@ -10,12 +10,12 @@ import argparse
 import base64
 import collections
 import datetime
-import logging
 import pathlib
 from typing import Any
 
 import torch
 
+from safeload._internal.text import get_logger
 from safeload._internal.torchmap import torch_dtype
 
 MAX_DEPTH = 220
@@ -261,7 +261,7 @@ def _omegaconf(n: dict[str, Any], content: Any) -> Any:
     except ImportError:
         if not _warned_omegaconf:
             _warned_omegaconf = True
-            logging.getLogger("safeload").warning(
+            get_logger("safeload").warning(
                 "omegaconf is not installed: omegaconf containers in the checkpoint come back as "
                 "plain dicts and lists (pip install omegaconf to get DictConfig/ListConfig)")
         return content

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 _MAX = 300
 
 
@@ -26,3 +28,35 @@ def safe_text(value: object, *, keep_newlines: bool = False, limit: int = _MAX *
 
 def _is_bidi(ch: str) -> bool:
     return ch in "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f\u061c"
+
+
+def terminal_text(text: str) -> str:
+    """`text` with every control, non-printable or bidi character escaped except newlines: the
+    last guard before a terminal or a log (whatever a caller forgot to escape, an attacker's
+    file, member or folder name included). Unbounded: the text is ours, only its parts are not."""
+    if text.isprintable() and not any(_is_bidi(ch) for ch in text):
+        return text  # the common case, without building a new string
+    return safe_text(text, keep_newlines=True, limit=max(len(text), 1))
+
+
+class EscapingFilter(logging.Filter):
+    """Escapes a record's message (its arguments merged in) before any handler sees it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        escaped = terminal_text(message)
+        if escaped is not message:
+            record.msg, record.args = escaped, None
+        return True
+
+
+_FILTER = EscapingFilter()
+
+
+def get_logger(name: str) -> logging.Logger:
+    """`logging.getLogger(name)` with the escaping filter: every safeload logger uses this, so
+    a library user's own handlers never receive raw escape sequences either."""
+    logger = logging.getLogger(name)
+    if _FILTER not in logger.filters:
+        logger.addFilter(_FILTER)
+    return logger

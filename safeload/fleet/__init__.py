@@ -13,9 +13,9 @@ A node subscribes once (`subscribe(URL, root.json)`), syncs explicitly or before
 
 from __future__ import annotations
 
-import logging
 import os
 
+from safeload._internal.text import get_logger
 from safeload.fleet import _clock
 from safeload.fleet.client import (
     DEFAULT_TARGET,
@@ -42,7 +42,7 @@ from safeload.fleet.errors import (
 from safeload.fleet.merge import StricterLicensePolicy, merge
 from safeload.trust import TrustStore
 
-_logger = logging.getLogger(__name__)
+_logger = get_logger(__name__)
 
 
 def effective_store(local: TrustStore | None = None, *, home: str | os.PathLike[str] | None = None,

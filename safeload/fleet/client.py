@@ -47,7 +47,6 @@ import contextlib
 import dataclasses
 import datetime as dt
 import hashlib
-import logging
 import os
 import shutil
 import tempfile
@@ -56,7 +55,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from safeload._internal.atomic import write_atomic
-from safeload._internal.text import safe_text
+from safeload._internal.text import get_logger, safe_text
 from safeload._version import __version__
 from safeload.fleet import _clock
 from safeload.fleet.errors import (
@@ -84,7 +83,7 @@ from safeload.fleet.subscribing import (
 from safeload.fleet.tufrun import _cache_fetcher, _run, _Verified
 from safeload.trust import TrustStore, format_time, parse_time
 
-_logger = logging.getLogger(__name__)
+_logger = get_logger(__name__)
 
 # ------------------------------------------------------------------------------------------
 # state: the accepted generation

@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
-import logging
 import os
 import re
 import shutil
@@ -21,7 +20,7 @@ import filelock
 
 from safeload._internal import paths, strictjson
 from safeload._internal.atomic import write_atomic
-from safeload._internal.text import safe_text
+from safeload._internal.text import get_logger, safe_text
 from safeload.fleet.errors import (
     FleetConfigError,
     FleetLockError,
@@ -29,7 +28,7 @@ from safeload.fleet.errors import (
 )
 from safeload.trust import check_location
 
-_logger = logging.getLogger(__name__)
+_logger = get_logger(__name__)
 
 DEFAULT_TARGET = "safeload/truststore.json"
 DEFAULT_INTERVAL_S = 3600  # a sync before a load at most hourly

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import logging
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -13,7 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib import parse
 
-from safeload._internal.text import safe_text
+from safeload._internal.text import get_logger, safe_text
 from safeload._version import __version__
 from safeload.fleet import _clock
 from safeload.fleet.document import FleetDocument, parse_document
@@ -29,7 +28,7 @@ from safeload.fleet.errors import (
 from safeload.fleet.subscribing import Subscription
 from safeload.trust import format_time
 
-_logger = logging.getLogger(__name__)
+_logger = get_logger(__name__)
 
 # ------------------------------------------------------------------------------------------
 # running the Updater

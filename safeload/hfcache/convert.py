@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import time
 from collections.abc import Sequence
@@ -11,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from safeload import pipeline
-from safeload._internal.text import safe_text
+from safeload._internal.text import get_logger, safe_text
 from safeload.errors import RefusedError
 from safeload.hfcache.hub_write import _write_hub
 from safeload.hfcache.report import (
@@ -42,7 +41,7 @@ if TYPE_CHECKING:
     from safeload._internal.converter import Converted
 
 
-_logger = logging.getLogger(__name__)
+_logger = get_logger(__name__)
 
 # ------------------------------------------------------------------------------------------
 # Converting

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -14,7 +13,7 @@ from safeload._internal import strictjson
 from safeload._internal.atomic import write_atomic
 from safeload._internal.hashing import git_blob_id
 from safeload._internal.opened import OpenedFile
-from safeload._internal.text import safe_text
+from safeload._internal.text import get_logger, safe_text
 from safeload.errors import ConversionError
 from safeload.hfcache.report import (
     _CHUNK,
@@ -30,7 +29,7 @@ if TYPE_CHECKING:
     from safeload._internal.converter import Converted
 
 
-_logger = logging.getLogger(__name__)
+_logger = get_logger(__name__)
 
 # ------------------------------------------------------------------------------------------
 # Writing conversions into the Hub cache (opt-in)

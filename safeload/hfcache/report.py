@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import re
 import time
@@ -12,13 +11,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, get_args
 
+from safeload._internal.text import get_logger
 from safeload.pipeline import PICKLE_FORMATS
 
 if TYPE_CHECKING:
     pass
 
 
-_logger = logging.getLogger(__name__)
+_logger = get_logger(__name__)
 
 
 # Weight files whose bytes safeload does not read are still listed, so nothing hides.

@@ -5,7 +5,6 @@ pipeline's verify and admit stages (nothing recorded).
 from __future__ import annotations
 
 import errno
-import logging
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -17,7 +16,7 @@ from safeload._internal import strictjson, verify_cache
 from safeload._internal.hashing import digest_fd
 from safeload._internal.hubpath import first_hop
 from safeload._internal.opened import OpenedFile
-from safeload._internal.text import safe_text
+from safeload._internal.text import get_logger, safe_text
 from safeload.errors import RefusedError, SafeloadError, UnsafePathError
 from safeload.hfcache.report import (
     _GIT_NAME,
@@ -39,7 +38,7 @@ if TYPE_CHECKING:
     from safeload.trust import TrustStore
 
 
-_logger = logging.getLogger(__name__)
+_logger = get_logger(__name__)
 
 # ------------------------------------------------------------------------------------------
 # Scanning

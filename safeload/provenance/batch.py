@@ -45,7 +45,6 @@ from __future__ import annotations
 
 import atexit
 import hashlib
-import logging
 import os
 import sys
 import threading
@@ -58,12 +57,13 @@ from pathlib import Path
 from typing import Any
 
 from safeload._internal import paths
+from safeload._internal.text import get_logger
 from safeload._version import __version__
 from safeload.errors import ProvenanceError, ProvenanceWarning
 from safeload.provenance import ledger as _ledger
 from safeload.provenance.entry import ProvenanceEntry
 
-_logger = logging.getLogger("safeload.provenance")
+_logger = get_logger("safeload.provenance")
 
 FLUSH_SECONDS = 0.05
 FLUSH_COUNT = 256

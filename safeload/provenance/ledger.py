@@ -64,7 +64,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import logging
 import os
 import re
 import stat
@@ -78,11 +77,12 @@ import filelock
 
 from safeload._internal import paths, strictjson
 from safeload._internal.atomic import write_atomic
+from safeload._internal.text import get_logger
 from safeload.errors import ProvenanceError
 from safeload.provenance.entry import ProvenanceEntry
 from safeload.provenance.scrub import scrub_entry
 
-_logger = logging.getLogger("safeload.provenance")  # the package's, as before the split
+_logger = get_logger("safeload.provenance")  # the package's, as before the split
 
 LEDGER_NAME = "ledger.jsonl"
 HEAD_NAME = "HEAD"
@@ -228,6 +228,7 @@ class Head:
     seq: int  # -1: no head file (yet), or its content was lost
     digest: str
     lost: bool = False  # the file exists but is empty or zeros: a power loss artifact
+    recreated: bool = False  # the writer rewrote a missing HEAD before this append
 
 
 def read_head(directory: Path) -> Head:
@@ -435,6 +436,14 @@ def _append(directory: Path, compose: Compose, version: int) -> tuple[int, str]:
             repair = {"torn_bytes": len(torn), "torn_sha256": fragment_digest}
             _logger.warning("provenance: removed a torn %d-byte fragment left by an interrupted "
                             "write (kept in %s)", len(torn), directory / TORN_DIR)
+        if head.lost or head.recreated:
+            # A HEAD rewritten without a witness: a crash leaves this, and so does someone who
+            # cut the ledger and emptied or deleted HEAD. The evidence stays on the chain.
+            lost = "empty" if head.lost else "missing"
+            repair = {**(repair or {}), "head": lost, "head_seq": seq - 1}
+            _logger.warning("provenance: HEAD was %s; rewritten at entry %d (entries after it "
+                            "may have been cut off: `safeload provenance verify` reports it)",
+                            lost, seq - 1)
         chunks: list[bytes] = []
         written: list[Line] = []
         digest = prev
@@ -480,7 +489,8 @@ def _check_head_before_append(directory: Path, last: Line | None) -> Head:
 
     Crashes and power losses leave HEAD behind the ledger (or absent or empty), never ahead of
     it or on a different chain. A HEAD missing next to a single entry is recreated (durably)
-    before the append, so that "HEAD missing" with more entries always means deletion.
+    before the append, so that "HEAD missing" with more entries always means deletion; an
+    empty or recreated HEAD is recorded as a repair in the appended entry (verify reports it).
     """
     try:
         head = read_head(directory)
@@ -494,7 +504,7 @@ def _check_head_before_append(directory: Path, last: Line | None) -> Head:
         if ok and not head.lost:
             _write_head(directory, last.seq, last.digest, durable=True)
             _step("head-recreated")
-            head = Head(last.seq, last.digest)
+            head = Head(last.seq, last.digest, recreated=True)
     elif head.seq == last.seq:
         ok = head.digest == last.digest
     elif head.seq == last.seq - 1:

@@ -16,6 +16,7 @@ from typing import Any
 import filelock
 
 from safeload._internal import paths
+from safeload._internal.text import safe_text
 from safeload.errors import LedgerIntegrityError, ProvenanceError
 from safeload.provenance.batch import expand, flush
 from safeload.provenance.entry import ProvenanceEntry
@@ -251,6 +252,7 @@ def read_ledger(ledger: Path | None = None, *, anchor: str | None = None) -> Led
     last_line = 0
     chain = _Chain()
     by_seq: dict[int, int] = {}  # entry seq -> index in records
+    head_repairs: list[str] = []
     for number, segment, raw, is_last in _all_lines(files):
         if raw is not None and not raw.endswith(b"\n"):
             if is_last:
@@ -294,6 +296,10 @@ def read_ledger(ledger: Path | None = None, *, anchor: str | None = None) -> Led
                 head_line_digest = line.digest
             if anchor is not None and line.digest == anchor:
                 anchor_found = True
+        repair = line.body.get("repair")
+        if good and isinstance(repair, Mapping) and "head" in repair:
+            head_repairs.append(f"entry {line.seq}: HEAD was found {safe_text(repair['head'])} "
+                                "and rewritten; the ledger may have been cut off before it")
         if entry is None and good:
             continue  # a session record or a tally: part of the chain, not an entry
         if entry is not None:
@@ -316,9 +322,10 @@ def read_ledger(ledger: Path | None = None, *, anchor: str | None = None) -> Led
     if first_bad is None and anchor is not None and not anchor_found:
         first_bad = BadEntry(last_line + 1, None,
                              f"anchor {anchor} is not in the chain (rewritten or cut off)")
-    repairs = sum(1 for r in records if r.repair)
+    repairs = sum(1 for r in records if r.repair and "torn_bytes" in r.repair)
     if repairs:
         notes.append(f"{repairs} entries record the repair of a torn write")
+    notes.extend(head_repairs)
     report = VerifyReport(
         ok=first_bad is None, entries=count, head=last_two[-1] if last_two else None,
         head_seq=count - 1 if count else None,
@@ -363,17 +370,17 @@ def _check_head(head: Head | None, head_error: str | None, count: int,
     if head is None:
         return BadEntry(0, None, f"{head_error}")
     last_seq = count - 1
-    if head.lost:
-        notes.append("HEAD is empty (its update was lost in a crash); truncation of the last "
-                     "entries cannot be ruled out until the next write rewrites it")
-        return None
+    # Fail closed: an empty or missing HEAD next to entries is what a crash can leave, and also
+    # exactly what someone who cut the ledger's end would leave. Nothing rules truncation out,
+    # so it does not verify; the next write rewrites HEAD and records the repair on the chain.
+    if head.lost and count:
+        return BadEntry(0, None, "empty (emptied, or its update was lost in a crash) while the "
+                        "ledger has entries: the ledger may have been cut off")
+    if head.seq == -1 and count:
+        return BadEntry(0, None, "missing (deleted, or not yet written after a crash) while the "
+                        "ledger has entries: the ledger may have been cut off")
     if head.seq == -1:
-        if count <= 1:
-            if count:
-                notes.append("HEAD not written yet (a write was interrupted after its entry "
-                             "was committed); the next write creates it")
-            return None
-        return BadEntry(0, None, "missing (deleted?) while the ledger has entries")
+        return None
     if head.seq > last_seq:
         return BadEntry(last_line + 1, last_seq + 1,
                         f"ledger cut off: the head names entry {head.seq} but the ledger ends at "

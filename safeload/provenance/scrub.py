@@ -8,13 +8,14 @@ each scrub is noted in the entry's warnings and logged. Imports nothing from saf
 
 from __future__ import annotations
 
-import logging
 import os
 import re
 from collections.abc import Sequence
 from typing import Any
 
-_logger = logging.getLogger("safeload.provenance")  # the package's, as before the split
+from safeload._internal.text import get_logger
+
+_logger = get_logger("safeload.provenance")  # the package's, as before the split
 
 _REDACTED = "<redacted>"
 _SECRET_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (

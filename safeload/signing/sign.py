@@ -13,7 +13,6 @@ only implements ECDSA); only safeload reads it.
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -24,7 +23,7 @@ from typing import Literal
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from safeload._internal.atomic import write_atomic
-from safeload._internal.text import safe_text
+from safeload._internal.text import get_logger, safe_text
 from safeload.errors import SigningError
 from safeload.signing import _keys
 from safeload.signing._format import (
@@ -41,7 +40,7 @@ from safeload.signing._format import (
 from safeload.signing._tree import hash_file, hasher_factory, list_files, run_parallel
 from safeload.signing.verify import default_signature_path
 
-_logger = logging.getLogger(__name__)
+_logger = get_logger(__name__)
 
 PathLike = str | os.PathLike[str]
 

@@ -24,7 +24,6 @@ manifest is refused.
 from __future__ import annotations
 
 import datetime as dt
-import logging
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -33,7 +32,7 @@ from typing import TYPE_CHECKING
 
 from cryptography import x509
 
-from safeload._internal.text import safe_text
+from safeload._internal.text import get_logger, safe_text
 from safeload.errors import (
     SignatureError,
     UntrustedPublisherError,
@@ -63,7 +62,7 @@ from safeload.signing.results import Method, SignedManifest, VerificationResult
 if TYPE_CHECKING:
     from safeload.signing.sigstore_roots import SigstoreRoot
 
-_logger = logging.getLogger(__name__)
+_logger = get_logger(__name__)
 
 DEFAULT_SIGNATURE_NAME = "model.sig"
 PathLike = str | os.PathLike[str]

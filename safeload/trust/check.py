@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import hashlib
-import logging
 import os
 import threading
 import time
@@ -29,7 +28,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from safeload._internal.text import safe_text
+from safeload._internal.text import get_logger, safe_text
 from safeload.errors import (
     DigestMismatchError,
     ManifestMismatchError,
@@ -58,7 +57,7 @@ from safeload.trust.store import TrustStore
 if TYPE_CHECKING:
     from safeload.signing.verify import SignedManifest, VerificationResult
 
-_logger = logging.getLogger("safeload.trust")
+_logger = get_logger("safeload.trust")
 
 Content = bytes | bytearray | memoryview  # also an mmap: anything memoryview() accepts
 

@@ -261,8 +261,9 @@ def test_deleted_head_and_garbage_head_are_detected() -> None:
     head.unlink()
     report = verify()
     assert report.first_bad is not None and report.first_bad.line == 0
-    assert report.describe() == ("ledger BROKEN at HEAD file: missing (deleted?) while the "
-                                 "ledger has entries")
+    assert report.describe() == ("ledger BROKEN at HEAD file: missing (deleted, or not yet "
+                                 "written after a crash) while the ledger has entries: the "
+                                 "ledger may have been cut off")
     head.write_text("{not json")
     assert "not JSON" in verify().first_bad.reason  # type: ignore[union-attr]
 
@@ -454,14 +455,33 @@ def test_head_one_behind_verifies_and_is_moved_on() -> None:
 
 
 @pytest.mark.parametrize("content", [b"", b"\0" * 60])
-def test_head_emptied_by_a_power_loss_verifies_and_is_rewritten(content: bytes) -> None:
+def test_an_empty_head_does_not_verify_and_its_rewrite_stays_on_the_chain(content: bytes) -> None:
     _fill(3)
-    (ledger_dir() / "HEAD").write_bytes(content)
+    (ledger_dir() / "HEAD").write_bytes(content)  # a power loss, or someone hiding a cut
     report = verify()
-    assert report.ok and any("HEAD is empty" in n for n in report.notes)
-    record(_entry())
+    assert not report.ok and report.first_bad is not None and report.first_bad.line == 0
+    assert "empty" in report.first_bad.reason
+    record(_entry())  # the next write rewrites HEAD and records that it had to
     report = verify()
-    assert report.ok and not report.notes and report.recorded_head == report.head
+    assert report.ok and report.recorded_head == report.head
+    assert any("HEAD was found empty" in n for n in report.notes)
+
+
+@pytest.mark.parametrize("how", ["emptied", "deleted"])
+def test_a_cut_ledger_with_its_head_emptied_or_deleted_is_detected(how: str) -> None:
+    _fill(5)
+    lines = _lines()
+    _write_lines(lines[:2])  # the last three entries cut off
+    head = ledger_dir() / "HEAD"
+    if how == "emptied":
+        head.write_bytes(b"")
+    else:
+        head.unlink()
+    report = verify()
+    assert not report.ok and report.first_bad is not None and report.first_bad.line == 0
+    assert "cut off" in report.first_bad.reason
+    _write_lines(lines[:1])  # down to one entry: still not a state to trust silently
+    assert not verify().ok
 
 
 def test_head_left_behind_by_a_power_loss_verifies() -> None:
@@ -523,12 +543,14 @@ def test_one_sync_per_record_and_head_durable_only_when_created(
     assert verify().ok
 
 
-def test_missing_head_after_first_entry_is_a_crash_not_tampering() -> None:
+def test_missing_head_after_first_entry_is_reported_then_repaired_on_the_chain() -> None:
     record(_entry())
-    (ledger_dir() / "HEAD").unlink()
-    assert verify().ok
+    (ledger_dir() / "HEAD").unlink()  # a crash before HEAD was created, or a deletion
+    assert not verify().ok
     record(_entry(1))
-    assert verify().ok and verify().entries == 2
+    report = verify()
+    assert report.ok and report.entries == 2
+    assert any("HEAD was found missing" in n for n in report.notes)
 
 
 def test_failed_write_is_rolled_back(monkeypatch: pytest.MonkeyPatch) -> None:

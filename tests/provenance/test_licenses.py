@@ -234,3 +234,29 @@ def test_policy_round_trips() -> None:
     assert decide_license(ModelCard(license=("mit",)), STRICT).to_dict()["licenses"][0] == {
         "tag": "mit", "id": "MIT", "class": "permissive", "origin": "model card",
         "action": "allow", "rule": None}
+
+
+@pytest.mark.parametrize("front", [
+    "license: mit\nlicense: cc-by-nc-4.0",          # huggingface_hub keeps the last copy
+    "license: cc-by-nc-4.0\nlicense: mit",          # another reader the first
+    "license: !!str cc-by-nc-4.0",                  # yaml.safe_load reads tagged scalars
+    "license: cc-by-nc-4.0\ntags: !!set {a: null}",  # a tag anywhere voided the card
+])
+def test_an_ambiguous_card_cannot_slip_past_a_deny_rule(front: str) -> None:
+    from safeload.modelcard import parse_model_card
+
+    card = parse_model_card(f"---\n{front}\n---\n")
+    with pytest.raises(LicenseRefusedError, match="non-commercial"):
+        evaluate_license(card, LicensePolicy.from_dict({"deny": ["non-commercial"]}))
+
+
+def test_an_ambiguous_licence_is_unknown_as_well() -> None:
+    from safeload.modelcard import parse_model_card
+
+    card = parse_model_card("---\nlicense: mit\nlicense: apache-2.0\n---\n")
+    decision = decide_license(card, STRICT)  # both permissive, and an unknown on top
+    assert decision.action == "warn"
+    assert {f.info.license_class for f in decision.findings} >= {LicenseClass.UNKNOWN}
+    assert any("ambiguous" in n for n in decision.notes)
+    unparsed = parse_model_card("---\nlicense: &a mit\nother: *a\n---\n")  # refused: aliases
+    assert decide_license(unparsed, LicensePolicy.from_dict({"deny": ["unknown"]})).action == "deny"

@@ -139,12 +139,20 @@ def test_merge_keys_need_aliases_and_are_refused() -> None:
     "!custom 1",
     "!<tag:yaml.org,2002:python/object/apply:os.system> ['touch {canary}']",
 ])
-def test_tags_are_refused_and_never_run(payload: str, tmp_path: Path) -> None:
+def test_tags_are_never_constructed_and_make_the_licence_ambiguous(payload: str,
+                                                                   tmp_path: Path) -> None:
     canary = tmp_path / "canary"
     card = _timed(_card("license: " + payload.format(canary=canary)))
-    assert card.license == ()
+    assert card.license_ambiguous
     assert any("tags" in w for w in card.warnings)
     assert not canary.exists()
+
+
+def test_a_tag_elsewhere_does_not_hide_the_licence() -> None:
+    # huggingface_hub (yaml.safe_load) reads this card's licence: so does safeload, and marks
+    # it ambiguous rather than dropping the whole metadata ("no licence").
+    card = parse_model_card(_card("license: cc-by-nc-4.0\ntags: !!set {a: null}"))
+    assert card.license == ("cc-by-nc-4.0",) and card.license_ambiguous
 
 
 @pytest.mark.parametrize("text", [
@@ -186,11 +194,17 @@ def test_many_nodes_stay_bounded() -> None:
     assert any("nodes" in w for w in card.warnings)
 
 
-def test_duplicate_key_voids_the_field() -> None:
+def test_a_duplicate_licence_keeps_every_copy_and_is_ambiguous() -> None:
     card = parse_model_card(_card("license: mit\nlicense: cc-by-nc-4.0\ndatasets: [a]"))
-    assert card.license == ()
-    assert card.datasets == ("a",)
+    assert card.license == ("mit", "cc-by-nc-4.0") and card.license_ambiguous
+    assert card.datasets == ("a",) and card.ambiguous == ("license",)
     assert any("'license' appears more than once" in w for w in card.warnings)
+
+
+def test_a_duplicate_single_valued_field_is_void() -> None:
+    card = parse_model_card(_card("license: mit\nlibrary_name: a\nlibrary_name: b"))
+    assert card.library_name is None and card.ambiguous == ("library_name",)
+    assert card.license == ("mit",) and not card.license_ambiguous
 
 
 @pytest.mark.parametrize(("text", "fragment"), [
