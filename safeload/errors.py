@@ -133,6 +133,15 @@ class TrustStoreError(SafeloadError):
     """The trust store is missing, unparseable, of an unknown schema or too permissive."""
 
 
+class SigstoreRootError(TrustStoreError):
+    """A Sigstore trusted root cannot be refreshed, added or found (could not decide)."""
+
+
+class SigstoreRootRefusedError(SigstoreRootError, VerificationError):
+    """A Sigstore root refresh that TUF refuses (rollback, expiry, signatures, hashes), or a
+    stored root that no longer verifies: checked, and refused."""
+
+
 class ConversionError(SafeloadError):
     """The sandboxed conversion failed."""
 

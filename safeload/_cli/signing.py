@@ -65,12 +65,13 @@ def _verify_lines(args: argparse.Namespace, target: Path, result: Any, ctx: Any,
 
 def _sigstore_root_arg(args: argparse.Namespace) -> Any:
     """The Sigstore root a one-off keyless check uses (None: the shipped production root)."""
-    from safeload.signing.sigstore_roots import builtin_root, root_from_file
+    from safeload.signing.sigstore_roots import root_from_file
+    from safeload.signing.sigstore_store import resolve_root
 
     if args.sigstore_root:
         return root_from_file(args.sigstore_root)
     if args.sigstore_instance:
-        return builtin_root(args.sigstore_instance)
+        return resolve_root(args.sigstore_instance)
     return None
 
 
@@ -159,9 +160,10 @@ def add_verify_parser(sub: Any) -> None:
                    help="one-off keyless check: the exact OIDC issuer of --identity")
     roots = p.add_mutually_exclusive_group()
     roots.add_argument("--sigstore-root", metavar="FILE",
-                       help="keyless: Sigstore trusted_root.json (default: shipped production)")
-    roots.add_argument("--sigstore-instance", choices=("production", "staging"),
-                       help="keyless: a shipped Sigstore root")
+                       help="keyless: Sigstore trusted_root.json (default: the production root)")
+    roots.add_argument("--sigstore-instance", metavar="NAME",
+                       help="keyless: production, staging or a private instance (see "
+                            "`safeload trust sigstore-root list`)")
     p.add_argument("--ignore-path", metavar="P", action="append",
                    help="a path the signer ignored but did not record (repeatable)")
     p.set_defaults(func=_verify)

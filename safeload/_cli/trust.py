@@ -13,7 +13,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from safeload._cli import fleet
+from safeload._cli import fleet, sigstore_roots
 from safeload._cli._output import TEXT_JSON, Handler, Output, add_common_flags
 from safeload._cli._trust_args import (
     digest_arg,
@@ -112,10 +112,12 @@ def _trust_init(args: argparse.Namespace, out: Output) -> int:
 
 
 def _trust_list(args: argparse.Namespace, out: Output) -> int:
+    from safeload.signing.sigstore_store import list_roots
     from safeload.trust import TrustStore, load_observations
 
     store = TrustStore.load(store_path(args))
     obs = load_observations(store)
+    roots = list_roots()
     pins = [p.to_dict() | {"source": "user"} for p in store.pins] + \
         [p.to_dict() | {"source": "first-use"} for p in obs.pins]
     out.result({
@@ -133,7 +135,8 @@ def _trust_list(args: argparse.Namespace, out: Output) -> int:
         "signed_locations": [{"location": s.location, "publisher": s.publisher,
                               "key_id": s.key_id, "first_seen": s.first_seen}
                              for s in obs.signed],
-    }, text=_list_lines(store, obs, pins))
+        "sigstore_roots": roots,
+    }, text=[*_list_lines(store, obs, pins), *map(sigstore_roots.line, roots)])
     return EXIT_OK
 
 
@@ -247,9 +250,14 @@ def _trust_add_key(args: argparse.Namespace, out: Output) -> int:
 
 
 def _trust_add_identity(args: argparse.Namespace, out: Output) -> int:
+    from safeload.signing.sigstore_store import resolve_root
     from safeload.trust import TrustStore
 
     ident = identity_arg(args)
+    try:  # an instance verification could not use would refuse every load it signs
+        resolve_root(ident.instance)
+    except SafeloadError as exc:
+        raise SafeloadError(str(exc), hint=exc.hint) from exc
     if ident.san_regex is not None:
         _logger.warning("trusting every SAN that fully matches %s", safe_text(ident.san_regex))
     before, after = TrustStore.update(lambda s: s.with_identity(args.publisher, ident),
@@ -467,8 +475,9 @@ def add_parser(sub: Any) -> None:
     who = p.add_mutually_exclusive_group(required=True)
     who.add_argument("--san", help="exact certificate identity (e-mail, URI)")
     who.add_argument("--san-regex", help="opt-in: a regex that must match the whole SAN")
-    p.add_argument("--instance", default="production", choices=("production", "staging"),
-                   help="Sigstore instance (trusted root) the identity signs on")
+    p.add_argument("--instance", default="production", metavar="NAME",
+                   help="Sigstore instance the identity signs on: production (default), "
+                        "staging, or one added with `trust sigstore-root add`")
     p.add_argument("--extension", action="append", metavar="NAME=VALUE",
                    help="pin a Fulcio extension, e.g. source-repository=https://github.com/o/r")
     p = cmd("remove-identity", _trust_remove_identity, "stop trusting a keyless identity",
@@ -522,3 +531,4 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--with-policy", action="store_true",
                    help="also take the imported policy (default: keep ours)")
     fleet.add_commands(cmd)
+    sigstore_roots.add_commands(cmd, _confirm)

@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING, Protocol
 from safeload._internal.text import safe_text
 from safeload.errors import RevokedError
 from safeload.signing.keyless import IdentityRule, KeylessResult
-from safeload.signing.sigstore_roots import SigstoreRoot, builtin_root
 
 if TYPE_CHECKING:
     from cryptography import x509
@@ -124,8 +123,9 @@ def check_identity_revoked(anchors: TrustAnchors, result: KeylessResult, *, sour
                            f"{why}")
 
 
-def keyless_rules(anchors: TrustAnchors) -> list[tuple[SigstoreRoot, list[IdentityRule]]]:
-    """The keyless identities of every publisher, grouped by the Sigstore root they use."""
+def keyless_rules(anchors: TrustAnchors) -> list[tuple[str, list[IdentityRule]]]:
+    """The keyless identities of every publisher, grouped by the Sigstore instance (trusted
+    root name) they use; the caller resolves each root only when a keyless bundle needs it."""
     groups: dict[str, list[IdentityRule]] = {}
     for p in anchors.publishers:
         for ident in p.identities:
@@ -133,7 +133,7 @@ def keyless_rules(anchors: TrustAnchors) -> list[tuple[SigstoreRoot, list[Identi
                 issuer=ident.issuer, san=ident.san, san_regex=ident.san_regex,
                 extensions=dict(ident.extensions), publisher=p.name,
                 instance=ident.instance))
-    return [(builtin_root(name), rules) for name, rules in sorted(groups.items())]
+    return sorted(groups.items())
 
 
 __all__ = [

@@ -290,7 +290,7 @@ def _verify_sigstore_method(
 ) -> SignedManifest:
     """A keyless bundle: a one-off identity + issuer, or the trust store's keyless publishers."""
     from safeload.signing import keyless
-    from safeload.signing.sigstore_roots import builtin_root
+    from safeload.signing.sigstore_store import resolve_root
 
     if (identity is None) != (issuer is None):
         raise SignatureError(f"{source}: a keyless check needs both --identity and "
@@ -299,7 +299,7 @@ def _verify_sigstore_method(
     if identity is not None and issuer is not None:
         rule = keyless.IdentityRule(issuer=issuer, san=identity)
         results.append((None, keyless.verify_keyless(
-            data, source=source, root=root or builtin_root("production"), rules=[rule])))
+            data, source=source, root=root or resolve_root("production"), rules=[rule])))
     else:
         if store is None:
             raise SignatureError(f"{source}: a keyless check needs an identity or a trust store")
@@ -311,10 +311,10 @@ def _verify_sigstore_method(
                      "--issuer ISSUER --san SAN")
         # One pass per trusted Sigstore root; an identity only counts on its own instance.
         failures: list[SignatureError | UntrustedPublisherError] = []
-        for group_root, rules in groups:
+        for instance, rules in groups:
             try:
                 results.append((None, keyless.verify_keyless(
-                    data, source=source, root=group_root, rules=rules)))
+                    data, source=source, root=resolve_root(instance), rules=rules)))
                 break
             except (UntrustedPublisherError, SignatureError) as exc:
                 failures.append(exc)

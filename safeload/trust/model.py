@@ -270,15 +270,16 @@ class TrustedIdentity:
     extensions: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
-        from safeload.signing.sigstore_roots import BUILTIN_ROOTS
-
         if (self.san is None) == (self.san_regex is None):
             raise TrustStoreError("an identity needs exactly one of --san and --san-regex")
         if not self.issuer:
             raise TrustStoreError("an identity needs its exact OIDC issuer (--issuer)")
-        if self.instance not in BUILTIN_ROOTS:
-            raise TrustStoreError(f"unknown Sigstore instance {safe_text(self.instance)}",
-                                  hint=f"use one of {', '.join(BUILTIN_ROOTS)}")
+        # production, staging, or a private instance added with `trust sigstore-root add`
+        # (whether its root exists is checked when it is used: a missing one refuses).
+        if not re.fullmatch(r"[a-z0-9][a-z0-9._-]{0,63}", self.instance):
+            raise TrustStoreError(f"not a Sigstore instance name: {safe_text(self.instance)}",
+                                  hint="production, staging, or a name from "
+                                       "`safeload trust sigstore-root list`")
         if self.san_regex is not None:
             try:
                 re.compile(self.san_regex)

@@ -36,7 +36,6 @@ from safeload.trust.model import (
 
 if TYPE_CHECKING:
     from safeload.signing.keyless import IdentityRule, KeylessResult
-    from safeload.signing.sigstore_roots import SigstoreRoot
 
 SCHEMA_VERSION = 1
 
@@ -248,8 +247,8 @@ class TrustStore:
         k = key_id.lower()
         return next((r for r in self.revoked_keys if r.value == k), None)
 
-    def keyless_rules(self) -> list[tuple[SigstoreRoot, list[IdentityRule]]]:
-        """The keyless identities of every publisher, grouped by the Sigstore root they use."""
+    def keyless_rules(self) -> list[tuple[str, list[IdentityRule]]]:
+        """The keyless identities of every publisher, grouped by Sigstore instance name."""
         from safeload.signing import anchors  # the signing package loads cryptography
 
         return anchors.keyless_rules(self)
