@@ -109,7 +109,7 @@ def test_identities_round_trip_and_bad_ones_are_refused(store_path: Path) -> Non
     again = TrustStore.load(store_path)
     assert again.publisher("ibm").identities == (ident,) == store.publisher("ibm").identities
     for bad in ({"issuer": ISSUER}, {"issuer": ISSUER, "san": "a", "san_regex": "a"},
-                {"issuer": ISSUER, "san": "a", "instance": "elsewhere"},
+                {"issuer": ISSUER, "san": "a", "instance": "Else where"},
                 {"issuer": ISSUER, "san_regex": "("},
                 {"issuer": ISSUER, "san": "a", "extensions": {"1.2.3": "x"}},
                 {"issuer": ISSUER, "san": "a", "unknown": 1}):
@@ -238,3 +238,32 @@ def test_sbom_exports_the_keyless_signer(store_path: Path, model: Path) -> None:
     assert props["safeload:signature:keyless:identity"] == SAN
     assert props["safeload:signature:keyless:log_index"] == "598151086"
     assert props["safeload:signature:keyless:sigstore_root"] == "production"
+
+
+def test_private_instance_added_from_a_file_is_used_by_its_identities(
+        capsys: pytest.CaptureFixture[str], store_path: Path) -> None:
+    ts = ("--trust-store", store_path)
+    root = K / "trusted_roots" / "sigstore-production.trusted_root.json"
+    corp = TrustedIdentity(issuer=ISSUER, san=SAN, instance="corp")
+    _store(store_path, corp)
+    with pytest.raises(SignatureError, match="unknown Sigstore instance corp"):
+        verify_model(MODEL, trust_store=TrustStore.load(store_path))
+    assert _run(capsys, "trust", "add-identity", "x", "--issuer", ISSUER, "--san", SAN,
+                "--instance", "other", *ts)[0] == 2  # no such root: refused when added
+    no_ca = store_path.parent / "no-ca.json"
+    doc = json.loads(root.read_text())
+    no_ca.write_text(json.dumps(doc | {"certificateAuthorities": []}))
+    code, _, err = _run(capsys, "trust", "sigstore-root", "add", "corp", no_ca)
+    assert code == 1 and "no Fulcio CA" in err
+    no_log = store_path.parent / "no-log.json"
+    no_log.write_text(json.dumps(doc | {"tlogs": []}))
+    assert "no Rekor log" in _run(capsys, "trust", "sigstore-root", "add", "corp", no_log)[2]
+    assert _run(capsys, "trust", "sigstore-root", "add", "production", root)[0] == 2
+    assert _run(capsys, "trust", "sigstore-root", "add", "corp", root)[0] == 0
+    res = verify_model(MODEL, trust_store=TrustStore.load(store_path))
+    assert res.keyless is not None and res.keyless.root_name == "corp"
+    code, out, _ = _run(capsys, "trust", "list", "--json", *ts)
+    assert {"corp", "production", "staging"} <= {r["name"] for r in out["sigstore_roots"]}
+    code, out, _ = _run(capsys, "verify", MODEL, "--identity", SAN, "--identity-provider",
+                        ISSUER, "--sigstore-instance", "corp", "--json", *ts)
+    assert code == 0 and out["keyless"]["sigstore_root"] == "corp"
