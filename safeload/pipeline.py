@@ -275,7 +275,8 @@ def admit(verified: Verified, purpose: Purpose, *,
     if held.size == 0:
         raise EmptyFileError(f"{held.name}: the file is empty (0 bytes)",
                              hint="the download or save was interrupted: fetch or save it again")
-    context = model_context(held.local_path(), verified.store, origin=verified.origin)
+    context = model_context(held.local_path(), verified.store, origin=verified.origin,
+                            located=True)
     ins = inspection if inspection is not None else inspect_bytes(held.mapping(), name=held.name)
     refuse_if_unsafe(held.name, ins)
     # Converting runs the converter on the pickle: `pickles: refuse` holds for every purpose.

@@ -32,39 +32,43 @@ def find_model_card(model_file: str | os.PathLike[str]) -> Path | None:
     is a model folder (has `config.json`, `model_index.json`, ...); never further, so an unrelated
     README.md in a home or download folder is not taken for a model card.
     """
-    path = Path(os.path.abspath(os.fspath(model_file)))
-    start = path if path.is_dir() else path.parent
-    hf = _hf_repo_root(start)
-    candidates: list[Path] = []
+    # Strings and os.stat rather than pathlib: this runs on every load.
+    path = os.path.abspath(os.fspath(model_file))
+    start = path if os.path.isdir(path) else os.path.dirname(path)
+    hf = _hf_repo_root(Path(start))
+    candidates: list[str] = []
+    boundary: str | None = None
     if hf is not None:
-        repo_dir, snapshot = hf
+        repo_dir, snapshot = str(hf[0]), str(hf[1])
         here = start
         while True:
             candidates.append(here)
-            if here == snapshot or here == here.parent or snapshot not in here.parents:
+            parent = os.path.dirname(here)
+            if here in (snapshot, parent) or not here.startswith(snapshot + os.sep):
                 break
-            here = here.parent
-        boundary: Path | None = repo_dir
+            here = parent
+        boundary = repo_dir
     else:
         candidates.append(start)
-        parent = start.parent
-        if parent != start and any((parent / m).is_file() for m in _MODEL_DIR_MARKERS):
+        parent = os.path.dirname(start)
+        if parent != start and any(os.path.isfile(os.path.join(parent, m))
+                                   for m in _MODEL_DIR_MARKERS):
             candidates.append(parent)
-        boundary = None
     for directory in candidates:
-        card = directory / _CARD_NAME
+        card = os.path.join(directory, _CARD_NAME)
         try:
-            resolved = card.resolve(strict=True)
+            os.lstat(card)  # most folders have none: skip the resolve
+            resolved = Path(card).resolve(strict=True)
             if not stat.S_ISREG(resolved.stat().st_mode):
                 continue
         except (OSError, RuntimeError):
             continue
         if boundary is not None:
-            root = boundary.resolve()
+            root = Path(boundary).resolve()
             if resolved != root and root not in resolved.parents:
                 _logger.warning("model card %s links outside its repo cache; ignored", card)
                 continue
-        return card
+        return Path(card)
     return None
 
 

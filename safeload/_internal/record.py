@@ -62,16 +62,18 @@ def _base_cards(card: ModelCard) -> dict[str, ModelCard]:
 
 
 def model_context(path: Path | None, store: TrustStore, *,
-                  origin: tuple[str, str, str] | None = None) -> ModelContext:
+                  origin: tuple[str, str, str] | None = None,
+                  located: bool = False) -> ModelContext:
     """Read the model card next to `path` and apply the licence policy.
 
-    `origin` (repo, commit, file) when the caller already knows the Hub file.
+    `origin` (repo, commit, file) when the caller already knows the Hub file; `located` when
+    the caller already decided it (None then means a local file: not decided again).
 
     Raises:
         LicenseRefusedError: the licence (or a base model's) is denied by the policy.
         UnsafePathError: see `hub_origin`.
     """
-    if origin is None and path is not None:
+    if origin is None and path is not None and not located:
         origin = hub_origin(path)
     repo, rev, fname = origin if origin else (None, None, None)
     card_path = find_model_card(path) if path is not None else None

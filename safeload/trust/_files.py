@@ -90,15 +90,19 @@ def state_key(path: Path) -> tuple[tuple[int, ...] | None, ...]:
     the owner and mode of every directory above it (the location rule). Equal keys mean the
     same bytes under the same permissions; any write, rename or chmod changes the key."""
     out: list[tuple[int, ...] | None] = []
-    for p in (Path(os.path.abspath(path)), *Path(os.path.abspath(path)).parents):
+    p = os.path.abspath(path)  # strings, not pathlib: this runs several times per load
+    while True:
         try:
             st = os.stat(p)
         except OSError:
             out.append(None)
-            continue
-        out.append((st.st_dev, st.st_ino, st.st_mode, st.st_uid, st.st_size, st.st_mtime_ns,
-                    st.st_ctime_ns))
-    return tuple(out)
+        else:
+            out.append((st.st_dev, st.st_ino, st.st_mode, st.st_uid, st.st_size,
+                        st.st_mtime_ns, st.st_ctime_ns))
+        parent = os.path.dirname(p)
+        if parent == p:
+            return tuple(out)
+        p = parent
 
 
 def read_trust_file(path: Path, source: str) -> bytes | None:

@@ -117,9 +117,10 @@ def _find_signature(path: Path, explicit: Path | None) -> _FoundSignature | None
         sig_dir = Path(os.path.abspath(explicit)).parent
         root = sig_dir if sig_dir in here.parents else here.parent
         return _FoundSignature(explicit, root, f"file:{root.resolve()}")
-    single = path.with_name(path.name + ".sig")
-    if single.is_file():
-        return _FoundSignature(single, here.parent, f"file:{path.resolve()}")
+    # os.path first: most files have no signature, and this runs on every load.
+    single = str(here) + ".sig"
+    if os.path.isfile(single):
+        return _FoundSignature(Path(single), here.parent, f"file:{path.resolve()}")
     dirs = [here.parent]
     snap = _snapshot_root(here)
     if snap is not None:
@@ -128,7 +129,7 @@ def _find_signature(path: Path, explicit: Path | None) -> _FoundSignature | None
             d = d.parent
             dirs.append(d)
     for d in dirs:
-        if (d / "model.sig").is_file():
+        if os.path.isfile(os.path.join(d, "model.sig")):
             return _FoundSignature(d / "model.sig", d, f"file:{d.resolve()}")
     return None
 

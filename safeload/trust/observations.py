@@ -19,6 +19,7 @@ from safeload.trust._files import (
     observed_path,
     parse_json,
     read_trust_file,
+    state_key,
     write_file,
 )
 from safeload.trust._schema import _fail, _list, _obj, _str
@@ -102,6 +103,10 @@ class Observations:
             return after
 
 
+# Observations read by this process, by path (the same rule as `TrustStore.load`).
+_loaded: dict[Path, tuple[tuple[tuple[int, ...] | None, ...], Observations]] = {}
+
+
 def load_observations(store: TrustStore) -> Observations:
     """The observations beside `store` (empty for an in-memory store).
 
@@ -110,7 +115,17 @@ def load_observations(store: TrustStore) -> Observations:
     """
     if store.path is None:
         return Observations()
-    return Observations.load(observed_path(store.path))
+    path = observed_path(store.path)
+    # Read once per process, again when the file or a directory above it changes (every
+    # rewrite is a rename, so a new inode even within one mtime tick).
+    key = state_key(path)
+    hit = _loaded.get(path)
+    if hit is not None and hit[0] == key:
+        return hit[1]
+    obs = Observations.load(path)
+    if state_key(path) == key:  # unchanged while it was read: safe to reuse
+        _loaded[path] = (key, obs)
+    return obs
 
 
 def observe(obs: Observations, pin: Pin | None, rec: SignedRecord | None) -> Observations:
