@@ -25,6 +25,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Literal, NamedTuple
 
+from safeload_conversion.budget import BYTES_ENV, OPS_ENV, SECONDS_ENV
+
 from safeload._internal.opened import Held, InMemory, OpenedFile
 from safeload._internal.text import get_logger
 from safeload.errors import (
@@ -277,7 +279,7 @@ def admit(verified: Verified, purpose: Purpose, *,
                              hint="the download or save was interrupted: fetch or save it again")
     context = model_context(held.local_path(), verified.store, origin=verified.origin,
                             located=True)
-    ins = inspection if inspection is not None else inspect_bytes(held.mapping(), name=held.name)
+    ins = inspection if inspection is not None else _inspect(held, verified.sha256)
     refuse_if_unsafe(held.name, ins)
     # Converting runs the converter on the pickle: `pickles: refuse` holds for every purpose.
     if ins.format in PICKLE_FORMATS and verified.store.policy.pickles == "refuse":
@@ -289,6 +291,28 @@ def admit(verified: Verified, purpose: Purpose, *,
         raise UnsafeCheckpointError(f"{held.name}: {ins.format} is not a pickle checkpoint; "
                                     "nothing to convert")
     return Admitted(verified, context, ins)
+
+
+# Clean pickle verdicts by (content sha256, inspection bounds): a repeat load of the same bytes
+# is not walked by the symbolic machine again (half a millisecond for a small checkpoint). Only
+# the format is kept: after admission a pickle is used only through the converted store, which
+# validates its entries against the source itself. Unsafe or other verdicts are never kept.
+_clean_pickles: dict[tuple[str, tuple[str, ...]], str] = {}
+_CLEAN_PICKLES_MAX = 4096
+_BOUNDS_ENV = (OPS_ENV, BYTES_ENV, SECONDS_ENV)
+
+
+def _inspect(held: Held, sha256: str) -> Inspection:
+    key = (sha256, tuple(os.environ.get(v, "") for v in _BOUNDS_ENV))
+    fmt = _clean_pickles.get(key)
+    if fmt is not None:
+        return Inspection(fmt, "clean")
+    ins = inspect_bytes(held.mapping(), name=held.name)
+    if ins.verdict == "clean" and ins.format in PICKLE_FORMATS:
+        if len(_clean_pickles) >= _CLEAN_PICKLES_MAX:
+            _clean_pickles.pop(next(iter(_clean_pickles)))
+        _clean_pickles[key] = ins.format
+    return ins
 
 
 def refuse_if_unsafe(name: str, ins: Inspection) -> None:

@@ -13,6 +13,8 @@ def safe_text(value: object, *, keep_newlines: bool = False, limit: int = _MAX *
     A terminal must never receive an attacker's escape sequences, bidi overrides or line breaks.
     """
     text = value if isinstance(value, str) else str(value)
+    if len(text) <= limit and text.isprintable() and _BIDI.isdisjoint(text):
+        return text  # the common case: nothing to escape (a path on every load)
     if len(text) > limit:
         text = text[:limit] + f"...[{len(text) - limit} more chars]"
     out: list[str] = []
@@ -26,15 +28,18 @@ def safe_text(value: object, *, keep_newlines: bool = False, limit: int = _MAX *
     return "".join(out)
 
 
+_BIDI = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f\u061c")
+
+
 def _is_bidi(ch: str) -> bool:
-    return ch in "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f\u061c"
+    return ch in _BIDI
 
 
 def terminal_text(text: str) -> str:
     """`text` with every control, non-printable or bidi character escaped except newlines: the
     last guard before a terminal or a log (whatever a caller forgot to escape, an attacker's
     file, member or folder name included). Unbounded: the text is ours, only its parts are not."""
-    if text.isprintable() and not any(_is_bidi(ch) for ch in text):
+    if text.isprintable() and _BIDI.isdisjoint(text):
         return text  # the common case, without building a new string
     return safe_text(text, keep_newlines=True, limit=max(len(text), 1))
 
