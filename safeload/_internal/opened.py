@@ -56,6 +56,7 @@ class OpenedFile:
         self.identity = FileIdentity.of(st)
         self._nlink = st.st_nlink
         self._map: mmap.mmap | None = None
+        self._path: Path | None = None
 
     @classmethod
     def open(cls, path: str | os.PathLike[str], *, root: str | os.PathLike[str] | None = None
@@ -96,7 +97,9 @@ class OpenedFile:
         return self.fd
 
     def local_path(self) -> Path:
-        return Path(self.path)
+        if self._path is None:  # asked by several stages of every load: built once
+            self._path = Path(self.path)
+        return self._path
 
     def input_fd(self) -> tuple[int, bool]:
         """The descriptor a converter child reads (not to be closed by the caller)."""

@@ -6,35 +6,49 @@ None of these directories is guaranteed to exist; writers create them.
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 
 import platformdirs
 
 _APP = "safeload"
+# What platformdirs reads on the platforms it supports (Linux XDG, macOS HOME, Windows profile).
+_PLATFORM_ENV = ("HOME", "XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_CACHE_HOME", "APPDATA",
+                 "LOCALAPPDATA", "USERPROFILE")
 
 
-def _home() -> Path | None:
-    home = os.environ.get("SAFELOAD_HOME")
-    return Path(home) if home else None
+def _dir(kind: str) -> Path:
+    # The environment is read on every call; only the Path for a given environment is reused
+    # (every load asks for several of these).
+    home = os.environ.get("SAFELOAD_HOME") or ""
+    return _dir_for(kind, home, () if home else tuple(os.environ.get(v) for v in _PLATFORM_ENV))
+
+
+@functools.lru_cache(maxsize=64)
+def _dir_for(kind: str, home: str, _platform: tuple[str | None, ...]) -> Path:
+    if home:
+        return Path(home) / kind
+    if kind == "config":
+        return platformdirs.user_config_path(_APP, appauthor=False)
+    if kind == "data":
+        return platformdirs.user_data_path(_APP, appauthor=False)
+    return platformdirs.user_cache_path(_APP, appauthor=False)
 
 
 def config_dir() -> Path:
     """Configuration (the trust store)."""
-    home = _home()
-    return home / "config" if home else platformdirs.user_config_path(_APP, appauthor=False)
+    return _dir("config")
 
 
 def data_dir() -> Path:
     """Data the user would not want deleted (the provenance ledger)."""
-    home = _home()
-    return home / "data" if home else platformdirs.user_data_path(_APP, appauthor=False)
+    return _dir("data")
 
 
 def cache_dir() -> Path:
     """Regenerable data (converted checkpoints, the verification cache)."""
-    home = _home()
-    return home / "cache" if home else platformdirs.user_cache_path(_APP, appauthor=False)
+    return _dir("cache")
 
 
 def trust_store_path() -> Path:

@@ -277,6 +277,10 @@ def subscription(*, home: str | os.PathLike[str] | None = None) -> Subscription 
     Raises:
         FleetConfigError: the subscription file is unusable.
     """
+    if home is None:  # every load asks: the common answer (no file) without building a layout
+        config = paths.config_dir()
+        if not os.path.lexists(os.path.join(config, "fleet", "subscription.json")):
+            return None
     return _load_subscription(_layout(home))
 
 

@@ -326,7 +326,7 @@ def check_load(
         sha256=sha, shown=shown, store=store, observations=load_observations(store),
         signature=_signature_facts(path, signature, store, sha, size, content),
         first_seen=format_time(dt.datetime.now(dt.timezone.utc)) or "", hub=hub,
-        local_path=None if hub is not None else str(path.resolve()), pin_local=pin_local)
+        local_path=None if hub is not None else os.path.realpath(path), pin_local=pin_local)
     decision = decide(facts)
     for exc in decision.waived:
         _logger.warning("audit mode, not refusing: %s", exc)
