@@ -71,21 +71,15 @@ def _batch(result_fd: int, out_dir: str, in_fds: list[int]) -> int:
         print(USAGE, file=sys.stderr)
         return 2
     report = enter_sandbox(result_fd, out_dir, keep_fds=tuple(in_fds))
-    from safeload_conversion.convert import ConvertRefused, convert_fd
 
     results: list[dict[str, Any]] = []
     for i, fd in enumerate(in_fds):
         sub = os.path.join(out_dir, str(i))
         try:
             os.makedirs(sub, exist_ok=True)
-            one = convert_fd(fd, sub)
-            one["ok"] = True
-        except ConvertRefused as exc:
-            one = {"ok": False, "error": {"kind": "refused", "message": str(exc)}}
-        except (OSError, MemoryError, RecursionError, ValueError, OverflowError) as exc:
-            # One input hitting a limit or an I/O error must not cost the others their result.
-            one = {"ok": False, "error": {"kind": "failed",
-                                          "message": f"{type(exc).__name__}: {exc}"}}
+            one = _convert_one(fd, sub)
+        except OSError as exc:
+            one = _failed(exc)
         finally:
             try:
                 os.close(fd)  # done with this input: fewer live mappings and descriptors
@@ -96,6 +90,25 @@ def _batch(result_fd: int, out_dir: str, in_fds: list[int]) -> int:
     send_result(result_fd, {"ok": True, "batch": True, "results": results,
                             "layers": report.to_dict()})
     return 0
+
+
+def _failed(exc: BaseException) -> dict[str, Any]:
+    return {"ok": False, "error": {"kind": "failed", "message": f"{type(exc).__name__}: {exc}"}}
+
+
+def _convert_one(fd: int, sub: str) -> dict[str, Any]:
+    """One input of a batch or a long-lived worker: its report, or why it failed. One input
+    hitting a limit or an I/O error must not cost the others their result."""
+    from safeload_conversion.convert import ConvertRefused, convert_fd
+
+    try:
+        one = convert_fd(fd, sub)
+    except ConvertRefused as exc:
+        return {"ok": False, "error": {"kind": "refused", "message": str(exc)}}
+    except (OSError, MemoryError, RecursionError, ValueError, OverflowError) as exc:
+        return _failed(exc)
+    one["ok"] = True
+    return one
 
 
 def _send_frame(result_fd: int, obj: dict[str, Any]) -> None:
@@ -117,7 +130,7 @@ def _read_index(request_fd: int) -> int | None:
 
 def _serve(result_fd: int, out_dir: str, request_fd: int) -> int:
     report = enter_sandbox(result_fd, out_dir, keep_fds=(request_fd,))
-    from safeload_conversion.convert import ConvertRefused, convert_fd
+    import safeload_conversion.convert  # noqa: F401  (the converter loaded before "ready")
 
     layers = report.to_dict()
     _send_frame(result_fd, {"ok": True, "ready": True, "layers": layers})
@@ -127,13 +140,9 @@ def _serve(result_fd: int, out_dir: str, request_fd: int) -> int:
         try:
             fd = os.open(os.path.join(out_dir, f"in-{index}"), os.O_RDONLY | os.O_NOFOLLOW)
             os.mkdir(sub)
-            one = convert_fd(fd, sub)
-            one["ok"] = True
-        except ConvertRefused as exc:
-            one = {"ok": False, "error": {"kind": "refused", "message": str(exc)}}
-        except (OSError, MemoryError, RecursionError, ValueError, OverflowError) as exc:
-            one = {"ok": False, "error": {"kind": "failed",
-                                          "message": f"{type(exc).__name__}: {exc}"}}
+            one = _convert_one(fd, sub)
+        except OSError as exc:
+            one = _failed(exc)
         finally:
             if fd >= 0:
                 os.close(fd)

@@ -195,6 +195,18 @@ class _Refs(set[str]):
         return candidate
 
 
+def _hub_identity(comp: dict[str, Any], hf: tuple[str | None, str, str | None]
+                  ) -> tuple[str, str | None]:
+    """Set a Hub model's group, name and version on `comp`; (repo id, revision)."""
+    namespace, name, revision = hf
+    if namespace:
+        comp["group"] = namespace
+    comp["name"] = name
+    if revision:
+        comp["version"] = revision
+    return (f"{namespace}/{name}" if namespace else name), revision
+
+
 def _component(model: _Model, used: _Refs) -> dict[str, Any]:
     entry = model.latest
     src = entry.source
@@ -206,13 +218,7 @@ def _component(model: _Model, used: _Refs) -> dict[str, Any]:
     if src.purl:
         comp["bom-ref"] = used.new(src.purl)
         if hf is not None:
-            namespace, name, revision = hf
-            repo = f"{namespace}/{name}" if namespace else name
-            if namespace:
-                comp["group"] = namespace
-            comp["name"] = name
-            if revision:
-                comp["version"] = revision
+            repo, revision = _hub_identity(comp, hf)
             ext.append({"type": "vcs", "url": _url(repo)})
             if revision:
                 ext.append({"type": "model-card", "url": _url(repo, "blob", revision,
@@ -501,13 +507,7 @@ def _inventory_component(art: _Artifact) -> dict[str, Any]:
     repo: str | None = None
     original = entry.converted_from.path if entry.converted_from else None
     if hf is not None and src.purl:
-        namespace, name, revision = hf
-        repo = f"{namespace}/{name}" if namespace else name
-        if namespace:
-            comp["group"] = namespace
-        comp["name"] = name
-        if revision:
-            comp["version"] = revision
+        repo, _revision = _hub_identity(comp, hf)
         file = src.file or ""
         comp["purl"] = src.purl.split("#", 1)[0] + (
             "#" + "/".join(quote(p, safe=".-_~") for p in file.split("/") if p) if file else "")
