@@ -11,12 +11,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from safeload._internal.cardpath import find_model_card
 from safeload._internal.hashing import sha256_path
 from safeload._internal.text import get_logger
 from safeload.licenses import LicenseDecision, evaluate_license
-from safeload.modelcard import ModelCard, find_model_card, read_model_card
 
 if TYPE_CHECKING:
+    from safeload.modelcard import ModelCard
     from safeload.trust import TrustDecision, TrustStore
 
 _logger = get_logger(__name__)
@@ -46,6 +47,8 @@ def hub_origin(path: Path) -> tuple[str, str, str] | None:
 
 def _base_cards(card: ModelCard) -> dict[str, ModelCard]:
     """Cards of the base models that are in the local Hugging Face cache (never the network)."""
+    from safeload.modelcard import read_model_card
+
     out: dict[str, ModelCard] = {}
     try:
         from huggingface_hub import try_to_load_from_cache
@@ -79,6 +82,8 @@ def model_context(path: Path | None, store: TrustStore, *,
     card_path = find_model_card(path) if path is not None else None
     if card_path is None:
         return ModelContext(None, None, None, repo, rev, fname)
+    from safeload.modelcard import read_model_card  # YAML only when there is a card
+
     card = read_model_card(card_path)
     for w in card.warnings:
         _logger.warning("model card %s: %s", card_path, w)
