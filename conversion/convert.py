@@ -79,6 +79,9 @@ def output_metadata(plan: Plan, source_sha256: str) -> dict[str, str]:
     }
 
 
+HASH_THREAD_MIN = 4 << 20  # below this the source digest is computed before converting
+
+
 def convert_fd(in_fd: int, out_dir: str) -> dict[str, Any]:
     """Convert the checkpoint behind `in_fd` into OUT_DIR/model.safetensors; report it."""
     started = time.monotonic()
@@ -98,13 +101,18 @@ def convert_fd(in_fd: int, out_dir: str) -> dict[str, Any]:
         timings["hash_source"] = time.monotonic() - mark
 
     def source_digest() -> str:
-        hasher.join()
+        if hasher is not None:
+            hasher.join()
         if not digest or isinstance(digest[0], BaseException):
             raise ConvertRefused(f"could not hash the input: {digest[0] if digest else '?'}")
         return digest[0]
 
-    hasher = threading.Thread(target=hash_source, name="source-sha256")
-    hasher.start()
+    hasher: threading.Thread | None = None
+    if size >= HASH_THREAD_MIN:
+        hasher = threading.Thread(target=hash_source, name="source-sha256")
+        hasher.start()
+    else:  # a thread costs more than hashing a small input (a DataLoader's .pt files)
+        hash_source()
     try:
         mark = time.monotonic()
         ck = read_checkpoint(buf)
@@ -122,7 +130,8 @@ def convert_fd(in_fd: int, out_dir: str) -> dict[str, Any]:
             durable=os.environ.get("SAFELOAD_CONVERT_FSYNC", "1") != "0")
         timings["write"] = time.monotonic() - mark
     finally:
-        hasher.join()
+        if hasher is not None:
+            hasher.join()
     return {
         "source_sha256": source_digest(),
         "source_format": ck.kind,

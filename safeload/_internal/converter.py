@@ -77,6 +77,9 @@ def _private_dir(path: Path) -> Path:
     return path
 
 
+PARALLEL_HASH_MIN = 4 << 20  # outputs from this size are hashed on the other core
+
+
 def _validate_output(out: Path, source: Held, source_sha256: str, *,
                      measure: bool) -> tuple[SafetensorsHeader, str | None]:
     """Check the child's file against the output the parent derives from the held source
@@ -89,18 +92,21 @@ def _validate_output(out: Path, source: Held, source_sha256: str, *,
             header = parse_header(buf, str(out))
         except MalformedFileError as exc:
             raise _mismatch(out, f"not a valid safetensors file: {exc}") from None
-        whole: Future[str] | None = None
-        with ThreadPoolExecutor(1) as pool:
-            if measure:
-                whole = pool.submit(f.sha256)
+        def check() -> None:
             try:
                 src = source.mapping()
                 expected_output = expected.derive(src, source_sha256)
                 expected.compare(expected_output, buf, src)
             except expected.OutputMismatch as exc:
                 raise _mismatch(out, str(exc)) from None
-            digest = whole.result() if whole is not None else None
-        return header, digest
+
+        if not measure or f.size < PARALLEL_HASH_MIN:  # a thread costs more than a small hash
+            check()
+            return header, f.sha256() if measure else None
+        with ThreadPoolExecutor(1) as pool:
+            whole: Future[str] = pool.submit(f.sha256)
+            check()
+            return header, whole.result()
 
 
 def _mismatch(out: Path, detail: str) -> ConversionError:
@@ -108,6 +114,18 @@ def _mismatch(out: Path, detail: str) -> ConversionError:
         f"{out}: the converter's output did not match its input ({detail}); it was discarded",
         hint="convert again; if this repeats, the checkpoint may be attacking the converter: "
              "do not use it")
+
+
+_support_memo: tuple[Any, dict[str, Any]] | None = None
+
+
+def _support() -> dict[str, Any]:
+    """`support_report()`, read once per process (seven /proc files: more than a small
+    conversion costs); asked again if the function was replaced (tests)."""
+    global _support_memo
+    if _support_memo is None or _support_memo[0] is not support_report:
+        _support_memo = (support_report, support_report())
+    return _support_memo[1]
 
 
 def _check_layers(name: str, layers: LayerReport) -> None:
@@ -119,7 +137,7 @@ def _check_layers(name: str, layers: LayerReport) -> None:
     layer both applied and missing) is refused, so the record never carries it.
     """
     applied = set(layers.applied)
-    support = support_report()
+    support = _support()
     impossible = (applied - set(LAYERS)) | (applied & set(layers.missing))
     if support.get("supported_arch") is None:
         impossible |= applied & {"landlock", "seccomp"}
