@@ -21,13 +21,13 @@ JSON object, on success and on failure.
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import os
 import sys
 from collections.abc import Sequence
 from typing import Any
 
-from safeload._cli import cache, convert, demo, provenance, scan, signing, trust
 from safeload._cli._output import FORMAT_ENV, Handler, Output, add_common_flags, resolve_format
 from safeload._internal.text import get_logger
 from safeload._version import __version__
@@ -51,7 +51,19 @@ environment (defaults for the flags CI sets; a flag wins):
 exit codes: 0 ok, 1 refused (a policy decision), 2 could not decide"""
 
 
-def build_parser() -> argparse.ArgumentParser:
+# Each command's parser builder, by name: `main` builds only the one argv names first
+# (a whole parser costs more than a small scan: `safeload scan FILE` starts faster than peers).
+# The modules are imported only for the parser that is built.
+_COMMANDS: dict[str, tuple[str, str]] = {
+    "scan": ("scan", "add_parser"), "convert": ("convert", "add_parser"),
+    "cache": ("cache", "add_parser"), "demo": ("demo", "add_parser"),
+    "provenance": ("provenance", "add_parser"), "trust": ("trust", "add_parser"),
+    "verify": ("signing", "add_verify_parser"), "sign": ("signing", "add_sign_parser"),
+}
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The whole parser, or (`only`, a command name) one with that command alone."""
     parser = argparse.ArgumentParser(
         prog="safeload",
         description="Load third-party model checkpoints without running their code.",
@@ -61,14 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_common_flags(parser, top_level=True)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    scan.add_parser(sub)
-    convert.add_parser(sub)
-    cache.add_parser(sub)
-    demo.add_parser(sub)
-    provenance.add_parser(sub)
-    trust.add_parser(sub)
-    signing.add_verify_parser(sub)
-    signing.add_sign_parser(sub)
+    for name, (module, builder) in _COMMANDS.items():
+        if only is None or name == only:
+            getattr(importlib.import_module(f"safeload._cli.{module}"), builder)(sub)
     return parser
 
 
@@ -103,9 +110,13 @@ def exit_code(exc: BaseException) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    # A command as the first word parses exactly as with the whole parser (argparse never
+    # abbreviates command names); anything else (flags first, --help, a typo) gets it all.
+    first = args_list[0] if args_list else None
+    parser = build_parser(first if first in _COMMANDS else None)
     try:
-        args = parser.parse_args(argv)
+        args = parser.parse_args(args_list)
     except SystemExit as exc:  # argparse: usage errors exit 2, --help/--version exit 0
         return int(exc.code) if isinstance(exc.code, int) else EXIT_ERROR
     _configure_logging(args.verbose)
