@@ -182,6 +182,23 @@ def _entry_state(final: Path, held: Held, source_sha256: str) -> tuple[Any, ...]
     return (str(final), source_sha256, source, *out)
 
 
+def _remember_state(state: tuple[Any, ...], hit: Converted) -> None:
+    if len(_validated) >= _VALIDATED_MAX:
+        _validated.clear()
+    _validated[state] = hit
+
+
+def _remember(final: Path, held: Held, source_sha256: str, hit: Converted) -> None:
+    """A fresh entry, validated before it was moved into the store: its first hit in this
+    process need not compare it again (a write after this changes its state)."""
+    try:
+        state = _entry_state(final, held, source_sha256)
+    except OSError:
+        return
+    if state is not None:
+        _remember_state(state, hit)
+
+
 def _cached(final: Path, held: Held, source_sha256: str) -> Converted | None:
     """The store entry `final`, validated against the held source exactly as a fresh output
     is (an earlier child may have lied); a damaged or lying entry is removed and regenerated."""
@@ -198,9 +215,7 @@ def _cached(final: Path, held: Held, source_sha256: str) -> Converted | None:
         header, _ = _validate_output(final / OUTPUT_NAME, held, source_sha256, measure=False)
         hit = Converted(final / OUTPUT_NAME, header, report, source_sha256, True)
         if state is not None and _entry_state(final, held, source_sha256) == state:
-            if len(_validated) >= _VALIDATED_MAX:
-                _validated.clear()
-            _validated[state] = hit
+            _remember_state(state, hit)
         return hit
     except (OSError, ValueError, ConversionError) as exc:
         _logger.warning("discarding a damaged converted entry %s: %s", final, exc)
@@ -272,6 +287,8 @@ def convert_opened(name: str, opened: Held, *, timeout: float = 3600,
         except OSError:  # a concurrent conversion won the race: use its entry, checked
             shutil.rmtree(work, ignore_errors=True)
         else:  # ours, validated above in a folder only this process writes
+            _remember(final, opened, source_sha256,
+                      Converted(final / OUTPUT_NAME, header, report, source_sha256, True))
             return Converted(final / OUTPUT_NAME, header, report, source_sha256, False)
         hit = _cached(final, opened, source_sha256)
         if hit is None:
