@@ -159,14 +159,16 @@ def test_huge_declared_storage_is_refused_before_any_child(tmp_path: Path) -> No
         safeload.load(bad)
 
 
+@pytest.mark.parametrize("loads_before", [1, 2], ids=["fresh-entry", "validated-hit"])
 def test_a_store_entry_changed_after_a_remembered_validation_is_caught(
-        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    # Repeat loads skip re-validating an entry whose files (and source) are unchanged; a write
-    # to the entry, even one keeping its size, changes its ctime and is validated again.
+        tmp_path: Path, caplog: pytest.LogCaptureFixture, loads_before: int) -> None:
+    # Repeat loads skip re-validating an entry whose files (and source) are unchanged (one this
+    # process converted, or one it validated on a hit); a write to the entry, even one keeping
+    # its size, changes its ctime and is validated again.
     src = tmp_path / "m.pt"
     torch.save({"w": torch.arange(8, dtype=torch.float32)}, src)
-    safeload.load(src)
-    safeload.load(src)  # remembered
+    for _ in range(loads_before):
+        safeload.load(src)
     entries = [e for e in _store_entries() if not e.startswith(".")]
     assert len(entries) == 1
     out = paths.converted_dir() / entries[0] / "model.safetensors"
