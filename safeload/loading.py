@@ -59,6 +59,9 @@ def load(
     if weights_only is False or pickle_module is not None or pickle_load_args:
         _warn_once("unsafe-args", "safeload.load does not honour weights_only=False, "
                    "pickle_module or pickle load arguments: its own policy applies")
+    from safeload._internal.torchmap import check_map_location
+
+    check_map_location(map_location)  # before any work, as torch.load fails on its first tensor
     held = open_input(f)
     try:
         return load_held(held, map_location=map_location, mmap=mmap)
@@ -69,7 +72,10 @@ def load(
 def load_opened(opened: Held, *, map_location: MapLocation = None, mmap: bool | None = None,
                 action: str = "load", hub: HubFile | None = None) -> Any:
     """`load` for bytes already held (from_pretrained and the guard hold them)."""
+    from safeload._internal.torchmap import check_map_location
+
     assert action in ("load", "from_pretrained")
+    check_map_location(map_location)
     return load_held(opened, map_location=map_location, mmap=mmap,
                      action="from_pretrained" if action == "from_pretrained" else "load",
                      hub=hub)

@@ -33,6 +33,7 @@ from safeload.errors import (
     DigestMismatchError,
     EmptyFileError,
     MalformedFileError,
+    MapLocationError,
     UnsafeCheckpointError,
     UnsupportedFormatError,
 )
@@ -362,6 +363,18 @@ def materialize(admitted: Admitted, *, map_location: Any = None,
         MalformedFileError: NumPy cannot read the arrays; the file changed while loading.
         UnsupportedFormatError: a recognised format safeload does not load.
     """
+    held = admitted.verified.held
+    try:
+        value, conversion = _materialize(admitted, map_location=map_location, mmap=mmap)
+    except MapLocationError as exc:
+        # torch's advice, naming the user's file (never the converted store's entry)
+        raise MapLocationError(f"{held.name}: {exc}") from None
+    check_unchanged(held, admitted.verified.sha256)
+    return value, conversion
+
+
+def _materialize(admitted: Admitted, *, map_location: Any, mmap: bool | None
+                 ) -> tuple[Any, Converted | None]:
     held, ins = admitted.verified.held, admitted.inspection
     name, fmt = held.name, ins.format
     conversion: Converted | None = None
@@ -387,7 +400,6 @@ def materialize(admitted: Admitted, *, map_location: Any = None,
         raise UnsupportedFormatError(
             f"{name}: {fmt} files are recognised but not loaded by safeload.load",
             hint="decompress or extract the file and load the checkpoint inside")
-    check_unchanged(held, admitted.verified.sha256)
     return value, conversion
 
 

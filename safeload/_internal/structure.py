@@ -17,6 +17,7 @@ import torch
 
 from safeload._internal.text import get_logger
 from safeload._internal.torchmap import torch_dtype
+from safeload.errors import MapLocationError, MapLocationTypeError
 
 MAX_DEPTH = 220
 
@@ -280,6 +281,8 @@ def _sharing(base: torch.Tensor) -> torch.Tensor:
 def rebuild(structure: Any, tensors: dict[str, torch.Tensor], map_tensor: Any) -> Any:
     try:
         return Rebuilder(tensors, map_tensor).build(structure)
+    except (MapLocationError, MapLocationTypeError):
+        raise  # the caller's map_location, not the file: torch raises these too
     except (KeyError, TypeError, ValueError, RecursionError, IndexError, RuntimeError,
             OverflowError) as exc:
         raise StructureError(f"converted file has a malformed structure: {exc}") from None

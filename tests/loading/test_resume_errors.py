@@ -106,3 +106,65 @@ def test_the_unpicklers_own_keywords_stay_accepted(tmp_path: Path) -> None:
         warnings.simplefilter("ignore")
         out = safeload.load(f, encoding="latin1")
     assert torch.equal(out["a"], torch.ones(2))
+
+
+# ------------------------------------------------------------------------------------------
+# map_location that cannot be honoured: what torch raises, naming the user's file
+
+
+def _cuda_saved(tmp: Path, **save_kwargs: object) -> Path:
+    """A checkpoint whose storages are recorded on 'cuda:0', as a GPU-saved file's are."""
+    import torch.serialization as ts
+
+    def tagger(obj: object) -> str | None:
+        dev = getattr(obj, "device", None)
+        return "cuda:0" if dev is not None and dev.type == "cpu" else None
+
+    entry = (0, tagger, lambda obj, loc: None)
+    ts._package_registry.append(entry)  # type: ignore[attr-defined]
+    ts._package_registry.sort(key=lambda e: e[0])  # type: ignore[attr-defined]
+    try:
+        path = tmp / "gpu-saved.pt"
+        torch.save({"w": torch.arange(4.0)}, path, **save_kwargs)  # type: ignore[arg-type]
+    finally:
+        ts._package_registry.remove(entry)  # type: ignore[attr-defined]
+    return path
+
+
+needs_cpu_only = pytest.mark.skipif(torch.cuda.is_available(), reason="needs a CPU-only torch")
+
+
+@needs_cpu_only
+@pytest.mark.parametrize("fmt", ["zip", "legacy"])
+@pytest.mark.parametrize("ml", [None, "cuda", "cuda:1", torch.device("cuda"), {"cpu": "cuda"}],
+                         ids=["saved-on-gpu", "str", "str-index", "device", "dict"])
+def test_an_unavailable_device_raises_torchs_runtime_error_naming_the_file(
+        fmt: str, ml: object, tmp_path: Path) -> None:
+    from safeload.errors import MapLocationError
+
+    kwargs = {} if fmt == "zip" else {"_use_new_zipfile_serialization": False}
+    if ml is None:
+        path = _cuda_saved(tmp_path, **kwargs)
+    else:
+        path = tmp_path / "cpu-saved.pt"
+        torch.save({"w": torch.arange(4.0)}, path, **kwargs)  # type: ignore[arg-type]
+    with pytest.raises(RuntimeError) as ref:
+        torch.load(path, map_location=ml)  # type: ignore[arg-type]
+    with pytest.raises(MapLocationError) as got:
+        safeload.load(path, map_location=ml)
+    assert isinstance(got.value, RuntimeError)
+    assert str(got.value).startswith(f"{path}: "), "names the user's file, not the store's"
+    assert str(ref.value)[:60] in str(got.value), "torch's own advice"
+    assert "safeload" not in str(got.value)
+    # the way out torch's advice names works
+    assert torch.equal(safeload.load(path, map_location="cpu")["w"], torch.arange(4.0))
+
+
+@pytest.mark.parametrize("ml", [3, 1.5, ["cpu"]], ids=["int", "float", "list"])
+def test_a_map_location_of_a_bad_type_is_a_type_error(ml: object, tmp_path: Path) -> None:
+    path = tmp_path / "m.pt"
+    torch.save({"a": torch.ones(2)}, path)
+    with pytest.raises(TypeError):
+        torch.load(path, map_location=ml)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=type(ml).__name__):
+        safeload.load(path, map_location=ml)
