@@ -58,7 +58,12 @@ class MalformedFileError(RefusedError, pickle.UnpicklingError, RuntimeError):
     """
 
 
-class EmptyFileError(MalformedFileError, EOFError):
+class TruncatedFileError(MalformedFileError, EOFError):
+    """A checkpoint whose bytes end early (an interrupted write or download): torch raises
+    EOFError or RuntimeError, and this is both."""
+
+
+class EmptyFileError(TruncatedFileError):
     """A checkpoint file with no bytes at all (an interrupted write): torch raises EOFError."""
 
 

@@ -7,11 +7,12 @@
 
 from __future__ import annotations
 
+import os
 import warnings
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from safeload.pipeline import FileLike, load_held, open_input
+from safeload.pipeline import FileLike, load_held, open_input, plain_file
 
 if TYPE_CHECKING:
     from safeload._internal.hubpath import HubFile
@@ -63,10 +64,14 @@ def load(
 
     check_map_location(map_location)  # before any work, as torch.load fails on its first tensor
     held = open_input(f)
+    by_descriptor = held.descriptor is not None
     try:
-        return load_held(held, map_location=map_location, mmap=mmap)
+        value = load_held(held, map_location=map_location, mmap=mmap)
     finally:
         held.close()
+    if by_descriptor and plain_file(f):
+        f.seek(0, os.SEEK_END)  # type: ignore[union-attr]  # where a stream read leaves it
+    return value
 
 
 def load_opened(opened: Held, *, map_location: MapLocation = None, mmap: bool | None = None,

@@ -22,6 +22,8 @@ from safeload.errors import (
     MalformedFileError,
     RefusedError,
     SafeloadError,
+    TruncatedFileError,
+    UnsafeCheckpointError,
 )
 
 RESUME_CATCHES = (RuntimeError, EOFError, OSError)
@@ -44,10 +46,26 @@ def _truncated_safetensors(tmp: Path) -> Path:
     return tmp / "last.safetensors"
 
 
+def _cut(tmp: Path, keep: Callable[[int], int], **save_kwargs: object) -> Path:
+    torch.save({"w": torch.ones(64), "b": torch.zeros(3)}, tmp / "full.pt",
+               **save_kwargs)  # type: ignore[arg-type]
+    data = (tmp / "full.pt").read_bytes()
+    (tmp / "last.pt").write_bytes(data[: keep(len(data))])
+    return tmp / "last.pt"
+
+
 CASES: dict[str, tuple[Callable[[Path], Path], type[SafeloadError]]] = {
     "empty": (_empty, EmptyFileError),
     "directory": (_directory, DirectoryPathError),
     "truncated-safetensors": (_truncated_safetensors, MalformedFileError),
+    "truncated-zip": (lambda t: _cut(t, lambda n: n // 2), TruncatedFileError),
+    "truncated-zip-tail": (lambda t: _cut(t, lambda n: n - 10), TruncatedFileError),
+    "truncated-legacy-storage": (lambda t: _cut(t, lambda n: n - 20,
+                                                _use_new_zipfile_serialization=False),
+                                 TruncatedFileError),
+    "truncated-legacy-head": (lambda t: _cut(t, lambda n: 5,
+                                             _use_new_zipfile_serialization=False),
+                              TruncatedFileError),
 }
 
 
@@ -75,6 +93,24 @@ def test_a_torch_style_resume_loop_catches_every_corrupt_kind(kind: str, tmp_pat
             assert isinstance(exc, RefusedError)
             assert path.name in str(exc), "the error names the user's file"
     assert resumed_from == {}
+
+
+def test_a_truncated_file_is_also_an_eof_error(tmp_path: Path) -> None:
+    path = _cut(tmp_path, lambda n: n // 2)
+    with pytest.raises(TruncatedFileError) as info:
+        safeload.load(path)
+    assert isinstance(info.value, EOFError) and isinstance(info.value, RuntimeError)
+    assert "damaged" in str(info.value) and "fetch or save it again" in (info.value.hint or "")
+
+
+def test_a_truncated_pickle_that_reaches_an_import_stays_unsafe(tmp_path: Path) -> None:
+    # damage is a file no loader runs code from: a cut-off payload is still a payload
+    payload = pickle.dumps(print, protocol=2)[:-1]  # builtins.print, STOP cut off
+    path = tmp_path / "last.pt"
+    path.write_bytes(payload)
+    with pytest.raises(UnsafeCheckpointError) as info:
+        safeload.load(path)
+    assert not isinstance(info.value, TruncatedFileError)
 
 
 def test_an_empty_file_is_also_an_eof_and_an_unpickling_error(tmp_path: Path) -> None:
