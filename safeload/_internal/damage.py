@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from safeload.inspection import Inspection, would_import
+from safeload._internal.reach import would_import
+from safeload.inspection import Inspection
 
 # Damage after every pickle of a legacy file parsed clean: the raw storage bytes are short.
 _LEGACY_SHORT = ("truncated before storage ", "storage ")
