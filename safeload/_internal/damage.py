@@ -26,10 +26,11 @@ def damage(ins: Inspection, buf: Any) -> tuple[str, bool] | None:
     if ins.verdict != "unsafe" or not findings or any(f.global_name for f in findings):
         return None
     first = findings[0].message
-    # Bytes after STOP are a second stream another loader may read: not damage.
-    if ins.format == "pickle" and all(f.code == "malformed" and f.message != "bytes after STOP"
+    # Only a stream cut short: bytes after STOP are a second stream another loader may read,
+    # and a value the rules refuse (a Python 2 string) is no interrupted write.
+    if ins.format == "pickle" and all(f.code == "malformed" and "truncated" in f.message
                                       for f in findings):
-        return first, any("truncated" in f.message for f in findings)
+        return first, True
     if ins.format == "torch-legacy" and len(findings) == 1 and findings[0].code == "malformed" \
             and first.startswith(_LEGACY_SHORT) and "disagrees with" not in first:
         return first, True
