@@ -77,6 +77,7 @@ class _Planner:
         self.active: set[int] = set()
         self.nodes = 0
         self.keep: list[Any] = []  # keeps encoded objects alive so id() stays unique
+        self.by_storage: dict[str, list[tuple[dict[str, Any], TensorRef]]] = {}
 
     def name_for(self, path: list[str]) -> str:
         base = ".".join(path) or "tensor"
@@ -173,6 +174,8 @@ class _Planner:
                "g": t.requires_grad, "p": t.parameter, "loc": t.storage.location}
         if t.attrs:
             out["a"] = [[a, self.encode(v, [*path, a], depth + 1)] for a, v in t.attrs]
+        if t.quant is None:
+            self.by_storage.setdefault(t.storage.key, []).append((out, t))
         if t.quant is not None:
             scheme = t.quant[0]
             if scheme == "per_tensor_affine":
@@ -279,10 +282,28 @@ class _Planner:
         return out
 
 
+    def record_views(self) -> None:
+        """Where a storage is more than one plain tensor (views of it, a non-contiguous or
+        offset tensor), each tensor's node records its place in the storage, "sv": [storage,
+        offset, stride, storage bytes], so the loader rebuilds the views over one storage. The
+        entries stay each tensor's own values, as `load_file` reads them."""
+        for refs in self.by_storage.values():
+            views = {(t.offset, t.size, t.stride, t.dtype) for _, t in refs}
+            t0 = refs[0][1]
+            nbytes = t0.storage.numel * vm_itemsize(t0.storage.dtype)
+            if len(views) == 1 and t0.offset == 0 and (
+                    t0.stride == _contiguous_strides(t0.size) or _numel(t0.size) <= 1) and \
+                    _numel(t0.size) * vm_itemsize(t0.dtype) == nbytes:
+                continue  # the whole storage, once: the entry is the storage
+            for out, t in refs:
+                out["sv"] = [t.storage.key, t.offset, list(t.stride), nbytes]
+
+
 def make_plan(root: Any, spans: dict[str, tuple[int, int]]) -> Plan:
     """Plan the conversion of a symbolic checkpoint (see module docstring)."""
     planner = _Planner(spans)
     # A top-level state dict keeps its own keys as tensor names (what transformers expects).
     planner.plan.structure = planner.encode(root, [], 0)
+    planner.record_views()
     return planner.plan
 

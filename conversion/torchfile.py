@@ -99,7 +99,8 @@ def read_torch_zip(buf: Buf, members: list[ZipMember]) -> TorchCheckpoint:
         ck.findings.append(Finding("archive", f"unexpected member {m.name!r}", member=m.name))
     order = by_name.get("byteorder")
     try:
-        if order is not None and bytes(read_member(buf, order, limit=16)) != b"little":
+        if order is not None and bytes(
+                read_member(buf, order, limit=16, zero_crc=True)) != b"little":
             ck.findings.append(Finding("unsupported", "big-endian checkpoint", member=order.name))
     except ZipError as exc:
         ck.findings.append(Finding("archive", str(exc), member=order.name if order else None))
@@ -109,7 +110,7 @@ def read_torch_zip(buf: Buf, members: list[ZipMember]) -> TorchCheckpoint:
         if not rel.endswith(".pkl"):
             continue
         try:
-            data = read_member(buf, m, limit=MAX_PICKLE_MEMBER)
+            data = read_member(buf, m, limit=MAX_PICKLE_MEMBER, zero_crc=True)
         except ZipError as exc:
             ck.findings.append(Finding("archive", str(exc), member=m.name))
             continue

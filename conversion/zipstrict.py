@@ -321,9 +321,13 @@ def _skip_descriptor(buf: Buf, pos: int, m: ZipMember, *, zip64: bool) -> int:
     return pos + struct.calcsize(fmt)
 
 
-def read_member(buf: Buf, m: ZipMember, *, limit: int, check_crc: bool = True
-                ) -> bytes | memoryview:
-    """The member's bytes: a view for stored members, bounded inflation for deflated ones."""
+def read_member(buf: Buf, m: ZipMember, *, limit: int, check_crc: bool = True,
+                zero_crc: bool = False) -> bytes | memoryview:
+    """The member's bytes: a view for stored members, bounded inflation for deflated ones.
+
+    `zero_crc`: a stored member whose CRC-32 is recorded as 0 is read unchecked, as torch
+    reads it (`torch.save` with `compute_crc32=False` writes 0 for every member).
+    """
     if m.size > limit:
         raise ZipError(f"member {m.name!r} is larger than the {limit}-byte limit")
     raw = memoryview(buf)[m.data_offset : m.data_offset + m.compressed_size]
@@ -340,6 +344,7 @@ def read_member(buf: Buf, m: ZipMember, *, limit: int, check_crc: bool = True
             raise ZipError(f"member {m.name!r} is not a valid deflate stream: {exc}") from None
         if len(data) != m.size or not d.eof or d.unconsumed_tail or d.unused_data:
             raise ZipError(f"member {m.name!r} does not inflate to its declared size")
-    if check_crc and zlib.crc32(data) != m.crc:
+    if check_crc and not (zero_crc and m.crc == 0 and m.method == 0) \
+            and zlib.crc32(data) != m.crc:
         raise ZipError(f"CRC mismatch in member {m.name!r}")
     return data

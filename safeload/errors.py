@@ -58,8 +58,25 @@ class MalformedFileError(RefusedError, pickle.UnpicklingError, RuntimeError):
     """
 
 
-class EmptyFileError(MalformedFileError, EOFError):
+class TruncatedFileError(MalformedFileError, EOFError):
+    """A checkpoint whose bytes end early (an interrupted write or download): torch raises
+    EOFError or RuntimeError, and this is both."""
+
+
+class EmptyFileError(TruncatedFileError):
     """A checkpoint file with no bytes at all (an interrupted write): torch raises EOFError."""
+
+
+class MapLocationError(SafeloadError, RuntimeError):
+    """A `map_location` (or the saved device, without one) this machine cannot honour.
+
+    torch.load raises a RuntimeError with the same advice ("... use map_location=..."); the
+    message names the user's file. Not a refusal: nothing is wrong with the file.
+    """
+
+
+class MapLocationTypeError(SafeloadError, TypeError):
+    """A `map_location` of a type torch.load does not accept (torch raises a TypeError)."""
 
 
 class UnsupportedArgumentError(RefusedError):

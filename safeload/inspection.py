@@ -22,7 +22,7 @@ import zlib
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from safeload_conversion.budget import CHARGE_EVERY, Budget, BudgetExceeded, current, scope
+from safeload_conversion.budget import Budget, BudgetExceeded, current, scope
 from safeload_conversion.pickle_vm import Buf, Finding, MalformedPickle, PickleMachine, allowlist
 from safeload_conversion.torchfile import (
     LEGACY_MAGIC,
@@ -32,6 +32,7 @@ from safeload_conversion.torchfile import (
 )
 from safeload_conversion.zipstrict import ZipError, read_member, read_zip
 
+from safeload._internal.reach import PICKLE_OPCODES, would_import
 from safeload._internal.safetensors_check import looks_like_safetensors, parse_header
 from safeload._internal.text import safe_text
 from safeload.errors import MalformedFileError
@@ -73,9 +74,7 @@ class Inspection:
         return self.verdict == "unsafe"
 
 
-_PICKLE_OPCODES = frozenset(b"(.012FIJKLMNPQRSTUVXabcd}eghijl]opqrst)uG\x80\x81\x82\x83\x84\x85"
-                            b"\x86\x87\x88\x89\x8a\x8bBC\x8c\x8d\x8e\x8f\x90\x91\x92\x93\x94\x95"
-                            b"\x96\x97\x98")
+_PICKLE_OPCODES = PICKLE_OPCODES
 
 
 _JOBLIB_LZMA_PREFIX = b"]\x00"  # joblib's _detect_compressor: this prefix means lzma
@@ -277,114 +276,18 @@ def _inspect_pickle(buf: Buf, name: str) -> Inspection:
                           list(ck.findings), checkpoint=ck)
     findings = list(vm.findings)
     pos = vm.pos
+    if pos != len(buf) and buf[:1] != b"\x80" and not findings \
+            and isinstance(root, (bytes, str, int, float)) \
+            and would_import(bytes(buf[pos:]), persistent_calls=True) is None:
+        # Text that happens to begin with a scalar pickle (`Copyright (c)`: SHORT_BINBYTES,
+        # then STOP) and goes on without reaching an import: a LICENSE, not a checkpoint.
+        return Inspection("unknown", "skipped", detail="not a pickle")
     if pos != len(buf):
         findings.append(Finding("malformed", "bytes after STOP", pos, None, None, name or None))
         findings.extend(_trailing_findings(buf, pos, name))
     fmt = "joblib" if any(g.startswith("joblib.") for g in vm.globals_seen) else "pickle"
     return Inspection(fmt, "unsafe" if findings else "clean", findings,
                       detail=f"protocol {vm.proto}")
-
-
-# Opcodes that import or call: reaching one is what makes a broken pickle dangerous.
-# PERSID/BINPERSID are not imports by themselves; a loader with a persistent_load (any
-# custom unpickler) goes on past them, so the walk does too.
-_IMPORTS = {0x63: "GLOBAL", 0x69: "INST", 0x93: "STACK_GLOBAL", 0x82: "EXT1", 0x83: "EXT2",
-            0x84: "EXT4"}
-# Opcodes that call a method of an object on the stack, and opcodes that push nothing.
-_METHOD_OPS = frozenset(b"aesubRo\x81\x92\x90")
-_NO_PUSH_OPS = frozenset(b"pqr01.\x94\x95\x80")
-_LINE_ARGS = frozenset(b"FILPSVgp")  # one text line
-_FIXED_ARGS = {0x4A: 4, 0x4B: 1, 0x4D: 2, 0x68: 1, 0x6A: 4, 0x71: 1, 0x72: 4, 0x47: 8,
-               0x80: 1, 0x82: 1, 0x83: 2, 0x84: 4, 0x95: 8}
-_LEN_ARGS = {0x54: ("<i", 4), 0x55: ("<B", 1), 0x58: ("<I", 4), 0x8A: ("<B", 1),
-             0x8B: ("<i", 4), 0x42: ("<I", 4), 0x43: ("<B", 1), 0x8C: ("<B", 1),
-             0x8D: ("<Q", 8), 0x8E: ("<Q", 8), 0x96: ("<Q", 8)}
-
-
-def _line_end(buf: Buf, pos: int, end: int) -> int | None:
-    """Index of the newline ending a text argument, however far (CPython's unpicklers read
-    lines of any length: a 64 KiB give-up let a 70 KB line hide an import); None when the
-    input ends first."""
-    find = getattr(buf, "find", None)
-    nl = find(b"\n", pos, end) if find is not None else bytes(buf[pos:end]).find(b"\n")
-    if nl < 0:
-        return None
-    return nl if find is not None else pos + nl
-
-
-def would_import(buf: Buf, limit: int = 64 << 20, *, extensions: bool = True,
-                 persistent_calls: bool = False) -> tuple[int, str] | None:
-    """Could ANY unpickler reach an import before these bytes stop parsing?
-
-    A walk that checks only framing (a known opcode, complete arguments), so it goes at least
-    as far as CPython's C and Python unpicklers, which also check values. A GLOBAL or INST is
-    an import, except as the very first opcode with whitespace in its module text: that is
-    how text files such as `import torch` scripts begin, not how a payload hides. Returns the
-    offset and name of the first import opcode reached, or None. Past `limit` bytes of
-    well-formed opcodes it gives up and answers as if an import were reached (fail closed:
-    such a file is refused, never skipped).
-
-    With `persistent_calls`, a method opcode (APPEND, BUILD, REDUCE, ...) after a persistent id
-    and at least one pushed value counts too: the loader's `persistent_load` made that object,
-    and the unpickler would call a method of it with a value from the file.
-    """
-    pos, end = 0, len(buf)
-    persid_then_push: bool | None = None  # None: no persistent id yet
-    pushed = False  # BINPERSID pops its id: on an empty stack the unpickler stops there
-    budget, steps = current(), 0
-    while pos < end:
-        if pos >= limit:
-            return pos, "(undecided: too long to walk)"
-        steps += 1
-        if budget is not None and steps % CHARGE_EVERY == 0:
-            budget.charge_ops(CHARGE_EVERY)  # the same opcodes budget as the strict machine
-        op = buf[pos]
-        at = pos
-        pos += 1
-        if op not in _PICKLE_OPCODES:
-            return None
-        if persistent_calls:
-            if op in _METHOD_OPS and persid_then_push:
-                return at, "(a method of a persistent_load result)"
-            if op == 0x50 or (op == 0x51 and pushed):  # PERSID / BINPERSID
-                persid_then_push = False
-            elif op not in _NO_PUSH_OPS and op not in _METHOD_OPS:
-                pushed = True
-                if persid_then_push is False:
-                    persid_then_push = True
-        if op in (0x63, 0x69):  # GLOBAL / INST: two text lines
-            nl = _line_end(buf, pos, end)
-            if nl is None or nl == pos:
-                return None
-            module = bytes(buf[pos:nl])
-            # Only a first opcode may be text (`import torch`, `class Foo:`): after a prefix,
-            # any name is an import (`__import__("evil mod")` finds `evil mod.py`).
-            if at > 0 or not any(c in b" \t\r\x0b\x0c" for c in module):
-                return at, _IMPORTS[op]
-            pos = nl + 1
-            nl = _line_end(buf, pos, end)
-            if nl is None:
-                return None
-            pos = nl + 1
-            continue
-        if op in _IMPORTS:
-            # EXT* imports only what the process registered with copyreg (nothing, normally);
-            # `extensions=False` treats them as the lookup failure they nearly always are.
-            return (at, _IMPORTS[op]) if extensions or op == 0x93 else None
-        if op in _LINE_ARGS:
-            nl = _line_end(buf, pos, end)
-            if nl is None:
-                return None
-            pos = nl + 1
-        elif op in _FIXED_ARGS:
-            pos += _FIXED_ARGS[op]
-        elif op in _LEN_ARGS:
-            fmt, size = _LEN_ARGS[op]
-            if pos + size > end:
-                return None
-            (n,) = struct.unpack_from(fmt, buf, pos)
-            pos += size + max(n, 0)
-    return None
 
 
 def _trailing_findings(buf: Buf, pos: int, name: str) -> list[Finding]:

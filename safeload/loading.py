@@ -7,11 +7,12 @@
 
 from __future__ import annotations
 
+import os
 import warnings
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from safeload.pipeline import FileLike, load_held, open_input
+from safeload.pipeline import FileLike, load_held, open_input, plain_file
 
 if TYPE_CHECKING:
     from safeload._internal.hubpath import HubFile
@@ -59,17 +60,27 @@ def load(
     if weights_only is False or pickle_module is not None or pickle_load_args:
         _warn_once("unsafe-args", "safeload.load does not honour weights_only=False, "
                    "pickle_module or pickle load arguments: its own policy applies")
+    from safeload._internal.torchmap import check_map_location
+
+    check_map_location(map_location)  # before any work, as torch.load fails on its first tensor
     held = open_input(f)
+    by_descriptor = held.descriptor is not None
     try:
-        return load_held(held, map_location=map_location, mmap=mmap)
+        value = load_held(held, map_location=map_location, mmap=mmap)
     finally:
         held.close()
+    if by_descriptor and plain_file(f):
+        f.seek(0, os.SEEK_END)  # type: ignore[union-attr]  # where a stream read leaves it
+    return value
 
 
 def load_opened(opened: Held, *, map_location: MapLocation = None, mmap: bool | None = None,
                 action: str = "load", hub: HubFile | None = None) -> Any:
     """`load` for bytes already held (from_pretrained and the guard hold them)."""
+    from safeload._internal.torchmap import check_map_location
+
     assert action in ("load", "from_pretrained")
+    check_map_location(map_location)
     return load_held(opened, map_location=map_location, mmap=mmap,
                      action="from_pretrained" if action == "from_pretrained" else "load",
                      hub=hub)

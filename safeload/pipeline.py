@@ -33,6 +33,8 @@ from safeload.errors import (
     DigestMismatchError,
     EmptyFileError,
     MalformedFileError,
+    MapLocationError,
+    TruncatedFileError,
     UnsafeCheckpointError,
     UnsupportedFormatError,
 )
@@ -100,10 +102,21 @@ class Admitted:
 # 1. open
 
 
+def plain_file(f: object) -> bool:
+    """A plain binary file, whose descriptor holds exactly the bytes its `read()` returns.
+
+    Wrappers with a descriptor of their own bytes (gzip/bz2/lzma files: the COMPRESSED
+    bytes), tar members (the archive's) and any subclass are streams: read as streams.
+    """
+    if type(f) in (io.BufferedReader, io.BufferedRandom):
+        return type(getattr(f, "raw", None)) is io.FileIO
+    return type(f) is io.FileIO
+
+
 def open_input(f: FileLike, *, root: str | os.PathLike[str] | None = None) -> Held:
-    """Hold what `f` names: a path or a file object at position 0 keeps one descriptor; any
-    other stream is read into a private buffer (the caller's position is where torch.load
-    would start reading).
+    """Hold what `f` names: a path or a plain binary file at position 0 keeps one descriptor;
+    any other stream (a decompressing wrapper, a tar member, BytesIO, anything with `read()`)
+    is read into a private buffer from the caller's position, where torch.load would start.
 
     Raises:
         UnsafePathError: not a regular file, or a link out of `root`.
@@ -112,17 +125,19 @@ def open_input(f: FileLike, *, root: str | os.PathLike[str] | None = None) -> He
     if isinstance(f, (str, os.PathLike)):
         return OpenedFile.open(f, root=root)
     name = str(getattr(f, "name", "<file object>"))
-    fileno = getattr(f, "fileno", None)
-    if fileno is not None:
+    if plain_file(f):
         try:
-            fd = os.dup(fileno())
+            fd = os.dup(f.fileno())
         except (OSError, io.UnsupportedOperation, ValueError):
             fd = -1
         if fd >= 0:
             if f.seekable() and f.tell() == 0:
                 return OpenedFile(fd, name)
             os.close(fd)
-    data = f.read(MAX_STREAM_BYTES + 1)
+    read = getattr(f, "read", None)
+    if read is None:
+        raise UnsupportedFormatError(f"{name}: not a path or a file object with read()")
+    data = read(MAX_STREAM_BYTES + 1)
     if not isinstance(data, (bytes, bytearray)):
         raise UnsupportedFormatError(f"{name}: file object did not return bytes (open it 'rb')")
     if len(data) > MAX_STREAM_BYTES:
@@ -280,6 +295,15 @@ def admit(verified: Verified, purpose: Purpose, *,
     context = model_context(held.local_path(), verified.store, origin=verified.origin,
                             located=True)
     ins = inspection if inspection is not None else _inspect(held, verified.sha256)
+    if ins.verdict == "unsafe":
+        from safeload._internal.damage import damage
+
+        broken = damage(ins, held.mapping())
+        if broken is not None:
+            cls = TruncatedFileError if broken[1] else MalformedFileError
+            raise cls(f"{held.name}: the file is damaged ({ins.format}): {broken[0]}",
+                      hint="the save or download was interrupted or corrupted: fetch or save "
+                      "it again")
     refuse_if_unsafe(held.name, ins)
     # Converting runs the converter on the pickle: `pickles: refuse` holds for every purpose.
     if ins.format in PICKLE_FORMATS and verified.store.policy.pickles == "refuse":
@@ -362,6 +386,18 @@ def materialize(admitted: Admitted, *, map_location: Any = None,
         MalformedFileError: NumPy cannot read the arrays; the file changed while loading.
         UnsupportedFormatError: a recognised format safeload does not load.
     """
+    held = admitted.verified.held
+    try:
+        value, conversion = _materialize(admitted, map_location=map_location, mmap=mmap)
+    except MapLocationError as exc:
+        # torch's advice, naming the user's file (never the converted store's entry)
+        raise MapLocationError(f"{held.name}: {exc}") from None
+    check_unchanged(held, admitted.verified.sha256)
+    return value, conversion
+
+
+def _materialize(admitted: Admitted, *, map_location: Any, mmap: bool | None
+                 ) -> tuple[Any, Converted | None]:
     held, ins = admitted.verified.held, admitted.inspection
     name, fmt = held.name, ins.format
     conversion: Converted | None = None
@@ -387,7 +423,6 @@ def materialize(admitted: Admitted, *, map_location: Any = None,
         raise UnsupportedFormatError(
             f"{name}: {fmt} files are recognised but not loaded by safeload.load",
             hint="decompress or extract the file and load the checkpoint inside")
-    check_unchanged(held, admitted.verified.sha256)
     return value, conversion
 
 
@@ -451,4 +486,4 @@ def load_held(held: Held, *, map_location: Any = None, mmap: bool | None = None,
 
 __all__ = ["PICKLE_FORMATS", "Admitted", "Origin", "Verified", "admit", "blob_digest",
            "check_unchanged", "convert_to", "load_held", "locate", "materialize", "open_input",
-           "record", "refuse_if_unsafe", "verify"]
+           "plain_file", "record", "refuse_if_unsafe", "verify"]

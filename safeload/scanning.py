@@ -1,9 +1,10 @@
 """`safeload scan`: classify every file under the given paths by its bytes, whatever its name.
 
 Verdicts: clean (loadable without running code), unsafe (could run code, or cannot be shown not
-to: malformed, unknown or code-bearing), skipped (no model loader acts on it: a README, a JSON
-config). Symlink loops, FIFOs, devices and links out of the tree are reported, never opened.
-This module never imports torch.
+to: malformed, unknown or code-bearing), malformed (named `.safetensors`, a format that cannot
+run code, and does not parse: a truncated download), skipped (no model loader acts on it: a
+README, a JSON config). Symlink loops, FIFOs, devices and links out of the tree are reported,
+never opened. This module never imports torch.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from safeload.inspection import describe as describe  # re-exported: the CLI ren
 @dataclass(frozen=True)
 class FileReport:
     path: str
-    status: str  # clean | unsafe | skipped
+    status: str  # clean | unsafe | malformed (a model file that does not parse) | skipped
     format: str
     findings: tuple[Finding, ...] = ()
     detail: str = ""
@@ -40,12 +41,32 @@ class FileReport:
                 "findings": [f.to_dict() for f in self.findings]}
 
 
+# Names that promise a model format whose bytes cannot be anything else: one that does not
+# parse is a broken model file (a truncated download), never "skipped".
+_MODEL_SUFFIXES = (".safetensors",)
+
+
 def scan(path: str | os.PathLike[str]) -> FileReport:
     """Inspect one file (opened once, never followed out of its folder)."""
     p = os.fspath(path)
     with OpenedFile.open(p) as f:
         ins = inspect_bytes(f.mapping(), name="")
+        if ins.verdict == "skipped" and p.lower().endswith(_MODEL_SUFFIXES):
+            return FileReport(p, "malformed", "safetensors",
+                              (Finding("malformed", _safetensors_fault(f.mapping())),))
     return _report(p, ins)
+
+
+def _safetensors_fault(buf: Any) -> str:
+    """What is wrong with bytes named `.safetensors` that do not parse as one."""
+    from safeload._internal.safetensors_check import parse_header
+    from safeload.errors import MalformedFileError
+
+    try:
+        parse_header(buf, "")
+    except MalformedFileError as exc:
+        return str(exc).removeprefix(": ")
+    return "not a valid safetensors file"
 
 
 def _license(path: str) -> str | None:
@@ -149,7 +170,7 @@ def to_sarif(reports: Sequence[FileReport],
     findings gets one `unsafe` result) and one `scan-error` per file that could not be decided."""
     results: list[SarifResult] = []
     for r in reports:
-        if r.status != "unsafe":
+        if r.status not in ("unsafe", "malformed"):
             continue
         for f in r.findings:
             results.append(SarifResult(f.code, describe(f), r.path, properties={

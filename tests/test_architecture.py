@@ -20,8 +20,8 @@ ROOT = Path(__file__).resolve().parents[1]
 LAYERS: list[tuple[str, ...]] = [
     ("safeload_conversion", "safeload.errors", "safeload._version", "safeload._internal"),
     ("safeload.inspection", "safeload.signing", "safeload.licenses", "safeload.modelcard",
-     "safeload._internal.tensors", "safeload._internal.structure", "safeload._internal.sandbox",
-     "safeload._internal.convert_worker"),
+     "safeload._internal.tensors", "safeload._internal.structure", "safeload._internal.damage",
+     "safeload._internal.sandbox", "safeload._internal.convert_worker"),
     ("safeload.trust", "safeload.provenance", "safeload._internal.record", "safeload.fleet"),
     ("safeload._internal.converter",),
     ("safeload.pipeline",),

@@ -12,7 +12,8 @@ from safeload._internal.text import safe_text
 from safeload.errors import EXIT_ERROR, EXIT_OK, EXIT_REFUSED
 
 HELP = ("classify files by their bytes (open + inspect only: no trust store or signature "
-        "checks; use `safeload verify`/`safeload.load` for those); exit 1 if anything is unsafe, "
+        "checks; use `safeload verify`/`safeload.load` for those); exit 1 if anything is unsafe "
+        "or a model file is malformed, "
         "2 if something could not be decided")
 
 
@@ -20,14 +21,15 @@ def _scan(args: argparse.Namespace, out: Output) -> int:
     from safeload.scanning import scan_paths, to_sarif
 
     reports, errors = scan_paths([os.fspath(p) for p in args.paths])
-    unsafe = [r for r in reports if r.status == "unsafe"]
+    unsafe = [r for r in reports if r.status in ("unsafe", "malformed")]
     summary = scan_summary(reports)
     out.result(
         {"ok": not unsafe and not errors, "files": [r.to_dict() for r in reports],
          "errors": [{"path": p, "message": m} for p, m in errors], "summary": summary},
         text=_lines(reports, errors, verbose=args.verbose),
         summary=f"{summary['clean']} clean, {summary['unsafe']} unsafe, "
-                f"{summary['skipped']} skipped, {len(errors)} errors",
+                f"{summary['malformed']} malformed, {summary['skipped']} skipped, "
+                f"{len(errors)} errors",
         sarif=to_sarif(reports, errors) if out.format == "sarif" else None)
     if errors:
         return EXIT_ERROR
@@ -39,8 +41,8 @@ def _lines(reports: Sequence[Any], errors: Sequence[tuple[str, str]], *,
     from safeload.scanning import describe
 
     for r in reports:
-        if r.status == "unsafe":
-            yield f"UNSAFE  {safe_text(r.path)}  [{r.format}]"
+        if r.status in ("unsafe", "malformed"):
+            yield f"{r.status.upper()}  {safe_text(r.path)}  [{r.format}]"
             for f in r.findings:
                 yield f"        {describe(f)}"
         elif r.status == "clean":
@@ -53,7 +55,7 @@ def _lines(reports: Sequence[Any], errors: Sequence[tuple[str, str]], *,
 
 
 def scan_summary(reports: Sequence[Any]) -> dict[str, int]:
-    counts = {"clean": 0, "unsafe": 0, "skipped": 0}
+    counts = {"clean": 0, "unsafe": 0, "malformed": 0, "skipped": 0}
     for r in reports:
         counts[r.status] = counts.get(r.status, 0) + 1
     return counts

@@ -17,6 +17,7 @@ import torch
 
 from safeload._internal.text import get_logger
 from safeload._internal.torchmap import torch_dtype
+from safeload.errors import MapLocationError, MapLocationTypeError
 
 MAX_DEPTH = 220
 
@@ -38,6 +39,9 @@ class Rebuilder:
         self.map_tensor = map_tensor
         self.objects: dict[int, Any] = {}
         self.made: dict[str, torch.Tensor] = {}
+        self.storages: dict[str, torch.Tensor] = {}  # storage key -> its bytes (uint8), on CPU
+        self.filled: set[str] = set()  # entries whose values are in their storage already
+        self.mapped: dict[str, torch.Tensor] = {}  # storage key -> storage after map_location
 
     def build(self, node: Any, depth: int = 0) -> Any:
         if depth > MAX_DEPTH or not isinstance(node, dict):
@@ -187,7 +191,9 @@ class Rebuilder:
         if "q" in n:
             return self._quantized(n)
         key = n["k"]
-        if key in self.made:
+        if "sv" in n:
+            base = self._view(n)
+        elif key in self.made:
             # Another tensor object over the same bytes (tied weights in a state_dict): torch
             # gives two tensors sharing one storage, never one object under both names.
             base = _sharing(self.made[key])
@@ -212,6 +218,49 @@ class Rebuilder:
                 raise StructureError(f"tensor attribute {name!r} is not allowed")
             setattr(t, name, self.build(value, 1))
         return t
+
+    def fill_views(self, node: Any) -> None:
+        """Before building: every storage that views share, with each view's values written
+        through it, so each storage is mapped once (as torch.load maps storages, then builds
+        views over them). Bytes of a storage no tensor covers are zeros."""
+        if isinstance(node, list):
+            for x in node:
+                self.fill_views(x)
+            return
+        if not isinstance(node, dict):
+            return
+        if node.get("t") == "tensor" and "sv" in node:
+            skey, _, _, nbytes = node["sv"]
+            if not isinstance(skey, str) or not isinstance(nbytes, int) or nbytes < 0:
+                raise StructureError("bad storage view")
+            storage = self.storages.get(skey)
+            if storage is None:
+                storage = self.storages[skey] = torch.zeros(nbytes, dtype=torch.uint8)
+            elif storage.numel() != nbytes:
+                raise StructureError("one storage with two sizes")
+            key = node["k"]
+            if key not in self.filled:
+                dtype = torch_dtype(node["dt"])
+                view = _view_of(storage, node, dtype)
+                raw = self.tensors[key]
+                if raw.dtype != dtype:  # stored as raw bytes (no safetensors dtype)
+                    raw = raw.view(dtype)
+                _fill(view, raw.reshape(view.shape))
+                self.filled.add(key)
+        for v in node.values():
+            if isinstance(v, (list, dict)):
+                self.fill_views(v)
+
+    def _view(self, n: dict[str, Any]) -> torch.Tensor:
+        """A tensor over its storage (mapped once), shared with every other view of it."""
+        skey = n["sv"][0]
+        mapped = self.mapped.get(skey)
+        if mapped is None:
+            if skey not in self.storages:
+                raise StructureError("storage view before its storage")
+            mapped = self.mapped[skey] = self.map_tensor(self.storages[skey],
+                                                         str(n.get("loc", "cpu")))
+        return _view_of(mapped, n, torch_dtype(n["dt"]))
 
     def _numpy(self, t: str, n: dict[str, Any]) -> Any:
         import numpy as np
@@ -271,15 +320,56 @@ def _omegaconf(n: dict[str, Any], content: Any) -> Any:
     return cls(content=content, flags=flags or None)
 
 
+def _view_of(storage: torch.Tensor, n: dict[str, Any], dtype: torch.dtype) -> torch.Tensor:
+    """The tensor node `n` describes, over `storage` (uint8): torch's own bounds checks."""
+    _, offset, stride, _ = n["sv"]
+    shape = tuple(int(x) for x in n["sh"])
+    out = torch.empty((0,), dtype=dtype, device=storage.device)
+    return out.set_(storage.untyped_storage(), int(offset), shape,
+                    tuple(int(x) for x in stride))
+
+
+_INT_OF_SIZE = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
+
+
+def _fill(view: torch.Tensor, values: torch.Tensor) -> None:
+    """Write `values` through `view`; a view whose elements overlap (`expand`: a stride of
+    0) is written element by element, by storage index (the repeated values agree). Bytes
+    are moved as integers of the element's size: every dtype, float8 and bool included."""
+    same_size = _INT_OF_SIZE.get(view.element_size())
+    if same_size is not None and view.dtype != same_size:
+        view, values = view.view(same_size), values.view(same_size)
+    if torch._debug_has_internal_overlap(view) != 1:  # 1: YES; 2: too hard to tell, no error
+        view.copy_(values)
+        return
+    flat = torch.empty((0,), dtype=view.dtype).set_(view.untyped_storage())
+    extent = view.storage_offset() + sum((d - 1) * st for d, st in zip(
+        view.shape, view.stride(), strict=True) if d > 0)
+    if view.numel() == 0:
+        return
+    if extent >= flat.numel():  # as_strided does not check: never index past the storage
+        raise StructureError("a view reaches past its storage")
+    index = torch.arange(flat.numel()).as_strided(view.shape, view.stride(),
+                                                  view.storage_offset())
+    flat[index.reshape(-1)] = values.reshape(-1)
+
+
 def _sharing(base: torch.Tensor) -> torch.Tensor:
     """A new tensor object over `base`'s storage, as torch's `_rebuild_tensor` makes one."""
     out = torch.empty((0,), dtype=base.dtype, device=base.device)
     return out.set_(base.untyped_storage(), base.storage_offset(), base.size(), base.stride())
 
 
-def rebuild(structure: Any, tensors: dict[str, torch.Tensor], map_tensor: Any) -> Any:
+def rebuild(structure: Any, tensors: dict[str, torch.Tensor], map_tensor: Any, *,
+            views: bool = True) -> Any:
+    """`views`: the structure may hold storage views ("sv"); False skips looking for them."""
     try:
-        return Rebuilder(tensors, map_tensor).build(structure)
+        builder = Rebuilder(tensors, map_tensor)
+        if views:
+            builder.fill_views(structure)
+        return builder.build(structure)
+    except (MapLocationError, MapLocationTypeError):
+        raise  # the caller's map_location, not the file: torch raises these too
     except (KeyError, TypeError, ValueError, RecursionError, IndexError, RuntimeError,
             OverflowError) as exc:
         raise StructureError(f"converted file has a malformed structure: {exc}") from None

@@ -51,7 +51,8 @@ def load_safetensors_buffer(buf: Any, name: str, *, map_location: Any = None,
         try:
             rebuilt: dict[str, torch.Tensor] = rebuild(
                 strictjson.loads(structure), tensors,
-                lambda t, loc: apply_map_location(t, map_location, loc))
+                lambda t, loc: apply_map_location(t, map_location, loc),
+                views='"sv"' in structure)  # most checkpoints have none: no second walk
             return rebuilt
         except (StructureError, ValueError, RecursionError) as exc:
             raise MalformedFileError(f"{name}: bad {STRUCTURE_KEY} metadata: {exc}",

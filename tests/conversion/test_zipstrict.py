@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import zipfile
+from pathlib import Path
 
 import pytest
 from safeload_conversion.zipstrict import ZipError, read_member, read_zip
@@ -131,3 +132,32 @@ def test_comment_holding_zip_structures_is_a_differential(sig: bytes) -> None:
         z.comment = b"xx" + sig + b"yy"
     with pytest.raises(ZipDifferential):
         read_zip(out.getvalue())
+
+
+def test_a_torch_zip_written_without_crc32_loads_and_a_wrong_crc_is_still_refused(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    import safeload
+    from safeload.inspection import inspect_bytes
+
+    monkeypatch.setenv("SAFELOAD_HOME", str(tmp_path / "home"))
+    path = tmp_path / "no-crc.pt"
+    torch.serialization.set_crc32_options(False)
+    try:
+        torch.save({"w": torch.arange(5.0)}, path)
+    finally:
+        torch.serialization.set_crc32_options(True)
+    assert all(i.CRC == 0 for i in zipfile.ZipFile(path).infolist())
+    assert torch.equal(torch.load(path)["w"], safeload.load(path)["w"])
+    # a CRC of 0 passes only unchecked-as-torch-reads-it; a real CRC must still match
+    members = read_zip(path.read_bytes())
+    pkl = next(m for m in members if m.name.endswith("data.pkl"))
+    assert bytes(read_member(path.read_bytes(), pkl, limit=1 << 20, zero_crc=True))
+    with pytest.raises(ZipError, match="CRC"):
+        read_member(path.read_bytes(), pkl, limit=1 << 20)
+    torch.save({"w": torch.arange(5.0)}, path)
+    good = bytearray(path.read_bytes())
+    m = next(m for m in read_zip(bytes(good)) if m.name.endswith("data.pkl"))
+    good[m.data_offset + m.size - 2] ^= 0x01  # a flipped byte in data.pkl: CRC now wrong
+    assert inspect_bytes(bytes(good)).verdict == "unsafe"

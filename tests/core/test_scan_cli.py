@@ -91,7 +91,7 @@ def test_verdict_text_goes_to_stdout_and_redirects(tmp_path: Path) -> None:
     text = report.read_text()
     assert f"UNSAFE  {bad}" in text and "[global-not-allowed]" in text
     assert f"clean   {good}" in text
-    assert "1 clean, 1 unsafe, 0 skipped, 0 errors" in text
+    assert "1 clean, 1 unsafe, 0 malformed, 0 skipped, 0 errors" in text
     assert "UNSAFE" not in proc.stderr and "clean" not in proc.stderr
     assert not (tmp_path / "m").exists()
 

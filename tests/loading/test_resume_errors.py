@@ -22,6 +22,8 @@ from safeload.errors import (
     MalformedFileError,
     RefusedError,
     SafeloadError,
+    TruncatedFileError,
+    UnsafeCheckpointError,
 )
 
 RESUME_CATCHES = (RuntimeError, EOFError, OSError)
@@ -44,10 +46,26 @@ def _truncated_safetensors(tmp: Path) -> Path:
     return tmp / "last.safetensors"
 
 
+def _cut(tmp: Path, keep: Callable[[int], int], **save_kwargs: object) -> Path:
+    torch.save({"w": torch.ones(64), "b": torch.zeros(3)}, tmp / "full.pt",
+               **save_kwargs)  # type: ignore[arg-type]
+    data = (tmp / "full.pt").read_bytes()
+    (tmp / "last.pt").write_bytes(data[: keep(len(data))])
+    return tmp / "last.pt"
+
+
 CASES: dict[str, tuple[Callable[[Path], Path], type[SafeloadError]]] = {
     "empty": (_empty, EmptyFileError),
     "directory": (_directory, DirectoryPathError),
     "truncated-safetensors": (_truncated_safetensors, MalformedFileError),
+    "truncated-zip": (lambda t: _cut(t, lambda n: n // 2), TruncatedFileError),
+    "truncated-zip-tail": (lambda t: _cut(t, lambda n: n - 10), TruncatedFileError),
+    "truncated-legacy-storage": (lambda t: _cut(t, lambda n: n - 20,
+                                                _use_new_zipfile_serialization=False),
+                                 TruncatedFileError),
+    "truncated-legacy-head": (lambda t: _cut(t, lambda n: 5,
+                                             _use_new_zipfile_serialization=False),
+                              TruncatedFileError),
 }
 
 
@@ -75,6 +93,24 @@ def test_a_torch_style_resume_loop_catches_every_corrupt_kind(kind: str, tmp_pat
             assert isinstance(exc, RefusedError)
             assert path.name in str(exc), "the error names the user's file"
     assert resumed_from == {}
+
+
+def test_a_truncated_file_is_also_an_eof_error(tmp_path: Path) -> None:
+    path = _cut(tmp_path, lambda n: n // 2)
+    with pytest.raises(TruncatedFileError) as info:
+        safeload.load(path)
+    assert isinstance(info.value, EOFError) and isinstance(info.value, RuntimeError)
+    assert "damaged" in str(info.value) and "fetch or save it again" in (info.value.hint or "")
+
+
+def test_a_truncated_pickle_that_reaches_an_import_stays_unsafe(tmp_path: Path) -> None:
+    # damage is a file no loader runs code from: a cut-off payload is still a payload
+    payload = pickle.dumps(print, protocol=2)[:-1]  # builtins.print, STOP cut off
+    path = tmp_path / "last.pt"
+    path.write_bytes(payload)
+    with pytest.raises(UnsafeCheckpointError) as info:
+        safeload.load(path)
+    assert not isinstance(info.value, TruncatedFileError)
 
 
 def test_an_empty_file_is_also_an_eof_and_an_unpickling_error(tmp_path: Path) -> None:
@@ -106,3 +142,65 @@ def test_the_unpicklers_own_keywords_stay_accepted(tmp_path: Path) -> None:
         warnings.simplefilter("ignore")
         out = safeload.load(f, encoding="latin1")
     assert torch.equal(out["a"], torch.ones(2))
+
+
+# ------------------------------------------------------------------------------------------
+# map_location that cannot be honoured: what torch raises, naming the user's file
+
+
+def _cuda_saved(tmp: Path, **save_kwargs: object) -> Path:
+    """A checkpoint whose storages are recorded on 'cuda:0', as a GPU-saved file's are."""
+    import torch.serialization as ts
+
+    def tagger(obj: object) -> str | None:
+        dev = getattr(obj, "device", None)
+        return "cuda:0" if dev is not None and dev.type == "cpu" else None
+
+    entry = (0, tagger, lambda obj, loc: None)
+    ts._package_registry.append(entry)  # type: ignore[attr-defined]
+    ts._package_registry.sort(key=lambda e: e[0])  # type: ignore[attr-defined]
+    try:
+        path = tmp / "gpu-saved.pt"
+        torch.save({"w": torch.arange(4.0)}, path, **save_kwargs)  # type: ignore[arg-type]
+    finally:
+        ts._package_registry.remove(entry)  # type: ignore[attr-defined]
+    return path
+
+
+needs_cpu_only = pytest.mark.skipif(torch.cuda.is_available(), reason="needs a CPU-only torch")
+
+
+@needs_cpu_only
+@pytest.mark.parametrize("fmt", ["zip", "legacy"])
+@pytest.mark.parametrize("ml", [None, "cuda", "cuda:1", torch.device("cuda"), {"cpu": "cuda"}],
+                         ids=["saved-on-gpu", "str", "str-index", "device", "dict"])
+def test_an_unavailable_device_raises_torchs_runtime_error_naming_the_file(
+        fmt: str, ml: object, tmp_path: Path) -> None:
+    from safeload.errors import MapLocationError
+
+    kwargs = {} if fmt == "zip" else {"_use_new_zipfile_serialization": False}
+    if ml is None:
+        path = _cuda_saved(tmp_path, **kwargs)
+    else:
+        path = tmp_path / "cpu-saved.pt"
+        torch.save({"w": torch.arange(4.0)}, path, **kwargs)  # type: ignore[arg-type]
+    with pytest.raises(RuntimeError) as ref:
+        torch.load(path, map_location=ml)  # type: ignore[arg-type]
+    with pytest.raises(MapLocationError) as got:
+        safeload.load(path, map_location=ml)
+    assert isinstance(got.value, RuntimeError)
+    assert str(got.value).startswith(f"{path}: "), "names the user's file, not the store's"
+    assert str(ref.value)[:60] in str(got.value), "torch's own advice"
+    assert "safeload" not in str(got.value)
+    # the way out torch's advice names works
+    assert torch.equal(safeload.load(path, map_location="cpu")["w"], torch.arange(4.0))
+
+
+@pytest.mark.parametrize("ml", [3, 1.5, ["cpu"]], ids=["int", "float", "list"])
+def test_a_map_location_of_a_bad_type_is_a_type_error(ml: object, tmp_path: Path) -> None:
+    path = tmp_path / "m.pt"
+    torch.save({"a": torch.ones(2)}, path)
+    with pytest.raises(TypeError):
+        torch.load(path, map_location=ml)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=type(ml).__name__):
+        safeload.load(path, map_location=ml)

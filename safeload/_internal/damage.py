@@ -1,0 +1,45 @@
+"""A refusal that is damage, not danger: a truncated or corrupt file no loader runs code from.
+
+torch.load raises RuntimeError (early EOF: EOFError) for such a file, and a resume loop catches
+those; `UnsafeCheckpointError` stays for files that could run code. A verdict counts as damage
+only when the findings show both that the file broke and that nothing before or past the break
+imports: every finding is a parse failure (none names a global), and for a plain pickle the
+inspector's lenient walk past the failure reached no import (it would have added a finding).
+Anything else stays unsafe (fail closed).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from safeload._internal.reach import would_import
+from safeload.inspection import Inspection
+
+# Damage after every pickle of a legacy file parsed clean: the raw storage bytes are short.
+_LEGACY_SHORT = ("truncated before storage ", "storage ")
+_ZIP_TRUNCATED = "no end-of-central-directory record at the end of the file"
+
+
+def damage(ins: Inspection, buf: Any) -> tuple[str, bool] | None:
+    """(what is wrong, whether the bytes end early) for a damaged file, or None."""
+    findings = ins.findings
+    if ins.verdict != "unsafe" or not findings or any(f.global_name for f in findings):
+        return None
+    first = findings[0].message
+    # Only a stream cut short: bytes after STOP are a second stream another loader may read,
+    # and a value the rules refuse (a Python 2 string) is no interrupted write.
+    if ins.format == "pickle" and all(f.code == "malformed" and "truncated" in f.message
+                                      for f in findings):
+        return first, True
+    if ins.format == "torch-legacy" and len(findings) == 1 and findings[0].code == "malformed" \
+            and first.startswith(_LEGACY_SHORT) and "disagrees with" not in first:
+        return first, True
+    if ins.format == "zip" and [f.message for f in findings] == [_ZIP_TRUNCATED] \
+            and would_import(buf, persistent_calls=True) is None:
+        # No zip reader (torch's miniz, zipfile) opens it, and read as a pickle it imports
+        # nothing.
+        return first, True
+    return None
+
+
+__all__ = ["damage"]

@@ -1,0 +1,176 @@
+"""Could any unpickler reach an import before these bytes stop parsing? (`would_import`)
+
+One rule at every position: a lenient opcode walk that goes at least as far as CPython's C and
+Python unpicklers. It checks framing (a known opcode, complete arguments) and the stack depth,
+which both unpicklers enforce the same way whatever the values (the stack is split at MARKs, an
+opcode that needs more items than the innermost frame holds is an underflow that ends the
+load). Values are never checked: an opcode that fails on a value is walked past.
+"""
+
+from __future__ import annotations
+
+import pickletools
+import struct
+
+from safeload_conversion.budget import CHARGE_EVERY, current
+from safeload_conversion.pickle_vm import Buf
+
+PICKLE_OPCODES = frozenset(b"(.012FIJKLMNPQRSTUVXabcd}eghijl]opqrst)uG\x80\x81\x82\x83\x84\x85"
+                            b"\x86\x87\x88\x89\x8a\x8bBC\x8c\x8d\x8e\x8f\x90\x91\x92\x93\x94\x95"
+                            b"\x96\x97\x98")
+
+
+# Opcodes that import or call: reaching one is what makes a broken pickle dangerous.
+# PERSID/BINPERSID are not imports by themselves; a loader with a persistent_load (any
+# custom unpickler) goes on past them, so the walk does too.
+_IMPORTS = {0x63: "GLOBAL", 0x69: "INST", 0x93: "STACK_GLOBAL", 0x82: "EXT1", 0x83: "EXT2",
+            0x84: "EXT4"}
+# Opcodes that call a method of an object on the stack, and opcodes that push nothing.
+_METHOD_OPS = frozenset(b"aesubRo\x81\x92\x90")
+_NO_PUSH_OPS = frozenset(b"pqr01.\x94\x95\x80")
+_LINE_ARGS = frozenset(b"FILPSVgp")  # one text line
+_FIXED_ARGS = {0x4A: 4, 0x4B: 1, 0x4D: 2, 0x68: 1, 0x6A: 4, 0x71: 1, 0x72: 4, 0x47: 8,
+               0x80: 1, 0x82: 1, 0x83: 2, 0x84: 4, 0x95: 8}
+_LEN_ARGS = {0x54: ("<i", 4), 0x55: ("<B", 1), 0x58: ("<I", 4), 0x8A: ("<B", 1),
+             0x8B: ("<i", 4), 0x42: ("<I", 4), 0x43: ("<B", 1), 0x8C: ("<B", 1),
+             0x8D: ("<Q", 8), 0x8E: ("<Q", 8), 0x96: ("<Q", 8)}
+
+
+def _stack_effects() -> dict[int, tuple[int | None, int, int]]:
+    """{opcode: (items needed below its MARK or None, items needed, items pushed)}, from
+    pickletools' table, which both unpicklers follow."""
+    out: dict[int, tuple[int | None, int, int]] = {}
+    for op in pickletools.opcodes:
+        before = op.stack_before
+        if pickletools.markobject in before:
+            below = before.index(pickletools.markobject)
+            out[ord(op.code.encode("latin-1"))] = (below, below, len(op.stack_after))
+        else:
+            out[ord(op.code.encode("latin-1"))] = (None, len(before), len(op.stack_after))
+    return out
+
+
+_EFFECTS = _stack_effects()
+_MARK, _POP, _STOP = 0x28, 0x30, 0x2E
+
+
+class _Stack:
+    """The depth of the innermost frame and of the frames below each MARK."""
+
+    def __init__(self) -> None:
+        self.depth, self.below = 0, list[int]()
+
+    def step(self, op: int) -> bool:
+        """Apply `op`'s effect; False on an underflow, where every unpickler stops."""
+        if op == _MARK:
+            self.below.append(self.depth)
+            self.depth = 0
+            return True
+        if op == _POP:  # pops the MARK itself when the frame is empty (C and Python alike)
+            if self.depth:
+                self.depth -= 1
+            elif self.below:
+                self.depth = self.below.pop()
+            else:
+                return False
+            return True
+        below_mark, need, push = _EFFECTS[op]
+        if below_mark is not None:
+            if not self.below:
+                return False
+            self.depth = self.below.pop()
+        if self.depth < need:
+            return False
+        self.depth += push - need
+        if op == _STOP:  # the next load starts afresh
+            self.depth, self.below = 0, []
+        return True
+
+
+def _line_end(buf: Buf, pos: int, end: int) -> int | None:
+    """Index of the newline ending a text argument, however far (CPython's unpicklers read
+    lines of any length: a 64 KiB give-up let a 70 KB line hide an import); None when the
+    input ends first."""
+    find = getattr(buf, "find", None)
+    nl = find(b"\n", pos, end) if find is not None else bytes(buf[pos:end]).find(b"\n")
+    if nl < 0:
+        return None
+    return nl if find is not None else pos + nl
+
+
+def would_import(buf: Buf, limit: int = 64 << 20, *, extensions: bool = True,
+                 persistent_calls: bool = False) -> tuple[int, str] | None:
+    """Could ANY unpickler reach an import before these bytes stop parsing?
+
+    A GLOBAL or INST is an import (INST imports before it looks for its MARK in pickle.py),
+    except as the very first opcode with whitespace in its module text: that is how text files
+    such as `import torch` scripts begin, and no module has such a name, so every unpickler
+    stops there. Returns the offset and name of the first import opcode reached, or None. Past
+    `limit` bytes of well-formed opcodes it gives up and answers as if an import were reached
+    (fail closed: such a file is refused, never skipped).
+
+    With `persistent_calls`, a method opcode (APPEND, BUILD, REDUCE, ...) after a persistent id
+    and at least one pushed value counts too: the loader's `persistent_load` made that object,
+    and the unpickler would call a method of it with a value from the file.
+    """
+    pos, end = 0, len(buf)
+    persid_then_push: bool | None = None  # None: no persistent id yet
+    pushed = False  # BINPERSID pops its id: on an empty stack the unpickler stops there
+    stack = _Stack()
+    budget, steps = current(), 0
+    while pos < end:
+        if pos >= limit:
+            return pos, "(undecided: too long to walk)"
+        steps += 1
+        if budget is not None and steps % CHARGE_EVERY == 0:
+            budget.charge_ops(CHARGE_EVERY)  # the same opcodes budget as the strict machine
+        op = buf[pos]
+        at = pos
+        pos += 1
+        if op not in PICKLE_OPCODES:
+            return None
+        if persistent_calls:
+            if op in _METHOD_OPS and persid_then_push:
+                return at, "(a method of a persistent_load result)"
+            if op == 0x50 or (op == 0x51 and pushed):  # PERSID / BINPERSID
+                persid_then_push = False
+            elif op not in _NO_PUSH_OPS and op not in _METHOD_OPS:
+                pushed = True
+                if persid_then_push is False:
+                    persid_then_push = True
+        if op in (0x63, 0x69):  # GLOBAL / INST: two text lines
+            nl = _line_end(buf, pos, end)
+            if nl is None or nl == pos:
+                return None
+            module = bytes(buf[pos:nl])
+            # Only a first opcode may be text (`import torch`, `class Foo:`): the import of a
+            # name with whitespace fails and the load ends. After a prefix, any name is an
+            # import (`__import__("evil mod")` finds `evil mod.py`).
+            if at > 0 or not any(c in b" \t\r\x0b\x0c" for c in module):
+                return at, _IMPORTS[op]
+            return None
+        if op == 0x93 and stack.depth < 2:  # STACK_GLOBAL pops module and name first
+            return None
+        if op in _IMPORTS:
+            # EXT* imports only what the process registered with copyreg (nothing, normally);
+            # `extensions=False` treats them as the lookup failure they nearly always are.
+            return (at, _IMPORTS[op]) if extensions or op == 0x93 else None
+        if op in _LINE_ARGS:
+            nl = _line_end(buf, pos, end)
+            if nl is None:
+                return None
+            pos = nl + 1
+        elif op in _FIXED_ARGS:
+            pos += _FIXED_ARGS[op]
+        elif op in _LEN_ARGS:
+            fmt, size = _LEN_ARGS[op]
+            if pos + size > end:
+                return None
+            (n,) = struct.unpack_from(fmt, buf, pos)
+            pos += size + max(n, 0)
+        if not stack.step(op):
+            return None
+    return None
+
+
+__all__ = ["PICKLE_OPCODES", "would_import"]

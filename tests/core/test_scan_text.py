@@ -1,0 +1,101 @@
+"""`safeload scan` calls plain text "skipped", never unsafe; a broken `.safetensors` is
+"malformed", exit 1 (issue 12: the pre-commit hook must not block ordinary commits, and must
+stop a truncated download).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import pickle
+import struct
+from pathlib import Path
+
+import pytest
+
+from safeload._cli import main
+from safeload.inspection import inspect_bytes
+from safeload.scanning import scan, scan_paths
+
+# Text that earlier versions called unsafe: each begins with bytes a pickle walk reads as
+# opcodes (INST `i`, APPEND `a`, SHORT_BINBYTES `C`, ...).
+TEXT_FILES = {
+    "three_imports.py": "import os\nimport sys\nimport re\n\nprint(os, sys, re)\n",
+    "setup.py": "import setuptools\nimport sys\n\nsetuptools.setup(name='x')\n",
+    "LICENSE": "Copyright (c) 2018, Richard Zhang, Phillip Isola, Alexei A. Efros, Eli "
+               "Shechtman, Oliver Wang\nAll rights reserved.\n\nRedistribution and use in "
+               "source and binary forms, with or without\nmodification, are permitted.\n",
+    "LICENSE.md": "GNU Lesser General Public License\n=================================\n\n"
+                  "_Version 3, 29 June 2007_\n",
+    "CMakeLists.txt": "cmake_minimum_required(VERSION 3.10)\nproject(demo)\n",
+    "MANIFEST.in": "include LICENSE\nrecursive-include src *.py\n",
+    "RECORD": "attacut/__init__.py,sha256=HPW3wrn5veJi5Ulto-bvCo,51\n"
+              "attacut-1.0.6.dist-info/RECORD,,\n",
+    "top_level.txt": "attacut\n",
+    "build.sh": "#!/bin/sh\nset -e\nimport_data() { echo hi; }\nimport_data\n",
+    "logger.py": "import os\nimport time\nimport traceback\nfrom datetime import datetime\n",
+}
+
+
+@pytest.mark.parametrize("name", sorted(TEXT_FILES))
+def test_common_text_files_are_skipped(name: str, tmp_path: Path) -> None:
+    (tmp_path / name).write_text(TEXT_FILES[name])
+    assert scan(tmp_path / name).status == "skipped"
+
+
+@pytest.mark.parametrize("package", ["omegaconf", "yaml", "pygments"])
+def test_the_source_tree_of_a_real_package_has_nothing_unsafe(package: str) -> None:
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        pytest.skip(f"{package} is not installed")
+    reports, errors = scan_paths(list(spec.submodule_search_locations))
+    assert not errors
+    bad = [(r.path, r.findings[:1]) for r in reports if r.status not in ("skipped", "clean")]
+    assert not bad, bad
+    assert len(reports) > 10
+
+
+def test_text_after_a_leading_whitespace_import_is_not_walked_as_a_second_pickle() -> None:
+    # `i` INST with a module name no module has: every unpickler stops at the first line
+    assert inspect_bytes(b"import os\nimport sys\nimport re\n").verdict == "skipped"
+
+
+def test_a_payload_after_a_scalar_prefix_is_still_unsafe() -> None:
+    # the scalar-then-text rule must not hide a second pickle that imports
+    payload = pickle.dumps(b"x", protocol=0) + pickle.dumps(print, protocol=0)
+    assert inspect_bytes(payload).verdict == "unsafe"
+
+
+def test_an_underflow_ends_the_walk_but_an_import_before_it_is_found() -> None:
+    assert inspect_bytes(b"attacut\n").verdict == "skipped"   # APPEND on an empty stack
+    # GLOBAL comes first: the import happens before any underflow
+    assert inspect_bytes(b"cos\nsystem\na.").verdict == "unsafe"
+
+
+def _safetensors(header: bytes, length: int | None = None) -> bytes:
+    return struct.pack("<Q", len(header) if length is None else length) + header
+
+
+BROKEN_SAFETENSORS = {
+    "length-0": _safetensors(b"", 0),
+    "past-the-end": _safetensors(b"{}", 1 << 16),
+    "2^63": _safetensors(b"{}", 1 << 63),
+    "not-json": _safetensors(b"abcd"),
+    "json-list": _safetensors(b"[]"),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(BROKEN_SAFETENSORS))
+def test_a_broken_safetensors_file_is_malformed_exit_1(
+        kind: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "model.safetensors"
+    path.write_bytes(BROKEN_SAFETENSORS[kind])
+    assert main(["scan", str(path), "--json"]) == 1
+    doc = json.loads(capsys.readouterr().out)
+    (report,) = doc["files"]
+    assert report["status"] == "malformed" and doc["summary"]["malformed"] == 1
+    assert "not a valid safetensors file" in report["findings"][0]["message"]
+    # the same bytes under another name are no model file: skipped
+    other = tmp_path / "notes.dat"
+    other.write_bytes(BROKEN_SAFETENSORS[kind])
+    assert scan(other).status == "skipped"
