@@ -108,9 +108,16 @@ def plain_file(f: object) -> bool:
     Wrappers with a descriptor of their own bytes (gzip/bz2/lzma files: the COMPRESSED
     bytes), tar members (the archive's) and any subclass are streams: read as streams.
     """
+    if _is_fsspec_local(f):  # fsspec's local file (Lightning opens with it): a plain file inside
+        f = getattr(f, "f", None)
     if type(f) in (io.BufferedReader, io.BufferedRandom):
         return type(getattr(f, "raw", None)) is io.FileIO
     return type(f) is io.FileIO
+
+
+def _is_fsspec_local(f: object) -> bool:
+    t = type(f)
+    return t.__module__ == "fsspec.implementations.local" and t.__name__ == "LocalFileOpener"
 
 
 def open_input(f: FileLike, *, root: str | os.PathLike[str] | None = None) -> Held:
@@ -126,12 +133,13 @@ def open_input(f: FileLike, *, root: str | os.PathLike[str] | None = None) -> He
         return OpenedFile.open(f, root=root)
     name = str(getattr(f, "name", "<file object>"))
     if plain_file(f):
+        plain: Any = getattr(f, "f", None) if _is_fsspec_local(f) else f
         try:
-            fd = os.dup(f.fileno())
+            fd = os.dup(plain.fileno())
         except (OSError, io.UnsupportedOperation, ValueError):
             fd = -1
         if fd >= 0:
-            if f.seekable() and f.tell() == 0:
+            if plain.seekable() and plain.tell() == 0:
                 return OpenedFile(fd, name)
             os.close(fd)
     read = getattr(f, "read", None)
