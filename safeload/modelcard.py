@@ -77,6 +77,7 @@ class ModelCard:
     pipeline_tag: str | None = None
     warnings: tuple[str, ...] = field(default=())
     ambiguous: tuple[str, ...] = ()  # fields another reader could read differently
+    no_header: bool = False  # a README without a metadata block: prose, not a model card
 
     @property
     def license_ambiguous(self) -> bool:
@@ -219,7 +220,8 @@ def parse_model_card(text: str | bytes) -> ModelCard:
         if problem:
             warnings.append(problem)
         if block is None:
-            return _finish(ModelCard(warnings=tuple(warnings), ambiguous=unread if problem else ()))
+            return _finish(ModelCard(warnings=tuple(warnings), ambiguous=unread if problem else (),
+                                     no_header=not problem))
         try:
             source = block.decode("utf-8")
         except UnicodeDecodeError:

@@ -88,7 +88,9 @@ def model_context(path: Path | None, store: TrustStore, *,
     for w in card.warnings:
         _logger.warning("model card %s: %s", card_path, w)
     decision = evaluate_license(card, store.policy.licenses, base_card=_base_cards(card))
-    if decision.action == "warn" and decision.deciding is not None:
+    # A README with no metadata block says nothing about a licence: recorded as unknown (and
+    # refused if the policy denies unknown), but not warned about on every load.
+    if decision.action == "warn" and decision.deciding is not None and not card.no_header:
         _logger.warning("licence: %s", decision.deciding.describe())
     return ModelContext(card, card_path, decision, repo, rev, fname)
 

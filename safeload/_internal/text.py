@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 
 _MAX = 300
 
@@ -64,4 +65,21 @@ def get_logger(name: str) -> logging.Logger:
     logger = logging.getLogger(name)
     if _FILTER not in logger.filters:
         logger.addFilter(_FILTER)
+    _apply_env_level()
     return logger
+
+
+_env_level_applied = False
+
+
+def _apply_env_level() -> None:
+    """`SAFELOAD_LOGLEVEL` (debug, info, warning, error) for the library too, once per process,
+    on the package logger "safeload" (the CLI sets it again with its own handler)."""
+    global _env_level_applied
+    if _env_level_applied:
+        return
+    _env_level_applied = True
+    name = os.environ.get("SAFELOAD_LOGLEVEL", "")
+    level = getattr(logging, name.upper(), None) if name else None
+    if isinstance(level, int):
+        logging.getLogger("safeload").setLevel(level)
