@@ -15,9 +15,10 @@ from typing import TYPE_CHECKING, Any
 
 from safeload._version import __version__
 
-__all__ = ["__version__", "from_pretrained", "guard", "install", "load", "scan", "uninstall"]
+__all__ = ["__version__", "convert_one", "from_pretrained", "guard", "install", "load", "scan", "uninstall"]
 
 if TYPE_CHECKING:
+    from safeload.bulk import convert_one as convert_one
     from safeload.guard import guard as guard
     from safeload.guard import install as install
     from safeload.guard import uninstall as uninstall
@@ -36,6 +37,10 @@ def __getattr__(name: str) -> Any:
         from safeload.hf import from_pretrained
 
         return from_pretrained
+    if name == "convert_one":  # what a Dask, Ray or Kubernetes worker runs per file
+        from safeload.bulk import convert_one
+
+        return convert_one
     if name == "scan":
         from safeload.scanning import scan
 

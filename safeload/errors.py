@@ -182,6 +182,10 @@ class OutputCollisionError(ConversionError, FileExistsError):
     Decided before anything is written. Also a FileExistsError, as an existing output is."""
 
 
+class ResultsError(SafeloadError, ValueError):
+    """A bulk conversion's results file is unfinished or damaged (`safeload convert --merge`)."""
+
+
 class ProvenanceError(SafeloadError):
     """The provenance ledger could not be written or does not verify."""
 

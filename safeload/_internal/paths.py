@@ -64,5 +64,8 @@ def converted_dir() -> Path:
 
 
 def ledger_dir() -> Path:
-    """The provenance ledger."""
+    """The provenance ledger: `$SAFELOAD_LEDGER_DIR` (a bulk shard's own ledger on a shared
+    volume, or a container's persistent one), else `provenance` in the data dir."""
+    if override := os.environ.get("SAFELOAD_LEDGER_DIR"):
+        return Path(override)
     return data_dir() / "provenance"

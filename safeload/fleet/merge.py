@@ -61,11 +61,13 @@ def _stricter_mode(a: Mode, b: Mode) -> Mode:
     return a if MODES.index(a) <= MODES.index(b) else b  # MODES lists strictest first
 
 
-def _merge_policy(org: Policy, local: Policy) -> Policy:
+def stricter_policy(org: Policy, local: Policy, *,
+                    names: tuple[str, str] = ("organisation store", "local overlay")) -> Policy:
+    """Each field at the stricter of the two values (licence rules: both layers apply)."""
     licenses: LicensePolicy = org.licenses
     if local.licenses != org.licenses:
-        licenses = StricterLicensePolicy(layers=(("organisation store", org.licenses),
-                                                 ("local overlay", local.licenses)))
+        licenses = StricterLicensePolicy(layers=((names[0], org.licenses),
+                                                 (names[1], local.licenses)))
     return replace(
         org,
         mode=_stricter_mode(org.mode, local.mode),
@@ -106,7 +108,7 @@ def merge(org: TrustStore, local: TrustStore, allow_local_trust: bool = False) -
     """
     if not local.exists:
         return replace(org, path=local.path, exists=False)
-    out = replace(org, policy=_merge_policy(org.policy, local.policy))
+    out = replace(org, policy=stricter_policy(org.policy, local.policy))
     for r in local.revoked_keys:
         out = out.with_revoked_key(r.value, r.reason)
     for r in local.revoked_digests:
@@ -126,4 +128,4 @@ def merge(org: TrustStore, local: TrustStore, allow_local_trust: bool = False) -
     return replace(out, path=local.path, exists=local.exists)
 
 
-__all__ = ["StricterLicensePolicy", "merge"]
+__all__ = ["StricterLicensePolicy", "merge", "stricter_policy"]
