@@ -173,9 +173,16 @@ def read_manifest(manifest: str | os.PathLike[str]) -> list[ManifestEntry]:
     """One input path per line; blank lines and lines starting with `#` are not entries.
     Relative paths are relative to the manifest's folder (a manifest on a shared volume reads
     the same from every pod)."""
+    with open(manifest, "rb") as f:
+        return parse_manifest(f.read(), manifest)
+
+
+def parse_manifest(data: bytes, manifest: str | os.PathLike[str]) -> list[ManifestEntry]:
     base = os.path.dirname(os.path.abspath(manifest))
-    with open(manifest, encoding="utf-8") as f:
-        text = f.read()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{os.fspath(manifest)}: not UTF-8 text ({exc})") from None
     out: list[ManifestEntry] = []
     for number, raw in enumerate(text.splitlines(), 1):
         entry = raw.strip()
@@ -216,19 +223,34 @@ def ledger_name(index: int, count: int) -> str:
     return f"ledger-{index:05d}-of-{count:05d}"
 
 
-def run_shard(entries: list[ManifestEntry], index: int, count: int, dst_root: Path,
+def run_shard(manifest: str | os.PathLike[str], index: int, count: int, dst_root: Path,
               results: Path, *, policy: Any = None,
               unsafe_allow_unsandboxed: bool = False) -> Iterator[dict[str, Any]]:
-    """Convert this shard's entries, yielding each record as it is decided.
+    """Convert this shard's entries of `manifest`, yielding each record as it is decided.
 
-    The results file is written as `<results>.partial` and renamed when the shard is done, so
-    a results file that exists is whole (a killed shard leaves only a `.partial`; its rerun
-    reuses every output already published and writes the file again).
+    The results file starts with a shard line (index, count, the manifest's digest and entry
+    counts: `--merge` checks that shards agree and that none is missing or short). It is
+    written as `<results>.partial` and renamed when the shard is done, so a results file that
+    exists is whole (a killed shard leaves only a `.partial`; its rerun reuses every output
+    already published and writes the file again).
+
+    Raises:
+        OSError, ValueError: the manifest cannot be read; the index is not in 0..count-1.
     """
+    import hashlib
+
+    with open(manifest, "rb") as f:
+        data = f.read()
+    entries = parse_manifest(data, manifest)
     mine = shard_of(entries, index, count)
     results.parent.mkdir(parents=True, exist_ok=True)
     partial = results.with_name(results.name + ".partial")
+    head = {"kind": "shard", "version": RECORD_VERSION, "shard": [index, count],
+            "manifest": os.path.abspath(manifest),
+            "manifest_sha256": hashlib.sha256(data).hexdigest(),
+            "manifest_entries": len(entries), "entries": len(mine)}
     with open(partial, "w", encoding="utf-8") as out:
+        out.write(json.dumps(head, sort_keys=True) + "\n")
         for e in mine:
             rec = convert_one(e.path, dst_root, policy=policy,
                               unsafe_allow_unsandboxed=unsafe_allow_unsandboxed)
@@ -240,5 +262,6 @@ def run_shard(entries: list[ManifestEntry], index: int, count: int, dst_root: Pa
     os.replace(partial, results)
 
 
-__all__ = ["DECISIONS", "ManifestEntry", "convert_one", "output_path", "read_manifest",
+__all__ = ["DECISIONS", "ManifestEntry", "convert_one", "output_path", "parse_manifest",
+           "read_manifest",
            "results_name", "run_shard", "shard_index", "shard_of"]

@@ -31,16 +31,31 @@ LEFTOVER_PREFIX = ".safeload-convert-"
 class Merged:
     records: list[dict[str, Any]]
     files: list[str]
-    shard_counts: set[int] = field(default_factory=set)
-    shards_seen: set[int] = field(default_factory=set)
+    shards: dict[int, dict[str, Any]] = field(default_factory=dict)  # index -> shard line
     problems: list[str] = field(default_factory=list)
 
-    @property
-    def missing_shards(self) -> list[int]:
-        if len(self.shard_counts) != 1:
-            return []
-        (count,) = self.shard_counts
-        return sorted(set(range(count)) - self.shards_seen)
+    def check_shards(self) -> None:
+        """Shards agree on the count and the manifest; none is missing, short or doubled."""
+        if not self.shards:
+            return  # records from Dask, Ray or convert_one: no shard lines to check
+        counts = {h["shard"][1] for h in self.shards.values()}
+        digests = {h.get("manifest_sha256") for h in self.shards.values()}
+        if len(counts) > 1:
+            self.problems.append("results of different shard counts are mixed: "
+                                 + ", ".join(str(n) for n in sorted(counts)))
+            return
+        if len(digests) > 1:
+            self.problems.append("the shards converted different manifests")
+        (count,) = counts
+        missing = sorted(set(range(count)) - set(self.shards))
+        if missing:
+            self.problems.append("shards with no results file: "
+                                 + ", ".join(str(i) for i in missing))
+        decided = Counter(r["shard"][0] for r in self.records if r.get("shard"))
+        for i, h in sorted(self.shards.items()):
+            if decided.get(i, 0) != h.get("entries"):
+                self.problems.append(f"shard {i}: {decided.get(i, 0)} records for "
+                                     f"{h.get('entries')} entries")
 
 
 def read_results(files: Iterable[str | os.PathLike[str]]) -> Merged:
@@ -65,14 +80,14 @@ def read_results(files: Iterable[str | os.PathLike[str]]) -> Merged:
         for number, line in enumerate(lines, 1):
             if not line.strip():
                 continue
-            merged.records.append(_parse(line, f"{name}:{number}"))
-            shard = merged.records[-1].get("shard")
-            if shard is not None:
-                merged.shards_seen.add(shard[0])
-                merged.shard_counts.add(shard[1])
-    if len(merged.shard_counts) > 1:
-        merged.problems.append("results of different shard counts are mixed: "
-                               + ", ".join(str(n) for n in sorted(merged.shard_counts)))
+            rec = _parse(line, f"{name}:{number}")
+            if rec.get("kind") != "shard":
+                merged.records.append(rec)
+            elif rec["shard"][0] in merged.shards:
+                merged.problems.append(f"shard {rec['shard'][0]} appears in two results files")
+            else:
+                merged.shards[rec["shard"][0]] = rec
+    merged.check_shards()
     return merged
 
 
@@ -82,8 +97,11 @@ def _parse(line: str, where: str) -> dict[str, Any]:
     except ValueError as exc:
         raise ResultsError(f"{where}: not a JSON line ({exc})",
                            hint="the file was damaged: run its shard again") from None
-    ok = (isinstance(rec, dict) and isinstance(rec.get("source"), str)
-          and rec.get("decision") in DECISIONS)
+    if isinstance(rec, dict) and rec.get("kind") == "shard":
+        ok = isinstance(rec.get("entries"), int) and "shard" in rec
+    else:
+        ok = (isinstance(rec, dict) and isinstance(rec.get("source"), str)
+              and rec.get("decision") in DECISIONS)
     shard = rec.get("shard") if isinstance(rec, dict) else None
     if ok and shard is not None:
         ok = (isinstance(shard, list) and len(shard) == 2
@@ -115,9 +133,6 @@ def summarize(merged: Merged, *, remove_leftovers: bool = False) -> dict[str, An
     by_source = Counter(r["source"] for r in records)
     twice = sorted(s for s, n in by_source.items() if n > 1)
     problems = list(merged.problems)
-    if merged.missing_shards:
-        problems.append("shards with no results file: "
-                        + ", ".join(str(i) for i in merged.missing_shards))
     if twice:
         problems.append(f"{len(twice)} inputs decided more than once")
     left = leftovers(records)

@@ -26,7 +26,8 @@ LAYERS: list[tuple[str, ...]] = [
     ("safeload._internal.converter",),
     ("safeload.pipeline",),
     ("safeload.loading", "safeload.hf", "safeload.guard", "safeload.scanning", "safeload.convert",
-     "safeload.hfcache", "safeload.sbom", "safeload.verifying"),
+     "safeload.hfcache", "safeload.sbom", "safeload.verifying", "safeload.bulk",
+     "safeload.bulkmerge"),
     ("safeload._cli", "safeload.demo", "safeload.__main__"),
 ]
 # The package's __init__ re-exports the entry points lazily (PEP 562): it sits on top.

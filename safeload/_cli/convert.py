@@ -70,7 +70,7 @@ def _shard(args: argparse.Namespace, out: Output) -> int:
         raise SafeloadError("--manifest needs --out DIR (the converted store's root)")
     try:
         index = bulk.shard_index(args.shard_index)
-        entries = bulk.read_manifest(args.manifest)
+        bulk.read_manifest(args.manifest)  # readable, UTF-8: a usage error, before any work
         bulk.shard_of([], index, args.shard_count)  # checks the index against the count
     except (ValueError, OSError) as exc:
         raise SafeloadError(f"{safe_text(args.manifest)}: {safe_text(str(exc))}") from None
@@ -83,7 +83,7 @@ def _shard(args: argparse.Namespace, out: Output) -> int:
     allow = warn_unsandboxed(args)
     counts = dict.fromkeys(bulk.DECISIONS, 0)
     lines = []
-    for rec in bulk.run_shard(entries, index, args.shard_count, dst, results,
+    for rec in bulk.run_shard(args.manifest, index, args.shard_count, dst, results,
                               unsafe_allow_unsandboxed=allow):
         counts[rec["decision"]] += 1
         line = _record_line(rec)
