@@ -31,15 +31,16 @@ LEFTOVER_PREFIX = ".safeload-convert-"
 class Merged:
     records: list[dict[str, Any]]
     files: list[str]
+    headers: list[dict[str, Any]] = field(default_factory=list)  # the files' shard lines
     shards: dict[int, dict[str, Any]] = field(default_factory=dict)  # index -> shard line
     problems: list[str] = field(default_factory=list)
 
     def check_shards(self) -> None:
         """Shards agree on the count and the manifest; none is missing, short or doubled."""
-        if not self.shards:
+        if not self.headers:
             return  # records from Dask, Ray or convert_one: no shard lines to check
-        counts = {h["shard"][1] for h in self.shards.values()}
-        digests = {h.get("manifest_sha256") for h in self.shards.values()}
+        counts = {h["shard"][1] for h in self.headers}
+        digests = {h.get("manifest_sha256") for h in self.headers}
         if len(counts) > 1:
             self.problems.append("results of different shard counts are mixed: "
                                  + ", ".join(str(n) for n in sorted(counts)))
@@ -83,7 +84,9 @@ def read_results(files: Iterable[str | os.PathLike[str]]) -> Merged:
             rec = _parse(line, f"{name}:{number}")
             if rec.get("kind") != "shard":
                 merged.records.append(rec)
-            elif rec["shard"][0] in merged.shards:
+                continue
+            merged.headers.append(rec)
+            if rec["shard"][0] in merged.shards:
                 merged.problems.append(f"shard {rec['shard'][0]} appears in two results files")
             else:
                 merged.shards[rec["shard"][0]] = rec
