@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 from safeload._version import __version__
 
-__all__ = ["__version__", "convert_one", "from_pretrained", "guard", "install", "load", "scan", "uninstall"]
+__all__ = ["__version__", "convert_one", "from_pretrained", "guard", "install", "load", "scan",
+           "uninstall"]
 
 if TYPE_CHECKING:
     from safeload.bulk import convert_one as convert_one

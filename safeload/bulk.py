@@ -138,24 +138,44 @@ def _publish(admitted: Any, dst: Path, unsafe: bool) -> tuple[Any, bool]:
     something else) is replaced by a fresh conversion, never trusted.
     """
     from safeload import pipeline
+    from safeload._internal.atomic import copy_atomic
+    from safeload._internal.convert_worker import SMALL_INPUT
     from safeload._internal.converter import existing_output
 
     held = admitted.verified.held
     sha = admitted.verified.sha256
+    replace = False
     if dst.exists():
         found = existing_output(dst, held, sha)
         if found is not None:
             return found, True
-        return pipeline.convert_to(admitted, dst, overwrite=True,
-                                   unsafe_allow_unsandboxed=unsafe), False
+        replace = True
     try:
-        return pipeline.convert_to(admitted, dst, unsafe_allow_unsandboxed=unsafe), False
+        if held.size <= SMALL_INPUT:
+            # Through the process's long-lived converter worker and the converted store (no
+            # process start per file), then copied: the store entry was validated against
+            # the source, and the copy is published whole (temp file, then link or rename).
+            conv = pipeline.convert_to(admitted, None, unsafe_allow_unsandboxed=unsafe)
+            copy_atomic(conv.path, dst, overwrite=replace)
+            published = existing_output(dst, held, sha)  # what was published, checked again
+            if published is None:
+                raise ConversionError(f"{dst}: the published copy does not match the input",
+                                      hint="convert again")
+            return replace_path(conv, dst), False
+        return pipeline.convert_to(admitted, dst, overwrite=replace,
+                                   unsafe_allow_unsandboxed=unsafe), False
     except FileExistsError:  # another worker published the same content meanwhile
         found = existing_output(dst, held, sha)
         if found is None:
             raise ConversionError(f"{dst}: another writer published a file here that does not "
                                   "match the input", hint="remove it and convert again") from None
         return found, True
+
+
+def replace_path(conv: Any, path: Path) -> Any:
+    from dataclasses import replace
+
+    return replace(conv, path=path)
 
 
 # --------------------------------------------------------------------------------------------

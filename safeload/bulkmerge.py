@@ -189,7 +189,8 @@ def store_bom(merged: Merged, *, name: str = "model store",
         if done:
             props += [_prop("converted-to:sha256", done[0]["output_sha256"]),
                       _prop("converted-to:path", done[0]["output"])]
-            layers = next((r["sandbox_layers"] for r in done if r.get("sandbox_layers")), [])
+            layers: list[str] = next(
+                (r["sandbox_layers"] for r in done if r.get("sandbox_layers")), [])
             props.append(_prop("sandbox:layers", ",".join(layers) or "none (reused output)"))
         components.append({"type": "machine-learning-model", "bom-ref": f"sha256:{sha}",
                            "name": base, "purl": _generic_purl(base, sha),

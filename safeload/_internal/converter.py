@@ -233,8 +233,8 @@ def existing_output(out: Path, held: Held, source_sha256: str) -> Converted | No
         _logger.warning("%s does not match its source; converting again: %s", out, exc)
         return None
     # Not converted by this run: no sandbox layers to report for it.
-    report = {"source_sha256": source_sha256, "output_sha256": sha, "output_size": size,
-              "layers": {"applied": []}, "reused": True}
+    report: dict[str, Any] = {"source_sha256": source_sha256, "output_sha256": sha,
+                              "output_size": size, "layers": {"applied": []}, "reused": True}
     return Converted(out, header, report, source_sha256, True)
 
 

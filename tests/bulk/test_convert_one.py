@@ -132,18 +132,18 @@ def test_each_conversion_writes_a_provenance_entry(tmp_path: Path) -> None:
 
 def test_a_concurrent_publisher_of_the_same_content_is_reused(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from safeload._internal import atomic
+
     src = _one(tmp_path)
     ref = safeload.convert_one(src, tmp_path / "ref")
-    real = pipeline.convert_to
 
-    def racing(admitted: object, dst: Path, **kw: object) -> object:
+    def racing(source: Path, dst: Path, **kw: object) -> None:
         shutil.copyfile(ref["output"], dst)  # another worker published first
         raise FileExistsError(dst)
 
-    monkeypatch.setattr(pipeline, "convert_to", racing)
+    monkeypatch.setattr(atomic, "copy_atomic", racing)
     rec = safeload.convert_one(src, tmp_path / "out")
     assert rec["decision"] == "reused" and rec["output_sha256"] == ref["output_sha256"]
-    monkeypatch.setattr(pipeline, "convert_to", real)
 
 
 def test_convert_one_ships_by_reference(tmp_path: Path) -> None:
