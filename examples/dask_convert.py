@@ -18,12 +18,11 @@ import argparse
 import json
 import os
 import sys
-from collections import Counter
 
 from distributed import Client, LocalCluster
 
 import safeload
-from safeload.bulk import read_manifest
+from safeload.bulk import read_manifest, write_results
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -46,13 +45,9 @@ def main(argv: list[str] | None = None) -> int:
         if cluster is not None:
             cluster.close()
     results = args.results or os.path.join(out, "results-dask.jsonl")
-    tmp = results + ".partial"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.writelines(json.dumps(r, sort_keys=True) + "\n" for r in records)
-    os.replace(tmp, results)
-    counts = Counter(r["decision"] for r in records)
-    print(json.dumps({"results": results, "counts": dict(sorted(counts.items()))}))
-    return 2 if counts.get("error") else 0
+    counts = write_results(records, results)
+    print(json.dumps({"results": results, "counts": counts}))
+    return 2 if counts["error"] else 0
 
 
 if __name__ == "__main__":

@@ -15,12 +15,11 @@ import argparse
 import json
 import os
 import sys
-from collections import Counter
 from typing import Any
 
 import ray
 
-from safeload.bulk import convert_one, read_manifest
+from safeload.bulk import convert_one, read_manifest, write_results
 
 
 def convert_row(row: dict[str, Any], dst_root: str) -> dict[str, Any]:
@@ -56,13 +55,9 @@ def main(argv: list[str] | None = None) -> int:
         rec["sandbox_layers"] = layers.split(",") if layers else []
         records.append(rec)
     results = args.results or os.path.join(out, "results-ray.jsonl")
-    tmp = results + ".partial"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.writelines(json.dumps(r, sort_keys=True) + "\n" for r in records)
-    os.replace(tmp, results)
-    counts = Counter(r["decision"] for r in records)
-    print(json.dumps({"results": results, "counts": dict(sorted(counts.items()))}))
-    return 2 if counts.get("error") else 0
+    counts = write_results(records, results)
+    print(json.dumps({"results": results, "counts": counts}))
+    return 2 if counts["error"] else 0
 
 
 if __name__ == "__main__":

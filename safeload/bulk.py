@@ -282,6 +282,20 @@ def run_shard(manifest: str | os.PathLike[str], index: int, count: int, dst_root
     os.replace(partial, results)
 
 
+def write_results(records: list[dict[str, Any]], path: str | os.PathLike[str]) -> dict[str, int]:
+    """Write `convert_one` records as a results file for `--merge` (whole or not at all:
+    a temporary `.partial`, then a rename); returns the count of each decision."""
+    tmp = f"{os.fspath(path)}.partial"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.writelines(json.dumps(r, sort_keys=True) + "\n" for r in records)
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    counts = dict.fromkeys(DECISIONS, 0)
+    for r in records:
+        counts[r["decision"]] += 1
+    return counts
+
+
 __all__ = ["DECISIONS", "ManifestEntry", "convert_one", "output_path", "parse_manifest",
            "read_manifest",
-           "results_name", "run_shard", "shard_index", "shard_of"]
+           "results_name", "run_shard", "shard_index", "shard_of", "write_results"]
