@@ -23,7 +23,6 @@ import shutil
 import subprocess
 import sys
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +37,7 @@ from safeload.inspection import inspect_bytes
 HERE = Path(__file__).resolve().parent
 ASSETS = HERE.parent / "assets"
 sys.path.insert(0, str(HERE))
+from _gpu_saved import cuda_saved  # noqa: E402
 from _reference_loader import describe  # noqa: E402
 
 REAL_FILES = [
@@ -511,24 +511,8 @@ def test_map_location_variants(fmt: str, name: str, tmp_path: Path) -> None:
 
 
 @pytest.fixture
-def cuda_tagged_checkpoint(tmp_path: Path) -> Iterator[Path]:
-    """A checkpoint whose storages are recorded on 'cuda:0' (as a GPU-saved file is), made on
-    a CPU-only machine by registering a location tagger for the save only."""
-    import torch.serialization as ts
-
-    def tagger(obj: Any) -> str | None:
-        dev = getattr(obj, "device", None)
-        return "cuda:0" if dev is not None and dev.type == "cpu" else None
-
-    entry = (0, tagger, lambda obj, loc: None)
-    ts._package_registry.append(entry)  # type: ignore[attr-defined]
-    ts._package_registry.sort(key=lambda e: e[0])  # type: ignore[attr-defined]
-    try:
-        path = tmp_path / "gpu-saved.pt"
-        torch.save({"w": torch.arange(4.0)}, path)
-    finally:
-        ts._package_registry.remove(entry)  # type: ignore[attr-defined]
-    yield path
+def cuda_tagged_checkpoint(tmp_path: Path) -> Path:
+    return cuda_saved(tmp_path)
 
 
 @pytest.mark.parametrize("name", ["dict-to-meta", "callable-sees-location"])

@@ -7,6 +7,7 @@ pins the drop-in promise rather than safeload's own choice.
 from __future__ import annotations
 
 import pickle
+import sys
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -25,6 +26,9 @@ from safeload.errors import (
     TruncatedFileError,
     UnsafeCheckpointError,
 )
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _gpu_saved import cuda_saved  # noqa: E402
 
 RESUME_CATCHES = (RuntimeError, EOFError, OSError)
 
@@ -148,25 +152,6 @@ def test_the_unpicklers_own_keywords_stay_accepted(tmp_path: Path) -> None:
 # map_location that cannot be honoured: what torch raises, naming the user's file
 
 
-def _cuda_saved(tmp: Path, **save_kwargs: object) -> Path:
-    """A checkpoint whose storages are recorded on 'cuda:0', as a GPU-saved file's are."""
-    import torch.serialization as ts
-
-    def tagger(obj: object) -> str | None:
-        dev = getattr(obj, "device", None)
-        return "cuda:0" if dev is not None and dev.type == "cpu" else None
-
-    entry = (0, tagger, lambda obj, loc: None)
-    ts._package_registry.append(entry)  # type: ignore[attr-defined]
-    ts._package_registry.sort(key=lambda e: e[0])  # type: ignore[attr-defined]
-    try:
-        path = tmp / "gpu-saved.pt"
-        torch.save({"w": torch.arange(4.0)}, path, **save_kwargs)  # type: ignore[arg-type]
-    finally:
-        ts._package_registry.remove(entry)  # type: ignore[attr-defined]
-    return path
-
-
 needs_cpu_only = pytest.mark.skipif(torch.cuda.is_available(), reason="needs a CPU-only torch")
 
 
@@ -180,7 +165,7 @@ def test_an_unavailable_device_raises_torchs_runtime_error_naming_the_file(
 
     kwargs = {} if fmt == "zip" else {"_use_new_zipfile_serialization": False}
     if ml is None:
-        path = _cuda_saved(tmp_path, **kwargs)
+        path = cuda_saved(tmp_path, **kwargs)
     else:
         path = tmp_path / "cpu-saved.pt"
         torch.save({"w": torch.arange(4.0)}, path, **kwargs)  # type: ignore[arg-type]
