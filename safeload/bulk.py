@@ -290,7 +290,7 @@ def write_results(records: list[dict[str, Any]], path: str | os.PathLike[str]) -
         f.writelines(json.dumps(r, sort_keys=True) + "\n" for r in records)
         os.fsync(f.fileno())
     os.replace(tmp, path)
-    counts = dict.fromkeys(DECISIONS, 0)
+    counts: dict[str, int] = dict.fromkeys(DECISIONS, 0)
     for r in records:
         counts[r["decision"]] += 1
     return counts

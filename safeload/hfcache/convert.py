@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING
 
 from safeload import pipeline
 from safeload._internal.text import get_logger, safe_text
-from safeload.errors import RefusedError
 from safeload.hfcache.hub_write import _write_hub
 from safeload.hfcache.report import (
     CacheRevision,
@@ -21,6 +20,7 @@ from safeload.hfcache.report import (
     _Meter,
     default_cache_dir,
     plan_outcome,
+    settle_conversion,
 )
 from safeload.hfcache.scan import (
     _classify,
@@ -125,18 +125,10 @@ def _convert_revision(cr: CacheRevision, held: list[_Held], ctx: _Context,
         for (h, admitted), conv in zip(todo, convs, strict=True):
             o = outcomes[h.info.name]
             o.seconds = seconds
-            if isinstance(conv, Exception):
-                o.action = "refused" if isinstance(conv, RefusedError) else "failed"
-                o.message = safe_text(str(conv))
-                continue
-            results[h.info.name] = conv
-            o.output = str(conv.path)
-            if conv.cache_hit:
-                o.action = "already-converted"
-                continue
-            o.action = "converted"
-            report.converted_bytes += h.info.size
-            pipeline.record(admitted, "convert", conv)
+            if not isinstance(conv, Exception):
+                results[h.info.name] = conv
+            if (done := settle_conversion(o, conv, report)) is not None:
+                pipeline.record(admitted, "convert", done)
     meter.done = start
     meter.add(rev_bytes)
     if write_to_hub_cache and results:

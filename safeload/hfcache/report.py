@@ -11,11 +11,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, get_args
 
-from safeload._internal.text import get_logger
+from safeload._internal.text import get_logger, safe_text
+from safeload.errors import RefusedError
 from safeload.pipeline import PICKLE_FORMATS
 
 if TYPE_CHECKING:
-    pass
+    from safeload._internal.converter import Converted
 
 
 _logger = get_logger(__name__)
@@ -200,6 +201,23 @@ def plan_outcome(f: CacheFile, o: Outcome, *, dry_run: bool) -> bool:
     else:
         return True
     return False
+
+
+def settle_conversion(o: Outcome, conv: Converted | Exception,
+                      report: ConvertReport) -> Converted | None:
+    """Settle `o` from the converter's answer; the conversion if it was done now (the caller
+    records it in the ledger), None for a refusal, a failure or a store hit."""
+    if isinstance(conv, Exception):
+        o.action = "refused" if isinstance(conv, RefusedError) else "failed"
+        o.message = safe_text(str(conv))
+        return None
+    o.output = str(conv.path)
+    if conv.cache_hit:
+        o.action = "already-converted"
+        return None
+    o.action = "converted"
+    report.converted_bytes += o.size
+    return conv
 
 
 @dataclass

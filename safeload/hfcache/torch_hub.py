@@ -20,7 +20,7 @@ from safeload import pipeline
 from safeload._internal import torchhub
 from safeload._internal.opened import OpenedFile
 from safeload._internal.text import safe_text
-from safeload.errors import RefusedError, SafeloadError, UnsafePathError
+from safeload.errors import SafeloadError, UnsafePathError
 from safeload.hfcache.report import (
     BAD_STATUSES,
     CacheFile,
@@ -32,6 +32,7 @@ from safeload.hfcache.report import (
     Status,
     _Meter,
     plan_outcome,
+    settle_conversion,
 )
 from safeload.hfcache.scan import (
     _admit,
@@ -191,18 +192,9 @@ def convert_torch_hub(checkpoints: str | os.PathLike[str] | None = None, *,
                 source_sha256s=[h.info.sha256 for h, _ in todo],
                 unsafe_allow_unsandboxed=unsafe_allow_unsandboxed)
             for (h, o), conv in zip(todo, convs, strict=True):
-                if isinstance(conv, Exception):
-                    o.action = "refused" if isinstance(conv, RefusedError) else "failed"
-                    o.message = safe_text(str(conv))
-                    continue
-                o.output = str(conv.path)
-                if conv.cache_hit:
-                    o.action = "already-converted"
-                    continue
-                o.action = "converted"
-                report.converted_bytes += h.info.size
-                assert h.admitted is not None
-                pipeline.record(h.admitted, "convert", conv)
+                if (done := settle_conversion(o, conv, report)) is not None:
+                    assert h.admitted is not None
+                    pipeline.record(h.admitted, "convert", done)
     finally:
         for h in held:
             h.close()
