@@ -269,11 +269,25 @@ def verify(held: Held, origin: Origin | None, *, store: TrustStore | None = None
 # (content digest, warning) pairs already shown: a warning is logged once per file per process
 # (a DataLoader loop must not print it per batch); the ledger records it on every entry.
 _warned: set[tuple[str, str]] = set()
+# Files loaded unsigned under the default policy: the first is warned about, the next gets one
+# line saying the rest are recorded only (the ledger's `signature` says "unsigned" for each).
+_unsigned_default: list[str] = []  # the first such file's digest, then "more" once said
 
 
 def _log_warnings(decision: TrustDecision, sha256: str) -> None:
+    from safeload.trust.decide import is_unsigned_default_note
+
     for w in decision.warnings:
-        if (sha256, w) not in _warned:
+        if is_unsigned_default_note(w):
+            if not _unsigned_default:
+                _unsigned_default.append(sha256)
+                _logger.warning("%s", w)
+            elif len(_unsigned_default) == 1 and _unsigned_default[0] != sha256:
+                _unsigned_default.append("more")
+                _logger.warning("%s; further unsigned files are recorded in the provenance "
+                                "ledger (`safeload provenance list`), not warned about again in "
+                                "this process", w)
+        elif (sha256, w) not in _warned:
             _warned.add((sha256, w))
             _logger.warning("%s", w)
 

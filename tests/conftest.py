@@ -34,6 +34,7 @@ def isolated_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.
     from safeload import pipeline
 
     pipeline._warned.clear()  # warnings are once per file per process: per test here
+    pipeline._unsigned_default.clear()
     yield home
     flush()
 

@@ -15,6 +15,7 @@ from safeload._internal.cardpath import find_model_card
 from safeload._internal.hashing import sha256_path
 from safeload._internal.text import get_logger
 from safeload.licenses import LicenseDecision, evaluate_license
+from safeload.trust.decide import is_unsigned_default_note
 
 if TYPE_CHECKING:
     from safeload.modelcard import ModelCard
@@ -144,7 +145,9 @@ def record(*, action: str, path: str, sha256: str, size: int, fmt: str,
     trust = TrustRecord(store.policy.mode, decision.pin if decision else "none",
                         store_record(store.state_digest(), store.origin))
     card = ctx.card if ctx else None
-    warnings: list[str] = list(decision.warnings) if decision else []
+    # The default policy's "unsigned" note is what `signature` and `trust.mode` already say.
+    warnings = [w for w in decision.warnings if not is_unsigned_default_note(w)] \
+        if decision else []
     if ctx is not None and ctx.license is not None:
         warnings.extend(ctx.license.notes)
     namespace = ctx.repo.split("/", 1)[0] if ctx and ctx.repo and "/" in ctx.repo else None

@@ -16,7 +16,9 @@ it.
 Lines (v2; `ledger` checks their shape, `read` their references):
 - session: `{"session": {"id", "pid", "python", "safeload_version", "started"}}`, written once
   per process and ledger, before the process's first entry. What does not change within a
-  process lives here, once.
+  process lives here, once: the first entry's rarely-changing fields ("defaults") and, when
+  it is a conversion, the converted store's path pattern ("output_template"), so an entry whose
+  output path is that pattern at its source's digest stores `"path_from_template": true`.
 - entry: `{"entry": <compact entry>, "s": <seq of its session>, "n": <loads, if more than 1>}`:
   the entry without `safeload_version` (the session's) and without empty fields.
 - tally: `{"tally": [[<seq of an entry>, <more loads>], ...], "s": ..., "time": <last load>}`:
@@ -133,6 +135,48 @@ def _relative_warnings(payload: dict[str, Any]) -> dict[str, Any]:
     return payload
 
 
+def _converted_file(payload: Mapping[str, Any]) -> tuple[str, str] | None:
+    """(source digest, output path) of a conversion's one output file, else None."""
+    conv, files = payload.get("converted_from"), payload.get("files")
+    sha = conv.get("sha256") if isinstance(conv, Mapping) else None
+    if not (isinstance(sha, str) and sha and isinstance(files, list) and len(files) == 1
+            and isinstance(files[0], Mapping) and isinstance(files[0].get("path"), str)):
+        return None
+    return sha, files[0]["path"]
+
+
+def _output_template(payload: Mapping[str, Any]) -> str | None:
+    """The converted store's path pattern, "{root}/" + "{sha256}" + "{suffix}": every output
+    path names its source's digest, so entries whose path fits it leave the path out."""
+    found = _converted_file(payload)
+    if found is None or found[1].count(found[0]) != 1:
+        return None
+    head, tail = found[1].split(found[0])
+    return head + "{sha256}" + tail
+
+
+def _compact_files(payload: dict[str, Any], template: str | None) -> dict[str, Any]:
+    found = _converted_file(payload) if template else None
+    if found is None or template is None or template.replace("{sha256}", found[0]) != found[1]:
+        return payload
+    rest = {k: v for k, v in payload["files"][0].items() if k != "path"}
+    return {**payload, "files": [{**rest, "path_from_template": True}]}
+
+
+def _expand_files(out: dict[str, Any], session: Mapping[str, Any]) -> None:
+    files = out.get("files")
+    if not (isinstance(files, list) and files and isinstance(files[0], Mapping)
+            and "path_from_template" in files[0]):
+        return
+    template, conv = session.get("output_template"), out.get("converted_from")
+    sha = conv.get("sha256") if isinstance(conv, Mapping) else None
+    if (len(files) != 1 or files[0]["path_from_template"] is not True or "path" in files[0]
+            or not isinstance(template, str) or not isinstance(sha, str)):
+        raise ValueError("malformed path_from_template")
+    item = {k: v for k, v in files[0].items() if k != "path_from_template"}
+    out["files"] = [{**item, "path": template.replace("{sha256}", sha)}]
+
+
 def pick_defaults(payload: Mapping[str, Any]) -> dict[str, Any]:
     """The session's defaults, from its first entry."""
     rel = _relative_warnings(dict(payload))
@@ -149,7 +193,8 @@ def compact(payload: Mapping[str, Any], session: Mapping[str, Any]) -> dict[str,
     defaults), no empty field the session has no default for. `expand` undoes it exactly."""
     defaults = session.get("defaults") or {}
     out: dict[str, Any] = {}
-    for key, value in _relative_warnings(dict(payload)).items():
+    slim = _compact_files(dict(payload), session.get("output_template"))
+    for key, value in _relative_warnings(slim).items():
         if key == "safeload_version" and value == session.get("safeload_version"):
             continue
         if key in defaults:
@@ -177,6 +222,7 @@ def expand(stored: Mapping[str, Any], session: Mapping[str, Any]) -> dict[str, A
         elif isinstance(out[key], dict) and isinstance(default, dict):
             out[key] = {**default, **out[key]}
     out.setdefault("safeload_version", session.get("safeload_version"))
+    _expand_files(out, session)
     after = out.pop("warnings_after_path", None)
     if after is not None:
         path = _source_path(out)
@@ -211,6 +257,10 @@ def _enqueue(w: _Writer, payload: dict[str, Any]) -> None:
     else:
         if w.session_seq is None and "defaults" not in w.session:
             w.session["defaults"] = pick_defaults(payload)
+        if w.session_seq is None and "output_template" not in w.session:
+            template = _output_template(payload)
+            if template is not None:
+                w.session["output_template"] = template
         item = _Item(compact(payload, w.session))
         if len(w.seen) >= SEEN_CAP:
             w.seen.clear()

@@ -359,6 +359,17 @@ class Decision:
     waived: tuple[SafeloadError, ...] = field(default=())
 
 
+# The note on an unsigned file loaded under the default policy. It says nothing the decision's
+# fields do not (signed False, mode "default"): the ledger leaves it out and a process shows it
+# for its first two such files only, so a loop over a dataset is not a wall of warnings.
+UNSIGNED_DEFAULT_NOTE = ("is unsigned; loaded because no trusted publisher claims it "
+                         "(policy mode default)")
+
+
+def is_unsigned_default_note(warning: str) -> bool:
+    return warning.endswith(UNSIGNED_DEFAULT_NOTE)
+
+
 def decide(facts: LoadFacts) -> Decision:
     """Apply the policy to the facts. Pure: reads and writes nothing.
 
@@ -373,8 +384,7 @@ def decide(facts: LoadFacts) -> Decision:
     if reupload is not None:
         warnings.append(reupload)
     if facts.signed is None and not warnings:
-        warnings.append(f"{facts.shown} is unsigned; loaded because no trusted publisher "
-                        "claims it (policy mode default)")
+        warnings.append(f"{facts.shown} {UNSIGNED_DEFAULT_NOTE}")
     new_pin, pin_warnings = _first_use_pin(facts)
     warnings.extend(pin_warnings)
     pinned = facts.pinned
@@ -451,6 +461,7 @@ def _trust_decision(facts: LoadFacts, pin: PinState, warnings: tuple[str, ...],
 __all__ = [
     "CHECKS", "AuditOnly", "Decision", "HubOrigin", "LoadFacts", "NamespaceBinding",
     "NoSilentDowngrade", "Outcome", "Pinned", "RevisionLocked", "Revoked", "SignatureFacts",
-    "SignatureVerifies", "Step", "StrictNeedsSignature", "TrustDecision", "decide",
+    "SignatureVerifies", "Step", "StrictNeedsSignature", "TrustDecision", "UNSIGNED_DEFAULT_NOTE",
+    "decide", "is_unsigned_default_note",
     "policy_steps", "revoked_digest", "run_steps",
 ]

@@ -186,6 +186,44 @@ def test_compact_entries_leave_the_session_fields_out(slow_timer: None) -> None:
         assert line["s"] == 0
 
 
+def _converted(i: int, store: str = "/cache/converted") -> ProvenanceEntry:
+    src = f"{i:064x}"
+    out = FileRecord(f"{store}/{src}-c0.1.0-a1/model.safetensors", f"{i + 7:064x}", 4096,
+                     "safetensors")
+    return _entry(i, files=(out,), converted_from=ConvertedFrom(src, "torch-zip", (), None))
+
+
+def test_converted_outputs_on_the_store_pattern_leave_their_path_out(slow_timer: None) -> None:
+    written = [_converted(i) for i in range(3)]
+    written.append(_converted(3, store="/elsewhere"))  # off the pattern: kept whole
+    for e in written:
+        record_or_warn(e, strict=False)
+    flush()
+    lines = _raw_lines()
+    assert lines[0]["session"]["output_template"] == (  # type: ignore[index]
+        "/cache/converted/{sha256}-c0.1.0-a1/model.safetensors")
+    stored = [line["entry"]["files"][0] for line in lines[1:]]  # type: ignore[index]
+    assert [("path" in f, f.get("path_from_template")) for f in stored] == [
+        (False, True), (False, True), (False, True), (True, None)]
+    records = [r for r in read_ledger().records if r.entry is not None]
+    assert [r.entry.to_dict() for r in records if r.entry] == [e.to_dict() for e in written]
+
+
+@pytest.mark.parametrize("files", [
+    [{"path_from_template": True, "path": "/x"}],
+    [{"path_from_template": "yes"}],
+    [{"path_from_template": True}, {"path": "/y"}],
+])
+def test_a_malformed_path_from_template_is_refused(files: list[dict[str, object]]) -> None:
+    session = {"output_template": "/c/{sha256}/m.safetensors", "safeload_version": "0"}
+    stored = {"files": files, "converted_from": {"sha256": "a" * 64}}
+    with pytest.raises(ValueError, match="path_from_template"):
+        batch.expand(stored, session)
+    with pytest.raises(ValueError, match="path_from_template"):  # no template in the session
+        batch.expand({"files": [{"path_from_template": True}],
+                      "converted_from": {"sha256": "a" * 64}}, {"safeload_version": "0"})
+
+
 def test_repeats_add_a_count_not_an_entry(slow_timer: None) -> None:
     for _ in range(4):
         record_or_warn(_entry(7), strict=False)  # the first written at once, three queued
