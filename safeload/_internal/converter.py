@@ -80,11 +80,12 @@ def _private_dir(path: Path) -> Path:
 PARALLEL_HASH_MIN = 4 << 20  # outputs from this size are hashed on the other core
 
 
-def _validate_output(out: Path, source: Held, source_sha256: str, *,
-                     measure: bool) -> tuple[SafetensorsHeader, str | None]:
+def _validate_output(out: Path, source: Held, source_sha256: str, *, measure: bool,
+                     reading: Any = None) -> tuple[SafetensorsHeader, str | None]:
     """Check the child's file against the output the parent derives from the held source
-    (`expected.py`): nothing the child reported is believed. With `measure`, also the file's
-    sha256 (for the provenance record), computed on the other core while the bytes are compared.
+    (`expected.py`; `reading`: the parent's inspection of those bytes): nothing the child
+    reported is believed. With `measure`, also the file's sha256 (for the provenance record),
+    computed on the other core while the bytes are compared.
     """
     with OpenedFile.open(out) as f:
         buf = f.mapping()
@@ -95,7 +96,7 @@ def _validate_output(out: Path, source: Held, source_sha256: str, *,
         def check() -> None:
             try:
                 src = source.mapping()
-                expected_output = expected.derive(src, source_sha256)
+                expected_output = expected.derive(src, source_sha256, reading)
                 expected.compare(expected_output, buf, src)
             except expected.OutputMismatch as exc:
                 raise _mismatch(out, str(exc)) from None
@@ -199,7 +200,8 @@ def _remember(final: Path, held: Held, source_sha256: str, hit: Converted) -> No
         _remember_state(state, hit)
 
 
-def _cached(final: Path, held: Held, source_sha256: str) -> Converted | None:
+def _cached(final: Path, held: Held, source_sha256: str,
+            reading: Any = None) -> Converted | None:
     """The store entry `final`, validated against the held source exactly as a fresh output
     is (an earlier child may have lied); a damaged or lying entry is removed and regenerated."""
     if not (final / OUTPUT_NAME).is_file():
@@ -212,7 +214,8 @@ def _cached(final: Path, held: Held, source_sha256: str) -> Converted | None:
         report = strictjson.loads((final / REPORT_NAME).read_bytes())
         if not isinstance(report, dict):
             raise ValueError("report is not an object")
-        header, _ = _validate_output(final / OUTPUT_NAME, held, source_sha256, measure=False)
+        header, _ = _validate_output(final / OUTPUT_NAME, held, source_sha256, measure=False,
+                                     reading=reading)
         hit = Converted(final / OUTPUT_NAME, header, report, source_sha256, True)
         if state is not None and _entry_state(final, held, source_sha256) == state:
             _remember_state(state, hit)
@@ -240,8 +243,12 @@ def existing_output(out: Path, held: Held, source_sha256: str) -> Converted | No
 
 def convert_opened(name: str, opened: Held, *, timeout: float = 3600,
                    unsafe_allow_unsandboxed: bool = False, destination: Path | None = None,
-                   overwrite: bool = False, source_sha256: str | None = None) -> Converted:
+                   overwrite: bool = False, source_sha256: str | None = None,
+                   reading: Any = None) -> Converted:
     """Convert (or find in the cache) the checkpoint held by `opened`.
+
+    `reading`: the caller's clean inspection of the same held bytes (`Inspection.checkpoint`),
+    reused to derive the expected output instead of walking the pickle again.
 
     With `destination`, the child writes next to it and the validated file is renamed into
     place (no second copy of a multi-GB file); otherwise the result goes to the cache.
@@ -259,7 +266,7 @@ def convert_opened(name: str, opened: Held, *, timeout: float = 3600,
     final = store / _cache_key(source_sha256)
     if destination is not None and destination.exists() and not overwrite:
         raise FileExistsError(f"{destination} exists (use --overwrite)")
-    hit = _cached(final, opened, source_sha256)
+    hit = _cached(final, opened, source_sha256, reading)
     if hit is not None:
         if destination is not None:
             copy_atomic(hit.path, destination, overwrite=overwrite)
@@ -288,8 +295,8 @@ def convert_opened(name: str, opened: Held, *, timeout: float = 3600,
             raise ConversionError(f"{name}: the worker converted different bytes than were "
                                   "verified (digest mismatch)")
         _check_layers(name, result.layers)
-        header, report["output_sha256"] = _validate_output(work / OUTPUT_NAME, opened,
-                                                           source_sha256, measure=True)
+        header, report["output_sha256"] = _validate_output(
+            work / OUTPUT_NAME, opened, source_sha256, measure=True, reading=reading)
         report["output_size"] = (work / OUTPUT_NAME).stat().st_size
         if destination is not None:
             os.chmod(work / OUTPUT_NAME, 0o644)
@@ -305,7 +312,7 @@ def convert_opened(name: str, opened: Held, *, timeout: float = 3600,
             _remember(final, opened, source_sha256,
                       Converted(final / OUTPUT_NAME, header, report, source_sha256, True))
             return Converted(final / OUTPUT_NAME, header, report, source_sha256, False)
-        hit = _cached(final, opened, source_sha256)
+        hit = _cached(final, opened, source_sha256, reading)
         if hit is None:
             raise ConversionError(f"{name}: the converted entry vanished from the store")
         return Converted(hit.path, hit.header, hit.report, source_sha256, False)

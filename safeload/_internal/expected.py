@@ -35,10 +35,14 @@ class Expected:
     size: int  # the exact file size
 
 
-def derive(source: Any, source_sha256: str) -> Expected:
-    """The output the converter must have written for `source` (the held mapping)."""
+def derive(source: Any, source_sha256: str, reading: Any = None) -> Expected:
+    """The output the converter must have written for `source` (the held mapping).
+
+    `reading` is the parent's own clean reading of the same held bytes (the inspection's
+    `TorchCheckpoint`), so the pickle is walked once per load, not once to inspect and again
+    here; without it the bytes are read now."""
     try:
-        ck = read_checkpoint(source)
+        ck = reading if reading is not None and not reading.findings else read_checkpoint(source)
         plan = make_plan(ck.root, ck.storage_spans)
     except (ConvertRefused, PlanError) as exc:
         raise OutputMismatch(f"the parent's own reading of the source fails: {exc}") from None
