@@ -48,6 +48,11 @@ CHECKPOINTS = [
      "rxnmapper/models/transformers/albert_heads_8_uspto_all_1310k/training_args.bin",
      "training arguments as an argparse.Namespace"),
     ("DISTS_pytorch==0.1", "DISTS_pytorch-0.1", "DISTS_pytorch/weights.pt", "legacy"),
+    ("sevenn==0.13.0", "sevenn-0.13.0",
+     "sevenn/pretrained_potentials/SevenNet_l3i5/checkpoint_l3i5.pth",
+     "training checkpoint with a model config of nested dicts and lists"),
+    ("Resemblyzer==0.1.4", "Resemblyzer-0.1.4", "resemblyzer/pretrained.pt",
+     "training checkpoint with optimizer state"),
 ]
 
 
