@@ -32,7 +32,12 @@ from typing import Any
 import torch
 
 from safeload._internal.opened import Held
-from safeload._internal.safetensors_check import DTYPES, SafetensorsHeader, TensorEntry
+from safeload._internal.safetensors_check import (
+    DTYPES,
+    SafetensorsHeader,
+    TensorEntry,
+    file_order,
+)
 from safeload._internal.torchmap import torch_dtype
 
 _TORCH = frozenset({"pt", "torch", "pytorch"})
@@ -109,7 +114,7 @@ class SafeOpen:
 
     def offset_keys(self) -> list[str]:
         self._open()
-        return [e.name for e in sorted(self._header.tensors, key=lambda e: (e.begin, e.name))]
+        return [e.name for e in file_order(self._header.tensors)]
 
     def metadata(self) -> dict[str, str] | None:
         self._open()

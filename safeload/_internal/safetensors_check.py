@@ -39,6 +39,12 @@ class TensorEntry:
     end: int
 
 
+def file_order(tensors: tuple[TensorEntry, ...]) -> list[TensorEntry]:
+    """The order `safetensors.load_file` (`get_tensors`) and `offset_keys` return: by data
+    offsets (start, then end); the name breaks the ties the reference leaves to a hash map."""
+    return sorted(tensors, key=lambda e: (e.begin, e.end, e.name))
+
+
 @dataclass(frozen=True)
 class SafetensorsHeader:
     tensors: tuple[TensorEntry, ...]
@@ -46,12 +52,21 @@ class SafetensorsHeader:
     data_start: int
 
 
+# What serde_json (the reference reader) and Python's json skip before a value.
+JSON_WHITESPACE = b" \t\n\r"
+
+
 def looks_like_safetensors(head: bytes, size: int) -> bool:
-    """The cheap sniff: an 8-byte length that fits the file, then a JSON object."""
+    """The cheap sniff, by the reference reader's rule: an 8-byte length that fits the file,
+    then a JSON object, which may follow JSON whitespace (safetensors accepts ` {`). A head
+    that is whitespace to its end may still be one: it counts (the parse decides)."""
     if len(head) < 9 or size < 10:
         return False
     (n,) = struct.unpack_from("<Q", head)
-    return 2 <= n <= min(MAX_HEADER_BYTES, size - 8) and head[8:9] == b"{"
+    if not 2 <= n <= min(MAX_HEADER_BYTES, size - 8):
+        return False
+    rest = head[8 : 8 + n].lstrip(JSON_WHITESPACE)
+    return rest[:1] == b"{" or (not rest and len(head) < 8 + n)
 
 
 def parse_header(buf: Buf, path: str) -> SafetensorsHeader:
@@ -83,8 +98,10 @@ def parse_header(buf: Buf, path: str) -> SafetensorsHeader:
     data_len = size - data_start
     entries: list[TensorEntry] = []
     for name, info in doc.items():
-        if not isinstance(info, dict) or set(info) != {"dtype", "shape", "data_offsets"}:
-            raise bad(f"tensor {name!r}: entry must have exactly dtype, shape, data_offsets")
+        # Other fields are ignored, as the reference reader (serde, unknown fields allowed)
+        # ignores them: the three it reads are the ones checked here.
+        if not isinstance(info, dict) or not {"dtype", "shape", "data_offsets"} <= set(info):
+            raise bad(f"tensor {name!r}: entry must have dtype, shape and data_offsets")
         dtype, shape, offsets = info["dtype"], info["shape"], info["data_offsets"]
         if dtype not in DTYPES:
             raise bad(f"tensor {name!r}: unknown dtype {dtype!r}")

@@ -1,4 +1,5 @@
-"""One JSON reading for untrusted bytes: no duplicate keys, no NaN/Infinity.
+"""One JSON reading for untrusted bytes: no duplicate keys, no NaN/Infinity, no unpaired
+surrogate escapes.
 
 Two parsers that keep different duplicates see different documents (a parser differential), and
 non-standard constants are not JSON. Raises `ValueError` (or `RecursionError` when nested too
@@ -8,6 +9,7 @@ deep, `UnicodeDecodeError` for bad UTF-8); callers wrap it in their own error na
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 
@@ -24,6 +26,29 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"non-standard JSON constant {name}")
 
 
+# A `\uD800`-`\uDFFF` escape: Python's json keeps an unpaired one as a lone surrogate, which
+# serde_json (safetensors, the Hub's tooling) refuses. Only then is the document walked.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+def _lone_surrogates(obj: Any) -> bool:
+    stack = [obj]
+    while stack:
+        x = stack.pop()
+        if isinstance(x, str):
+            if any("\ud800" <= c <= "\udfff" for c in x):
+                return True
+        elif isinstance(x, dict):
+            stack.extend(x.keys())
+            stack.extend(x.values())
+        elif isinstance(x, list):
+            stack.extend(x)
+    return False
+
+
 def loads(data: str | bytes) -> Any:
     text = data.decode("utf-8") if isinstance(data, bytes) else data
-    return json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_reject_constant)
+    doc = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_reject_constant)
+    if _SURROGATE_ESCAPE.search(text) and _lone_surrogates(doc):
+        raise ValueError("a string holds an unpaired UTF-16 surrogate escape")
+    return doc

@@ -8,7 +8,7 @@ import torch
 from safeload_conversion.protocol import STRUCTURE_KEY
 
 from safeload._internal import strictjson
-from safeload._internal.safetensors_check import DTYPES, SafetensorsHeader, parse_header
+from safeload._internal.safetensors_check import DTYPES, SafetensorsHeader, file_order, parse_header
 from safeload._internal.structure import StructureError, rebuild
 from safeload._internal.torchmap import apply_map_location, torch_dtype
 from safeload.errors import MalformedFileError
@@ -18,7 +18,7 @@ def tensors_from_header(buf: Any, header: SafetensorsHeader, *, copy: bool
                         ) -> dict[str, torch.Tensor]:
     """Tensors viewing the (private, copy-on-write) mapping, or private copies."""
     out: dict[str, torch.Tensor] = {}
-    for e in sorted(header.tensors, key=lambda e: e.name):
+    for e in file_order(header.tensors):
         dtype = torch_dtype(DTYPES[e.dtype][0])
         count = 1
         for d in e.shape:

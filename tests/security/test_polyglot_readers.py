@@ -127,3 +127,76 @@ def test_a_joblib_lzma_file_with_trailing_bytes_is_refused_not_reread_as_a_pickl
     f.write_bytes(data)
     assert fires(f, "joblib")
     refused(f)
+
+
+def _safetensors_zip_polyglot(tmp_path: Path, lead: bytes) -> Path:
+    """A torch zip checkpoint (torch reads its first bytes `PK\\x03\\x04` as the magic) that is
+    also a valid safetensors file: those bytes and four zeros are a 67 MB header length, and
+    the header JSON starts after `lead` (JSON whitespace, which safetensors skips)."""
+    import io
+    import zipfile
+
+    import torch
+
+    n = struct.unpack("<Q", b"PK\x03\x04\0\0\0\0")[0]
+    src = io.BytesIO()
+    torch.save({"w": torch.arange(4.0)}, src)
+    members = [(i.filename, zipfile.ZipFile(src).read(i.filename))
+               for i in zipfile.ZipFile(src).infolist()]
+    f = tmp_path / "model.pt"
+    with open(f, "wb") as out:
+        out.write(b"PK\x03\x04\0\0\0\0")
+        out.write(lead + b" " * (n - len(lead)))  # the header: patched below
+    with zipfile.ZipFile(f, "a", compression=zipfile.ZIP_STORED) as z:  # appended archive
+        for name, data in members:
+            z.writestr(name, data)
+    size = f.stat().st_size
+    data_len = size - 8 - n
+    header = json.dumps({"t": {"dtype": "U8", "shape": [data_len],
+                               "data_offsets": [0, data_len]}}).encode()
+    with open(f, "r+b") as out:
+        out.seek(8 + len(lead))
+        out.write(header)
+    return f
+
+
+@pytest.mark.parametrize("lead", [b"", b" ", b"\n", b"\t\r\n ", b" " * 600])
+def test_a_safetensors_header_after_json_whitespace_still_makes_a_zip_a_polyglot(
+        lead: bytes, tmp_path: Path) -> None:
+    # safetensors (serde_json) skips leading JSON whitespace: the sniff must too, or a file
+    # that torch opens as a zip and safetensors as tensors is judged as a zip alone.
+    import torch
+    from safetensors.torch import load_file as load_torch
+
+    import safeload
+    from safeload.errors import UnsafeCheckpointError
+    from safeload.inspection import inspect_bytes
+
+    f = _safetensors_zip_polyglot(tmp_path, lead)
+    assert list(load_torch(str(f))) == ["t"]  # safetensors reads one U8 tensor ...
+    assert torch.equal(torch.load(f, weights_only=True)["w"], torch.arange(4.0))  # torch, a dict
+    ins = inspect_bytes(f.read_bytes(), name=f.name)
+    assert ins.verdict == "unsafe" and any(x.code == "polyglot" for x in ins.findings), ins
+    with pytest.raises(UnsafeCheckpointError, match="polyglot"):
+        safeload.load(f)
+
+
+def test_a_safetensors_file_whose_header_starts_after_whitespace_loads_as_load_file(
+        tmp_path: Path) -> None:
+    import torch
+    from safetensors.torch import load_file as load_torch
+    from safetensors.torch import save_file
+
+    import safeload
+
+    plain = tmp_path / "plain.safetensors"
+    save_file({"b": torch.ones(3), "a": torch.zeros(2)}, str(plain))
+    raw = plain.read_bytes()
+    (n,) = struct.unpack_from("<Q", raw)
+    for lead in (b" ", b"\n\t"):
+        f = tmp_path / "lead.safetensors"
+        f.write_bytes(struct.pack("<Q", n + len(lead)) + lead + raw[8:])
+        want = load_torch(str(f))
+        got = safeload.load(f)
+        assert list(got) == list(want)
+        assert all(torch.equal(got[k], want[k]) for k in want)
