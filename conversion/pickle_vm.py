@@ -501,7 +501,13 @@ class PickleMachine:
             value = float(text)
         except ValueError as exc:
             raise self._fail("malformed float literal") from exc
-        if not text or text.strip() != text or "_" in text or not math.isfinite(value):
+        # Both unpicklers read the same number only where float() and the C unpickler's
+        # PyOS_string_to_double agree: no whitespace or underscores; an infinite value only
+        # when spelt as one (protocol 0 writes `inf`, `nan`), never an overflow like 1e999,
+        # which the C unpickler refuses and pickle.py reads as inf.
+        spelt = text.lower().lstrip("+-") in ("inf", "infinity", "nan")
+        if not text or text.strip() != text or "_" in text or \
+                not (math.isfinite(value) or spelt):
             raise self._fail("malformed float literal")
         self.stack.append(value)
 

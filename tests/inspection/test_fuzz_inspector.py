@@ -317,6 +317,16 @@ def test_machine_refuses_literals_the_unpicklers_disagree_on(stream: bytes, why:
     assert not problems, why + "\n" + "\n".join(problems)
 
 
+@pytest.mark.parametrize("text", [b"inf", b"-inf", b"nan", b"Infinity", b"-Infinity", b"+nan"])
+def test_infinities_spelt_out_load_as_both_unpicklers_read_them(text: bytes) -> None:
+    # Protocol 0 writes float('inf') as `Finf`: both unpicklers read it (a real checkpoint
+    # holding an infinite loss or a -inf mask value saved with pickle_protocol=0).
+    stream = b"F" + text + b"\n."
+    run = run_machine(stream, False)
+    assert run.clean, run
+    assert not value_oracle(stream, run)
+
+
 def test_unhashable_dict_key_is_not_clean() -> None:
     # {[]: None}: the machine keeps symbolic pairs and passes it; every unpickler raises
     # TypeError (unhashable), and the converted structure cannot be rebuilt either.
