@@ -97,6 +97,7 @@ def read_torch_zip(buf: Buf, members: list[ZipMember]) -> TorchCheckpoint:
         if ck.kind == "torchscript":
             continue
         ck.findings.append(Finding("archive", f"unexpected member {m.name!r}", member=m.name))
+    _check_records(ck, buf, by_name)
     order = by_name.get("byteorder")
     try:
         if order is not None and bytes(
@@ -134,6 +135,65 @@ def read_torch_zip(buf: Buf, members: list[ZipMember]) -> TorchCheckpoint:
             ck.storage_spans[key] = (member.data_offset, nbytes)
     _unreferenced_storages(ck, by_name)
     return ck
+
+
+# torch's reader (caffe2 inline_container.cc, serialization.py `_load`) refuses an archive
+# whose version record is missing or outside the versions it reads, whose .storage_alignment
+# is not an integer by Python's int(), or whose serialization id is not UTF-8: so does safeload,
+# or a corrupted archive would load here and fail under torch.
+_VERSIONS = range(1, 11)  # kMinSupportedFileFormatVersion .. kMaxSupportedFileFormatVersion
+_C_SPACE = b" \t\n\v\f\r"
+
+
+def _stoull_version(raw: bytes) -> int | None:
+    """The version as C++ `std::stoull` reads it (leading space, a sign, digits up to the first
+    other byte); None where it throws. A '-' wraps around: never a readable version."""
+    text = raw.lstrip(_C_SPACE)
+    sign = text[:1] if text[:1] in (b"+", b"-") else b""
+    text = text[len(sign):]
+    digits = len(text) - len(text.lstrip(b"0123456789"))
+    if digits == 0:
+        return None
+    value = int(text[:digits])
+    if value >= 1 << 64:
+        return None
+    return (-value) % (1 << 64) if sign == b"-" else value
+
+
+def _check_records(ck: TorchCheckpoint, buf: Buf, by_name: dict[str, ZipMember]) -> None:
+    def record(rel: str, limit: int) -> bytes | None:
+        m = by_name.get(rel)
+        if m is None:
+            return None
+        try:
+            return bytes(read_member(buf, m, limit=limit, zero_crc=True))
+        except ZipError as exc:
+            ck.findings.append(Finding("archive", str(exc), member=m.name))
+            return b""
+
+    def bad(rel: str, why: str) -> None:
+        m = by_name.get(rel)
+        ck.findings.append(Finding("bad-record", f"{why} (torch refuses the archive)",
+                                   member=m.name if m else rel))
+
+    rel = ".data/version" if ".data/version" in by_name else "version"
+    version = record(rel, 64)
+    if version is None:
+        bad(rel, "no version record")
+    elif _stoull_version(version) not in _VERSIONS:
+        bad(rel, f"version record {version[:20]!r} is not a version torch reads")
+    alignment = record(".storage_alignment", 64)
+    if alignment is not None:
+        try:
+            int(alignment)
+        except ValueError:
+            bad(".storage_alignment", f".storage_alignment {alignment[:20]!r} is not an integer")
+    sid = record(".data/serialization_id", 1 << 16)
+    if sid is not None:
+        try:
+            sid.decode("utf-8")
+        except UnicodeDecodeError:
+            bad(".data/serialization_id", "the serialization id is not UTF-8")
 
 
 def _unreferenced_storages(ck: TorchCheckpoint, by_name: dict[str, ZipMember]) -> None:
