@@ -16,14 +16,13 @@ from __future__ import annotations
 
 import bz2
 import lzma
-import re
 import struct
 import zlib
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from safeload_conversion.budget import Budget, BudgetExceeded, current, scope
-from safeload_conversion.pickle_vm import Buf, Finding, MalformedPickle, PickleMachine, allowlist
+from safeload_conversion.pickle_vm import Buf, Finding, MalformedPickle, PickleMachine
 from safeload_conversion.torchfile import (
     LEGACY_MAGIC,
     TorchCheckpoint,
@@ -32,6 +31,7 @@ from safeload_conversion.torchfile import (
 )
 from safeload_conversion.zipstrict import ZipError, read_member, read_zip
 
+from safeload._internal.npyformat import NpyFormatError, NpyHeader, parse_npy
 from safeload._internal.reach import PICKLE_OPCODES, would_import
 from safeload._internal.safetensors_check import looks_like_safetensors, parse_header
 from safeload._internal.text import safe_text
@@ -46,15 +46,11 @@ Verdict = Literal["clean", "unsafe", "skipped"]
 
 @dataclass(frozen=True, eq=False)
 class NpyArray:
-    """A plain .npy array as this inspection parsed it. The loader builds the returned array
-    from exactly these numbers and bytes (never by asking numpy to parse the file again)."""
+    """A .npy array as this inspection parsed it. The loader builds the returned array from
+    exactly this header and these bytes (never by asking numpy to parse the file again)."""
 
     data: Buf  # the whole .npy (file or strict-zip member bytes)
-    offset: int  # where the array bytes start
-    byteorder: str
-    code: str
-    fortran: bool
-    shape: tuple[int, ...]
+    header: NpyHeader
 
 
 @dataclass(eq=False)
@@ -448,59 +444,14 @@ def _zfile_stream(data: bytes) -> bytes:
     return data[22:] if data[21:22] == b" " else data[21:]
 
 
-_NPY_HEADER = re.compile(
-    r"\{'descr': '([<>|=]?)([a-zA-Z]\d*)', 'fortran_order': (True|False), "
-    r"'shape': \(((?:\d+, )*\d*|\d+,)\), \} *\n?"
-)
-
-
 def _inspect_npy(buf: Buf, name: str) -> Inspection:
-    head = bytes(buf[:12])
-    major = head[6] if len(head) >= 12 and head[7] == 0 else 0  # versions 1.0, 2.0, 3.0 only
-    if major == 1:
-        hlen, start = struct.unpack_from("<H", head, 8)[0], 10
-    elif major in (2, 3):
-        hlen, start = struct.unpack_from("<I", head, 8)[0], 12
-    else:
-        return Inspection("numpy", "unsafe", [Finding("malformed", "unknown .npy version",
-                                                      member=name or None)])
-    if hlen > 10000 or start + hlen > len(buf):  # numpy's own header bound
-        return Inspection("numpy", "unsafe", [Finding("malformed", ".npy header out of bounds",
-                                                      member=name or None)])
     try:
-        header = bytes(buf[start : start + hlen]).decode("latin-1")
-    except UnicodeDecodeError:
-        header = ""
-    m = _NPY_HEADER.fullmatch(header)
-    if m is None:
-        if "'O'" in header or "|O" in header:
-            why = "NumPy object array: loading it unpickles arbitrary objects"
-        else:
-            why = ".npy header is not a plain numeric array header"
-        return Inspection("numpy", "unsafe", [Finding("unsupported", why, member=name or None)])
-    code = m.group(2)
-    if code.startswith("O"):
-        return Inspection("numpy", "unsafe", [Finding(
-            "unsupported", "NumPy object array: loading it unpickles arbitrary objects",
-            member=name or None)])
-    numpy_codes = allowlist().numpy_dtypes
-    if code not in numpy_codes and code != "?":
-        return Inspection("numpy", "unsafe", [Finding(
-            "unsupported", f"NumPy dtype {code!r} is not a plain numeric dtype",
-            member=name or None)])
-    dims = [int(x) for x in m.group(4).replace(" ", "").split(",") if x]
-    if any(d >= 1 << 62 for d in dims) or len(dims) > 64:
-        return Inspection("numpy", "unsafe", [Finding(
-            "malformed", ".npy shape out of bounds", member=name or None)])
-    count = 1
-    for d in dims:
-        count *= d
-    itemsize = 1 if code == "?" else allowlist().dtypes[numpy_codes[code]]["itemsize"]
-    if start + hlen + count * itemsize != len(buf):
-        return Inspection("numpy", "unsafe", [Finding(
-            "malformed", ".npy data size does not match its header", member=name or None)])
-    return Inspection("numpy", "clean", detail=f"{code} {tuple(dims)}", array=NpyArray(
-        buf, start + hlen, m.group(1), code, m.group(3) == "True", tuple(dims)))
+        header = parse_npy(buf)
+    except NpyFormatError as exc:
+        code = "malformed" if exc.malformed else "unsupported"
+        return Inspection("numpy", "unsafe", [Finding(code, str(exc), member=name or None)])
+    return Inspection("numpy", "clean", detail=f"{header.descr!r:.60} {header.shape}",
+                      array=NpyArray(buf, header))
 
 
 def describe(f: Finding) -> str:

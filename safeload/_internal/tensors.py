@@ -61,27 +61,45 @@ def load_safetensors_buffer(buf: Any, name: str, *, map_location: Any = None,
 
 
 def load_numpy_inspected(ins: Any, *, map_location: Any = None) -> Any:
-    """`.npy` -> a tensor, `.npz` -> a dict of tensors, built from the inspection's own parse
+    """`.npy` -> one array, `.npz` -> a dict of them, built from the inspection's own parse
     of the bytes (for `.npz`, the strict zip reader's members): nothing is parsed twice, so
-    no reader that disagrees with the inspection (np.load's zipfile) picks the bytes."""
-    import numpy as np
+    no reader that disagrees with the inspection (np.load's zipfile) picks the bytes.
 
-    def tensor(spec: Any) -> torch.Tensor:
+    A dtype torch has comes back as a tensor (native order, C-contiguous), as before; any other
+    (structured records, datetime64/timedelta64, text, void, long double) as the numpy array
+    np.load returns: the same dtype (byte order, fields, offsets), shape and memory order."""
+    from safeload._internal.npyformat import build_dtype
+
+    def array(spec: Any) -> Any:
         if spec is None:
             raise ValueError("array was not inspected")
-        dtype = np.dtype((spec.byteorder if spec.byteorder in "<>|" else "=") + spec.code)
-        count = 1
-        for d in spec.shape:
-            count *= d
-        arr = np.frombuffer(spec.data, dtype=dtype, count=count, offset=spec.offset)
-        arr = arr.reshape(spec.shape, order="F" if spec.fortran else "C")
-        # A private, native-order, C-contiguous copy: torch.from_numpy needs native order,
-        # and the tensor must not depend on the file's mapping.
-        native = arr.astype(dtype.newbyteorder("="), order="C", copy=True)
-        return apply_map_location(torch.from_numpy(native), map_location)
+        import numpy as np
+
+        h = spec.header
+        dtype = build_dtype(h)
+        if dtype.hasobject or dtype.itemsize != h.itemsize:
+            raise ValueError("dtype does not match the inspected header")
+        # A private byte-for-byte copy (padding bytes of aligned records included): the array
+        # must not depend on the file's mapping, as np.load's read does not.
+        if h.count == 0:
+            flat = np.ndarray(0, dtype=dtype)  # as np.load makes it (its strides included)
+        else:
+            raw = np.empty(h.count * h.itemsize, dtype=np.uint8)
+            raw[:] = np.frombuffer(spec.data, dtype=np.uint8, count=raw.size, offset=h.offset)
+            flat = raw.view(dtype)
+        if h.torch_code is not None:
+            arr = flat.reshape(h.shape, order="F" if h.fortran else "C")
+            # torch.from_numpy needs native order; the tensor is C-contiguous.
+            native = arr.astype(dtype.newbyteorder("="), order="C", copy=True)
+            return apply_map_location(torch.from_numpy(native), map_location)
+        if h.fortran:  # exactly np.load's read_array
+            flat.shape = h.shape[::-1]
+            return flat.transpose()
+        flat.shape = h.shape
+        return flat
 
     if ins.format == "numpy":
-        return tensor(ins.array)
+        return array(ins.array)
     # np.load names npz arrays by member name without the ".npy" suffix.
-    return {name[:-4] if name.endswith(".npy") else name: tensor(inner.array)
+    return {name[:-4] if name.endswith(".npy") else name: array(inner.array)
             for name, inner in ins.members}
