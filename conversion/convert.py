@@ -50,7 +50,7 @@ def read_checkpoint(buf: Any) -> TorchCheckpoint:
         except ZipError as exc:
             raise ConvertRefused(f"archive: {exc}") from None
     else:
-        vm = PickleMachine(buf)
+        vm = PickleMachine(buf, joblib_arrays=True)  # a whole file: joblib's arrays are read
         try:
             root = vm.run()
         except MalformedPickle as exc:

@@ -268,6 +268,7 @@ class PickleMachine:
         member: str | None = None,
         persistent_load: PersistentLoad | None = None,
         rules: Allowlist | None = None,
+        joblib_arrays: bool = False,
     ) -> None:
         self.data = memoryview(data).cast("B") if not isinstance(data, bytes) else data
         self.pos = start
@@ -287,6 +288,9 @@ class PickleMachine:
         self.op_offset = start
         self.op_name: str | None = None
         self.globals_seen: list[str] = []  # every import attempted, allowed or not, in order
+        # A whole joblib file (never a torch member): NumpyArrayWrapper's raw bytes are read
+        # after its BUILD as joblib's NumpyUnpickler reads them (see _build_joblib_array).
+        self.joblib_arrays = joblib_arrays
 
     # -- reading -------------------------------------------------------------------------
 
@@ -721,7 +725,8 @@ class PickleMachine:
             return self.finding(
                 "global-not-allowed", f"import of {qualname} is not allowlisted", qualname
             )
-        if entry[0] == "unsupported":
+        if entry[0] == "unsupported" or (entry[0] == "joblib_array_wrapper"
+                                         and not self.joblib_arrays):
             # Known and harmless, but with no faithful safetensors form: refused, with the fix.
             return self.finding("unsupported", f"{qualname}: {entry[1]['reason']}", qualname)
         return Global(module, name, entry[0], entry[1])
@@ -1479,7 +1484,67 @@ _RULES: dict[str, tuple[frozenset[str], Rule]] = {
     "numpy_scalar": (_CALL, _rule_numpy_scalar),
     "numpy_frombuffer": (_CALL, _rule_numpy_frombuffer),
     "builtins_bytes": (_CALL, _rule_bytes),
+    "joblib_array_wrapper": (_NEW, lambda vm, g, args: _rule_joblib_wrapper(vm, args)),
 }
+
+
+def _rule_joblib_wrapper(vm: PickleMachine, args: tuple[Any, ...]) -> Any:
+    """`NumpyArrayWrapper` as joblib pickles it: NEWOBJ with no arguments (then BUILD)."""
+    if args != () or not vm.joblib_arrays:
+        raise RuleViolation("expects NEWOBJ with no arguments, in a joblib file")
+    return Obj("joblib_wrapper", {"built": False})
+
+
+_JOBLIB_KEYS = ("subclass", "shape", "order", "dtype", "allow_mmap")
+
+
+def _build_joblib_array(vm: PickleMachine, target: Obj, state: Any) -> None:
+    """joblib's NumpyUnpickler.load_build: after BUILD, the wrapper's `read_array` reads (from
+    the file, not the current frame) one padding-length byte and that many padding bytes
+    (joblib >= 1.2: `numpy_array_alignment_bytes` set), then count * itemsize raw bytes, and
+    replaces the wrapper on the stack with the array (native byte order: load's default).
+
+    Every other unpickler of the same bytes (pickle.load, torch.load) takes the byte after
+    BUILD as its next opcode: that byte must be no opcode at all (joblib's padding length,
+    1-16, never is), so they all stop there, before reading any array byte as code. A raw read
+    inside an unfinished FRAME (joblib would read past the frame) is refused."""
+    items = dict(_str_keyed(state).items)
+    keys = set(items)
+    if keys != set(_JOBLIB_KEYS) and keys != {*_JOBLIB_KEYS, "numpy_array_alignment_bytes"}:
+        raise RuleViolation("unexpected NumpyArrayWrapper state")
+    sub, dtype, order = items["subclass"], items["dtype"], items["order"]
+    if not (isinstance(sub, Global) and sub.rule == "numpy_ndarray_type"):
+        raise RuleViolation("only numpy.ndarray arrays (no subclasses, no memmaps)")
+    if not (isinstance(dtype, Obj) and dtype.kind == "np_dtype" and dtype.fields["built"]):
+        raise RuleViolation("array dtype must be a plain numeric numpy dtype")
+    if order not in ("C", "F") or not isinstance(items["allow_mmap"], bool):
+        raise RuleViolation("order must be 'C' or 'F', allow_mmap a bool")
+    shape = _ints(items["shape"], "shape")
+    align = items.get("numpy_array_alignment_bytes")
+    if align is not None and not _is_int(align):
+        raise RuleViolation("alignment must be an int")
+    count = 1
+    for dim in shape:
+        count *= dim
+    nbytes = count * np_itemsize(vm, dtype.fields["code"])
+    if vm.frame_end is not None:
+        if vm.pos != vm.frame_end:
+            raise RuleViolation("array bytes inside an unfinished FRAME")
+        vm.frame_end = None
+    if align is not None or nbytes:
+        nxt = bytes(vm.data[vm.pos:vm.pos + 1])
+        if not nxt or nxt[0] in _OPS:
+            raise RuleViolation("the bytes after the wrapper read as pickle opcodes: "
+                                "pickle.load and torch.load would run them")
+    pos = vm.pos
+    if align is not None:
+        pos += 1 + vm.data[pos]
+    if pos + nbytes > vm.end:
+        raise RuleViolation("array bytes run past the end of the stream")
+    vm.pos = pos + nbytes
+    target.fields.update(built=True)
+    vm.stack[-1] = Obj("ndarray", {"built": True, "shape": shape, "dtype": dtype,
+                                   "fortran": order == "F", "data": vm.data[pos:vm.pos]})
 
 
 def _str_keyed(state: Any) -> SDict:
@@ -1500,6 +1565,9 @@ def _build(vm: PickleMachine, target: Any, state: Any) -> None:
         return
     if isinstance(target, Obj) and target.kind == "namespace":
         target.fields["attrs"].items.extend(_str_keyed(state).items)
+        return
+    if isinstance(target, Obj) and target.kind == "joblib_wrapper" and not target.fields["built"]:
+        _build_joblib_array(vm, target, state)
         return
     if isinstance(target, Obj) and target.kind == "np_dtype" and not target.fields["built"]:
         if not (isinstance(state, tuple) and len(state) in (8, 9) and state[0] in (3, 4)):

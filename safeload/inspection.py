@@ -64,6 +64,7 @@ class Inspection:
     checkpoint: TorchCheckpoint | None = None
     members: list[tuple[str, Inspection]] = field(default_factory=list)
     array: NpyArray | None = None  # a clean .npy: what its header says, over the bytes read
+    unwrapped: Buf | None = None  # a wrapper's inflated bytes, exactly as inspected
 
     @property
     def unsafe(self) -> bool:
@@ -249,7 +250,7 @@ def _pickle_reading(buf: Buf, name: str) -> Finding | None:
 
 
 def _inspect_pickle(buf: Buf, name: str) -> Inspection:
-    vm = PickleMachine(buf, member=name or None)
+    vm = PickleMachine(buf, member=name or None, joblib_arrays=True)
     try:
         root = vm.run()
     except MalformedPickle as exc:
@@ -378,6 +379,7 @@ def _inspect_wrapped(kind: str, buf: Buf, name: str, depth: int) -> Inspection:
         return Inspection(kind, "unsafe", [Finding(
             "malformed", f"corrupt {kind} stream: {exc}", member=name or None)])
     inner = _inspect(data, f"{name}[{kind}]" if name else f"[{kind}]", depth + 1)
+    inner.unwrapped = data
     out = Inspection(f"{kind}+{inner.format}", inner.verdict, list(inner.findings),
                      detail=inner.detail, members=[(kind, inner)])
     return out

@@ -54,6 +54,14 @@ Purpose = Literal["load", "convert", "report"]
 Action = Literal["load", "from_pretrained", "convert"]
 
 PICKLE_FORMATS = frozenset({"torch-zip", "torch-legacy", "pickle", "joblib"})
+# A pickle inside one compression layer (joblib's compress=): joblib.load decompresses it.
+WRAPPERS = ("gzip", "bz2", "xz", "zlib", "lzma-alone", "joblib-zfile")
+
+
+def wrapped_pickle(fmt: str) -> bool:
+    """`gzip+joblib`, `bz2+pickle`, ...: a plain pickle or joblib stream in one wrapper."""
+    outer, _, inner = fmt.partition("+")
+    return outer in WRAPPERS and inner in ("pickle", "joblib")
 MAX_STREAM_BYTES = 1 << 34  # a file object without a descriptor is read into memory: 16 GiB max
 
 
@@ -328,7 +336,8 @@ def admit(verified: Verified, purpose: Purpose, *,
                       "it again")
     refuse_if_unsafe(held.name, ins)
     # Converting runs the converter on the pickle: `pickles: refuse` holds for every purpose.
-    if ins.format in PICKLE_FORMATS and verified.store.policy.pickles == "refuse":
+    if (ins.format in PICKLE_FORMATS or wrapped_pickle(ins.format)) \
+            and verified.store.policy.pickles == "refuse":
         raise UnsafeCheckpointError(
             f"{held.name}: a pickle checkpoint ({ins.format}), and the policy refuses every "
             "pickle (policy.pickles = refuse)",
@@ -436,6 +445,15 @@ def _materialize(admitted: Admitted, *, map_location: Any, mmap: bool | None
             value = load_numpy_inspected(ins, map_location=map_location)
         except (ValueError, TypeError, OverflowError, NotImplementedError, OSError) as exc:
             raise MalformedFileError(f"{name}: NumPy could not read it: {exc}") from None
+    elif wrapped_pickle(fmt) and ins.members and ins.members[0][1].unwrapped is not None:
+        # joblib.load's reading: the pickle the inspection inflated (exactly those bytes,
+        # never decompressed again) is converted like any other pickle.
+        from safeload._internal.converter import convert_opened, load_converted
+        from safeload._internal.opened import InMemory
+
+        inner = InMemory(name, bytes(ins.members[0][1].unwrapped))
+        conversion = convert_opened(name, inner)
+        value = load_converted(conversion, map_location=map_location, mmap=mmap)
     elif admitted.is_pickle:
         from safeload._internal.converter import convert_opened, load_converted
 
