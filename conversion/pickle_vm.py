@@ -105,6 +105,15 @@ class Global:
         return f"{self.module}.{self.name}"
 
 
+@dataclass(frozen=True)
+class Str8:
+    """A Python 2 8-bit string (STRING/BINSTRING/SHORT_BINSTRING) that is not ASCII: what it
+    means depends on the unpickler's `encoding` (torch.load passes "utf-8" unless told
+    "latin1"), so the raw bytes travel and the loading process decodes them as torch would."""
+
+    raw: bytes
+
+
 @dataclass(eq=False)
 class Opaque:
     """Stands in for the result of a refused operation."""
@@ -518,13 +527,12 @@ class PickleMachine:
     def _op_BINFLOAT(self, value: float) -> None:
         self.stack.append(value)
 
-    def _decode_str8(self, data: bytes) -> str:
-        # Protocol-0/1 8-bit strings: pickle.load decodes ASCII, torch.load passes UTF-8. The
-        # value only matters as data; bytes neither could decode are refused.
-        try:
-            return data.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise self._fail("8-bit string that is not UTF-8") from exc
+    def _decode_str8(self, data: bytes) -> str | Str8:
+        # Protocol-0/1 8-bit strings: ASCII reads the same under every encoding; other bytes
+        # are kept raw (Str8) and decoded by the loader with the caller's `encoding`.
+        if data.isascii():
+            return data.decode("ascii")
+        return Str8(bytes(data))
 
     def _op_STRING(self, line: bytes) -> None:
         if len(line) < 2 or line[:1] not in (b"'", b'"') or line[-1:] != line[:1]:
@@ -888,7 +896,8 @@ def hashable(v: Any, _seen: dict[int, bool] | None = None) -> bool:
     Memoised by identity: a tuple DAG built with the memo is walked once per node, not once
     per path (which would be exponential).
     """
-    if v is None or isinstance(v, (bool, int, float, str, bytes, Global, TensorRef, Opaque)):
+    if v is None or isinstance(v, (bool, int, float, str, bytes, Str8, Global, TensorRef,
+                                        Opaque)):
         return True
     if isinstance(v, Obj):
         return v.kind in _HASHABLE_KINDS
@@ -1445,7 +1454,9 @@ def _rule_numpy_scalar(vm: PickleMachine, g: Global, args: tuple[Any, ...]) -> A
     if not (isinstance(dtype, Obj) and dtype.kind == "np_dtype"):
         raise RuleViolation("first argument must be a numpy dtype")
     itemsize = np_itemsize(vm, dtype.fields["code"])
-    return Obj("np_scalar", {"dtype": dtype, "data": _bytes_arg(data, itemsize)})
+    s8 = isinstance(data, Str8)
+    return Obj("np_scalar", {"dtype": dtype, "s8": s8,
+                             "data": _bytes_arg(data.raw if s8 else data, itemsize)})
 
 
 _CALL, _NEW = frozenset({"call"}), frozenset({"new"})
@@ -1588,6 +1599,8 @@ def _build(vm: PickleMachine, target: Any, state: Any) -> None:
             raise RuleViolation("array dtype must be a plain numeric numpy dtype")
         if not isinstance(fortran, bool):
             raise RuleViolation("fortran flag must be a bool")
+        s8 = isinstance(raw, Str8)  # Python 2: numpy encodes the decoded str as latin-1
+        raw = raw.raw if isinstance(raw, Str8) else raw
         if not isinstance(raw, (bytes, memoryview)):
             raise RuleViolation("array data must be bytes (object arrays are refused)")
         count = 1
@@ -1596,7 +1609,8 @@ def _build(vm: PickleMachine, target: Any, state: Any) -> None:
         itemsize = np_itemsize(vm, dtype.fields["code"])
         if len(raw) != count * itemsize:
             raise RuleViolation("array data size does not match its shape")
-        target.fields.update(shape=shape, dtype=dtype, fortran=fortran, data=raw, built=True)
+        target.fields.update(shape=shape, dtype=dtype, fortran=fortran, data=raw, built=True,
+                             s8=s8)
         return
     raise RuleViolation("not an object whose state may be set")
 

@@ -21,6 +21,7 @@ from safeload_conversion.pickle_vm import (
     SDict,
     SList,
     SSet,
+    Str8,
     TensorRef,
     allowlist,
     is_type_value,
@@ -104,6 +105,8 @@ class _Planner:
             return {"t": "str", "v": value}
         if isinstance(value, (bytes, memoryview)):
             return {"t": "bytes", "v": base64.b64encode(bytes(value)).decode()}
+        if isinstance(value, Str8):  # decoded by the loader with the caller's encoding
+            return {"t": "s8", "v": base64.b64encode(value.raw).decode()}
         if isinstance(value, Global):
             if value.rule == "dtype":
                 return {"t": "dtype", "v": value.params["dtype"]}
@@ -232,8 +235,9 @@ class _Planner:
                     "n": f["name"]}
         if k == "np_scalar":
             dt = f["dtype"].fields
-            return {"t": "np_scalar", "dt": dt["code"], "bo": dt["byteorder"],
-                    "v": base64.b64encode(f["data"]).decode()}
+            out = {"t": "np_scalar", "dt": dt["code"], "bo": dt["byteorder"],
+                   "v": base64.b64encode(f["data"]).decode()}
+            return out | ({"s8": True} if f.get("s8") else {})
         if k == "np_dtype":
             return {"t": "np_dtype", "dt": f["code"], "bo": f["byteorder"]}
         if k == "omegaconf":
@@ -249,8 +253,9 @@ class _Planner:
             name = self.name_for(path)
             data = bytes(f["data"])
             self.plan.entries.append(Entry(name, "U8", (len(data),), len(data), ("bytes", data)))
-            return {"t": "ndarray", "k": name, "dt": dt["code"], "bo": dt["byteorder"],
+            node = {"t": "ndarray", "k": name, "dt": dt["code"], "bo": dt["byteorder"],
                     "sh": list(f["shape"]), "fortran": f["fortran"]}
+            return node | ({"s8": True} if f.get("s8") else {})
         raise PlanError(f"unsupported {k} at {'.'.join(path)!r}")
 
 

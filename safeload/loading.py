@@ -12,6 +12,7 @@ import warnings
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from safeload._internal.str8 import STR8_ENCODING
 from safeload.pipeline import FileLike, load_held, open_input, plain_file
 
 if TYPE_CHECKING:
@@ -31,6 +32,8 @@ def _warn_once(key: str, message: str) -> None:
 
 # What torch.load passes on to `pickle.Unpickler` (its `**pickle_load_args`).
 _PICKLE_LOAD_ARGS = frozenset({"encoding", "errors", "fix_imports", "buffers"})
+_ENCODINGS = {"utf-8": "utf-8", "utf8": "utf-8", "latin1": "latin-1", "latin-1": "latin-1",
+              "iso-8859-1": "latin-1", "ascii": "ascii"}  # not "bytes": ASCII strings decode early
 
 
 def load(
@@ -57,17 +60,26 @@ def load(
     if unknown:
         # torch hands these to the unpickler, which raises the same TypeError.
         raise TypeError(f"load() got an unexpected keyword argument {unknown[0]!r}")
+    # `encoding` is honoured as torch.load honours it (torch's default is "utf-8"): it is how
+    # Python 2 8-bit strings decode ("latin1" for Python 2 NumPy arrays).
+    encoding = pickle_load_args.pop("encoding", "utf-8")
+    if not isinstance(encoding, str) or encoding.lower().replace("_", "-") not in _ENCODINGS:
+        raise ValueError(f"safeload.load supports encoding in {sorted(_ENCODINGS)}, "
+                         f"not {encoding!r}")
     if weights_only is False or pickle_module is not None or pickle_load_args:
         _warn_once("unsafe-args", "safeload.load does not honour weights_only=False, "
-                   "pickle_module or pickle load arguments: its own policy applies")
+                   "pickle_module or pickle load arguments other than encoding: its own "
+                   "policy applies")
     from safeload._internal.torchmap import check_map_location
 
     check_map_location(map_location)  # before any work, as torch.load fails on its first tensor
     held = open_input(f)
     by_descriptor = held.descriptor is not None
+    token = STR8_ENCODING.set(_ENCODINGS[encoding.lower().replace("_", "-")])
     try:
         value = load_held(held, map_location=map_location, mmap=mmap)
     finally:
+        STR8_ENCODING.reset(token)
         held.close()
     if by_descriptor and plain_file(f):
         f.seek(0, os.SEEK_END)  # type: ignore[union-attr]  # where a stream read leaves it

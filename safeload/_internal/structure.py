@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from safeload._internal.str8 import Str8DecodeError, decode_str8, numpy_str8_bytes
 from safeload._internal.text import get_logger
 from safeload._internal.torchmap import torch_dtype
 from safeload.errors import MapLocationError, MapLocationTypeError
@@ -31,6 +32,7 @@ _PATH_CLASSES: dict[str, type[pathlib.PurePath]] = {
 
 class StructureError(ValueError):
     pass
+
 
 
 class Rebuilder:
@@ -77,6 +79,8 @@ class Rebuilder:
             return str(v)
         if t == "bytes":
             return base64.b64decode(v)
+        if t == "s8":
+            return decode_str8(base64.b64decode(v))
         if t == "tuple":
             return tuple(self.build(x, d) for x in v)
         if t == "list":
@@ -271,8 +275,11 @@ class Rebuilder:
             return dtype
         native = dtype.newbyteorder("=")  # NumPy's own unpickling returns native byte order
         if t == "np_scalar":
-            return np.frombuffer(base64.b64decode(n["v"]), dtype=dtype).astype(native)[0]
+            data = base64.b64decode(n["v"])
+            data = numpy_str8_bytes(data) if n.get("s8") else data
+            return np.frombuffer(data, dtype=dtype).astype(native)[0]
         raw = self.tensors[n["k"]].numpy().tobytes()
+        raw = numpy_str8_bytes(raw) if n.get("s8") else raw
         arr = np.frombuffer(raw, dtype=dtype).astype(native)
         shape = tuple(int(x) for x in n["sh"])
         return arr.reshape(shape, order="F" if n.get("fortran") else "C")
@@ -368,8 +375,8 @@ def rebuild(structure: Any, tensors: dict[str, torch.Tensor], map_tensor: Any, *
         if views:
             builder.fill_views(structure)
         return builder.build(structure)
-    except (MapLocationError, MapLocationTypeError):
-        raise  # the caller's map_location, not the file: torch raises these too
+    except (MapLocationError, MapLocationTypeError, Str8DecodeError):
+        raise  # the caller's map_location or encoding, not the file: torch raises these too
     except (KeyError, TypeError, ValueError, RecursionError, IndexError, RuntimeError,
             OverflowError) as exc:
         raise StructureError(f"converted file has a malformed structure: {exc}") from None

@@ -9,6 +9,7 @@ from safeload_conversion.protocol import STRUCTURE_KEY
 
 from safeload._internal import strictjson
 from safeload._internal.safetensors_check import DTYPES, SafetensorsHeader, file_order, parse_header
+from safeload._internal.str8 import Str8DecodeError
 from safeload._internal.structure import StructureError, rebuild
 from safeload._internal.torchmap import apply_map_location, torch_dtype
 from safeload.errors import MalformedFileError
@@ -54,6 +55,10 @@ def load_safetensors_buffer(buf: Any, name: str, *, map_location: Any = None,
                 lambda t, loc: apply_map_location(t, map_location, loc),
                 views='"sv"' in structure)  # most checkpoints have none: no second walk
             return rebuilt
+        except Str8DecodeError as exc:
+            raise MalformedFileError(f"{name}: {exc}",
+                                     hint="a Python 2 checkpoint: load it with "
+                                     "encoding='latin1'") from None
         except (StructureError, ValueError, RecursionError) as exc:
             raise MalformedFileError(f"{name}: bad {STRUCTURE_KEY} metadata: {exc}",
                                      hint="convert the original checkpoint again") from None
