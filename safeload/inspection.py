@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import bz2
 import lzma
+import re
 import struct
 import zlib
 from dataclasses import dataclass, field
@@ -454,6 +455,26 @@ def _inspect_npy(buf: Buf, name: str) -> Inspection:
         return Inspection("numpy", "unsafe", [Finding(code, str(exc), member=name or None)])
     return Inspection("numpy", "clean", detail=f"{header.descr!r:.60} {header.shape}",
                       array=NpyArray(buf, header))
+
+
+_LEGACY_HEAD = re.compile(rb"\x80[\x02-\x05]\x8a\nl\xfc\x9cF\xf9 j\xa8P\x19\.")
+
+
+def legacy_object_end(buf: Buf) -> int | None:
+    """Where the first object of a legacy torch stream ends, when more bytes follow it (two
+    `torch.save(..., _use_new_zipfile_serialization=False)` calls into one open file): the end
+    of its last storage, exactly where torch.load's reads stop. None for anything else."""
+    if _LEGACY_HEAD.match(bytes(buf[:16])) is None:
+        return None
+    try:
+        with scope(Budget.from_env()):
+            ck = read_torch_legacy(buf)
+    except (BudgetExceeded, MalformedPickle, ValueError, struct.error, IndexError,
+            RecursionError):
+        return None
+    if len(ck.findings) != 1 or ck.findings[0].message != "bytes after the last storage":
+        return None
+    return ck.findings[0].offset
 
 
 def describe(f: Finding) -> str:

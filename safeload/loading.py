@@ -12,6 +12,7 @@ import warnings
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from safeload._internal.opened import InMemory
 from safeload._internal.str8 import STR8_ENCODING
 from safeload.pipeline import FileLike, load_held, open_input, plain_file
 
@@ -73,17 +74,45 @@ def load(
     from safeload._internal.torchmap import check_map_location
 
     check_map_location(map_location)  # before any work, as torch.load fails on its first tensor
+    start = _position(f)
     held = open_input(f)
     by_descriptor = held.descriptor is not None
     token = STR8_ENCODING.set(_ENCODINGS[encoding.lower().replace("_", "-")])
     try:
+        end = None if start is None else _first_object_end(held)
+        if end is not None:
+            # Several legacy objects saved one after the other into one stream: torch.load
+            # reads the first and leaves the stream after it; so does this, loading exactly
+            # those bytes (the rest is inspected when it is loaded in turn).
+            first = InMemory(held.name, bytes(held.mapping()[:end]))
+            held.close()
+            held = first
         value = load_held(held, map_location=map_location, mmap=mmap)
     finally:
         STR8_ENCODING.reset(token)
         held.close()
-    if by_descriptor and plain_file(f):
+    if end is not None and start is not None:
+        f.seek(start + end)  # type: ignore[union-attr]
+    elif by_descriptor and plain_file(f):
         f.seek(0, os.SEEK_END)  # type: ignore[union-attr]  # where a stream read leaves it
     return value
+
+
+def _position(f: FileLike) -> int | None:
+    """A seekable file object's position (torch.load requires seekable streams), else None."""
+    if isinstance(f, (str, os.PathLike)):
+        return None
+    try:
+        return int(f.tell()) if f.seekable() else None
+    except (AttributeError, OSError, ValueError):
+        return None
+
+
+def _first_object_end(held: Held) -> int | None:
+    from safeload.inspection import legacy_object_end
+
+    end = legacy_object_end(held.mapping())
+    return end if end is not None and 0 < end < held.size else None
 
 
 def load_opened(opened: Held, *, map_location: MapLocation = None, mmap: bool | None = None,
