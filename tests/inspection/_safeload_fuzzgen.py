@@ -49,6 +49,7 @@ from safeload_conversion.pickle_vm import (
     SDict,
     SList,
     SSet,
+    Str8,
     torch_persistent_load,
 )
 
@@ -1189,6 +1190,8 @@ def to_python(value: Any, memo: dict[int, Any] | None = None) -> Any:
         return value
     if isinstance(value, memoryview):
         return bytes(value)
+    if isinstance(value, Str8):  # a Python 2 string: what the oracle's latin-1 loaders give
+        return value.raw.decode("latin-1")
     key = id(value)
     if key in memo:
         return memo[key]
@@ -1281,10 +1284,14 @@ def value_oracle(data: bytes, run: MachineRun) -> list[str]:
         return [expected_error]
     problems: list[str] = []
     loaders: list[tuple[str, Callable[[], Any]]] = [
-        ("py", lambda: pickle._Unpickler(io.BytesIO(data)).load()),  # type: ignore[attr-defined]
+        # encoding="latin1": non-ASCII 8-bit strings are kept raw by the machine (Str8) and
+        # decoded by the loader with the caller's encoding; latin-1 decodes every byte.
+        ("py", lambda: pickle._Unpickler(  # type: ignore[attr-defined]
+            io.BytesIO(data), encoding="latin1").load()),
     ]
     if run.memo_max < C_MEMO_LIMIT:
-        loaders.insert(0, ("c", lambda: pickle.Unpickler(io.BytesIO(data)).load()))
+        loaders.insert(0, ("c", lambda: pickle.Unpickler(io.BytesIO(data),
+                                                         encoding="latin1").load()))
     for which, load in loaders:
         try:
             got = load()
