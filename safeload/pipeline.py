@@ -505,8 +505,10 @@ def check_unchanged(held: Held, sha256: str | None = None) -> None:
 # 5. record
 
 
-def record(admitted: Admitted, action: Action, conversion: Converted | None = None) -> None:
-    """Append the provenance entry (fails closed in strict mode only).
+def record(admitted: Admitted, action: Action, conversion: Converted | None = None, *,
+           receipt: list[tuple[Path, bytes]] | None = None) -> None:
+    """Append the provenance entry (fails closed in strict mode only). `receipt`: see
+    `provenance.record_or_warn`.
 
     Raises:
         ProvenanceError: strict mode and the ledger cannot be written.
@@ -517,7 +519,7 @@ def record(admitted: Admitted, action: Action, conversion: Converted | None = No
     append(action=action, path=v.held.name, sha256=v.sha256, size=v.size,
            fmt=admitted.inspection.format, decision=v.decision, context=admitted.context,
            store=v.store, converted=conversion.report if conversion else None,
-           output=conversion.output_record() if conversion else None)
+           output=conversion.output_record() if conversion else None, receipt=receipt)
 
 
 # --------------------------------------------------------------------------------------------
@@ -526,11 +528,46 @@ def record(admitted: Admitted, action: Action, conversion: Converted | None = No
 
 def load_held(held: Held, *, map_location: Any = None, mmap: bool | None = None,
               action: Action = "load", hub: HubFile | None = None) -> Any:
-    """open -> locate -> verify -> admit -> materialize -> record, for bytes already held."""
-    admitted = admit(verify(held, locate(held, hub)), "load")
+    """open -> locate -> verify -> admit -> materialize -> record, for bytes already held.
+
+    A repeat load of a file this process admitted, unchanged, reuses that decision
+    (`_internal/repeat.py` says exactly when); materialize always reads the held bytes.
+    """
+    from safeload._internal import consulted, repeat
+
+    key = repeat.key(held, action) if hub is None else None
+    memo = repeat.lookup(key) if key is not None else None
+    if memo is not None:
+        admitted = memo.admitted
+        admitted = replace(admitted, verified=replace(admitted.verified, held=held))
+        value, conversion = materialize(admitted, map_location=map_location, mmap=mmap)
+        output = conversion.output_record() if conversion else None
+        strict = admitted.verified.store.policy.mode == "strict"
+        if strict or memo.receipt is None or output != memo.output or not _count_again(memo):
+            record(admitted, action, conversion)
+        return value
+    with consulted.recording() as inputs:
+        if key is not None:
+            consulted.note_entry(key[1])  # the path itself: a swapped link is another entry
+        admitted = admit(verify(held, locate(held, hub)), "load")
     value, conversion = materialize(admitted, map_location=map_location, mmap=mmap)
-    record(admitted, action, conversion)
+    receipt: list[tuple[Path, bytes]] = []
+    record(admitted, action, conversion, receipt=receipt)
+    if key is not None and admitted.verified.origin is None and \
+            (admitted.inspection.format == "safetensors" or admitted.is_pickle):
+        v = admitted.verified
+        # Only the verdict is kept: a repeat builds what it returns from its own bytes.
+        slim = replace(admitted, inspection=Inspection(admitted.inspection.format, "clean"))
+        repeat.remember(key, slim, inputs, signed=bool(v.decision and v.decision.signed),
+                        receipt=receipt[0] if receipt else None,
+                        output=conversion.output_record() if conversion else None)
     return value
+
+
+def _count_again(memo: Any) -> bool:
+    from safeload.provenance import record_again
+
+    return bool(record_again(*memo.receipt))
 
 
 __all__ = ["PICKLE_FORMATS", "Admitted", "Origin", "Verified", "admit", "blob_digest",

@@ -6,6 +6,7 @@ import os
 import stat
 from pathlib import Path
 
+from safeload._internal import consulted
 from safeload._internal.text import get_logger
 
 _logger = get_logger("safeload.modelcard")
@@ -21,6 +22,11 @@ def _hf_repo_root(path: Path) -> tuple[Path, Path] | None:
         if parts[i] == "snapshots" and parts[i - 1].startswith(("models--", "datasets--")):
             return Path(*parts[:i]), Path(*parts[: i + 2])
     return None
+
+
+def _is_marker(path: str) -> bool:
+    consulted.note_target(path)
+    return os.path.isfile(path)
 
 
 def find_model_card(model_file: str | os.PathLike[str]) -> Path | None:
@@ -51,11 +57,13 @@ def find_model_card(model_file: str | os.PathLike[str]) -> Path | None:
     else:
         candidates.append(start)
         parent = os.path.dirname(start)
-        if parent != start and any(os.path.isfile(os.path.join(parent, m))
+        if parent != start and any(_is_marker(os.path.join(parent, m))
                                    for m in _MODEL_DIR_MARKERS):
             candidates.append(parent)
     for directory in candidates:
         card = os.path.join(directory, _CARD_NAME)
+        consulted.note_entry(card)  # a card that appears later changes the licence decision
+        consulted.note_target(card)
         try:
             os.lstat(card)  # most folders have none: skip the resolve
             resolved = Path(card).resolve(strict=True)

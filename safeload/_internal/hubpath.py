@@ -28,6 +28,7 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
+from safeload._internal import consulted
 from safeload._internal.text import get_logger, safe_text
 from safeload.errors import UnsafePathError
 
@@ -104,9 +105,11 @@ def hub_file(path: str | os.PathLike[str]) -> HubFile | None:
     found = _from_parts(p.parts)
     if found is None:
         try:
-            real_parent = Path(os.path.realpath(p.parent))
+            real = os.path.realpath(p.parent)
         except OSError:
             return None
+        consulted.note(os.path.realpath, str(p.parent), real)  # a folder link into a Hub cache
+        real_parent = Path(real)
         found = _from_parts((real_parent / p.name).parts)
     return found if isinstance(found, HubFile) else None
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from safeload._internal import consulted
 from safeload._internal.cardpath import find_model_card
 from safeload._internal.hashing import sha256_path
 from safeload._internal.text import get_logger
@@ -51,6 +52,8 @@ def _base_cards(card: ModelCard) -> dict[str, ModelCard]:
     from safeload.modelcard import read_model_card
 
     out: dict[str, ModelCard] = {}
+    if card.base_model:
+        consulted.opaque("a base model's card is read from the Hub cache")
     try:
         from huggingface_hub import try_to_load_from_cache
     except ImportError:  # pragma: no cover - a declared dependency
@@ -99,7 +102,8 @@ def model_context(path: Path | None, store: TrustStore, *,
 def record(*, action: str, path: str, sha256: str, size: int, fmt: str,
            decision: TrustDecision | None, context: ModelContext | None,
            store: TrustStore, converted: dict[str, Any] | None = None,
-           output: tuple[str, str, int] | None = None) -> None:
+           output: tuple[str, str, int] | None = None,
+           receipt: list[tuple[Path, bytes]] | None = None) -> None:
     """Append one provenance entry; an unwritable ledger fails closed in strict mode only.
 
     `converted` is the sandbox report of a conversion (the entry then lists the safetensors
@@ -165,7 +169,7 @@ def record(*, action: str, path: str, sha256: str, size: int, fmt: str,
         task=card.pipeline_tag if card else None,
         warnings=tuple(warnings),
     )
-    record_or_warn(entry, strict=store.policy.mode == "strict")
+    record_or_warn(entry, strict=store.policy.mode == "strict", receipt=receipt)
 
 
 def record_verification(target: Path, result: Any, store: TrustStore) -> ModelContext:

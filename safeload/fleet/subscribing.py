@@ -18,7 +18,7 @@ from urllib import parse
 
 import filelock
 
-from safeload._internal import paths, strictjson
+from safeload._internal import consulted, paths, strictjson
 from safeload._internal.atomic import write_atomic
 from safeload._internal.text import get_logger, safe_text
 from safeload.fleet.errors import (
@@ -279,8 +279,12 @@ def subscription(*, home: str | os.PathLike[str] | None = None) -> Subscription 
     """
     if home is None:  # every load asks: the common answer (no file) without building a layout
         config = paths.config_dir()
-        if not os.path.lexists(os.path.join(config, "fleet", "subscription.json")):
+        marker = os.path.join(config, "fleet", "subscription.json")
+        consulted.note_entry(marker)  # subscribing later changes the store every load uses
+        if not os.path.lexists(marker):
             return None
+    # A subscribed node syncs on a schedule and its store expires: not a stamp's business.
+    consulted.opaque("the trust store comes from an organisation subscription")
     return _load_subscription(_layout(home))
 
 

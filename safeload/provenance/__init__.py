@@ -28,7 +28,7 @@ The write path's test hooks (`_fault_hook`, `_datasync`) live in, and are set on
 from __future__ import annotations
 
 from safeload.provenance import otlp as _otlp
-from safeload.provenance.batch import flush, record_or_warn
+from safeload.provenance.batch import flush, record_again, record_or_warn
 from safeload.provenance.entry import (
     ACTIONS,
     LICENSE_CLASSES,
@@ -107,6 +107,7 @@ __all__ = [
     "parse_time",
     "read_ledger",
     "record",
+    "record_again",
     "record_or_warn",
     "require_intact",
     "flush",

@@ -63,7 +63,7 @@ from safeload._internal.text import get_logger
 from safeload._version import __version__
 from safeload.errors import ProvenanceError, ProvenanceWarning
 from safeload.provenance import ledger as _ledger
-from safeload.provenance.entry import ProvenanceEntry
+from safeload.provenance.entry import ProvenanceEntry, utc_now
 
 _logger = get_logger("safeload.provenance")
 
@@ -245,7 +245,7 @@ def _writer(directory: Path) -> _Writer:
     return w
 
 
-def _enqueue(w: _Writer, payload: dict[str, Any]) -> None:
+def _enqueue(w: _Writer, payload: dict[str, Any]) -> bytes:
     key = _content_key(payload)
     seen = w.seen.get(key)
     if seen is not None:
@@ -268,6 +268,29 @@ def _enqueue(w: _Writer, payload: dict[str, Any]) -> None:
         w.queue.append(item)
     if w.oldest == 0.0:
         w.oldest = time.monotonic()
+    return key
+
+
+def record_again(directory: Path, key: bytes) -> bool:
+    """One more load of an entry this process queued or wrote (`record_or_warn`'s receipt),
+    with the same content: a tally, as `record_or_warn` would make of it, without rebuilding
+    the entry. False when the entry is no longer remembered (a fork, the cap, a failed write):
+    the caller records it in full. Never for strict mode (a tally is not flushed here)."""
+    with _LOCK:
+        w = _writers.get(directory)
+        seen = w.seen.get(key) if w is not None else None
+        if w is None or seen is None:
+            return False
+        if seen.seq is None:
+            seen.n += 1
+        else:
+            w.tally[seen.seq] = w.tally.get(seen.seq, 0) + 1
+            w.tally_time = utc_now()
+        if w.oldest == 0.0:
+            w.oldest = time.monotonic()
+        _start()
+        _WAKE.set()
+    return True
 
 
 def _flush_writer(w: _Writer) -> str | None:
@@ -379,7 +402,8 @@ def _start() -> None:
 
 
 def record_or_warn(entry: ProvenanceEntry | Mapping[str, Any], *, strict: bool,
-                   ledger: Path | None = None) -> str | None:
+                   ledger: Path | None = None,
+                   receipt: list[tuple[Path, bytes]] | None = None) -> str | None:
     """Record a load, batched (see the module docstring), with the policy for a ledger that
     cannot be written.
 
@@ -389,7 +413,8 @@ def record_or_warn(entry: ProvenanceEntry | Mapping[str, Any], *, strict: bool,
     the log: never silently.
 
     Returns the head digest when the entry was written before returning (strict mode, or a
-    process's first entry in this ledger), else None (queued, or not recorded).
+    process's first entry in this ledger), else None (queued, or not recorded). `receipt` gets
+    (ledger folder, content key), with which `record_again` counts a repeat of this entry.
 
     Raises:
         ProvenanceError: only when `strict` (an invalid entry, or the ledger cannot be written).
@@ -405,7 +430,9 @@ def record_or_warn(entry: ProvenanceEntry | Mapping[str, Any], *, strict: bool,
     directory = ledger if ledger is not None else paths.ledger_dir()
     with _LOCK:
         w = _writer(directory)
-        _enqueue(w, payload)
+        key = _enqueue(w, payload)
+        if receipt is not None:
+            receipt.append((directory, key))
         now = strict or w.session_seq is None or len(w.queue) >= FLUSH_COUNT
         if not now:
             _start()
@@ -441,4 +468,5 @@ if hasattr(os, "register_at_fork"):
                         after_in_child=_after_fork_child)
 
 
-__all__ = ["FLUSH_COUNT", "FLUSH_SECONDS", "compact", "expand", "flush", "record_or_warn"]
+__all__ = ["FLUSH_COUNT", "FLUSH_SECONDS", "compact", "expand", "flush", "record_again",
+           "record_or_warn"]

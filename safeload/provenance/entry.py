@@ -350,7 +350,7 @@ class PublisherRecord:
         return cls(_opt_str(data, "namespace"), trusted, verified)
 
 
-def _utc_now() -> str:
+def utc_now() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
@@ -376,7 +376,7 @@ class ProvenanceEntry:
     publisher: PublisherRecord | None = None
     task: str | None = None
     warnings: tuple[str, ...] = ()
-    time: str = field(default_factory=_utc_now)
+    time: str = field(default_factory=utc_now)
     safeload_version: str = __version__
 
     def __post_init__(self) -> None:
@@ -450,5 +450,5 @@ __all__ = [
     "ACTIONS", "LICENSE_CLASSES", "PIN_STATES", "SIGNATURE_STATUSES", "TRUST_MODES", "Action",
     "ConvertedFrom", "FileRecord", "LicenseClassName", "LicenseRecord", "PinState",
     "ProvenanceEntry", "PublisherRecord", "SignatureRecord", "SignatureStatus", "Source",
-    "TrustRecord", "hf_purl", "hf_purl_parts", "parse_time", "store_record",
+    "TrustRecord", "hf_purl", "hf_purl_parts", "parse_time", "store_record", "utc_now",
 ]

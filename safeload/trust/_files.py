@@ -87,8 +87,10 @@ def check_location(path: Path, source: str) -> None:
 
 def state_key(path: Path) -> tuple[tuple[int, ...] | None, ...]:
     """What a cached read of `path` depends on: the file's identity and content stamps, and
-    the owner and mode of every directory above it (the location rule). Equal keys mean the
-    same bytes under the same permissions; any write, rename or chmod changes the key."""
+    the identity, owner and mode of every directory above it (the location rule). Equal keys
+    mean the same bytes under the same permissions; any write, rename or chmod of the file, or
+    a chmod, chown or replacement of a directory above it, changes the key. (A directory's own
+    mtime is not part of it: files created beside it, in /tmp say, do not matter.)"""
     out: list[tuple[int, ...] | None] = []
     p = os.path.abspath(path)  # strings, not pathlib: this runs several times per load
     while True:
@@ -98,11 +100,17 @@ def state_key(path: Path) -> tuple[tuple[int, ...] | None, ...]:
             out.append(None)
         else:
             out.append((st.st_dev, st.st_ino, st.st_mode, st.st_uid, st.st_size,
-                        st.st_mtime_ns, st.st_ctime_ns))
+                        st.st_mtime_ns, st.st_ctime_ns) if not out else
+                       (st.st_dev, st.st_ino, st.st_mode, st.st_uid))
         parent = os.path.dirname(p)
         if parent == p:
             return tuple(out)
         p = parent
+
+
+def state_stamp(path: str) -> object:
+    """`state_key` for a path string (a `consulted.note` check)."""
+    return state_key(Path(path))
 
 
 def read_trust_file(path: Path, source: str) -> bytes | None:

@@ -28,6 +28,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from safeload._internal import consulted
 from safeload._internal.text import get_logger, safe_text
 from safeload.errors import (
     DigestMismatchError,
@@ -119,6 +120,7 @@ def _find_signature(path: Path, explicit: Path | None) -> _FoundSignature | None
         return _FoundSignature(explicit, root, f"file:{root.resolve()}")
     # os.path first: most files have no signature, and this runs on every load.
     single = str(here) + ".sig"
+    consulted.note_target(single)  # a signature that appears later changes the decision
     if os.path.isfile(single):
         return _FoundSignature(Path(single), here.parent, f"file:{path.resolve()}")
     dirs = [here.parent]
@@ -129,6 +131,7 @@ def _find_signature(path: Path, explicit: Path | None) -> _FoundSignature | None
             d = d.parent
             dirs.append(d)
     for d in dirs:
+        consulted.note_target(os.path.join(d, "model.sig"))
         if os.path.isfile(os.path.join(d, "model.sig")):
             return _FoundSignature(d / "model.sig", d, f"file:{d.resolve()}")
     return None

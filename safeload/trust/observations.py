@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
+from safeload._internal import consulted
 from safeload._internal.text import safe_text
 from safeload.trust._files import (
     locked,
@@ -20,6 +21,7 @@ from safeload.trust._files import (
     parse_json,
     read_trust_file,
     state_key,
+    state_stamp,
     write_file,
 )
 from safeload.trust._schema import _fail, _list, _obj, _str
@@ -119,6 +121,7 @@ def load_observations(store: TrustStore) -> Observations:
     # Read once per process, again when the file or a directory above it changes (every
     # rewrite is a rename, so a new inode even within one mtime tick).
     key = state_key(path)
+    consulted.note(state_stamp, str(path), key)
     hit = _loaded.get(path)
     if hit is not None and hit[0] == key:
         return hit[1]

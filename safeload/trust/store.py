@@ -17,10 +17,17 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from safeload._internal import paths
+from safeload._internal import consulted, paths
 from safeload._internal.text import safe_text
 from safeload.errors import TrustStoreError
-from safeload.trust._files import locked, parse_json, read_trust_file, state_key, write_file
+from safeload.trust._files import (
+    locked,
+    parse_json,
+    read_trust_file,
+    state_key,
+    state_stamp,
+    write_file,
+)
 from safeload.trust._schema import _FIX_EDIT, _fail, _list, _obj, _sha, _str
 from safeload.trust.model import (
     Pin,
@@ -86,6 +93,7 @@ class TrustStore:
         p = Path(path) if path is not None else paths.trust_store_path()
         # Loaded once per process, again only when the file or its directories change.
         key = state_key(p)
+        consulted.note(state_stamp, str(p), key)
         hit = _loaded.get(p)
         if hit is not None and hit[0] == key:
             return hit[1]
