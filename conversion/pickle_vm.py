@@ -1437,13 +1437,26 @@ def np_itemsize(vm: PickleMachine, code: str) -> int:
     return vm_itemsize(vm.rules.numpy_dtypes[code])
 
 
+def _np_state_sizes(code: str) -> tuple[tuple[int, int, int], ...]:
+    """(elsize, alignment, flags) numpy's `dtype.__reduce__` writes for `code`: -1 (sized by
+    the code) for numeric dtypes, the exact sizes for text; flag 8 (needs-init) for unicode,
+    which numpy writes on some versions and not on others."""
+    text = _NP_TEXT.fullmatch(code)
+    if text is None:
+        return ((-1, -1, 0),)
+    if text[1] == "S":
+        return ((int(text[2]), 1, 0),)
+    return ((int(text[2]) * 4, 4, 8), (int(text[2]) * 4, 4, 0))
+
+
 def _rule_numpy_dtype(vm: PickleMachine, g: Global, args: tuple[Any, ...]) -> Any:
     _arity(args, 3)
     code, align, copy = args
     if not isinstance(code, str) or (code not in vm.rules.numpy_dtypes
                                      and not _NP_TEXT.fullmatch(code)):
         raise RuleViolation(f"dtype {code!r} is not a plain numeric or text dtype")
-    if not isinstance(align, bool) or not isinstance(copy, bool):
+    # Modern numpy pickles (code, False, True); the numpy of Python 2 wrote ints (code, 0, 1).
+    if not all(isinstance(a, int) and a in (0, 1) for a in (align, copy)):
         raise RuleViolation("expects (code, bool, bool)")
     return Obj("np_dtype", {"code": code, "byteorder": "=", "built": False})
 
@@ -1586,8 +1599,14 @@ def _build(vm: PickleMachine, target: Any, state: Any) -> None:
         byteorder = state[1]
         if byteorder not in ("<", ">", "|", "=") or any(s is not None for s in state[2:5]):
             raise RuleViolation("structured or sub-array dtypes are not allowed")
-        if not all(_is_int(s) for s in state[5:]):
+        if len(state) != (8 if state[0] == 3 else 9):
             raise RuleViolation("unexpected numpy dtype state")
+        if state[5:8] not in _np_state_sizes(target.fields["code"]):
+            # numpy takes a text dtype's itemsize, and every dtype's flags, from this state,
+            # not from the code: any other value is an array read with another length than
+            # the code says (a stream desync in joblib files) or flagged as holding pointers.
+            raise RuleViolation(f"numpy dtype state {state[5:8]!r} is not what numpy writes "
+                                f"for {target.fields['code']!r}")
         target.fields.update(byteorder=byteorder, built=True)
         return
     if isinstance(target, Obj) and target.kind == "ndarray" and not target.fields["built"]:

@@ -123,3 +123,57 @@ def test_compressed_joblib_reduce_payload(compress: object, tmp_path: Path, mark
                 compress=compress)
     assert fires(path, "joblib")
     refused(path, UnsafeCheckpointError, match=r"open")
+
+
+def _text_wrapper(code: str, count: int, elsize: int) -> bytes:
+    """A NumpyArrayWrapper of `count` elements of text dtype `code`, its dtype state claiming
+    `elsize` bytes per element (numpy takes a text dtype's itemsize from the state)."""
+    dtype = (b"cnumpy\ndtype\n" + lit((code, False, True)) + b"R"
+             + lit((3, "|", None, None, None, elsize, 1, 0)) + b"b")
+    state = (b"}(" + lit("subclass") + b"cnumpy\nndarray\n" + lit("shape") + lit((count,))
+             + lit("order") + lit("C") + lit("dtype") + dtype + lit("allow_mmap") + lit(False)
+             + lit("numpy_array_alignment_bytes") + lit(16) + b"u")
+    return b"cjoblib.numpy_pickle\nNumpyArrayWrapper\n)\x81" + state + b"b" + b"\x01\xff"
+
+
+# Found by the hostile review of 2026-12-06 (F1): `numpy.dtype.__setstate__` sizes S/U/V dtypes
+# by the state's elsize, not the code. joblib read elsize*count array bytes and ran what
+# followed; the machine read 4*count and found only data and a BINBYTES.
+@pytest.mark.parametrize("wrap", ["none", "gzip"])
+def test_text_dtype_state_smaller_than_its_code_cannot_hide_opcodes(
+        wrap: str, tmp_path: Path, marker: Path, fires: Fires, refused: Refused) -> None:
+    payload = b"0" + text_open(marker) + b"."  # joblib: after count bytes, POP, open, STOP
+    count = len(payload)
+    data = b"A" * count + payload
+    blob = b"\x80\x02" + _text_wrapper("S4", count, 1) + data.ljust(4 * count, b"Z") + b"."
+    path = tmp_path / "m.joblib"
+    path.write_bytes(gzip.compress(blob) if wrap == "gzip" else blob)
+    assert fires(path, "joblib")
+    refused(path, UnsafeCheckpointError, match=r"not what numpy writes for 'S4'")
+
+
+def test_text_dtype_state_larger_than_its_code_cannot_hide_opcodes(
+        tmp_path: Path, marker: Path, fires: Fires, refused: Refused) -> None:
+    count = 4
+    payload = b"0" + text_open(marker) + b"."
+    body = b"Y" * (12 * count - 5) + payload  # joblib reads 16*count bytes: up to the payload
+    swallowed = b"B" + struct.pack("<I", len(body)) + body + b"0"  # the machine: one BINBYTES
+    blob = b"\x80\x02" + _text_wrapper("S4", count, 16) + b"A" * (4 * count) + swallowed + b"."
+    path = tmp_path / "m.joblib"
+    path.write_bytes(blob)
+    assert fires(path, "joblib")
+    refused(path, UnsafeCheckpointError, match=r"not what numpy writes for 'S4'")
+
+
+@pytest.mark.parametrize("state", [(-1, -1, 0x54), (-1, -1, 1), (4, 4, 0)])
+def test_numeric_dtype_state_must_be_what_numpy_writes(state: tuple[int, int, int],
+                                                       tmp_path: Path, refused: Refused) -> None:
+    # Flags 0x54 make numpy read the element as a pointer (fuzzer find, same review): the
+    # machine sized the data by the code and returned other values than joblib.load.
+    dtype = (b"cnumpy\ndtype\n" + lit(("f4", False, True)) + b"R"
+             + lit((3, "<", None, None, None, *state)) + b"b")
+    blob = (b"\x80\x02cnumpy.core.multiarray\nscalar\n(" + dtype + lit(b"\0\0\x20\x40")
+            + b"tR.")
+    path = tmp_path / "m.joblib"
+    path.write_bytes(blob)
+    refused(path, UnsafeCheckpointError, match=r"not what numpy writes for 'f4'")
