@@ -12,7 +12,6 @@ import warnings
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from safeload._internal.opened import InMemory
 from safeload._internal.str8 import STR8_ENCODING
 from safeload.pipeline import FileLike, load_held, open_input, plain_file
 
@@ -75,24 +74,22 @@ def load(
 
     check_map_location(map_location)  # before any work, as torch.load fails on its first tensor
     start = _position(f)
-    held = open_input(f)
+    held = open_input(f, anywhere=True)
     by_descriptor = held.descriptor is not None
     token = STR8_ENCODING.set(_ENCODINGS[encoding.lower().replace("_", "-")])
     try:
-        end = None if start is None else _first_object_end(held)
-        if end is not None:
-            # Several legacy objects saved one after the other into one stream: torch.load
-            # reads the first and leaves the stream after it; so does this, loading exactly
-            # those bytes (the rest is inspected when it is loaded in turn).
-            first = InMemory(held.name, bytes(held.mapping()[:end]))
-            held.close()
-            held = first
-        value = load_held(held, map_location=map_location, mmap=mmap)
+        # A plain file is held whole, wherever its position: the trust checks are about the
+        # file. torch.load reads from the position, and stops after the first of several
+        # legacy objects saved one after the other into one stream: those bytes are loaded.
+        offset = start if by_descriptor and start else 0
+        end = None if start is None else _first_object_end(held, offset)
+        part = (offset, end if end is not None else held.size) if offset or end else None
+        value = load_held(held, map_location=map_location, mmap=mmap, part=part)
     finally:
         STR8_ENCODING.reset(token)
         held.close()
     if end is not None and start is not None:
-        f.seek(start + end)  # type: ignore[union-attr]
+        f.seek(start + end - offset)  # type: ignore[union-attr]
     elif by_descriptor and plain_file(f):
         f.seek(0, os.SEEK_END)  # type: ignore[union-attr]  # where a stream read leaves it
     return value
@@ -108,11 +105,13 @@ def _position(f: FileLike) -> int | None:
         return None
 
 
-def _first_object_end(held: Held) -> int | None:
+def _first_object_end(held: Held, offset: int) -> int | None:
+    """Where the first of several legacy objects starting at `offset` ends (an offset into
+    `held`), or None."""
     from safeload.inspection import legacy_object_end
 
-    end = legacy_object_end(held.mapping())
-    return end if end is not None and 0 < end < held.size else None
+    end = legacy_object_end(memoryview(held.mapping())[offset:])
+    return offset + end if end is not None and 0 < offset + end < held.size else None
 
 
 def load_opened(opened: Held, *, map_location: MapLocation = None, mmap: bool | None = None,

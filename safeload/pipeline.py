@@ -83,6 +83,9 @@ class Verified:
     store: TrustStore
     decision: TrustDecision | None
     cached: bool
+    # When only part of a file is used (one of several objects saved into one stream): the
+    # whole file's digest and size, which the trust checks and the ledger are about.
+    whole: tuple[str, int] | None = None
 
     @property
     def size(self) -> int:
@@ -128,10 +131,12 @@ def _is_fsspec_local(f: object) -> bool:
     return t.__module__ == "fsspec.implementations.local" and t.__name__ == "LocalFileOpener"
 
 
-def open_input(f: FileLike, *, root: str | os.PathLike[str] | None = None) -> Held:
-    """Hold what `f` names: a path or a plain binary file at position 0 keeps one descriptor;
-    any other stream (a decompressing wrapper, a tar member, BytesIO, anything with `read()`)
-    is read into a private buffer from the caller's position, where torch.load would start.
+def open_input(f: FileLike, *, root: str | os.PathLike[str] | None = None,
+               anywhere: bool = False) -> Held:
+    """Hold what `f` names: a path or a plain binary file at position 0 (`anywhere`: at any
+    position, the caller loads from there) keeps one descriptor of the whole file; any other
+    stream (a decompressing wrapper, a tar member, BytesIO, anything with `read()`) is read
+    into a private buffer from the caller's position, where torch.load would start.
 
     Raises:
         UnsafePathError: not a regular file, or a link out of `root`.
@@ -147,7 +152,7 @@ def open_input(f: FileLike, *, root: str | os.PathLike[str] | None = None) -> He
         except (OSError, io.UnsupportedOperation, ValueError):
             fd = -1
         if fd >= 0:
-            if plain.seekable() and plain.tell() == 0:
+            if plain.seekable() and (anywhere or plain.tell() == 0):
                 return OpenedFile(fd, name)
             os.close(fd)
     read = getattr(f, "read", None)
@@ -272,6 +277,19 @@ def verify(held: Held, origin: Origin | None, *, store: TrustStore | None = None
         verify_cache.remember(key, state, sha)
     _log_warnings(decision, sha)
     return Verified(held, origin, sha, store, decision, hit is not None)
+
+
+def window(verified: Verified, start: int, end: int) -> Verified:
+    """The bytes [start, end) of a verified file, to be inspected and used on their own: the
+    trust checks were made on the whole file (its pins, revocations, signatures, blob name),
+    and this copy is taken from the very bytes they hashed."""
+    from safeload._internal.opened import InMemory
+
+    held = verified.held
+    part = InMemory(held.name, bytes(held.mapping()[start:end]))
+    check_unchanged(held, verified.sha256)
+    return Verified(part, verified.origin, part.sha256(), verified.store, verified.decision,
+                    False, whole=verified.whole or (verified.sha256, held.size))
 
 
 # (content digest, warning) pairs already shown: a warning is logged once per file per process
@@ -516,7 +534,8 @@ def record(admitted: Admitted, action: Action, conversion: Converted | None = No
     from safeload._internal.record import record as append
 
     v = admitted.verified
-    append(action=action, path=v.held.name, sha256=v.sha256, size=v.size,
+    sha256, size = v.whole or (v.sha256, v.size)
+    append(action=action, path=v.held.name, sha256=sha256, size=size,
            fmt=admitted.inspection.format, decision=v.decision, context=admitted.context,
            store=v.store, converted=conversion.report if conversion else None,
            output=conversion.output_record() if conversion else None, receipt=receipt)
@@ -527,15 +546,18 @@ def record(admitted: Admitted, action: Action, conversion: Converted | None = No
 
 
 def load_held(held: Held, *, map_location: Any = None, mmap: bool | None = None,
-              action: Action = "load", hub: HubFile | None = None) -> Any:
+              action: Action = "load", hub: HubFile | None = None,
+              part: tuple[int, int] | None = None) -> Any:
     """open -> locate -> verify -> admit -> materialize -> record, for bytes already held.
 
-    A repeat load of a file this process admitted, unchanged, reuses that decision
-    (`_internal/repeat.py` says exactly when); materialize always reads the held bytes.
+    `part`: only the bytes [start, end) are loaded, once the whole file is verified (one of
+    several objects in one stream). A repeat load of a file this process admitted, unchanged,
+    reuses that decision (`_internal/repeat.py` says exactly when); materialize always reads
+    the held bytes.
     """
     from safeload._internal import consulted, repeat
 
-    key = repeat.key(held, action) if hub is None else None
+    key = repeat.key(held, action) if hub is None and part is None else None
     memo = repeat.lookup(key) if key is not None else None
     if memo is not None:
         admitted = memo.admitted
@@ -549,7 +571,10 @@ def load_held(held: Held, *, map_location: Any = None, mmap: bool | None = None,
     with consulted.recording() as inputs:
         if key is not None:
             consulted.note_entry(key[1])  # the path itself: a swapped link is another entry
-        admitted = admit(verify(held, locate(held, hub)), "load")
+        verified = verify(held, locate(held, hub))
+        if part is not None:
+            verified = window(verified, *part)
+        admitted = admit(verified, "load")
     value, conversion = materialize(admitted, map_location=map_location, mmap=mmap)
     receipt: list[tuple[Path, bytes]] = []
     record(admitted, action, conversion, receipt=receipt)
@@ -572,4 +597,4 @@ def _count_again(memo: Any) -> bool:
 
 __all__ = ["PICKLE_FORMATS", "Admitted", "Origin", "Verified", "admit", "blob_digest",
            "check_unchanged", "convert_to", "load_held", "locate", "materialize", "open_input",
-           "plain_file", "record", "refuse_if_unsafe", "verify"]
+           "plain_file", "record", "refuse_if_unsafe", "verify", "window"]
