@@ -27,18 +27,17 @@ Check = Callable[[str], Stamp]
 
 def lstat_stamp(path: str) -> Stamp:
     """The entry itself (a link is not followed): its identity and content stamps, or None."""
-    try:
-        st = os.lstat(path)
-    except OSError:
-        return None
-    return (st.st_dev, st.st_ino, st.st_mode, st.st_uid, st.st_size, st.st_mtime_ns,
-            st.st_ctime_ns)
+    return _stamp(os.lstat, path)
 
 
 def stat_stamp(path: str) -> Stamp:
     """What the path resolves to (links followed), or None."""
+    return _stamp(os.stat, path)
+
+
+def _stamp(stat: Callable[[str], os.stat_result], path: str) -> Stamp:
     try:
-        st = os.stat(path)
+        st = stat(path)
     except OSError:
         return None
     return (st.st_dev, st.st_ino, st.st_mode, st.st_uid, st.st_size, st.st_mtime_ns,
