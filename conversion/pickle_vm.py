@@ -1427,6 +1427,12 @@ def _rule_numpy_reconstruct(vm: PickleMachine, g: Global, args: tuple[Any, ...])
 
 
 _NP_TEXT = re.compile(r"([US])([1-9]\d{0,5})")  # fixed-width text: bytes, never objects
+# Plain-data dtypes torch has no dtype for: 8-byte datetime64/timedelta64 (the unit comes from
+# the BUILD state) and long double (16 bytes where numpy pickles it as 'f16').
+_NP_OTHER = {"M8": 8, "m8": 8, "f16": 16}
+_NP_TIME_UNITS = frozenset({"generic", "Y", "M", "W", "D", "h", "m", "s", "ms", "us", "ns",
+                            "ps", "fs", "as"})
+_NP_TIME_CODE = re.compile(r"[Mm]8(?:\[[1-9]?\d{0,9}(?:Y|M|W|D|h|m|s|ms|us|ns|ps|fs|as)\])?")
 
 
 def np_itemsize(vm: PickleMachine, code: str) -> int:
@@ -1434,7 +1440,28 @@ def np_itemsize(vm: PickleMachine, code: str) -> int:
     text = _NP_TEXT.fullmatch(code)
     if text:
         return int(text[2]) * (4 if text[1] == "U" else 1)
+    if _NP_TIME_CODE.fullmatch(code):
+        return 8
+    if code in _NP_OTHER:
+        return _NP_OTHER[code]
     return vm_itemsize(vm.rules.numpy_dtypes[code])
+
+
+def _np_time_code(code: str, meta: Any) -> str:
+    """The full datetime64/timedelta64 code numpy's `__setstate__` builds from the state's
+    metadata `(None, (unit, count, 1, 1))` (numpy's own `__reduce__` writes exactly that)."""
+    if not (isinstance(meta, tuple) and len(meta) == 2 and meta[0] is None
+            and isinstance(meta[1], tuple) and len(meta[1]) == 4):
+        raise RuleViolation("unexpected datetime64 dtype metadata")
+    unit, num, den, events = meta[1]
+    if not (isinstance(unit, bytes) and unit.decode("ascii", "replace") in _NP_TIME_UNITS
+            and _is_int(num) and 1 <= num < 1 << 31 and den == 1 and events == 1):
+        raise RuleViolation("unexpected datetime64 unit")
+    if unit == b"generic":
+        if num != 1:
+            raise RuleViolation("unexpected datetime64 unit")
+        return code
+    return f"{code}[{'' if num == 1 else num}{unit.decode()}]"
 
 
 def _np_state_sizes(code: str) -> tuple[tuple[int, int, int], ...]:
@@ -1453,6 +1480,7 @@ def _rule_numpy_dtype(vm: PickleMachine, g: Global, args: tuple[Any, ...]) -> An
     _arity(args, 3)
     code, align, copy = args
     if not isinstance(code, str) or (code not in vm.rules.numpy_dtypes
+                                     and code not in _NP_OTHER
                                      and not _NP_TEXT.fullmatch(code)):
         raise RuleViolation(f"dtype {code!r} is not a plain numeric or text dtype")
     # Modern numpy pickles (code, False, True); the numpy of Python 2 wrote ints (code, 0, 1).
@@ -1599,9 +1627,13 @@ def _build(vm: PickleMachine, target: Any, state: Any) -> None:
         byteorder = state[1]
         if byteorder not in ("<", ">", "|", "=") or any(s is not None for s in state[2:5]):
             raise RuleViolation("structured or sub-array dtypes are not allowed")
-        if len(state) != (8 if state[0] == 3 else 9):
+        code = target.fields["code"]
+        time = code in ("M8", "m8")
+        if len(state) != (9 if time or state[0] == 4 else 8) or (time and state[0] != 4):
             raise RuleViolation("unexpected numpy dtype state")
-        if state[5:8] not in _np_state_sizes(target.fields["code"]):
+        if time:
+            code = target.fields["code"] = _np_time_code(code, state[8])
+        if state[5:8] not in _np_state_sizes(code):
             # numpy takes a text dtype's itemsize, and every dtype's flags, from this state,
             # not from the code: any other value is an array read with another length than
             # the code says (a stream desync in joblib files) or flagged as holding pointers.

@@ -27,7 +27,9 @@ How the real readers find the data (and so what must agree before a file is clea
 So a second EOCD signature in the searched tail, archive signatures in the comment, a zip64
 record with extensible data or a locator pointing elsewhere than locator-56, EOCD fields that
 disagree with the zip64 record, and names that collide case-insensitively, after NUL
-truncation or modulo trailing slashes are refused as `ZipDifferential`: readers could disagree.
+truncation or modulo trailing slashes are refused as `ZipDifferential`: readers could disagree
+(case alone is allowed in an `.npz`, which only zipfile's exact lookup reads). Members come back
+in central-directory order, as `zipfile.namelist()` lists them.
 """
 
 from __future__ import annotations
@@ -215,6 +217,7 @@ def read_zip(buf: Buf) -> list[ZipMember]:
     members: list[ZipMember] = []
     names: set[str] = set()
     keys: dict[str, str] = {}
+    collisions: list[tuple[str, str]] = []
     pos = cd_offset
     for _ in range(n_total):
         if bytes(buf[pos : pos + 4]) != _CEN:
@@ -247,15 +250,13 @@ def read_zip(buf: Buf) -> list[ZipMember]:
         names.add(name)
         key = _name_key(name)
         if key in keys:
-            raise ZipDifferential(
-                f"differential: members {keys[key]!r} and {name!r} are one name to miniz "
-                "(torch: case-insensitive lookup) or zipfile: which one is read is up to the "
-                "reader")
+            collisions.append((keys[key], name))
         keys[key] = name
         members.append(ZipMember(name, method, crc, csize, usize, hoff, -1))
         pos += 46 + nlen + xlen + clen
     if pos != cd_end:
         raise ZipError("central directory size disagrees with its entries")
+    _check_collisions(collisions, names)
 
     # Local headers must tile [0, cd_offset) exactly.
     out: list[ZipMember] = []
@@ -297,7 +298,25 @@ def read_zip(buf: Buf) -> list[ZipMember]:
         expect = end
     if expect != cd_offset:
         raise ZipError("unaccounted bytes before the central directory")
-    return out
+    # Central-directory order: zipfile's namelist() (so np.load's keys) follows it.
+    located = {m.name: m for m in out}
+    return [located[m.name] for m in members]
+
+
+def _check_collisions(collisions: list[tuple[str, str]], names: set[str]) -> None:
+    """Names one reader could take for one another are a differential, with one exception.
+
+    An archive whose every member ends in `.npy` is an `.npz`: only np.load reads it, through
+    zipfile, whose lookup is exact (`W.npy` and `w.npy` are `np.savez(W=..., w=...)`); torch
+    cannot read it (no `data.pkl`), so a case-only collision is harmless there."""
+    npz = all(n.endswith(".npy") for n in names)
+    for first, second in collisions:
+        if npz and first.rstrip("/") != second.rstrip("/"):
+            continue
+        raise ZipDifferential(
+            f"differential: members {first!r} and {second!r} are one name to miniz "
+            "(torch: case-insensitive lookup) or zipfile: which one is read is up to the "
+            "reader")
 
 
 def _has_zip64(extra: bytes) -> bool:

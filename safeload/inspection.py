@@ -313,6 +313,8 @@ def _inspect_zip(buf: Buf, name: str, depth: int) -> Inspection:
     except ZipError as exc:
         return Inspection("zip", "unsafe", [Finding(exc.kind, str(exc), member=name or None)])
     names = [m.name for m in members]
+    if not names:  # np.savez() with no arrays: only np.load opens it, as an empty NpzFile
+        return Inspection("npz", "clean", detail="an empty archive")
     # casefold: torch finds data.pkl case-insensitively (miniz)
     if any(n.count("/") == 1 and n.casefold().endswith("/data.pkl") for n in names):
         ck = read_torch_zip(buf, members)

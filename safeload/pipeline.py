@@ -256,7 +256,6 @@ def verify(held: Held, origin: Origin | None, *, store: TrustStore | None = None
     if key is None:  # bytes without a file: every check that applies to bytes
         sha = sha256 or held.sha256()
         decision = check_bytes(held.name, sha256=sha, store=store, repo=repo, revision=revision)
-        _log_warnings(decision, sha)
         return Verified(held, origin, sha, store, decision, False)
     state = store.state_digest()
     hit = verify_cache.lookup(key, state) if sha256 is None else None
@@ -275,7 +274,6 @@ def verify(held: Held, origin: Origin | None, *, store: TrustStore | None = None
                           content=memoryview(held.mapping()))
     if remember and hit is None and not held.changed():
         verify_cache.remember(key, state, sha)
-    _log_warnings(decision, sha)
     return Verified(held, origin, sha, store, decision, hit is not None)
 
 
@@ -363,6 +361,9 @@ def admit(verified: Verified, purpose: Purpose, *,
     if purpose == "convert" and ins.format not in PICKLE_FORMATS:
         raise UnsafeCheckpointError(f"{held.name}: {ins.format} is not a pickle checkpoint; "
                                     "nothing to convert")
+    # Only now: "X is unsigned; loaded because ..." must not precede a refusal of X.
+    if verified.decision is not None:
+        _log_warnings(verified.decision, (verified.whole or (verified.sha256,))[0])
     return Admitted(verified, context, ins)
 
 
@@ -400,10 +401,11 @@ def refuse_if_unsafe(name: str, ins: Inspection) -> None:
         raise UnsupportedFormatError(
             f"{name}: not a checkpoint format safeload loads (found: {ins.detail or ins.format})",
             hint="safeload loads safetensors, torch zip and legacy files, pickles and .npy/.npz")
-    if ins.verdict == "unsafe" and ins.format == "safetensors" and all(
+    if ins.verdict == "unsafe" and ins.format in ("safetensors", "numpy", "npz") and all(
             x.code == "malformed" for x in ins.findings):
-        # Safetensors cannot run code: a bad one is malformed, not unsafe. (A polyglot, which
-        # another loader reads as a pickle or an archive, is unsafe: below.)
+        # Safetensors and allow_pickle=False NumPy files cannot run code: a bad one is
+        # malformed, not unsafe. (A polyglot, which another loader reads as a pickle or an
+        # archive, or an object array, is unsafe: below.)
         raise MalformedFileError(ins.findings[0].message,
                                  hint="fetch the file again from its source")
     if ins.verdict == "unsafe":

@@ -8,11 +8,11 @@ latin-1). numpy reads the header with `ast.literal_eval`; this module accepts on
 text numpy writes, built from these productions, and nothing is evaluated but a single quoted
 string token (a field name or dtype string, matched by `_STR` first):
 
-    descr   := dtype-string | '[' field (', ' field)* ']'
+    descr   := dtype-string | '[]' | '[' field (', ' field)* ']'
     field   := '(' name ', ' descr ')' | '(' name ', ' descr ', ' tuple ')'
     name    := string | '(' string ', ' string ')'            (title, name)
     dtype-string := [<>|=]? (b1 | ? | i1..i8 | u1..u8 | f2 f4 f8 f16 | c8 c16 c32
-                    | U<n> | S<n> | V<n> | M8[unit] | m8[unit])
+                    | U<n> | S<n> | V<n> | V0 | M8[unit] | m8[unit])
 
 Object dtypes (`O`, anywhere) are named so that the caller refuses them: their bytes are a pickle.
 The parse yields the descriptor as numpy's `descr_to_dtype` takes it, the itemsize it implies
@@ -36,7 +36,7 @@ _STR = re.compile(r"""'(?:[^'\\\n\r]|\\(?:[\\'"abfnrtv]|x[0-9a-fA-F]{2}|u[0-9a-f
                   r"""|U[0-9a-fA-F]{8}))*'|"(?:[^"\\\n\r]|\\(?:[\\'"abfnrtv]|x[0-9a-fA-F]{2}"""
                   r"""|u[0-9a-fA-F]{4}|U[0-9a-fA-F]{8}))*\"""")
 _INT = re.compile(r"0|[1-9][0-9]{0,18}")
-_DTYPE = re.compile(r"([<>|=]?)(b1|\?|[iu][1248]|f2|f4|f8|f16|c8|c16|c32|[USV][1-9][0-9]{0,9}"
+_DTYPE = re.compile(r"([<>|=]?)(b1|\?|[iu][1248]|f2|f4|f8|f16|c8|c16|c32|[USV][1-9][0-9]{0,9}|V0"
                     r"|[Mm]8(?:\[(?:[1-9][0-9]{0,5})?(?:Y|M|W|D|h|m|s|ms|us|ns|ps|fs|as)\])?"
                     r"|O|O8|O4)")
 _ITEMSIZE = {"?": 1}
@@ -108,8 +108,8 @@ def parse_npy(data: Any) -> NpyHeader:
         count *= d
     if start + hlen + count * item != len(data):
         raise NpyFormatError(".npy data size does not match its header", malformed=True)
-    if item == 0 and count:
-        raise NpyFormatError(".npy dtype of zero size")
+    if item == 0 and count >= 1 << 63:  # np.ndarray(count) itself would refuse it
+        raise NpyFormatError(".npy shape out of bounds", malformed=True)
     return NpyHeader(descr, fortran, shape, start + hlen, item, count)
 
 
@@ -165,6 +165,9 @@ class _Parser:
                 raise NpyFormatError("NumPy object array: loading it unpickles arbitrary objects",
                                      objects=True)
             return code
+        if self.peek("[]"):  # np.dtype([]): a record without fields
+            self.lit("[]")
+            return []
         self.lit("[")
         fields: list[tuple[Any, ...]] = []
         while True:

@@ -271,6 +271,8 @@ class Rebuilder:
 
         bo = n.get("bo", "=")
         dtype = np.dtype((bo if bo in "<>" else "=") + n["dt"])
+        if dtype.hasobject or dtype.names is not None:  # only plain-data codes are recorded
+            raise StructureError(f"unexpected NumPy dtype {n['dt']!r}")
         if t == "np_dtype":
             return dtype
         native = dtype.newbyteorder("=")  # NumPy's own unpickling returns native byte order

@@ -86,8 +86,9 @@ def load_numpy_inspected(ins: Any, *, map_location: Any = None) -> Any:
             raise ValueError("dtype does not match the inspected header")
         # A private byte-for-byte copy (padding bytes of aligned records included): the array
         # must not depend on the file's mapping, as np.load's read does not.
-        if h.count == 0:
-            flat = np.ndarray(0, dtype=dtype)  # as np.load makes it (its strides included)
+        if h.count == 0 or h.itemsize == 0:
+            # As np.load makes it (its strides included); zero-size records hold no bytes.
+            flat = np.ndarray(h.count, dtype=dtype)
         else:
             raw = np.empty(h.count * h.itemsize, dtype=np.uint8)
             raw[:] = np.frombuffer(spec.data, dtype=np.uint8, count=raw.size, offset=h.offset)
@@ -98,10 +99,8 @@ def load_numpy_inspected(ins: Any, *, map_location: Any = None) -> Any:
             native = arr.astype(dtype.newbyteorder("="), order="C", copy=True)
             return apply_map_location(torch.from_numpy(native), map_location)
         if h.fortran:  # exactly np.load's read_array
-            flat.shape = h.shape[::-1]
-            return flat.transpose()
-        flat.shape = h.shape
-        return flat
+            return flat.reshape(h.shape[::-1]).transpose()
+        return flat.reshape(h.shape)
 
     if ins.format == "numpy":
         return array(ins.array)

@@ -54,8 +54,9 @@ def test_npy_array_comes_from_the_inspected_header(tmp_path: Path,
     assert torch.equal(got, torch.arange(10, dtype=torch.float64).reshape(2, 5))
 
 
-def test_npz_member_hidden_from_the_strict_reader_is_refused(tmp_path: Path) -> None:
-    # Two members differing only in case: zipfile (and np.load) could pick either.
+def test_npz_members_differing_in_case_load_as_np_load_reads_them(tmp_path: Path) -> None:
+    # np.load reads an .npz through zipfile, whose lookup is exact: np.savez(x=..., X=...) is
+    # two arrays, not a differential (only miniz, which cannot read an .npz, folds case).
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as zf:
         for name, value in (("x.npy", 1.0), ("X.npy", 2.0)):
@@ -64,5 +65,21 @@ def test_npz_member_hidden_from_the_strict_reader_is_refused(tmp_path: Path) -> 
             zf.writestr(name, member.getvalue())
     path = tmp_path / "case.npz"
     path.write_bytes(buf.getvalue())
-    with pytest.raises(safeload.errors.SafeloadError):
+    got = safeload.load(path)
+    with np.load(path) as ref:
+        assert list(got) == ref.files == ["x", "X"]
+        for k in ref.files:
+            assert torch.equal(got[k], torch.from_numpy(ref[k]))
+
+
+def test_npz_member_names_equal_after_a_trailing_slash_are_refused(tmp_path: Path) -> None:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        member = io.BytesIO()
+        np.save(member, np.array([1.0]))
+        zf.writestr("x.npy", member.getvalue())
+        zf.writestr("x.npy/", b"")
+    path = tmp_path / "slash.npz"
+    path.write_bytes(buf.getvalue())
+    with pytest.raises(safeload.errors.SafeloadError, match="differential"):
         safeload.load(path)

@@ -145,3 +145,47 @@ def test_joblib_estimator_like_objects_stay_refused(tmp_path: Path) -> None:
     joblib.dump({"w": np.arange(3.0), "obj": io.BytesIO(b"")}, path)
     with pytest.raises(UnsafeCheckpointError):
         safeload.load(path)
+
+
+NUMPY_ONLY: dict[str, Any] = {
+    "datetime_ns": np.array(["2020-01-01T00:00:00.123456789", "NaT"], dtype="M8[ns]"),
+    "datetime_10ms": np.arange(4).astype("M8[10ms]"),
+    "datetime_generic": np.array(["NaT"], dtype="M8"),
+    "datetime_big_endian": np.arange(3).astype(">M8[D]"),
+    "timedelta_s": np.arange(3).astype("m8[s]").reshape(3, 1),
+    "longdouble": np.arange(5, dtype=np.longdouble) / 3,
+    "datetime_scalar": np.datetime64("2021-05-05", "D"),
+    "timedelta_scalar": np.timedelta64(7, "h"),
+    "longdouble_scalar": np.longdouble(1) / 3,
+}
+
+
+@pytest.mark.parametrize("compress", [None, "zlib"])
+def test_joblib_numpy_only_dtypes(compress: str | None, tmp_path: Path) -> None:
+    # datetime64/timedelta64 (the unit travels in the dtype's pickled state) and long double:
+    # numpy arrays and scalars as joblib.load returns them, though torch has no such dtype.
+    path = tmp_path / "dates.joblib"
+    joblib.dump(NUMPY_ONLY, path, compress=(compress, 3) if compress else 0)
+    assert inspect_bytes(path.read_bytes(), name=path.name).verdict == "clean"
+    ref, got = joblib.load(path), safeload.load(path)
+    for k, v in ref.items():
+        if isinstance(v, np.ndarray):
+            assert_same(v, got[k], k)
+        else:
+            assert type(got[k]) is type(v) and got[k].dtype == v.dtype, k
+            assert got[k].tobytes() == v.tobytes(), k
+
+
+@pytest.mark.parametrize("state", [b"C\x02xs\x94K\x01", b"C\x07generiC\x94K\x01",
+                                   b"C\x00\x94K\x01", b"C\x02ns\x94K\x00",
+                                   b"X\x02\x00\x00\x00ns\x94K\x01"],
+                         ids=["unknown_unit", "case", "empty_unit", "zero_count", "str_unit"])
+def test_joblib_datetime_states_numpy_never_writes_are_refused(state: bytes,
+                                                               tmp_path: Path) -> None:
+    path = tmp_path / "bad.joblib"
+    joblib.dump({"t": np.arange(2).astype("M8[ns]")}, path)
+    data = path.read_bytes()
+    assert data.count(b"C\x02ns\x94K\x01") == 1  # the unit in the dtype state: (b'ns', 1, 1, 1)
+    path.write_bytes(data.replace(b"C\x02ns\x94K\x01", state))
+    with pytest.raises(UnsafeCheckpointError, match="datetime64"):
+        safeload.load(path)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import warnings
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -260,3 +261,55 @@ def test_header_alignment_and_size_are_checked(tmp_path: Path) -> None:
     for bad in (good[:-1], good + b"\0", good.replace(b" \n", b"\n ", 1)):
         path.write_bytes(bad)
         assert inspect_bytes(bad, name="b.npy").verdict == "unsafe"
+
+
+@pytest.mark.parametrize("dtype", [np.dtype([]), np.dtype([("a", "<i4", (0,))]),
+                                   np.dtype("V0"), np.dtype([("e", [])])],
+                         ids=["no_fields", "empty_subarray", "void0", "nested_empty"])
+@pytest.mark.parametrize("shape", [(3,), (2, 0), (), (4, 5)])
+def test_zero_itemsize_records(dtype: np.dtype[Any], shape: tuple[int, ...],
+                               tmp_path: Path) -> None:
+    # np.save writes them (no data bytes at all); np.load returns an array of that shape.
+    # np.load itself returns other contiguity flags for these from a path (np.fromfile) than
+    # from a stream (np.ndarray): safeload matches the stream reading, as for .npz members.
+    path = tmp_path / "z.npy"
+    np.save(path, np.zeros(shape, dtype=dtype))
+    assert inspect_bytes(path.read_bytes(), name=path.name).verdict == "clean"
+    ref = np.load(io.BytesIO(path.read_bytes()), allow_pickle=False)
+    assert_same_array(ref, safeload.load(path))
+
+
+def test_zero_itemsize_shape_beyond_numpy_is_malformed(tmp_path: Path) -> None:
+    path = tmp_path / "huge.npy"
+    path.write_bytes(_npy("{'descr': [], 'fortran_order': False, "
+                          "'shape': (4611686018427387903, 4), }", b""))
+    assert inspect_bytes(path.read_bytes(), name=path.name).verdict == "unsafe"
+    with pytest.raises(MalformedFileError):
+        safeload.load(path)
+
+
+def test_empty_npz_loads_as_np_load_opens_it(tmp_path: Path) -> None:
+    path = tmp_path / "empty.npz"
+    np.savez(path)
+    assert inspect_bytes(path.read_bytes(), name=path.name).verdict == "clean"
+    with np.load(path) as ref:
+        assert ref.files == []
+    assert safeload.load(path) == {}
+
+
+def test_npz_keys_follow_the_central_directory_as_np_load(tmp_path: Path) -> None:
+    # zipfile (np.load's NpzFile.files) lists members in central-directory order, which a
+    # writer may order otherwise than the local headers.
+    path = tmp_path / "order.npz"
+    with zipfile.ZipFile(path, "w") as zf:
+        for name in ("first", "second", "third"):
+            member = io.BytesIO()
+            np.save(member, np.arange(3.0) + len(name))
+            zf.writestr(f"{name}.npy", member.getvalue())
+        zf.filelist.reverse()  # written at close: the directory lists third, second, first
+    with np.load(path) as ref:
+        assert ref.files == ["third", "second", "first"]
+        got = safeload.load(path)
+        assert list(got) == ref.files
+        for k in ref.files:
+            assert torch.equal(got[k], _tensor_of(ref[k]))

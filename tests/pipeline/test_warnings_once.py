@@ -70,3 +70,20 @@ def test_other_warnings_are_still_shown_per_file(tmp_path: Path,
             pipeline._log_warnings(decision(sha), sha)
     assert [r.getMessage() for r in caplog.records] == [
         f"audit: would refuse {s * 64}" for s in "abc"]
+
+
+def test_no_loaded_note_precedes_a_refusal(tmp_path: Path,
+                                           caplog: pytest.LogCaptureFixture) -> None:
+    # "X is unsigned; loaded because ..." is said of files that are loaded, not of one that
+    # inspection then refuses (the refusal is the only message about it).
+    bad = tmp_path / "bad.pkl"
+    bad.write_bytes(b"cos\nsystem\n(S'true'\ntR.")
+    good = tmp_path / "good.safetensors"
+    save_file({"w": torch.ones(2)}, str(good))
+    with caplog.at_level(logging.WARNING, logger="safeload"):
+        with pytest.raises(safeload.errors.UnsafeCheckpointError):
+            safeload.load(bad)
+        assert _unsigned(caplog) == []
+        safeload.load(good)
+    shown = _unsigned(caplog)
+    assert len(shown) == 1 and "good.safetensors" in shown[0] and "loaded because" in shown[0]
