@@ -1323,7 +1323,8 @@ def _rule_numpy_frombuffer(vm: PickleMachine, g: Global, args: tuple[Any, ...]) 
         buf = buf.fields["data"]
     if not isinstance(buf, (bytes, memoryview)):
         raise RuleViolation("buffer must be bytes")
-    if not (isinstance(dtype, Obj) and dtype.kind == "np_dtype" and dtype.fields["built"]):
+    if not (isinstance(dtype, Obj) and dtype.kind == "np_dtype" and dtype.fields["built"]
+            and dtype.fields["code"] != NP_OBJECT):
         raise RuleViolation("dtype must be a plain numeric numpy dtype")
     shape = _ints(shape, "shape")
     if order not in ("C", "F"):
@@ -1429,7 +1430,10 @@ def _rule_numpy_reconstruct(vm: PickleMachine, g: Global, args: tuple[Any, ...])
 _NP_TEXT = re.compile(r"([US])([1-9]\d{0,5})")  # fixed-width text: bytes, never objects
 # Plain-data dtypes torch has no dtype for: 8-byte datetime64/timedelta64 (the unit comes from
 # the BUILD state) and long double (16 bytes where numpy pickles it as 'f16').
-_NP_OTHER = {"M8": 8, "m8": 8, "f16": 16}
+_NP_OTHER = {"M8": 8, "m8": 8, "f16": 16, "O8": 8}
+# Object arrays: their elements are pickled values, each judged by the same rules as any other
+# value; only an ndarray BUILD (a list of them) may carry this dtype.
+NP_OBJECT = "O8"
 _NP_TIME_UNITS = frozenset({"generic", "Y", "M", "W", "D", "h", "m", "s", "ms", "us", "ns",
                             "ps", "fs", "as"})
 _NP_TIME_CODE = re.compile(r"[Mm]8(?:\[[1-9]?\d{0,9}(?:Y|M|W|D|h|m|s|ms|us|ns|ps|fs|as)\])?")
@@ -1455,7 +1459,8 @@ def _np_time_code(code: str, meta: Any) -> str:
         raise RuleViolation("unexpected datetime64 dtype metadata")
     unit, num, den, events = meta[1]
     if not (isinstance(unit, bytes) and unit.decode("ascii", "replace") in _NP_TIME_UNITS
-            and _is_int(num) and 1 <= num < 1 << 31 and den == 1 and events == 1):
+            and _is_int(num) and 1 <= num < 1 << 31
+            and _is_int(den) and den == 1 and _is_int(events) and events == 1):
         raise RuleViolation("unexpected datetime64 unit")
     if unit == b"generic":
         if num != 1:
@@ -1469,6 +1474,8 @@ def _np_state_sizes(code: str) -> tuple[tuple[int, int, int], ...]:
     the code) for numeric dtypes, the exact sizes for text; flag 8 (needs-init) for unicode,
     which numpy writes on some versions and not on others."""
     text = _NP_TEXT.fullmatch(code)
+    if code == NP_OBJECT:
+        return ((-1, -1, 63),)  # numpy's object flags (item refs, needs the Python API)
     if text is None:
         return ((-1, -1, 0),)
     if text[1] == "S":
@@ -1492,8 +1499,12 @@ def _rule_numpy_dtype(vm: PickleMachine, g: Global, args: tuple[Any, ...]) -> An
 def _rule_numpy_scalar(vm: PickleMachine, g: Global, args: tuple[Any, ...]) -> Any:
     _arity(args, 2)
     dtype, data = args
-    if not (isinstance(dtype, Obj) and dtype.kind == "np_dtype"):
-        raise RuleViolation("first argument must be a numpy dtype")
+    # numpy's scalar pickles BUILD the dtype first; the scalar copies the dtype as it is when
+    # made, so a BUILD afterwards (byte order, datetime unit) would not reach it in numpy.
+    if not (isinstance(dtype, Obj) and dtype.kind == "np_dtype" and dtype.fields["built"]):
+        raise RuleViolation("first argument must be a built numpy dtype")
+    if dtype.fields["code"] == NP_OBJECT:
+        raise RuleViolation("an object scalar's bytes are a pointer")
     itemsize = np_itemsize(vm, dtype.fields["code"])
     s8 = isinstance(data, Str8)
     return Obj("np_scalar", {"dtype": dtype, "s8": s8,
@@ -1567,8 +1578,12 @@ def _build_joblib_array(vm: PickleMachine, target: Obj, state: Any) -> None:
     sub, dtype, order = items["subclass"], items["dtype"], items["order"]
     if not (isinstance(sub, Global) and sub.rule == "numpy_ndarray_type"):
         raise RuleViolation("only numpy.ndarray arrays (no subclasses, no memmaps)")
-    if not (isinstance(dtype, Obj) and dtype.kind == "np_dtype" and dtype.fields["built"]):
-        raise RuleViolation("array dtype must be a plain numeric numpy dtype")
+    if not (isinstance(dtype, Obj) and dtype.kind == "np_dtype" and dtype.fields["built"]
+            and dtype.fields["code"] != NP_OBJECT):
+        # joblib writes an object array as a second pickle after the wrapper, which other
+        # unpicklers would run as part of this one.
+        raise RuleViolation("array dtype must be a plain numeric numpy dtype (joblib object "
+                            "arrays are a nested pickle)")
     if order not in ("C", "F") or not isinstance(items["allow_mmap"], bool):
         raise RuleViolation("order must be 'C' or 'F', allow_mmap a bool")
     shape = _ints(items["shape"], "shape")
@@ -1650,13 +1665,22 @@ def _build(vm: PickleMachine, target: Any, state: Any) -> None:
             raise RuleViolation("array dtype must be a plain numeric numpy dtype")
         if not isinstance(fortran, bool):
             raise RuleViolation("fortran flag must be a bool")
-        s8 = isinstance(raw, Str8)  # Python 2: numpy encodes the decoded str as latin-1
-        raw = raw.raw if isinstance(raw, Str8) else raw
-        if not isinstance(raw, (bytes, memoryview)):
-            raise RuleViolation("array data must be bytes (object arrays are refused)")
         count = 1
         for dim in shape:
             count *= dim
+        if dtype.fields["code"] == NP_OBJECT:
+            # numpy's setstate fills the array from a list, in C order whatever the memory order
+            if not (isinstance(raw, SList) and len(raw.items) == count):
+                raise RuleViolation("object array state must be a list of its elements")
+            # The elements as they are now: numpy copies the list, so later APPENDS to it
+            # (through the memo) do not reach the array.
+            target.fields.update(shape=shape, dtype=dtype, fortran=fortran, data=None,
+                                 objects=list(raw.items), built=True, s8=False)
+            return
+        s8 = isinstance(raw, Str8)  # Python 2: numpy encodes the decoded str as latin-1
+        raw = raw.raw if isinstance(raw, Str8) else raw
+        if not isinstance(raw, (bytes, memoryview)):
+            raise RuleViolation("array data must be bytes")
         itemsize = np_itemsize(vm, dtype.fields["code"])
         if len(raw) != count * itemsize:
             raise RuleViolation("array data size does not match its shape")

@@ -250,6 +250,11 @@ class _Planner:
             if not f.get("built"):
                 raise PlanError(f"incomplete NumPy array at {'.'.join(path)!r}")
             dt = f["dtype"].fields
+            if f.get("objects") is not None:  # an object array: its elements, as values
+                return {"t": "ndarray", "dt": dt["code"], "bo": "|", "sh": list(f["shape"]),
+                        "fortran": f["fortran"],
+                        "v": [self.encode(x, [*path, str(i)], depth + 1)
+                              for i, x in enumerate(f["objects"])]}
             name = self.name_for(path)
             data = bytes(f["data"])
             self.plan.entries.append(Entry(name, "U8", (len(data),), len(data), ("bytes", data)))

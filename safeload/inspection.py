@@ -203,7 +203,7 @@ def _inspect(buf: Buf, name: str, depth: int) -> Inspection:
     if kind == "zip":
         return _inspect_zip(buf, name, depth)
     if kind == "numpy":
-        return _inspect_npy(buf, name)
+        return _inspect_npy(buf, name, depth)
     if kind in ("gzip", "bz2", "xz", "zlib", "joblib-zfile"):
         return _inspect_wrapped(kind, buf, name, depth)
     if kind == "lzma-alone":
@@ -326,8 +326,10 @@ def _inspect_zip(buf: Buf, name: str, depth: int) -> Inspection:
         # reach np.load's fallbacks, or walk archives within archives.
         for member, inner in npz.members:
             if inner.format != "numpy":
+                what = ("an object array (np.load unpickles it)"
+                        if inner.format.startswith("npy+") else inner.format)
                 npz.verdict = "unsafe"
-                npz.findings.append(Finding("archive", f"npz member is {inner.format}, not .npy",
+                npz.findings.append(Finding("archive", f"npz member is {what}, not a plain .npy",
                                             member=f"{name}:{member}" if name else member))
         return npz
     if depth >= MAX_WRAP_DEPTH:
@@ -449,14 +451,34 @@ def _zfile_stream(data: bytes) -> bytes:
     return data[22:] if data[21:22] == b" " else data[21:]
 
 
-def _inspect_npy(buf: Buf, name: str) -> Inspection:
+def _inspect_npy(buf: Buf, name: str, depth: int) -> Inspection:
     try:
         header = parse_npy(buf)
     except NpyFormatError as exc:
         code = "malformed" if exc.malformed else "unsupported"
         return Inspection("numpy", "unsafe", [Finding(code, str(exc), member=name or None)])
+    if header.objects:
+        return _inspect_npy_objects(buf, header, name, depth)
     return Inspection("numpy", "clean", detail=f"{header.descr!r:.60} {header.shape}",
                       array=NpyArray(buf, header))
+
+
+def _inspect_npy_objects(buf: Buf, header: NpyHeader, name: str, depth: int) -> Inspection:
+    """An object `.npy`: np.load(allow_pickle=True) returns `pickle.load` of the bytes after
+    the header. That pickle is inspected as any other (its values by the same rules), and must
+    be exactly a plain pickle ending at the end of the file."""
+    label = f"{name}[pickle]" if name else "[pickle]"
+    if depth >= MAX_WRAP_DEPTH:
+        return Inspection("numpy", "unsafe", [Finding(
+            "archive", "an object .npy inside a wrapper is refused", member=name or None)])
+    data = bytes(buf[header.offset:])
+    inner = _inspect(data, label, depth + 1)
+    if inner.format != "pickle" and inner.verdict != "unsafe":
+        inner = Inspection(inner.format, "unsafe", [Finding(
+            "numpy", f"an object .npy holds {inner.format}, not a pickle", member=label)])
+    inner.unwrapped = data
+    return Inspection(f"npy+{inner.format}", inner.verdict, list(inner.findings),
+                      detail=inner.detail, members=[("npy", inner)])
 
 
 _LEGACY_HEAD = re.compile(rb"\x80[\x02-\x05]\x8a\nl\xfc\x9cF\xf9 j\xa8P\x19\.")

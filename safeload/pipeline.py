@@ -54,8 +54,9 @@ Purpose = Literal["load", "convert", "report"]
 Action = Literal["load", "from_pretrained", "convert"]
 
 PICKLE_FORMATS = frozenset({"torch-zip", "torch-legacy", "pickle", "joblib"})
-# A pickle inside one compression layer (joblib's compress=): joblib.load decompresses it.
-WRAPPERS = ("gzip", "bz2", "xz", "zlib", "lzma-alone", "joblib-zfile")
+# A pickle inside one layer: a compression (joblib's compress=: joblib.load decompresses it),
+# or an object `.npy` (np.load(allow_pickle=True) unpickles what follows the header).
+WRAPPERS = ("gzip", "bz2", "xz", "zlib", "lzma-alone", "joblib-zfile", "npy")
 
 
 def wrapped_pickle(fmt: str) -> bool:

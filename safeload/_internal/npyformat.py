@@ -14,7 +14,8 @@ string token (a field name or dtype string, matched by `_STR` first):
     dtype-string := [<>|=]? (b1 | ? | i1..i8 | u1..u8 | f2 f4 f8 f16 | c8 c16 c32
                     | U<n> | S<n> | V<n> | V0 | M8[unit] | m8[unit])
 
-Object dtypes (`O`, anywhere) are named so that the caller refuses them: their bytes are a pickle.
+An object array (`'|O'`, top level: np.save then pickles the whole array) is returned flagged
+`objects`, for the caller to inspect that pickle; object fields inside records are refused.
 The parse yields the descriptor as numpy's `descr_to_dtype` takes it, the itemsize it implies
 (computed here, so inspection needs no numpy) and whether torch has the dtype.
 """
@@ -40,6 +41,8 @@ _DTYPE = re.compile(r"([<>|=]?)(b1|\?|[iu][1248]|f2|f4|f8|f16|c8|c16|c32|[USV][1
                     r"|[Mm]8(?:\[(?:[1-9][0-9]{0,5})?(?:Y|M|W|D|h|m|s|ms|us|ns|ps|fs|as)\])?"
                     r"|O|O8|O4)")
 _ITEMSIZE = {"?": 1}
+# Anything numpy's literal_eval could read as an object dtype ('O', '|O8', "<O4", ...).
+_OBJECT_SPELLING = re.compile(r"""O[0-9]*\s*['"]""")
 _TORCH_CODES = frozenset({"b1", "?", "i1", "i2", "i4", "i8", "u1", "u2", "u4", "u8", "f2", "f4",
                           "f8", "c8", "c16"})
 
@@ -61,6 +64,7 @@ class NpyHeader:
     offset: int  # where the array bytes start
     itemsize: int
     count: int
+    objects: bool = False  # descr '|O': what follows the header is one pickle (np.save)
 
     @property
     def torch_code(self) -> str | None:
@@ -89,23 +93,33 @@ def parse_npy(data: Any) -> NpyHeader:
         encoding = "latin-1" if version == (2, 0) else "utf-8"
     else:
         raise NpyFormatError("unknown .npy version", malformed=True)
-    if start + hlen > len(data) or hlen > 4 * MAX_HEADER_CHARS + 64:
+    if start + hlen > len(data):  # np.load fails reading the header too
         raise NpyFormatError(".npy header out of bounds", malformed=True)
+    # np.load itself reads long and unpadded headers (the length limit is lifted with
+    # allow_pickle=True): refused, but "malformed" (cannot run code) only without objects.
+    raw = bytes(data[start:start + min(hlen, 4 * MAX_HEADER_CHARS + 64)])
+    plain = _OBJECT_SPELLING.search(raw.decode(encoding, "replace")) is None
+    if hlen > 4 * MAX_HEADER_CHARS + 64:
+        raise NpyFormatError(".npy header out of bounds", malformed=plain)
     try:
-        text = bytes(data[start:start + hlen]).decode(encoding)
+        text = raw.decode(encoding)
     except UnicodeDecodeError:
         raise NpyFormatError(".npy header is not valid UTF-8", malformed=True) from None
     if len(text) > MAX_HEADER_CHARS:
-        raise NpyFormatError(".npy header out of bounds", malformed=True)
+        raise NpyFormatError(".npy header out of bounds", malformed=plain)
     if (start + hlen) % 16:
         raise NpyFormatError(".npy header is not padded to an alignment boundary",
-                             malformed=True)
+                             malformed=plain)
     p = _Parser(text)
     descr, fortran, shape = p.header()
-    item = _itemsize(descr)
     count = 1
     for d in shape:
         count *= d
+    if descr == "|O":
+        # np.save pickles an object array whole; np.load(allow_pickle=True) returns what
+        # pickle.load reads there (the caller inspects that pickle like any other).
+        return NpyHeader(descr, fortran, shape, start + hlen, 8, count, objects=True)
+    item = _itemsize(descr)
     if start + hlen + count * item != len(data):
         raise NpyFormatError(".npy data size does not match its header", malformed=True)
     if item == 0 and count >= 1 << 63:  # np.ndarray(count) itself would refuse it
@@ -161,9 +175,10 @@ class _Parser:
             m = _DTYPE.fullmatch(code)
             if m is None:
                 raise self.fail(f"dtype {code!r} outside the allowlist")
-            if m.group(2).startswith("O"):
-                raise NpyFormatError("NumPy object array: loading it unpickles arbitrary objects",
-                                     objects=True)
+            if m.group(2).startswith("O") and (depth or code != "|O"):
+                raise NpyFormatError("NumPy object array field (or an object dtype spelling "
+                                     "np.save never writes): loading it unpickles arbitrary "
+                                     "objects", objects=True)
             return code
         if self.peek("[]"):  # np.dtype([]): a record without fields
             self.lit("[]")

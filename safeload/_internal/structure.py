@@ -146,6 +146,8 @@ class Rebuilder:
             offset = self.build(v, d)
             return datetime.timezone(offset) if n.get("n") is None else datetime.timezone(
                 offset, n["n"])
+        if t == "ndarray" and n.get("dt") == "O8":
+            return self._object_array(n, d)
         if t in ("ndarray", "np_scalar", "np_dtype"):
             return self._numpy(t, n)
         raise StructureError(f"unknown structure kind {t!r}")
@@ -266,15 +268,38 @@ class Rebuilder:
                                                          str(n.get("loc", "cpu")))
         return _view_of(mapped, n, torch_dtype(n["dt"]))
 
+    def _object_array(self, n: dict[str, Any], d: int) -> Any:
+        """An object array as numpy's setstate builds it: elements listed in C order, the
+        memory order from the fortran flag."""
+        import numpy as np
+
+        shape = tuple(int(x) for x in n["sh"])
+        values = n.get("v")
+        if not values and 0 in shape:
+            # numpy's setstate gives an empty array C strides, counting a 0 dimension as 1.
+            from numpy.lib.stride_tricks import as_strided
+
+            strides, step = [], 8
+            for dim in reversed(shape):
+                strides.insert(0, step)
+                step *= max(dim, 1)
+            return as_strided(np.empty(0, dtype=object), shape, tuple(strides), writeable=True)
+        flat = np.empty(len(values) if isinstance(values, list) else -1, dtype=object)
+        for i, x in enumerate(values or ()):
+            flat[i] = self.build(x, d + 1)  # one element each: a list stays a list
+        arr = np.empty(shape, dtype=object, order="F" if n.get("fortran") else "C")
+        arr[...] = flat.reshape(shape)
+        return arr
+
     def _numpy(self, t: str, n: dict[str, Any]) -> Any:
         import numpy as np
 
         bo = n.get("bo", "=")
         dtype = np.dtype((bo if bo in "<>" else "=") + n["dt"])
-        if dtype.hasobject or dtype.names is not None:  # only plain-data codes are recorded
-            raise StructureError(f"unexpected NumPy dtype {n['dt']!r}")
-        if t == "np_dtype":
+        if t == "np_dtype":  # a dtype as a value (dtype('O') included) holds no data
             return dtype
+        if dtype.hasobject or dtype.names is not None:  # raw bytes of plain-data codes only
+            raise StructureError(f"unexpected NumPy dtype {n['dt']!r}")
         native = dtype.newbyteorder("=")  # NumPy's own unpickling returns native byte order
         if t == "np_scalar":
             data = base64.b64decode(n["v"])

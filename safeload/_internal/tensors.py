@@ -104,6 +104,12 @@ def load_numpy_inspected(ins: Any, *, map_location: Any = None) -> Any:
 
     if ins.format == "numpy":
         return array(ins.array)
-    # np.load names npz arrays by member name without the ".npy" suffix.
-    return {name[:-4] if name.endswith(".npy") else name: array(inner.array)
-            for name, inner in ins.members}
+    # np.load's NpzFile: keys are member names without ".npy", each looked up through
+    # `_files`, where a member's full name wins over another's stripped one (`w.npy` beside
+    # `w.npy.npy`: the key "w.npy" reads the member w.npy).
+    names = [name for name, _ in ins.members]
+    keys = [name[:-4] if name.endswith(".npy") else name for name in names]
+    lookup = dict(zip(keys, names, strict=True))
+    lookup.update(zip(names, names, strict=True))
+    members = dict(ins.members)
+    return {key: array(members[lookup[key]].array) for key in keys}

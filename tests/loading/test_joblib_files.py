@@ -189,3 +189,41 @@ def test_joblib_datetime_states_numpy_never_writes_are_refused(state: bytes,
     path.write_bytes(data.replace(b"C\x02ns\x94K\x01", state))
     with pytest.raises(UnsafeCheckpointError, match="datetime64"):
         safeload.load(path)
+
+
+def _late_scalar(code: bytes, state: bytes, data: bytes) -> bytes:
+    # scalar(dtype, data) with the dtype BUILT only afterwards (through the memo)
+    return (b"cnumpy._core.multiarray\nscalar\ncnumpy\ndtype\nX" + len(code).to_bytes(4, "little")
+            + code + b"\x89\x88\x87Rq\x00C" + bytes([len(data)]) + data + b"\x86Rh\x00" + state
+            + b"b0")
+
+
+def test_numpy_scalar_needs_its_dtype_built_first(tmp_path: Path) -> None:
+    # Hostile review 2026-12-07: numpy copies a dtype into the scalar when the scalar is made,
+    # so a BUILD afterwards changes nothing in numpy; safeload would have read the scalar's
+    # bytes with the later byte order or datetime unit. numpy never writes this: refused.
+    import pickle
+    import struct
+
+    big = b"(K\x03X\x01\x00\x00\x00>NNNJ\xff\xff\xff\xffJ\xff\xff\xff\xffK\x00t"
+    data = b"\x80\x02" + _late_scalar(b"f8", big, struct.pack("<d", 1.5)) + b"."
+    path = tmp_path / "late.pkl"
+    path.write_bytes(data)
+    assert pickle.loads(data) == 1.5
+    assert inspect_bytes(data, name=path.name).verdict == "unsafe"
+    with pytest.raises(UnsafeCheckpointError, match="built numpy dtype"):
+        safeload.load(path)
+
+
+def test_datetime_state_counts_must_be_ints(tmp_path: Path) -> None:
+    # Hostile review 2026-12-07: (b'ns', 1, 1.0, 1) makes joblib.load fail; safeload too.
+    path = tmp_path / "den.joblib"
+    joblib.dump({"t": np.arange(2).astype("M8[ns]")}, path)
+    data = path.read_bytes()
+    old = b"C\x02ns\x94K\x01K\x01K\x01"
+    assert data.count(old) == 1
+    path.write_bytes(data.replace(old, b"C\x02ns\x94K\x01G?\xf0\x00\x00\x00\x00\x00\x00K\x01"))
+    with pytest.raises(TypeError):
+        joblib.load(path)
+    with pytest.raises(UnsafeCheckpointError, match="datetime64"):
+        safeload.load(path)

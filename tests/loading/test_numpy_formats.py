@@ -313,3 +313,91 @@ def test_npz_keys_follow_the_central_directory_as_np_load(tmp_path: Path) -> Non
         assert list(got) == ref.files
         for k in ref.files:
             assert torch.equal(got[k], _tensor_of(ref[k]))
+
+
+def _object_arrays() -> dict[str, np.ndarray]:
+    pair = np.empty(2, dtype=object)
+    pair[0], pair[1] = [1, 2], [3]  # elements that are lists stay lists
+    shared = {"k": [1, 2]}
+    return {
+        "strings": np.array(["ab", "cde", "f"], dtype=object),
+        "mixed": np.array(["ab", None, 1.5, {"k": [1, 2]}, (1, 2), b"raw", True], dtype=object),
+        "fortran": np.asfortranarray(np.array([[1, "a", 3], [4, 5, None]], dtype=object)),
+        "zero_d": np.array({"a": 1}, dtype=object),
+        "empty": np.empty((0, 3), dtype=object),
+        "arrays": np.array([np.arange(3), np.ones(2, dtype=np.float32)], dtype=object),
+        "lists": pair,
+        "shared": np.array([shared, shared], dtype=object),
+    }
+
+
+def _same_objects(ref: np.ndarray, got: Any, where: str) -> None:
+    assert type(got) is np.ndarray and got.dtype == ref.dtype == object, where
+    assert got.shape == ref.shape and got.strides == ref.strides, where
+    assert got.flags.f_contiguous == ref.flags.f_contiguous, where
+    assert got.flags.c_contiguous == ref.flags.c_contiguous, where
+    for a, b in zip(ref.flat, got.flat, strict=True):
+        assert type(a) is type(b) and repr(a) == repr(b), where
+
+
+@pytest.mark.parametrize("kind", sorted(_object_arrays()))
+def test_object_npy_of_plain_data_loads_as_np_load(kind: str, tmp_path: Path) -> None:
+    # np.save pickles an object array whole; np.load(allow_pickle=True) unpickles it. Its
+    # elements are judged by the same data rules as any pickle's values (issue 12).
+    arr = _object_arrays()[kind]
+    path = tmp_path / f"{kind}.npy"
+    np.save(path, arr, allow_pickle=True)
+    assert inspect_bytes(path.read_bytes(), name=path.name).verdict == "clean"
+    ref = np.load(path, allow_pickle=True)
+    _same_objects(ref, safeload.load(path), kind)
+    with open(path, "rb") as f:
+        _same_objects(ref, safeload.load(f), f"{kind} (file object)")
+    if kind == "shared":  # one dict referenced twice stays one object, as pickle keeps it
+        got = safeload.load(path)
+        assert got[0] is got[1]
+
+
+def test_object_array_inside_a_torch_checkpoint_loads_as_torch_load(tmp_path: Path) -> None:
+    path = tmp_path / "meta.pt"
+    torch.save({"w": torch.ones(2), "vocab": np.array(["a", "b", None], dtype=object)}, path)
+    ref = torch.load(path, weights_only=False)
+    got = safeload.load(path)
+    assert torch.equal(got["w"], ref["w"])
+    _same_objects(ref["vocab"], got["vocab"], "vocab")
+
+
+def test_object_npz_member_is_still_refused_with_its_reason(tmp_path: Path) -> None:
+    path = tmp_path / "o.npz"
+    np.savez(path, o=np.array(["a"], dtype=object), w=np.arange(2))
+    with pytest.raises(UnsafeCheckpointError, match="object array"):
+        safeload.load(path)
+
+
+def test_numpy_dtypes_as_values_load_as_pickle_loads_them(tmp_path: Path) -> None:
+    import pickle
+
+    value = {"o": np.dtype("O"), "t": np.dtype("M8[ns]"), "g": np.dtype(np.longdouble),
+             "s": np.dtype("S3"), "a": np.array([1, "x"], dtype=object)}
+    path = tmp_path / "dtypes.pkl"
+    path.write_bytes(pickle.dumps(value, protocol=4))
+    got = safeload.load(path)
+    assert list(got) == list(value)
+    for k in ("o", "t", "g", "s"):
+        assert got[k] == value[k] and got[k].str == value[k].str, k
+    _same_objects(value["a"], got["a"], "a")
+
+
+def test_npz_keys_resolve_as_npzfile_resolves_them(tmp_path: Path) -> None:
+    # Hostile review 2026-12-07: beside `w.npy.npy`, np.load's key "w.npy" reads the member
+    # `w.npy` (a full member name wins over a stripped one), never the array of `w.npy.npy`.
+    path = tmp_path / "suffix.npz"
+    with zipfile.ZipFile(path, "w") as zf:
+        for name, value in (("w.npy", 1.0), ("w.npy.npy", 666.0)):
+            member = io.BytesIO()
+            np.save(member, np.array([value, value]))
+            zf.writestr(name, member.getvalue())
+    got = safeload.load(path)
+    with np.load(path) as ref:
+        assert list(got) == ref.files == ["w", "w.npy"]
+        for k in ref.files:
+            assert torch.equal(got[k], _tensor_of(ref[k])), k

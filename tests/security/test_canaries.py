@@ -452,7 +452,7 @@ def _build_on_numpy_class(m: Path) -> bytes:
 
 BUILDS = [("partial_setstate", _build_partial, r"functools\.partial"),
           ("namespace_slotstate", _build_slotstate_namespace, r"BUILD|builtins\.open"),
-          ("numpy_object_array", _build_numpy_object_array, r"builtins\.open|object"),
+          ("numpy_object_array", _build_numpy_object_array, r"(builtins|io)\.open|object"),
           ("numpy_class", _build_on_numpy_class, r"builtins\.open")]
 
 

@@ -1,0 +1,88 @@
+"""Object `.npy` files of plain data now load (issue 12): what stays refused.
+
+np.save pickles an object array whole after the header, and np.load(allow_pickle=True) runs
+that pickle: every element, the dtype's state and anything after the array's BUILD is code to
+it. Each payload only creates the marker; each control shows np.load firing it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from canary_lib import Fires, Op, Refused, call, g, lit, opener, p4
+
+from safeload.errors import UnsafeCheckpointError
+
+_OBJECT_STATE = (3, "|", None, None, None, -1, -1, 63)  # what numpy writes for dtype('O')
+
+
+def _object_array(elements: list[object], *, dtype_state: object = _OBJECT_STATE,
+                  after_build: bytes = b"") -> Op:
+    recon = call(g("numpy._core.multiarray", "_reconstruct"), g("numpy", "ndarray"), (0,), b"b")
+    dtype = Op(call(g("numpy", "dtype"), "O8", False, True).b + lit(dtype_state) + b"b")
+    state = (1, (len(elements),), dtype, False, elements)
+    return Op(recon.b + lit(state) + b"b" + after_build)
+
+
+def _npy(body: bytes, n: int) -> bytes:
+    header = f"{{'descr': '|O', 'fortran_order': False, 'shape': ({n},), }}".encode()
+    header += b" " * (64 - (10 + len(header) + 1) % 64) + b"\n"
+    return b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header + body
+
+
+def _variants(marker: Path) -> dict[str, bytes]:
+    return {
+        # the payload as an element, and nested inside a plain element
+        "element": _npy(p4(_object_array(["a", opener(marker)])), 2),
+        "nested_element": _npy(p4(_object_array([{"k": [opener(marker)]}])), 1),
+        # inside the object dtype's own state
+        "dtype_state": _npy(p4(_object_array(
+            ["a"], dtype_state=(3, "|", None, None, None, -1, -1, opener(marker)))), 1),
+        # after the array is built: np.load's pickle.load still runs it (the root is a tuple)
+        "after_build": _npy(p4(Op(_object_array(["a"]).b + lit(opener(marker)) + b"\x86")), 1),
+        # a bare pickle instead of an array: np.load returns whatever it unpickles
+        "bare_pickle": _npy(p4([opener(marker)]), 1),
+    }
+
+
+@pytest.mark.parametrize("variant", ["element", "nested_element", "dtype_state",
+                                     "after_build", "bare_pickle"])
+def test_object_npy_payloads_stay_refused(variant: str, tmp_path: Path, marker: Path,
+                                          fires: Fires, refused: Refused) -> None:
+    path = tmp_path / "weights.npy"
+    path.write_bytes(_variants(marker)[variant])
+    assert fires(path, "numpy"), variant
+    refused(path, UnsafeCheckpointError, match=r"builtins\.open|io\.open")
+
+
+def test_object_array_list_grown_after_build_loads_what_numpy_built(tmp_path: Path) -> None:
+    # numpy copies the element list at BUILD: an APPEND to the same list afterwards (through
+    # the memo) reaches the list, never the array. safeload must return the same.
+    import numpy as np
+
+    import safeload
+
+    arr = _object_array(["a", "b"]).b
+    # Memoize the element list when it is built, then append to it after the BUILD.
+    arr = arr.replace(b"](", b"]\x94(", 1)
+    root = Op(arr + b"h\x00" + lit("late") + b"a\x86")  # BINGET 0: the list, then APPEND
+    path = tmp_path / "grown.npy"
+    path.write_bytes(_npy(p4(root), 2))
+    ref = np.load(path, allow_pickle=True)
+    assert isinstance(ref, tuple) and list(ref[0]) == ["a", "b"] and ref[1] == ["a", "b", "late"]
+    got = safeload.load(path)
+    assert type(got) is tuple and type(got[0]) is np.ndarray
+    assert list(got[0]) == ["a", "b"] and got[1] == ["a", "b", "late"]
+
+
+def test_unpadded_object_npy_is_unsafe_not_malformed(tmp_path: Path, marker: Path,
+                                                     fires: Fires, refused: Refused) -> None:
+    # Hostile review 2026-12-07: np.load reads headers np.save would pad, so an unpadded
+    # object header still runs its pickle; "malformed" (fetch again) would understate it.
+    header = b"{'descr': '|O', 'fortran_order': False, 'shape': (1,), }\n"  # no padding
+    path = tmp_path / "weights.npy"
+    path.write_bytes(b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header
+                     + p4([opener(marker)]))
+    assert fires(path, "numpy")
+    refused(path, UnsafeCheckpointError, match="padded")
