@@ -279,7 +279,8 @@ class Rebuilder:
             # numpy's setstate gives an empty array C strides, counting a 0 dimension as 1.
             from numpy.lib.stride_tricks import as_strided
 
-            strides, step = [], 8
+            strides: list[int] = []
+            step = 8
             for dim in reversed(shape):
                 strides.insert(0, step)
                 step *= max(dim, 1)
