@@ -29,6 +29,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -112,6 +113,9 @@ def goal_hot_loop(py: str, env: dict[str, str], files: int, repeat: int) -> None
                 torch.save(t, folder / f"f{i:04d}.pt")
             else:
                 save_file(t, str(folder / f"f{i:04d}.safetensors"))
+    # A dataset exists before training starts: files younger than the repeat memo's quiet
+    # period (2 s) are decided afresh on every load, as a writer may still be at work.
+    time.sleep(2.5)
     for workers in (0, 2):
         for kind, ref, first_goal, again_goal in (("pt", "torch.load", 10, 2),
                                                   ("safetensors", "load_file", 3, 3)):

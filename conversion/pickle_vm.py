@@ -1182,9 +1182,34 @@ def _object_state(state: Any) -> list[tuple[str, Any]]:
     return out
 
 
+def _rule_rebuild_meta(vm: PickleMachine, g: Global, args: tuple[Any, ...]) -> Any:
+    """`_rebuild_meta_tensor_no_storage(dtype, size, stride, requires_grad)`: a tensor on the
+    meta device (shape and dtype, no data), as torch.load(weights_only=True) rebuilds it."""
+    _arity(args, 4)
+    dtype, size, stride, requires_grad = args
+    if not (isinstance(dtype, Global) and dtype.rule == "dtype"):
+        raise RuleViolation("dtype must be a torch dtype")
+    size, stride = _ints(size, "size"), _ints(stride, "stride")
+    if len(size) != len(stride) or not isinstance(requires_grad, bool):
+        raise RuleViolation("size and stride must match, requires_grad a bool")
+    numel = 1
+    for dim in size:
+        numel *= dim
+    if numel >= 1 << 63:  # torch.load fails on it too ("numel: integer multiplication overflow")
+        raise RuleViolation("meta tensor size overflows")
+    return Obj("meta_tensor", {"dtype": dtype.params["dtype"], "size": size, "stride": stride,
+                               "requires_grad": requires_grad, "parameter": False, "attrs": []})
+
+
 def _rule_rebuild_parameter(vm: PickleMachine, g: Global, args: tuple[Any, ...]) -> Any:
     _arity(args, 3, 4)
     data, requires_grad, hooks = args[:3]
+    if isinstance(data, Obj) and data.kind == "meta_tensor" and not data.fields["parameter"]:
+        if not isinstance(requires_grad, bool) or not _empty_hooks(hooks):
+            raise RuleViolation("requires_grad must be a bool and hooks empty")
+        attrs = _object_state(args[3]) if len(args) == 4 else []
+        return Obj("meta_tensor", {**data.fields, "requires_grad": requires_grad,
+                                   "parameter": True, "attrs": attrs})
     if not isinstance(data, TensorRef) or data.parameter:
         raise RuleViolation("data must be a tensor")
     if not isinstance(requires_grad, bool) or not _empty_hooks(hooks):
@@ -1522,6 +1547,7 @@ _RULES: dict[str, tuple[frozenset[str], Rule]] = {
     "rebuild_tensor_v3": (_CALL, _rule_rebuild_v3),
     "rebuild_tensor_legacy": (_CALL, _rule_rebuild_legacy),
     "rebuild_parameter": (_CALL, _rule_rebuild_parameter),
+    "rebuild_meta": (_CALL, _rule_rebuild_meta),
     "rebuild_parameter_with_state": (_CALL, _rule_rebuild_parameter),
     "rebuild_from_type_v2": (_CALL, _rule_rebuild_from_type_v2),
     "codecs_encode": (_CALL, _rule_codecs_encode),

@@ -240,6 +240,12 @@ class _Planner:
             return out | ({"s8": True} if f.get("s8") else {})
         if k == "np_dtype":
             return {"t": "np_dtype", "dt": f["code"], "bo": f["byteorder"]}
+        if k == "meta_tensor":  # no bytes: the parent makes it on the meta device
+            out = {"t": "meta", "dt": f["dtype"], "sh": list(f["size"]), "st": list(f["stride"]),
+                   "g": f["requires_grad"], "p": f["parameter"]}
+            if f["attrs"]:
+                out["a"] = [[a, self.encode(v, [*path, a], depth + 1)] for a, v in f["attrs"]]
+            return out
         if k == "omegaconf":
             return self._omegaconf(o, path, depth)
         if k == "sparse":

@@ -107,6 +107,8 @@ class Rebuilder:
             return self._tensor(n)
         if t == "sparse":
             return self._sparse(n)
+        if t == "meta":
+            return self._attributes(self._meta(n), n)
         if t == "type":
             return _type_value(v)
         if t == "omegaconf":
@@ -211,6 +213,15 @@ class Rebuilder:
                 raw = raw.view(dtype).reshape(shape)
             base = self.map_tensor(raw, str(n.get("loc", "cpu")))
             self.made[key] = base
+        return self._attributes(base, n)
+
+    def _meta(self, n: dict[str, Any]) -> torch.Tensor:
+        """A meta-device tensor (no data): torch.load keeps it on `meta` whatever map_location."""
+        return torch.empty_strided(tuple(int(x) for x in n["sh"]), tuple(int(x) for x in n["st"]),
+                                   dtype=torch_dtype(n["dt"]), device="meta")
+
+    def _attributes(self, base: torch.Tensor, n: dict[str, Any]) -> torch.Tensor:
+        """Parameter, requires_grad and `__dict__` attributes, as torch's rebuild sets them."""
         t = base
         if n.get("p"):
             t = torch.nn.Parameter(t, requires_grad=bool(n.get("g")))
