@@ -1674,7 +1674,7 @@ def _build(vm: PickleMachine, target: Any, state: Any) -> None:
             raise RuleViolation("unexpected numpy dtype state")
         if time:
             code = target.fields["code"] = _np_time_code(code, state[8])
-        if state[5:8] not in _np_state_sizes(code):
+        if not all(_is_int(x) for x in state[5:8]) or state[5:8] not in _np_state_sizes(code):
             # numpy takes a text dtype's itemsize, and every dtype's flags, from this state,
             # not from the code: any other value is an array read with another length than
             # the code says (a stream desync in joblib files) or flagged as holding pointers.
@@ -1683,7 +1683,8 @@ def _build(vm: PickleMachine, target: Any, state: Any) -> None:
         target.fields.update(byteorder=byteorder, built=True)
         return
     if isinstance(target, Obj) and target.kind == "ndarray" and not target.fields["built"]:
-        if not (isinstance(state, tuple) and len(state) == 5 and _is_int(state[0])):
+        if not (isinstance(state, tuple) and len(state) == 5 and _is_int(state[0])
+                and state[0] == 1):  # the only version numpy writes
             raise RuleViolation("unexpected ndarray state")
         _, shape, dtype, fortran, raw = state
         shape = _ints(shape, "shape")
@@ -1698,6 +1699,11 @@ def _build(vm: PickleMachine, target: Any, state: Any) -> None:
             # numpy's setstate fills the array from a list, in C order whatever the memory order
             if not (isinstance(raw, SList) and len(raw.items) == count):
                 raise RuleViolation("object array state must be a list of its elements")
+            if dtype.fields["byteorder"] != "|":
+                raise RuleViolation("an object dtype's byte order is '|'")
+            budget = current()
+            if budget is not None:  # the copy below: one memoised list built a million times
+                budget.charge_ops(count)
             # The elements as they are now: numpy copies the list, so later APPENDS to it
             # (through the memo) do not reach the array.
             target.fields.update(shape=shape, dtype=dtype, fortran=fortran, data=None,

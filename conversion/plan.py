@@ -110,7 +110,9 @@ class _Planner:
         if isinstance(value, Global):
             if value.rule == "dtype":
                 return {"t": "dtype", "v": value.params["dtype"]}
-            if is_type_value(value):
+            if is_type_value(value) or (value.rule == "omegaconf"
+                                        and value.params.get("role") == "container"):
+                # Lightning stores `hparams_type`: the omegaconf container class, as a value.
                 return {"t": "type", "v": value.qualname}
             raise PlanError(f"{value.qualname} at {'.'.join(path)!r} is not a value")
         if isinstance(value, Opaque):

@@ -102,9 +102,12 @@ def sniff(head: bytes, size: int) -> str:
         return "tar"
     if head.startswith(b"ZF"):
         return "joblib-zfile"  # joblib's _detect_compressor: the prefix alone decides
-    if len(head) >= 13 and head[0] == 0x5D and head[1:5] != b"\x00\x00\x00\x00" and (
-            head[5:13] == b"\xff" * 8 or int.from_bytes(head[5:13], "little") < (1 << 40)):
-        return "lzma-alone"  # .lzma (joblib compress="lzma"); also ']' in a pickle: checked
+    if head.startswith(_JOBLIB_LZMA_PREFIX) or (
+            len(head) >= 13 and head[0] == 0x5D and head[1:5] != b"\x00\x00\x00\x00" and (
+                head[5:13] == b"\xff" * 8 or int.from_bytes(head[5:13], "little") < (1 << 40))):
+        # .lzma (joblib compress="lzma"; joblib decides by `]\0` alone, and liblzma takes a
+        # zero dictionary size); also ']' (EMPTY_LIST) in a pickle: read both ways, below.
+        return "lzma-alone"
     if len(head) >= 2 and head[0] == 0x78 and (head[0] << 8 | head[1]) % 31 == 0:
         return "zlib"
     if head[:1] and head[0] in _PICKLE_OPCODES:
@@ -205,7 +208,7 @@ def _inspect(buf: Buf, name: str, depth: int) -> Inspection:
     if kind == "numpy":
         return _inspect_npy(buf, name, depth)
     if kind in ("gzip", "bz2", "xz", "zlib", "joblib-zfile"):
-        return _inspect_wrapped(kind, buf, name, depth)
+        return _also_a_pickle(_inspect_wrapped(kind, buf, name, depth), buf, name)
     if kind == "lzma-alone":
         wrapped = _inspect_wrapped(kind, buf, name, depth)
         if (wrapped.findings and wrapped.findings[0].code == "malformed"
@@ -214,7 +217,9 @@ def _inspect(buf: Buf, name: str, depth: int) -> Inspection:
             # joblib's prefix: joblib decompresses those (ignoring trailing bytes), so a stream
             # we cannot read exactly is refused, not re-read as the pickle it is not.
             return _inspect_pickle(buf, name)
-        return wrapped
+        # An exact LZMA stream can still be a pickle too (']' then SHORT_BINBYTES over the
+        # header): pickle.load and torch.load read the raw bytes, joblib the inflated ones.
+        return _also_a_pickle(wrapped, buf, name)
     if kind in ("7z", "zstd", "lz4", "tar"):
         what = {"tar": "a tar archive (legacy tar-format torch files included)"}.get(
             kind, f"a {kind} archive")
@@ -224,6 +229,18 @@ def _inspect(buf: Buf, name: str, depth: int) -> Inspection:
     if kind == "pickle?":
         return _inspect_pickle(buf, name)
     return Inspection("unknown", "skipped", detail="not a format any model loader reads")
+
+
+def _also_a_pickle(wrapped: Inspection, buf: Buf, name: str) -> Inspection:
+    """A wrapper's verdict, refused when its raw bytes are also a pickle (a polyglot): every
+    loader that is not the wrapper's (pickle.load, torch.load) reads those bytes as opcodes."""
+    if wrapped.verdict == "unsafe":
+        return wrapped
+    polyglot = _pickle_reading(buf, name)
+    if polyglot is None:
+        return wrapped
+    return Inspection(wrapped.format, "unsafe", [polyglot, *wrapped.findings],
+                      detail=wrapped.detail, members=wrapped.members)
 
 
 def _pickle_reading(buf: Buf, name: str) -> Finding | None:

@@ -33,8 +33,8 @@ MAX_DEPTH = 16
 MAX_DIMS = 64
 MAX_DIM = 1 << 62
 
-_STR = re.compile(r"""'(?:[^'\\\n\r]|\\(?:[\\'"abfnrtv]|x[0-9a-fA-F]{2}|u[0-9a-fA-F]{4}"""
-                  r"""|U[0-9a-fA-F]{8}))*'|"(?:[^"\\\n\r]|\\(?:[\\'"abfnrtv]|x[0-9a-fA-F]{2}"""
+_STR = re.compile(r"""'(?:[^'\\\n\r\x00]|\\(?:[\\'"abfnrtv]|x[0-9a-fA-F]{2}|u[0-9a-fA-F]{4}"""
+                  r"""|U[0-9a-fA-F]{8}))*'|"(?:[^"\\\n\r\x00]|\\(?:[\\'"abfnrtv]|x[0-9a-fA-F]{2}"""
                   r"""|u[0-9a-fA-F]{4}|U[0-9a-fA-F]{8}))*\"""")
 _INT = re.compile(r"0|[1-9][0-9]{0,18}")
 _DTYPE = re.compile(r"([<>|=]?)(b1|\?|[iu][1248]|f2|f4|f8|f16|c8|c16|c32|[USV][1-9][0-9]{0,9}|V0"

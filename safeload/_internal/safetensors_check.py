@@ -113,9 +113,12 @@ def parse_header(buf: Buf, path: str) -> SafetensorsHeader:
             isinstance(o, int) and not isinstance(o, bool) for o in offsets)):
             raise bad(f"tensor {name!r}: data_offsets must be two integers")
         begin, end = offsets
-        count = 1
+        count, extent = 1, 1
         for d in shape:
             count *= d
+            extent *= max(d, 1)
+        if extent >= 1 << 63:  # torch cannot make it (its strides overflow int64), whatever numel
+            raise bad(f"tensor {name!r}: shape {shape} overflows a tensor's strides")
         nbytes = count * DTYPES[dtype][1] // 8
         if not 0 <= begin <= end <= data_len or end - begin != nbytes:
             raise bad(f"tensor {name!r}: offsets [{begin}, {end}] do not match its shape "

@@ -287,18 +287,21 @@ class Rebuilder:
         shape = tuple(int(x) for x in n["sh"])
         values = n.get("v")
         if not values and 0 in shape:
-            # numpy's setstate gives an empty array C strides, counting a 0 dimension as 1.
+            # numpy's setstate gives an empty array C (or, with the fortran flag, F) strides,
+            # counting a 0 dimension as 1.
             from numpy.lib.stride_tricks import as_strided
 
             strides: list[int] = []
             step = 8
-            for dim in reversed(shape):
-                strides.insert(0, step)
+            fortran = bool(n.get("fortran"))
+            for dim in (shape if fortran else reversed(shape)):
+                strides.append(step)
                 step *= max(dim, 1)
-            return as_strided(np.empty(0, dtype=object), shape, tuple(strides), writeable=True)
+            order = strides if fortran else strides[::-1]
+            return as_strided(np.empty(0, dtype=object), shape, tuple(order), writeable=True)
         flat = np.empty(len(values) if isinstance(values, list) else -1, dtype=object)
         for i, x in enumerate(values or ()):
-            flat[i] = self.build(x, d + 1)  # one element each: a list stays a list
+            flat[i] = self.build(x, d)  # one element each: a list stays a list
         arr = np.empty(shape, dtype=object, order="F" if n.get("fortran") else "C")
         arr[...] = flat.reshape(shape)
         return arr
@@ -330,9 +333,22 @@ _TYPE_VALUES: dict[str, Any] = {
 } | {"typing.Any": Any}
 
 
+_OMEGACONF_TYPES = {"omegaconf.dictconfig.DictConfig": ("DictConfig", dict),
+                    "omegaconf.listconfig.ListConfig": ("ListConfig", list)}
+
+
 def _type_value(name: Any) -> Any:
     if name is None:
         return None
+    if isinstance(name, str) and name in _OMEGACONF_TYPES:
+        # The class itself (a Lightning checkpoint's `hparams_type`); without omegaconf, the
+        # plain type its containers come back as.
+        cls_name, plain = _OMEGACONF_TYPES[name]
+        try:
+            import omegaconf
+        except ImportError:
+            return plain
+        return getattr(omegaconf, cls_name)
     try:
         return _TYPE_VALUES[name]
     except (KeyError, TypeError):

@@ -264,3 +264,15 @@ def test_quantized_tensors_round_trip(make: Any, tmp_path: Path) -> None:
         assert torch.equal(g.q_per_channel_scales(), r.q_per_channel_scales())
         assert torch.equal(g.q_per_channel_zero_points(), r.q_per_channel_zero_points())
         assert g.q_per_channel_axis() == r.q_per_channel_axis()
+
+
+def test_lightning_hparams_type_class_value_round_trips(tmp_path: Path) -> None:
+    # Lightning saves `hparams_type = type(model.hparams)`: the omegaconf container class as a
+    # value (never called). It scanned clean, then the converter refused it (ConversionError).
+    hp = OmegaConf.create({"lr": 1e-3})
+    obj = {"state_dict": {"w": torch.ones(2)}, "hyper_parameters": hp,
+           "hparams_type": type(hp), "list_type": type(OmegaConf.create([1]))}
+    ref, got = _save_and_load(obj, tmp_path / "l.ckpt")
+    assert got["hparams_type"] is ref["hparams_type"] is omegaconf.DictConfig
+    assert got["list_type"] is omegaconf.ListConfig
+    assert type(got["hyper_parameters"]) is omegaconf.DictConfig

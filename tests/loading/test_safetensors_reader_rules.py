@@ -106,3 +106,16 @@ def test_the_reference_accepts_and_refuses_what_these_cases_assume(tmp_path: Pat
     for name in ("lone-surrogate-name", "lone-low-surrogate-metadata", "duplicate-name",
                  "byte-order-mark", "trailing-nul"):
         assert not accepts(name), name
+
+
+@pytest.mark.parametrize("shape", [[0, 2**40, 2**40, 2**40], [0, 2**63], [2**31, 2**31, 2**2, 0]])
+def test_shapes_whose_strides_overflow_are_malformed(shape: list[int], tmp_path: Path) -> None:
+    # Hostile review 2026-12-07: a zero dimension makes the byte count 0, but torch cannot
+    # make the tensor (its strides overflow int64): a bare RuntimeError/TypeError escaped.
+    from safeload.errors import MalformedFileError
+
+    header = json.dumps({"a": {"dtype": "F32", "shape": shape, "data_offsets": [0, 0]}}).encode()
+    path = tmp_path / "huge.safetensors"
+    path.write_bytes(struct.pack("<Q", len(header)) + header)
+    with pytest.raises(MalformedFileError, match="overflows"):
+        safeload.load(path)

@@ -7,7 +7,9 @@ it. Each payload only creates the marker; each control shows np.load firing it.
 
 from __future__ import annotations
 
+import struct
 from pathlib import Path
+from typing import Any
 
 import pytest
 from canary_lib import Fires, Op, Refused, call, g, lit, opener, p4
@@ -25,8 +27,9 @@ def _object_array(elements: list[object], *, dtype_state: object = _OBJECT_STATE
     return Op(recon.b + lit(state) + b"b" + after_build)
 
 
-def _npy(body: bytes, n: int) -> bytes:
-    header = f"{{'descr': '|O', 'fortran_order': False, 'shape': ({n},), }}".encode()
+def _npy(body: bytes, n: int, shape: str = "") -> bytes:
+    shape = shape or f"({n},)"
+    header = f"{{'descr': '|O', 'fortran_order': False, 'shape': {shape}, }}".encode()
     header += b" " * (64 - (10 + len(header) + 1) % 64) + b"\n"
     return b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header + body
 
@@ -86,3 +89,81 @@ def test_unpadded_object_npy_is_unsafe_not_malformed(tmp_path: Path, marker: Pat
                      + p4([opener(marker)]))
     assert fires(path, "numpy")
     refused(path, UnsafeCheckpointError, match="padded")
+
+
+def test_object_arrays_sharing_one_list_are_charged_per_element(tmp_path: Path) -> None:
+    # Hostile review 2026-12-07: numpy copies the element list into each array, and so did
+    # the machine: one memoised 100k-element list built into 60 arrays is 6M copies from ~100 KB
+    # of opcodes, which the budget did not count (a 1 MB file took scan past 6 GiB).
+    import safeload
+
+    n, k = 100_000, 60
+    body = b"](" + b"]\x94(" + b"N" * n + b"e"  # memo 0: the list (also kept as outer[0])
+    body += b"J" + struct.pack("<i", n) + b"\x85\x940"  # memo 1: (n,)
+    body += call(g("numpy", "dtype"), "O8", False, True).b + lit(_OBJECT_STATE) + b"b\x940"
+    body += g("numpy._core.multiarray", "_reconstruct").b + b"\x940"  # memo 3
+    body += lit((g("numpy", "ndarray"), (0,), b"b")) + b"\x940"  # memo 4
+    body += b"h\x03h\x04R(K\x01h\x01h\x02\x89h\x00tb" * k + b"e"
+    path = tmp_path / "shared.npy"
+    path.write_bytes(_npy(p4(Op(body)), 1))
+    with pytest.raises(UnsafeCheckpointError, match="bound"):
+        safeload.load(path)
+
+
+@pytest.mark.parametrize("spelling", ["'<i8\\x00'", "[('a\\x00', '<i8')]", "'|O\\x00'"])
+def test_nul_in_a_header_string_is_a_refusal_not_a_crash(spelling: str, tmp_path: Path) -> None:
+    # Hostile review 2026-12-07: a NUL inside a quoted header string reached ast.literal_eval,
+    # whose SyntaxError escaped from load and stopped a directory scan.
+    import safeload
+
+    header = f"{{'descr': {spelling}, 'fortran_order': False, 'shape': (1,), }}".encode()
+    header = header.replace(b"\\x00", b"\x00")
+    header += b" " * (64 - (10 + len(header) + 1) % 64) + b"\n"
+    path = tmp_path / "nul.npy"
+    path.write_bytes(b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header
+                     + b"\0" * 8)
+    with pytest.raises(safeload.errors.SafeloadError):
+        safeload.load(path)
+
+
+@pytest.mark.parametrize("state", [
+    (3, ">", None, None, None, -1, -1, 63),      # numpy writes '|' for objects
+    (3, "|", None, None, None, -1, -1, Op(b"G" + struct.pack(">d", 63.0))),  # a float flag
+], ids=["byte_order", "float_flags"])
+def test_object_dtype_states_numpy_never_writes_are_refused(state: tuple[object, ...],
+                                                            tmp_path: Path) -> None:
+    import safeload
+
+    path = tmp_path / "odd.npy"
+    path.write_bytes(_npy(p4(_object_array(["a"], dtype_state=state)), 1))
+    with pytest.raises(UnsafeCheckpointError):
+        safeload.load(path)
+
+
+def test_nested_and_empty_fortran_object_arrays_load_as_np_load(tmp_path: Path) -> None:
+    # Hostile review 2026-12-07: nesting was counted twice on rebuild (150 levels scanned clean
+    # and failed to load), and an empty array with the fortran flag came back with C strides.
+    import numpy as np
+
+    import safeload
+
+    nested: Any = np.array(["leaf"], dtype=object)
+    for _ in range(150):
+        outer = np.empty(1, dtype=object)
+        outer[0] = nested
+        nested = outer
+    path = tmp_path / "nested.npy"
+    np.save(path, nested, allow_pickle=True)
+    got, ref = safeload.load(path), np.load(path, allow_pickle=True)
+    for _ in range(150):
+        got, ref = got[0], ref[0]
+    assert list(got) == list(ref) == ["leaf"]
+
+    recon = call(g("numpy._core.multiarray", "_reconstruct"), g("numpy", "ndarray"), (0,), b"b")
+    dtype = Op(call(g("numpy", "dtype"), "O8", False, True).b + lit(_OBJECT_STATE) + b"b")
+    empty = Op(recon.b + lit((1, (3, 0, 2), dtype, True, [])) + b"b")
+    path = tmp_path / "empty_f.npy"
+    path.write_bytes(_npy(p4(empty), 0, "(3, 0, 2)"))
+    ref = np.load(path, allow_pickle=True)
+    got = safeload.load(path)
+    assert got.shape == ref.shape and got.strides == ref.strides == (8, 24, 24)

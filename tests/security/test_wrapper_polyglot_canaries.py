@@ -1,0 +1,48 @@
+"""Compression wrappers whose raw bytes other loaders read as a pickle.
+
+Found by the hostile review of 2026-12-07. `]` opens both an LZMA-alone stream (joblib's
+`compress="lzma"`) and a pickle (EMPTY_LIST). safeload judged an exact LZMA stream only by its
+inflated bytes, so a file liblzma inflates to a harmless pickle, whose raw bytes are a pickle
+reaching `open(marker)`, was "clean" while pickle.load, torch.load, np.load and joblib.load ran
+it; and a joblib `]\\0` file with a zero dictionary size was "skipped" though joblib inflates it.
+Every wrapper's raw bytes are now read as a pickle too, and `]\\0` is always LZMA.
+"""
+
+from __future__ import annotations
+
+import lzma
+from pathlib import Path
+
+import pytest
+from canary_lib import Fires, Refused, text_open
+from lzma_polyglot import polyglot
+
+from safeload.errors import UnsafeCheckpointError
+from safeload.inspection import inspect_bytes
+
+LZMA_PICKLE = ("import lzma, pickle, sys\n"
+               "pickle.load(lzma.open(sys.argv[1], format=lzma.FORMAT_ALONE))")
+
+
+def test_lzma_stream_that_is_also_a_pickle_is_refused(tmp_path: Path, marker: Path,
+                                                      fires: Fires, refused: Refused) -> None:
+    data = polyglot(text_open(marker) + b".")
+    inner = lzma.decompress(data, format=lzma.FORMAT_ALONE)
+    assert inner[:1] == b"B" and inner.endswith(b".")  # inflated: BINBYTES(zeros) STOP
+    path = tmp_path / "weights.pkl"
+    path.write_bytes(data)
+    for loader in ("pickle", "joblib", "torch", "numpy"):
+        assert fires(path, loader), loader
+    refused(path, UnsafeCheckpointError, match=r"builtins\.open")
+
+
+@pytest.mark.parametrize("dictionary", [b"\x00\x00\x00\x00", b"\x00\x00\x80\x00"],
+                         ids=["zero", "joblib_default"])
+def test_joblib_lzma_prefix_is_always_lzma(dictionary: bytes, tmp_path: Path, marker: Path,
+                                           fires: Fires, refused: Refused) -> None:
+    packed = lzma.compress(text_open(marker) + b".", format=lzma.FORMAT_ALONE)
+    path = tmp_path / "model.joblib"
+    path.write_bytes(packed[:1] + dictionary + packed[5:])
+    assert fires(path, "joblib") and fires(path, LZMA_PICKLE)
+    assert inspect_bytes(path.read_bytes(), name=path.name).format.startswith("lzma-alone")
+    refused(path, UnsafeCheckpointError, match=r"builtins\.open")
