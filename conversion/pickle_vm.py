@@ -38,7 +38,7 @@ from safeload_conversion.budget import CHARGE_EVERY, OPS_ENV, current, env_int
 
 # Limits. Real checkpoints stay far below these; an input past them is refused, never truncated.
 MAX_FINDINGS = 200  # per stream; the rest are counted, not listed
-MAX_LINE = 1 << 16  # text-mode opcode arguments (GLOBAL names, INT literals, ...)
+MAX_LINE = 1 << 16  # text-mode opcode arguments (GLOBAL names, INT literals; not strings)
 MAX_LONG_BYTES = 1 << 12  # LONG1/LONG4 payloads: 32768-bit integers are plenty
 MAX_STREAM = 1 << 40  # nothing larger than a terabyte is a pickle we read
 # Opcodes per stream. A data.pkl for 10,000 tensors has about 300,000; past this bound the
@@ -235,8 +235,8 @@ _OPS: dict[int, tuple[str, str]] = {
     0x32: ("DUP", ""), 0x46: ("FLOAT", "line"), 0x49: ("INT", "line"), 0x4A: ("BININT", "i4"),
     0x4B: ("BININT1", "u1"), 0x4C: ("LONG", "line"), 0x4D: ("BININT2", "u2"), 0x4E: ("NONE", ""),
     0x50: ("PERSID", "line"), 0x51: ("BINPERSID", ""), 0x52: ("REDUCE", ""),
-    0x53: ("STRING", "line"), 0x54: ("BINSTRING", "len4s"), 0x55: ("SHORT_BINSTRING", "len1"),
-    0x56: ("UNICODE", "line"), 0x58: ("BINUNICODE", "len4"), 0x61: ("APPEND", ""),
+    0x53: ("STRING", "text"), 0x54: ("BINSTRING", "len4s"), 0x55: ("SHORT_BINSTRING", "len1"),
+    0x56: ("UNICODE", "text"), 0x58: ("BINUNICODE", "len4"), 0x61: ("APPEND", ""),
     0x62: ("BUILD", ""), 0x63: ("GLOBAL", "line2"), 0x64: ("DICT", ""), 0x7D: ("EMPTY_DICT", ""),
     0x65: ("APPENDS", ""), 0x67: ("GET", "line"), 0x68: ("BINGET", "u1"), 0x69: ("INST", "line2"),
     0x6A: ("LONG_BINGET", "u4"), 0x6C: ("LIST", ""), 0x5D: ("EMPTY_LIST", ""), 0x6F: ("OBJ", ""),
@@ -320,9 +320,13 @@ class PickleMachine:
         self.pos += n
         return chunk
 
-    def _read_line(self) -> bytes:
+    def _read_line(self, *, unbounded: bool = False) -> bytes:
         limit = self._limit()
-        stop = min(limit, self.pos + MAX_LINE)
+        stop = limit if unbounded else min(limit, self.pos + MAX_LINE)
+        find = getattr(self.data, "find", None)
+        if unbounded and find is not None:  # no copy of the rest of the stream to find it
+            end = find(b"\n", self.pos, stop)
+            stop = limit if end < 0 else end + 1
         data = bytes(self.data[self.pos : stop])
         idx = data.find(b"\n")
         if idx < 0:
@@ -420,6 +424,8 @@ class PickleMachine:
             return self._uint(">d", 8)
         if kind == "line":
             return self._read_line()
+        if kind == "text":  # string data: CPython reads a line of any length
+            return self._read_line(unbounded=True)
         if kind == "line2":
             return (self._read_line(), self._read_line())
         if kind == "len1":

@@ -41,6 +41,8 @@ _DTYPE = re.compile(r"([<>|=]?)(b1|\?|[iu][1248]|f2|f4|f8|f16|c8|c16|c32|[USV][1
                     r"|[Mm]8(?:\[(?:[1-9][0-9]{0,5})?(?:Y|M|W|D|h|m|s|ms|us|ns|ps|fs|as)\])?"
                     r"|O|O8|O4)")
 _ITEMSIZE = {"?": 1}
+# An object array's descr: '|O' today, '|O8' / '|O4' from the numpy of Python 2 (64/32-bit).
+OBJECT_DESCRS = frozenset({"|O", "|O8", "|O4"})
 # Anything numpy's literal_eval could read as an object dtype ('O', '|O8', "<O4", ...).
 _OBJECT_SPELLING = re.compile(r"""O[0-9]*\s*['"]""")
 _TORCH_CODES = frozenset({"b1", "?", "i1", "i2", "i4", "i8", "u1", "u2", "u4", "u8", "f2", "f4",
@@ -110,12 +112,12 @@ def parse_npy(data: Any) -> NpyHeader:
     if (start + hlen) % 16:
         raise NpyFormatError(".npy header is not padded to an alignment boundary",
                              malformed=plain)
-    p = _Parser(text)
+    p = _Parser(text, longs=version <= (2, 0))
     descr, fortran, shape = p.header()
     count = 1
     for d in shape:
         count *= d
-    if descr == "|O":
+    if isinstance(descr, str) and descr in OBJECT_DESCRS:
         # np.save pickles an object array whole; np.load(allow_pickle=True) returns what
         # pickle.load reads there (the caller inspects that pickle like any other).
         return NpyHeader(descr, fortran, shape, start + hlen, 8, count, objects=True)
@@ -128,8 +130,10 @@ def parse_npy(data: Any) -> NpyHeader:
 
 
 class _Parser:
-    def __init__(self, text: str) -> None:
-        self.s, self.i = text, 0
+    def __init__(self, text: str, *, longs: bool = False) -> None:
+        # `longs`: Python 2 wrote shape dimensions as `2L`; np.load drops the `L` for 1.0 and
+        # 2.0 headers (`_filter_header`), never for 3.0.
+        self.s, self.i, self.longs = text, 0, longs
 
     def fail(self, what: str) -> NpyFormatError:
         return NpyFormatError(f".npy header is not one numpy writes ({what} at {self.i})")
@@ -175,7 +179,7 @@ class _Parser:
             m = _DTYPE.fullmatch(code)
             if m is None:
                 raise self.fail(f"dtype {code!r} outside the allowlist")
-            if m.group(2).startswith("O") and (depth or code != "|O"):
+            if m.group(2).startswith("O") and (depth or code not in OBJECT_DESCRS):
                 raise NpyFormatError("NumPy object array field (or an object dtype spelling "
                                      "np.save never writes): loading it unpickles arbitrary "
                                      "objects", objects=True)
@@ -223,6 +227,8 @@ class _Parser:
             if m is None:
                 raise self.fail("expected a dimension")
             self.i = m.end()
+            if self.longs and self.peek("L"):
+                self.lit("L")
             dims.append(int(m.group(0)))
             if dims[-1] >= MAX_DIM:
                 raise NpyFormatError(".npy shape out of bounds", malformed=True)

@@ -401,3 +401,27 @@ def test_npz_keys_resolve_as_npzfile_resolves_them(tmp_path: Path) -> None:
         assert list(got) == ref.files == ["w", "w.npy"]
         for k in ref.files:
             assert torch.equal(got[k], _tensor_of(ref[k])), k
+
+
+def test_python2_long_dimensions_in_headers_load_as_np_load(tmp_path: Path) -> None:
+    # The numpy of Python 2 wrote `'shape': (2L,)`; np.load drops the L for 1.0/2.0 headers.
+    data = np.arange(2.0).tobytes()
+    path = tmp_path / "py2.npy"
+    path.write_bytes(_npy("{'descr': '<f8', 'fortran_order': False, 'shape': (2L,), }", data))
+    assert torch.equal(safeload.load(path), torch.from_numpy(np.load(path)))
+    path.write_bytes(_npy("{'descr': '<f8', 'fortran_order': False, 'shape': (2L,), }", data,
+                          version=b"\x03\x00"))
+    with pytest.raises(ValueError):  # 3.0 headers are read as they are
+        np.load(path)
+    with pytest.raises((UnsafeCheckpointError, MalformedFileError)):
+        safeload.load(path)
+
+
+def test_python2_object_descr_spelling_loads(tmp_path: Path) -> None:
+    import pickle
+
+    value = np.array(["a", None, 3], dtype=object)
+    path = tmp_path / "o8.npy"
+    path.write_bytes(_npy("{'descr': '|O8', 'fortran_order': False, 'shape': (3,), }",
+                          pickle.dumps(value, protocol=2)))
+    _same_objects(np.load(path, allow_pickle=True), safeload.load(path), "o8")

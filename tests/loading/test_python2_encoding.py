@@ -154,3 +154,15 @@ def test_unknown_encoding_is_refused_up_front(tmp_path: Path) -> None:
         safeload.load(path, encoding="bytes")  # ASCII strings are decoded before the loader
     buf = io.BytesIO(path.read_bytes())
     assert torch.equal(safeload.load(buf, encoding="ASCII")["a"], torch.ones(1))
+
+
+def test_protocol0_strings_longer_than_64k_load_as_pickle_loads_them(tmp_path: Path) -> None:
+    # A real gensim file (varembed_vectors.pkl): protocol-0 STRING lines of array bytes over
+    # 64 KiB. CPython reads text lines of any length; safeload refused them as malformed.
+    obj = {"w": np.arange(10000.0), "s": "x" * 100_000, "b": b"y" * 80_000}
+    path = tmp_path / "p0.pkl"
+    path.write_bytes(pickle.dumps(obj, protocol=0))
+    ref = pickle.loads(path.read_bytes(), encoding="latin1")
+    got = safeload.load(path, encoding="latin1")
+    assert list(got) == list(ref) and got["s"] == ref["s"] and got["b"] == ref["b"]
+    assert np.array_equal(got["w"], ref["w"]) and got["w"].dtype == ref["w"].dtype

@@ -73,4 +73,6 @@ def test_handcrafted_object_spellings(descr: str, tmp_path: Path, marker: Path, 
     path.write_bytes(b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header
                      + pickle.dumps([Reduce(open, str(marker), "w")], protocol=2))
     assert fires(path, "numpy")
-    refused(path, UnsafeCheckpointError, match=r"object array")
+    # '|O8' (Python 2's spelling) is an object array whose pickle is inspected: its payload
+    # is what is refused. Object fields are refused as such.
+    refused(path, UnsafeCheckpointError, match=r"object array|io\.open")
