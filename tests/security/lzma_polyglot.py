@@ -54,6 +54,15 @@ class Dec:
         if s.A >= s.B:
             raise Fail("empty")
 
+    def choose(s, split, want):
+        """The bit the interval of inputs forces at `split`, else the one wanted (a free byte)."""
+        if split >= s.B:
+            return 0
+        if split <= s.A:
+            return 1
+        s.free = True
+        return want
+
     def norm(s):
         if s.r < TOP:
             s.r <<= 8
@@ -64,13 +73,7 @@ class Dec:
         p = probs[i]
         bound = (s.r >> 11) * p
         split = s.L + bound
-        if split >= s.B:
-            b = 0
-        elif split <= s.A:
-            b = 1
-        else:
-            b = want
-            s.free = True
+        b = s.choose(split, want)
         if b == 0:
             s.cut(s.L, split)
             s.r = bound
@@ -86,12 +89,7 @@ class Dec:
         s.norm()
         half = s.r >> 1
         split = s.L + half
-        if split >= s.B:
-            b = 0
-        elif split <= s.A:
-            b = 1
-        else:
-            b = want
+        b = s.choose(split, want)
         if b == 0:
             s.cut(s.L, split)
         else:
