@@ -133,8 +133,9 @@ class SDict:
     items: list[tuple[Any, Any]] = field(default_factory=list)
     ordered: bool = False
     attrs: dict[str, Any] = field(default_factory=dict)  # OrderedDict.__dict__ (e.g. _metadata)
-    kind: str = "dict"  # or "counter" (collections.Counter), "defaultdict"
-    factory: Any = None  # a defaultdict's default factory: None or a type value
+    kind: str = "dict"  # or "counter" (collections.Counter), "defaultdict", "attrdict"
+    factory: Any = None  # a defaultdict's default factory (None or a type value); an
+    # attrdict's class
 
 
 @dataclass(eq=False)
@@ -672,8 +673,8 @@ class PickleMachine:
     def _setitems(self, target: Any, pairs: list[tuple[Any, Any]]) -> None:
         # On anything but a dict, pickle calls the object's `__setitem__` (a Counter's counts
         # arrive in its constructor argument, never through SETITEM).
-        # defaultdict does not override __setitem__: SETITEMS on it is dict's.
-        if isinstance(target, SDict) and target.kind in ("dict", "defaultdict"):
+        # defaultdict and AttributeDict do not override __setitem__: SETITEMS is dict's.
+        if isinstance(target, SDict) and target.kind in ("dict", "defaultdict", "attrdict"):
             if not all(hashable(k) for k, _ in pairs):
                 raise self._fail("unhashable dict key (every unpickler raises TypeError)")
             target.items.extend(pairs)
@@ -1398,6 +1399,13 @@ def _rule_reconstructor(vm: PickleMachine, g: Global, args: tuple[Any, ...]) -> 
     return vm.call(cls, (), None, "new")
 
 
+def _rule_attribute_dict(vm: PickleMachine, g: Global, args: tuple[Any, ...]) -> Any:
+    """Lightning's `AttributeDict` (a dict subclass that only adds attribute access), as
+    protocol 2+ pickles it: NEWOBJ with no arguments, then SETITEMS (dict's own)."""
+    _arity(args, 0)
+    return SDict(kind="attrdict", factory=g)
+
+
 def _rule_namespace(vm: PickleMachine, g: Global, args: tuple[Any, ...]) -> Any:
     _arity(args, 0)
     return Obj("namespace", {"attrs": SDict()})
@@ -1563,6 +1571,7 @@ _RULES: dict[str, tuple[frozenset[str], Rule]] = {
     "builtins_bytearray": (_CALL, _rule_bytearray),
     "copyreg_reconstructor": (_CALL, _rule_reconstructor),
     "namespace": (_NEW, _rule_namespace),
+    "attribute_dict": (_NEW, _rule_attribute_dict),
     "defaultdict": (_CALL, _rule_defaultdict),
     "get_layout": (_CALL, _rule_get_layout),
     "rebuild_sparse": (_CALL, _rule_rebuild_sparse),

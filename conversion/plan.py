@@ -153,10 +153,10 @@ class _Planner:
                 label = k if isinstance(k, str) else str(k) if isinstance(k, int) else "key"
                 items.append([self.encode(k, [*path, "key"], depth + 1),
                               self.encode(v, [*path, label], depth + 1)])
-            kind = value.kind if value.kind in ("counter", "defaultdict") else (
+            kind = value.kind if value.kind in ("counter", "defaultdict", "attrdict") else (
                 "odict" if value.ordered else "dict")
             out: dict[str, Any] = {"t": kind, "v": items}
-            if value.kind == "defaultdict":
+            if value.kind in ("defaultdict", "attrdict"):
                 out["f"] = None if value.factory is None else value.factory.qualname
             if value.attrs:
                 out["attrs"] = [[k, self.encode(v, [*path, k], depth + 1)]

@@ -90,11 +90,12 @@ class Rebuilder:
         if t in ("set", "frozenset"):
             items = [self.build(x, d) for x in v]
             return set(items) if t == "set" else frozenset(items)
-        if t in ("dict", "odict", "counter", "defaultdict"):
+        if t in ("dict", "odict", "counter", "defaultdict", "attrdict"):
             empty: dict[Any, Any] = (
                 collections.OrderedDict() if t == "odict" else collections.Counter()
                 if t == "counter" else collections.defaultdict(_type_value(n["f"]))
-                if t == "defaultdict" else {})
+                if t == "defaultdict" else _attribute_dict(n["f"])
+                if t == "attrdict" else {})
             out: dict[Any, Any] = self._register(n, empty)
             for k, val in v:
                 out[self.build(k, d)] = self.build(val, d)
@@ -331,6 +332,38 @@ _TYPE_VALUES: dict[str, Any] = {
     f"builtins.{t.__name__}": t
     for t in (int, float, str, bool, list, dict, tuple, set, frozenset, bytes, bytearray, complex)
 } | {"typing.Any": Any}
+
+
+_ATTRIBUTE_DICTS = frozenset({
+    "pytorch_lightning.utilities.parsing.AttributeDict",
+    "lightning_lite.utilities.data.AttributeDict",
+    "lightning_fabric.utilities.data.AttributeDict",
+    "lightning.fabric.utilities.data.AttributeDict"})
+_warned_attribute_dict = False
+
+
+def _attribute_dict(name: Any) -> dict[Any, Any]:
+    """An empty Lightning `AttributeDict` of the class the checkpoint names, when that package
+    is installed (the class adds attribute access only); else a plain dict, with one warning."""
+    global _warned_attribute_dict
+    if name not in _ATTRIBUTE_DICTS:
+        raise StructureError(f"unexpected AttributeDict class {name!r}")
+    module, _, cls_name = str(name).rpartition(".")
+    try:
+        import importlib
+
+        cls = getattr(importlib.import_module(module), cls_name)
+    except (ImportError, AttributeError):
+        if not _warned_attribute_dict:
+            _warned_attribute_dict = True
+            get_logger("safeload").warning(
+                "%s is not installed: Lightning AttributeDicts in the checkpoint come back as "
+                "plain dicts", module.split(".")[0])
+        return {}
+    if not (isinstance(cls, type) and issubclass(cls, dict)):
+        raise StructureError(f"{name} is not a dict class")
+    value: dict[Any, Any] = cls()
+    return value
 
 
 _OMEGACONF_TYPES = {"omegaconf.dictconfig.DictConfig": ("DictConfig", dict),
