@@ -324,10 +324,14 @@ class PickleMachine:
     def _read_line(self, *, unbounded: bool = False) -> bytes:
         limit = self._limit()
         stop = limit if unbounded else min(limit, self.pos + MAX_LINE)
-        find = getattr(self.data, "find", None)
-        if unbounded and find is not None:  # no copy of the rest of the stream to find it
-            end = find(b"\n", self.pos, stop)
-            stop = limit if end < 0 else end + 1
+        if unbounded:  # find the newline chunk by chunk: never a copy of the rest of the stream
+            at = self.pos
+            while at < limit:
+                nl = bytes(self.data[at : min(limit, at + MAX_LINE)]).find(b"\n")
+                if nl >= 0:
+                    stop = at + nl + 1
+                    break
+                at += MAX_LINE
         data = bytes(self.data[self.pos : stop])
         idx = data.find(b"\n")
         if idx < 0:

@@ -106,7 +106,7 @@ def would_import(buf: Buf, limit: int = 64 << 20, *, extensions: bool = True,
     except as the very first opcode with whitespace in its module text: that is how text files
     such as `import torch` scripts begin, and no module has such a name, so every unpickler
     stops there. Returns the offset and name of the first import opcode reached, or None. Past
-    `limit` bytes of well-formed opcodes it gives up and answers as if an import were reached
+    `limit` well-formed opcodes it gives up and answers as if an import were reached
     (fail closed: such a file is refused, never skipped).
 
     With `persistent_calls`, a method opcode (APPEND, BUILD, REDUCE, ...) after a persistent id
@@ -119,7 +119,9 @@ def would_import(buf: Buf, limit: int = 64 << 20, *, extensions: bool = True,
     stack = _Stack()
     budget, steps = current(), 0
     while pos < end:
-        if pos >= limit:
+        # Opcodes, not offsets: one BINBYTES may skip most of a big file (a bz2 header reads
+        # as BINBYTES of ~825 MB), and what follows it is walked all the same.
+        if steps >= limit:
             return pos, "(undecided: too long to walk)"
         steps += 1
         if budget is not None and steps % CHARGE_EVERY == 0:

@@ -114,10 +114,11 @@ def parse_header(buf: Buf, path: str) -> SafetensorsHeader:
             raise bad(f"tensor {name!r}: data_offsets must be two integers")
         begin, end = offsets
         count, extent = 1, 1
-        for d in shape:
+        for i, d in enumerate(shape):
             count *= d
-            extent *= max(d, 1)
-        if extent >= 1 << 63:  # torch cannot make it (its strides overflow int64), whatever numel
+            extent *= max(d, 1) if i else 1  # the first dimension is in no stride
+        if extent >= 1 << 63 or any(d >= 1 << 63 for d in shape):
+            # torch cannot make it (a size or stride overflows int64), whatever numel
             raise bad(f"tensor {name!r}: shape {shape} overflows a tensor's strides")
         nbytes = count * DTYPES[dtype][1] // 8
         if not 0 <= begin <= end <= data_len or end - begin != nbytes:

@@ -3,8 +3,11 @@ persistent id, so an import behind one makes the file unsafe, never "not a pickl
 
 from __future__ import annotations
 
+import struct
+
 import pytest
 
+from safeload._internal.reach import would_import
 from safeload.inspection import inspect_bytes
 
 FOUND = [
@@ -33,3 +36,41 @@ def test_opcode_flood_is_refused_quickly(monkeypatch: pytest.MonkeyPatch) -> Non
     ins = inspect_bytes(flood)
     assert ins.verdict == "unsafe"
     assert any("opcodes" in f.message for f in ins.findings)
+
+
+def test_the_walk_bound_counts_opcodes_not_offsets() -> None:
+    # Hostile review 2026-12-07: a bz2 header reads as BINBYTES of ~825 MB, so every joblib bz2
+    # file past that size was "undecided" (refused as a polyglot) by an offset bound. What
+    # follows a long payload is walked: here STOP, then nothing reached.
+    skip = 70 << 20  # past the old 64 MiB offset bound
+    buf = b"B" + struct.pack("<I", skip) + bytes(skip) + b"."
+    assert would_import(buf) is None
+    evil = b"B" + struct.pack("<I", skip) + bytes(skip) + b"cos\nsystem\n."
+    assert would_import(evil) == (skip + 5, "GLOBAL")
+
+
+def test_protocol0_text_lines_are_found_without_copying_the_rest() -> None:
+    # Hostile review 2026-12-07: each STRING line copied the rest of the stream to find its
+    # newline (quadratic: a 17 MB vocabulary ran out of the 120 s budget). Every copy made
+    # while reading many short lines stays within one chunk.
+    from typing import Any
+
+    from safeload_conversion import pickle_vm
+
+    data = b"(" + b"S'w'\n" * 20_000 + b"l."
+    vm = pickle_vm.PickleMachine(data)
+    orig, copied = vm.data, []
+
+    class View:
+        def __getitem__(self, key: Any) -> Any:
+            chunk = orig[key]
+            if isinstance(key, slice):
+                copied.append(len(chunk))
+            return chunk
+
+        def __len__(self) -> int:
+            return len(orig)
+
+    vm.data = View()  # type: ignore[assignment]
+    vm.run()
+    assert copied and max(copied) <= pickle_vm.MAX_LINE

@@ -108,7 +108,7 @@ def test_the_reference_accepts_and_refuses_what_these_cases_assume(tmp_path: Pat
         assert not accepts(name), name
 
 
-@pytest.mark.parametrize("shape", [[0, 2**40, 2**40, 2**40], [0, 2**63], [2**31, 2**31, 2**2, 0]])
+@pytest.mark.parametrize("shape", [[0, 2**40, 2**40, 2**40], [0, 2**63], [2**63, 0], [0, 2**62, 4]])
 def test_shapes_whose_strides_overflow_are_malformed(shape: list[int], tmp_path: Path) -> None:
     # Hostile review 2026-12-07: a zero dimension makes the byte count 0, but torch cannot
     # make the tensor (its strides overflow int64): a bare RuntimeError/TypeError escaped.
@@ -119,3 +119,14 @@ def test_shapes_whose_strides_overflow_are_malformed(shape: list[int], tmp_path:
     path.write_bytes(struct.pack("<Q", len(header)) + header)
     with pytest.raises(MalformedFileError, match="overflows"):
         safeload.load(path)
+
+
+@pytest.mark.parametrize("shape", [[2, 0, 2**62], [2**62, 0, 2], [0, 2**31, 2**31]])
+def test_empty_shapes_whose_strides_fit_load_as_load_file(shape: list[int],
+                                                          tmp_path: Path) -> None:
+    # The first dimension is in no stride: load_file reads these (review 2026-12-07).
+    header = json.dumps({"a": {"dtype": "F32", "shape": shape, "data_offsets": [0, 0]}}).encode()
+    path = tmp_path / "empty.safetensors"
+    path.write_bytes(struct.pack("<Q", len(header)) + header)
+    ref, got = load_file(str(path))["a"], safeload.load(path)["a"]
+    assert got.shape == ref.shape and got.stride() == ref.stride() and got.dtype == ref.dtype
