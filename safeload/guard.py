@@ -89,6 +89,7 @@ def install() -> None:
                 mod = sys.modules.get(name)
                 if mod is not None:
                     _patch_module(mod)
+            _patch_bindings()
             if _HOOK not in sys.meta_path:
                 sys.meta_path.insert(0, _HOOK)
 
@@ -205,6 +206,34 @@ def _patch_torch() -> None:
         _replace(module, "load", _torch_wrapper)
 
 
+# safetensors' own loaders: a module that bound one of them by name before install()
+# (`from safetensors import safe_open`: accelerate, peft, diffusers, ...) calls the original.
+_SAFETENSORS_MODULES = ("safetensors", "safetensors.torch", "safetensors.numpy")
+
+
+def _patch_bindings() -> None:
+    """Replace, in every module already imported, each name bound to one of safetensors'
+    original loaders with the same wrapper (modules imported later see the wrapper itself)."""
+    factories: dict[int, _Factory] = {}
+    for module_name in _SAFETENSORS_MODULES:
+        module = sys.modules.get(module_name)
+        for name, make in _TARGETS.get(module_name, ()):
+            original = _originals.get((module, name)) if module is not None else None
+            if original is not None:
+                factories[id(original)] = make
+    if not factories:
+        return
+    for module in list(sys.modules.values()):
+        if not isinstance(module, types.ModuleType) or module.__name__.startswith("safeload"):
+            continue
+        try:
+            names = [n for n, v in list(vars(module).items()) if id(v) in factories]
+        except TypeError:  # a module object without a usable __dict__
+            continue
+        for name in names:
+            _replace(module, name, factories[id(getattr(module, name))])
+
+
 def _patch_module(module: types.ModuleType) -> None:
     """Patch the names `_TARGETS` lists for this module; an absent name is not patched."""
     with _lock:
@@ -302,7 +331,7 @@ def _load_bytes_wrapper(framework: str) -> Callable[[Callable[..., Any]], Callab
                 return original(data)
             if not isinstance(data, (bytes, bytearray)):
                 raise TypeError(f"load() expects bytes, not {type(data).__name__}")
-            held = InMemory("<safetensors bytes>", data)
+            held = InMemory("<safetensors bytes>", data, anonymous=True)
             with _serve(held, framework, "cpu", None, "load") as f:
                 return f.get_tensors()
 

@@ -256,7 +256,8 @@ def verify(held: Held, origin: Origin | None, *, store: TrustStore | None = None
     key = held.memo_key
     if key is None:  # bytes without a file: every check that applies to bytes
         sha = sha256 or held.sha256()
-        decision = check_bytes(held.name, sha256=sha, store=store, repo=repo, revision=revision)
+        decision = check_bytes(held.name, sha256=sha, store=store, repo=repo, revision=revision,
+                               anonymous=getattr(held, "anonymous", False))
         return Verified(held, origin, sha, store, decision, False)
     state = store.state_digest()
     hit = verify_cache.lookup(key, state) if sha256 is None else None

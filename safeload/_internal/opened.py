@@ -152,9 +152,12 @@ class InMemory:
     memo_key: None = None
     descriptor: None = None
 
-    def __init__(self, name: str, data: bytes | bytearray) -> None:
+    def __init__(self, name: str, data: bytes | bytearray, *, anonymous: bool = False) -> None:
         self.name = name
         self.path = name
+        # Bytes a library read from a file it did not name to us (`guard()` under
+        # transformers' `disable_mmap`): rules tied to a file's identity cannot be applied.
+        self.anonymous = anonymous
         self._data = data if isinstance(data, bytearray) else bytearray(data)
 
     @property

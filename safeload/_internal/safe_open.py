@@ -40,6 +40,22 @@ from safeload._internal.safetensors_check import (
 )
 from safeload._internal.torchmap import torch_dtype
 
+
+def view_entry(buf: Any, e: Any) -> torch.Tensor:
+    """The tensor of one checked header entry, viewing `buf` (empty tensors view nothing)."""
+    dtype = torch_dtype(DTYPES[e.dtype][0])
+    shape = e.torch_shape
+    count = 1
+    for d in shape:
+        count *= d
+    if count == 0:
+        return torch.empty(shape, dtype=dtype)
+    if dtype.itemsize == 1:  # frombuffer knows no sub-byte or float8 element: view the bytes
+        raw = torch.frombuffer(buf, dtype=torch.uint8, count=count, offset=e.begin)
+        return raw.view(dtype).view(shape)
+    return torch.frombuffer(buf, dtype=dtype, count=count, offset=e.begin).view(shape)
+
+
 _TORCH = frozenset({"pt", "torch", "pytorch"})
 _NUMPY = frozenset({"np", "numpy"})
 BACKENDS = frozenset({"mmap", "pread"})
@@ -130,14 +146,7 @@ class SafeOpen:
 
     def _view(self, entry: TensorEntry) -> torch.Tensor:
         """The tensor viewing the mapping (not served: the caller copies what it needs)."""
-        dtype = torch_dtype(DTYPES[entry.dtype][0])
-        count = 1
-        for d in entry.shape:
-            count *= d
-        if count == 0:
-            return torch.empty(entry.shape, dtype=dtype)
-        return torch.frombuffer(self._buf, dtype=dtype, count=count,
-                                offset=entry.begin).view(entry.shape)
+        return view_entry(self._buf, entry)
 
     def _serve(self, view: torch.Tensor) -> Any:
         t = view.clone(memory_format=torch.contiguous_format)

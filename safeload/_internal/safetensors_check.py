@@ -27,6 +27,9 @@ DTYPES: dict[str, tuple[str, int]] = {
     "F8_E4M3": ("float8_e4m3fn", 8), "F8_E5M2": ("float8_e5m2", 8),
     "F8_E4M3FNUZ": ("float8_e4m3fnuz", 8), "F8_E5M2FNUZ": ("float8_e5m2fnuz", 8),
     "F8_E8M0": ("float8_e8m0fnu", 8),
+    # Two 4-bit floats per byte: the header counts 4-bit elements, torch counts bytes (the last
+    # dimension halved), as safetensors.torch maps it.
+    "F4": ("float4_e2m1fn_x2", 4),
 }
 
 
@@ -37,6 +40,14 @@ class TensorEntry:
     shape: tuple[int, ...]
     begin: int  # absolute file offsets
     end: int
+
+    @property
+    def torch_shape(self) -> tuple[int, ...]:
+        """The shape torch gives it: sub-byte dtypes pack their last dimension into bytes."""
+        bits = DTYPES[self.dtype][1]
+        if bits >= 8:
+            return self.shape
+        return (*self.shape[:-1], self.shape[-1] * bits // 8)
 
 
 def file_order(tensors: tuple[TensorEntry, ...]) -> list[TensorEntry]:
@@ -120,7 +131,10 @@ def parse_header(buf: Buf, path: str) -> SafetensorsHeader:
         if extent >= 1 << 63 or any(d >= 1 << 63 for d in shape):
             # torch cannot make it (a size or stride overflows int64), whatever numel
             raise bad(f"tensor {name!r}: shape {shape} overflows a tensor's strides")
-        nbytes = count * DTYPES[dtype][1] // 8
+        bits = DTYPES[dtype][1]
+        if bits < 8 and (not shape or shape[-1] * bits % 8):
+            raise bad(f"tensor {name!r}: {dtype} needs a last dimension of whole bytes")
+        nbytes = count * bits // 8
         if not 0 <= begin <= end <= data_len or end - begin != nbytes:
             raise bad(f"tensor {name!r}: offsets [{begin}, {end}] do not match its shape "
                       f"and dtype ({nbytes} bytes) within the {data_len}-byte data section")

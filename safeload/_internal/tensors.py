@@ -8,10 +8,11 @@ import torch
 from safeload_conversion.protocol import STRUCTURE_KEY
 
 from safeload._internal import strictjson
-from safeload._internal.safetensors_check import DTYPES, SafetensorsHeader, file_order, parse_header
+from safeload._internal.safe_open import view_entry
+from safeload._internal.safetensors_check import SafetensorsHeader, file_order, parse_header
 from safeload._internal.str8 import Str8DecodeError
 from safeload._internal.structure import StructureError, rebuild
-from safeload._internal.torchmap import apply_map_location, torch_dtype
+from safeload._internal.torchmap import apply_map_location
 from safeload.errors import MalformedFileError
 
 
@@ -20,17 +21,8 @@ def tensors_from_header(buf: Any, header: SafetensorsHeader, *, copy: bool
     """Tensors viewing the (private, copy-on-write) mapping, or private copies."""
     out: dict[str, torch.Tensor] = {}
     for e in file_order(header.tensors):
-        dtype = torch_dtype(DTYPES[e.dtype][0])
-        count = 1
-        for d in e.shape:
-            count *= d
-        if count == 0:
-            t = torch.empty(e.shape, dtype=dtype)
-        else:
-            t = torch.frombuffer(buf, dtype=dtype, count=count, offset=e.begin).view(e.shape)
-            if copy:
-                t = t.clone()
-        out[e.name] = t
+        t = view_entry(buf, e)
+        out[e.name] = t.clone() if copy and t.numel() else t
     return out
 
 

@@ -93,6 +93,8 @@ def state_key(path: Path) -> tuple[tuple[int, ...] | None, ...]:
     mtime is not part of it: files created beside it, in /tmp say, do not matter.)"""
     out: list[tuple[int, ...] | None] = []
     p = os.path.abspath(path)  # strings, not pathlib: this runs several times per load
+    if os.path.islink(p):  # the link and where it leads (retargeting it changes the key)
+        return (*state_key(Path(os.path.realpath(p))), (hash(os.readlink(p)),))
     while True:
         try:
             st = os.stat(p)
@@ -114,8 +116,19 @@ def state_stamp(path: str) -> object:
 
 
 def read_trust_file(path: Path, source: str) -> bytes | None:
-    """The file's bytes, or None when it does not exist (in a location only we can write)."""
+    """The file's bytes, or None when it does not exist (in a location only we can write).
+
+    A link is judged by where it leads too: the target's directories must pass the same
+    location rule, and a link to nothing is an error, never "no store" (whoever removed the
+    target would otherwise choose the default policy)."""
     check_location(path, source)
+    if os.path.islink(path):
+        target = Path(os.path.realpath(path))
+        check_location(target, source)
+        if not target.exists():
+            raise _fail(source, f"is a link to {safe_text(target)}, which does not exist",
+                        "restore the file it points to, or replace the link with the store")
+        path = target
     flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0) \
         | getattr(os, "O_BINARY", 0)
     try:

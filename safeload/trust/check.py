@@ -370,8 +370,14 @@ def check_bytes(
     store: TrustStore,
     repo: str | None = None,
     revision: str | None = None,
+    anonymous: bool = False,
 ) -> TrustDecision:
     """`check_load` for bytes without a file (a stream, `io.BytesIO`, bytes under `guard()`).
+
+    `anonymous`: bytes a library read from a file it did not name (transformers' and diffusers'
+    `disable_mmap` under `guard()`). They may be any file's, so while the store has a rule tied
+    to a file's identity (a namespace binding, a revision lock, a pin, a signed location), they
+    are refused unless their digest is pinned: the rule cannot be shown not to apply.
 
     Every rule that can be applied to bytes is: revocation (every mode); a digest that is
     pinned anywhere counts as a pin hit (bytes have no target a pin could mismatch); with a Hub
@@ -397,6 +403,14 @@ def check_bytes(
         warnings.append(f"audit: would refuse: {exc}")
         _logger.warning("audit mode, not refusing: %s", exc)
     pinned = any(p.sha256 == sha for p in (*store.pins, *observed.pins))
+    if anonymous and not pinned and mode != "audit":
+        bound = _identity_rules(store, observed)
+        if bound:
+            raise SignatureError(
+                f"{shown}: a library passed bytes it read from a file it did not name, and the "
+                f"trust store has rules tied to files ({bound}) that cannot be checked on them",
+                hint="load by path: with transformers or diffusers, do not pass "
+                "disable_mmap=True (off hf-mount), so the file itself is verified")
     if not warnings:
         warnings.append(f"{shown} is unsigned (bytes from a stream, no signature can be "
                         f"checked); loaded under policy mode {mode}")
@@ -406,6 +420,16 @@ def check_bytes(
 
 
 _NO_SIG = "pass the file's path instead of a stream, so its signature can be checked"
+
+
+def _identity_rules(store: TrustStore, observed: Observations) -> str:
+    """The kinds of rule in the store that name files or repos (empty: none)."""
+    kinds = [what for what, present in (
+        ("namespace bindings", any(p.binds and p.namespaces for p in store.publishers)),
+        ("revision locks", bool(store.revision_locks)),
+        ("pins", bool(store.pins or observed.pins)),
+        ("signed locations", bool(observed.signed))) if present]
+    return ", ".join(kinds)
 
 
 def _stream_refusals(shown: str, store: TrustStore, observed: Observations, repo: str | None,

@@ -252,3 +252,60 @@ def test_a_binding_made_while_guarded_falls_through_after_uninstall(weights: Pat
     assert getattr(bound, "__safeload_guard__", False)
     assert torch.equal(bound(str(weights))["a"], TENSORS["a"])  # the original, unguarded
     assert not read_ledger().records
+
+
+def _trust(*args: str) -> None:
+    from safeload._cli import main
+
+    assert main(["trust", *args, "--yes"] if args[0].startswith("revoke") else
+                ["trust", *args]) == 0
+
+
+def test_bytes_a_library_read_itself_get_the_file_rules_or_are_refused(weights: Path) -> None:
+    # Hostile review 2026-12-07: transformers' and diffusers' `disable_mmap=True` (automatic on
+    # hf-mount) read the file themselves and pass only bytes, which skipped pins, namespace
+    # bindings and revision locks. Bytes of no named file are refused while such a rule exists,
+    # unless the bytes are a pinned file's.
+    genuine = weights.read_bytes()
+    with safeload.guard():
+        assert set(safetensors.torch.load(genuine)) == set(TENSORS)  # no rule: loaded
+    _trust("pin", str(weights))
+    save_file({"a": torch.full((2,), 666.0)}, str(weights))  # replaced after the pin
+    with safeload.guard():
+        assert set(safetensors.torch.load(genuine)) == set(TENSORS)  # the pinned bytes
+        with pytest.raises(safeload.errors.SignatureError, match="did not name"):
+            safetensors.torch.load(weights.read_bytes())
+        with pytest.raises(DigestMismatchError):
+            safetensors.torch.load_file(str(weights))  # by path: the pin itself refuses
+
+
+def test_transformers_disable_mmap_keeps_the_pin(tmp_path: Path) -> None:
+    transformers = pytest.importorskip("transformers")
+    cfg = transformers.BertConfig(vocab_size=40, hidden_size=8, num_hidden_layers=1,
+                                  num_attention_heads=2, intermediate_size=16,
+                                  max_position_embeddings=16)
+    out = tmp_path / "bert"
+    torch.manual_seed(0)
+    transformers.BertModel(cfg).save_pretrained(out)
+    _trust("pin", str(out / "model.safetensors"))
+    torch.manual_seed(1)
+    transformers.BertModel(cfg).save_pretrained(out)  # other weights under the pinned name
+    with safeload.guard():
+        for kwargs in ({}, {"disable_mmap": True}):
+            with pytest.raises((safeload.errors.SignatureError, DigestMismatchError)):
+                transformers.BertModel.from_pretrained(out, **kwargs)
+
+
+def test_names_bound_to_safetensors_loaders_before_install_are_guarded(weights: Path,
+                                                                        tmp_path: Path) -> None:
+    # Hostile review 2026-12-07: accelerate (imported by transformers) binds `safe_open` by
+    # name; a mixed cpu/disk device map read a revoked file through the original.
+    modeling = pytest.importorskip("accelerate.utils.modeling")
+    import hashlib
+
+    _trust("revoke-digest", hashlib.sha256(weights.read_bytes()).hexdigest())
+    with safeload.guard():
+        assert getattr(modeling.safe_open, "__safeload_guard__", False)
+        with pytest.raises(safeload.errors.RevokedError):
+            modeling.load_state_dict(str(weights), device_map={"a": "cpu", "b": "disk"})
+    assert not getattr(modeling.safe_open, "__safeload_guard__", False)  # restored

@@ -207,3 +207,29 @@ def test_publisher_namespace_binding() -> None:
     assert p.owns("acme/model") and p.owns("ACME/Model")
     assert p.owns("other/exact") and not p.owns("other/else")
     assert not p.owns("acmex/model") and not p.owns("gpt2")
+
+
+@posix_only
+def test_a_linked_store_is_judged_by_its_target(tmp_path: Path) -> None:
+    # Hostile review 2026-12-07: a trust.json link was checked by the link's folders only, and
+    # a link whose target had gone meant "no store" (the default policy, no pins, no
+    # revocations): whoever could remove the target chose the policy.
+    own = tmp_path / "own"
+    target = _write(own / "real.json", _minimal())
+    link = tmp_path / "config" / "trust.json"
+    link.parent.mkdir()
+    link.symlink_to(target)
+    assert TrustStore.load(link).exists  # a link into a folder of one's own is fine
+    shared = tmp_path / "shared"
+    moved = _write(shared / "real.json", _minimal())
+    link.unlink()
+    link.symlink_to(moved)
+    shared.chmod(0o777)
+    try:
+        with pytest.raises(TrustStoreError, match="writable by group or others"):
+            TrustStore.load(link)
+    finally:
+        shared.chmod(0o755)
+    moved.unlink()
+    with pytest.raises(TrustStoreError, match="does not exist"):
+        TrustStore.load(link)
