@@ -128,9 +128,14 @@ def test_store_writable_by_others_is_refused(tmp_path: Path, mode: int) -> None:
 def test_store_in_a_world_writable_directory_is_refused(tmp_path: Path) -> None:
     d = tmp_path / "shared"
     path = _write(d / "trust.json", _minimal())
+    _refused_while_shared(d, path, "its directory .* is writable")
+
+
+def _refused_while_shared(d: Path, path: Path, match: str) -> None:
+    """`path` is refused while folder `d` is writable by everyone (mode 0777, not sticky)."""
     d.chmod(0o777)
     try:
-        with pytest.raises(TrustStoreError, match="its directory .* is writable"):
+        with pytest.raises(TrustStoreError, match=match):
             TrustStore.load(path)
     finally:
         d.chmod(0o755)
@@ -224,12 +229,7 @@ def test_a_linked_store_is_judged_by_its_target(tmp_path: Path) -> None:
     moved = _write(shared / "real.json", _minimal())
     link.unlink()
     link.symlink_to(moved)
-    shared.chmod(0o777)
-    try:
-        with pytest.raises(TrustStoreError, match="writable by group or others"):
-            TrustStore.load(link)
-    finally:
-        shared.chmod(0o755)
+    _refused_while_shared(shared, link, "writable by group or others")
     moved.unlink()
     with pytest.raises(TrustStoreError, match="does not exist"):
         TrustStore.load(link)
