@@ -223,15 +223,24 @@ def _patch_bindings() -> None:
                 factories[id(original)] = make
     if not factories:
         return
-    for module in list(sys.modules.values()):
-        if not isinstance(module, types.ModuleType) or module.__name__.startswith("safeload"):
+    for key, module in list(sys.modules.items()):
+        if not isinstance(module, types.ModuleType) or key.startswith("safeload"):
             continue
-        try:
-            names = [n for n, v in list(vars(module).items()) if id(v) in factories]
-        except TypeError:  # a module object without a usable __dict__
-            continue
-        for name in names:
-            _replace(module, name, factories[id(getattr(module, name))])
+        if _scanned.get(key) is not module:  # each module's names are looked at once
+            _scanned[key] = module
+            try:
+                found = [n for n, v in list(vars(module).items()) if id(v) in factories]
+            except TypeError:  # a module object without a usable __dict__
+                found = []
+            _bound[key] = [(n, factories[id(getattr(module, n))]) for n in found]
+        for name, make in _bound.get(key, ()):
+            _replace(module, name, make)
+
+
+# What `_patch_bindings` found, by module name: a `with guard():` per load must not walk
+# every module's namespace each time.
+_scanned: dict[str, types.ModuleType] = {}
+_bound: dict[str, list[tuple[str, _Factory]]] = {}
 
 
 def _patch_module(module: types.ModuleType) -> None:
