@@ -234,7 +234,8 @@ def _patch_bindings() -> None:
                 found = []
             _bound[key] = [(n, factories[id(getattr(module, n))]) for n in found]
         for name, make in _bound.get(key, ()):
-            _replace(module, name, make)
+            if id(getattr(module, name, None)) in factories:  # still safetensors' own
+                _replace(module, name, make)
 
 
 # What `_patch_bindings` found, by module name: a `with guard():` per load must not walk

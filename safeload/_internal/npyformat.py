@@ -100,7 +100,9 @@ def parse_npy(data: Any) -> NpyHeader:
     # np.load itself reads long and unpadded headers (the length limit is lifted with
     # allow_pickle=True): refused, but "malformed" (cannot run code) only without objects.
     raw = bytes(data[start:start + min(hlen, 4 * MAX_HEADER_CHARS + 64)])
-    plain = _OBJECT_SPELLING.search(raw.decode(encoding, "replace")) is None
+    head_text = raw.decode(encoding, "replace")
+    # An escape could spell the O too ('\x4f'): a header with one is not judged harmless.
+    plain = _OBJECT_SPELLING.search(head_text) is None and "\\" not in head_text
     if hlen > 4 * MAX_HEADER_CHARS + 64:
         raise NpyFormatError(".npy header out of bounds", malformed=plain)
     try:

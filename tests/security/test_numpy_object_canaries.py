@@ -79,11 +79,13 @@ def test_object_array_list_grown_after_build_loads_what_numpy_built(tmp_path: Pa
     assert list(got[0]) == ["a", "b"] and got[1] == ["a", "b", "late"]
 
 
-def test_unpadded_object_npy_is_unsafe_not_malformed(tmp_path: Path, marker: Path,
+@pytest.mark.parametrize("descr", [b"'|O'", b"'\\x4f'"], ids=["plain", "escaped"])
+def test_unpadded_object_npy_is_unsafe_not_malformed(descr: bytes, tmp_path: Path, marker: Path,
                                                      fires: Fires, refused: Refused) -> None:
     # Hostile review 2026-12-07: np.load reads headers np.save would pad, so an unpadded
     # object header still runs its pickle; "malformed" (fetch again) would understate it.
-    header = b"{'descr': '|O', 'fortran_order': False, 'shape': (1,), }\n"  # no padding
+    # An escape spells the O too: literal_eval reads '\x4f' as 'O'.
+    header = b"{'descr': " + descr + b", 'fortran_order': False, 'shape': (1,), }\n"
     path = tmp_path / "weights.npy"
     path.write_bytes(b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header
                      + p4([opener(marker)]))
