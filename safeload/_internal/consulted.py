@@ -17,10 +17,12 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
+QUIESCENT_SECONDS = 2.0  # verify_cache's: a write in the same clock tick keeps the stamps
 Stamp = object
 Check = Callable[[str], Stamp]
 
@@ -50,13 +52,34 @@ class Recording:
 
     inputs: list[tuple[Check, str, Stamp]] = field(default_factory=list)
     opaque: str | None = None
+    folders: set[str] = field(default_factory=set)  # noted by `folder_stamp`
 
     def unchanged(self) -> bool:
         """Every input still gives the stamp it gave before it was read."""
-        return all(check(arg) == stamp for check, arg, stamp in self.inputs)
+        _pass.stats = {}
+        try:
+            return all(check(arg) == stamp for check, arg, stamp in self.inputs)
+        finally:
+            _pass.stats = None
 
 
 _local = threading.local()
+_pass = threading.local()  # the folder stats of one `unchanged` pass
+
+
+def shared_stat(path: str) -> os.stat_result | None:
+    """`os.stat(path)`, or None when absent; within one `Recording.unchanged` pass each path
+    is stat'ed once (the checks of one pass describe one moment, microseconds long)."""
+    stats: dict[str, os.stat_result | None] | None = getattr(_pass, "stats", None)
+    if stats is not None and path in stats:
+        return stats[path]
+    try:
+        st: os.stat_result | None = os.stat(path)
+    except OSError:
+        st = None
+    if stats is not None:
+        stats[path] = st
+    return st
 
 
 @contextmanager
@@ -87,14 +110,52 @@ def note(check: Check, arg: str, stamp: Stamp) -> None:
 
 def note_entry(path: str) -> None:
     """The reader is about to look at `path` (present or not), without following a link."""
-    if active():
+    rec: Recording | None = getattr(_local, "rec", None)
+    if rec is not None and not _absent_from_quiet_folder(rec, path):
         note(lstat_stamp, path, lstat_stamp(path))
 
 
 def note_target(path: str) -> None:
     """The reader is about to read what `path` resolves to."""
-    if active():
+    rec: Recording | None = getattr(_local, "rec", None)
+    if rec is not None and not _absent_from_quiet_folder(rec, path):
         note(stat_stamp, path, stat_stamp(path))
+
+
+def folder_stamp(path: str) -> Stamp:
+    """A folder's stamp, mtime and ctime included: a name created in it, removed from it or
+    renamed into it changes the folder's mtime."""
+    st = shared_stat(path)
+    return None if st is None else (st.st_dev, st.st_ino, st.st_mode, st.st_uid, st.st_size,
+                                    st.st_mtime_ns, st.st_ctime_ns)
+
+
+def _absent_from_quiet_folder(rec: Recording, path: str) -> bool:
+    """True (and the folder noted once) when no entry named `path` exists, not even a dangling
+    link, in a folder unmodified for QUIESCENT_SECONDS: the folder's stamp then covers the
+    name, and one stamp covers all the absent candidates a decision looks for in it (a card,
+    signatures, config files). The folder is stamped before the name is looked up, and a
+    folder modified within the quiet period (same clock tick) is never relied on."""
+    folder = os.path.dirname(path)
+    if not os.path.isabs(path) or not folder or folder == path:
+        return False
+    if folder not in rec.folders:
+        stamp = folder_stamp(folder)
+        if not isinstance(stamp, tuple) or \
+                time.time_ns() - max(stamp[5], stamp[6]) < QUIESCENT_SECONDS * 1e9:
+            return False
+    else:
+        stamp = ()
+    try:
+        os.lstat(path)
+    except FileNotFoundError:
+        if stamp:
+            rec.folders.add(folder)
+            note(folder_stamp, folder, stamp)
+        return True
+    except OSError:
+        pass
+    return False
 
 
 def opaque(reason: str) -> None:
@@ -104,5 +165,5 @@ def opaque(reason: str) -> None:
         rec.opaque = reason
 
 
-__all__ = ["Recording", "active", "lstat_stamp", "note", "note_entry", "note_target", "opaque",
-           "recording", "stat_stamp"]
+__all__ = ["QUIESCENT_SECONDS", "Recording", "active", "folder_stamp", "lstat_stamp", "note",
+           "note_entry", "note_target", "opaque", "recording", "shared_stat", "stat_stamp"]

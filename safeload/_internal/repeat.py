@@ -27,8 +27,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from safeload._internal.consulted import Recording
-from safeload._internal.verify_cache import QUIESCENT_SECONDS
+from safeload._internal.consulted import QUIESCENT_SECONDS, Recording
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -73,8 +72,24 @@ def key(held: Held, action: str) -> Key | None:
         return None
     if time.time_ns() - max(ident.ctime_ns, ident.mtime_ns) < QUIESCENT_SECONDS * 1e9:
         return None
+    return (ident, os.path.abspath(held.name), action, _environment())
+
+
+_encoded: tuple[Any, ...] | None = None
+
+
+def _environment() -> tuple[Any, ...]:
+    """The ENVIRONMENT values; read from CPython's raw mapping when there is one (a hot loop
+    calls this per load, and each `os.environ.get` decodes)."""
+    global _encoded
     env = os.environ
-    return (ident, os.path.abspath(held.name), action, tuple(env.get(v) for v in ENVIRONMENT))
+    raw = getattr(env, "_data", None)
+    encode = getattr(env, "encodekey", None)
+    if not isinstance(raw, dict) or encode is None:
+        return tuple(env.get(v) for v in ENVIRONMENT)
+    if _encoded is None:
+        _encoded = tuple(encode(v) for v in ENVIRONMENT)
+    return tuple(map(raw.get, _encoded))
 
 
 def lookup(k: Key) -> Memo | None:

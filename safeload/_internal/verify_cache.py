@@ -29,9 +29,9 @@ from pathlib import Path
 
 from safeload._internal import paths, strictjson
 from safeload._internal.atomic import write_atomic
+from safeload._internal.consulted import QUIESCENT_SECONDS
 from safeload._internal.opened import FileIdentity
 
-QUIESCENT_SECONDS = 2.0
 MAX_ENTRIES = 4096
 FLUSH_COUNT = 64
 FLUSH_SECONDS = 1.0

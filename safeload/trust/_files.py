@@ -17,7 +17,7 @@ from typing import Any
 
 import filelock
 
-from safeload._internal import strictjson
+from safeload._internal import consulted, strictjson
 from safeload._internal.atomic import write_atomic
 from safeload._internal.text import safe_text
 from safeload.errors import TrustStoreError
@@ -85,34 +85,35 @@ def check_location(path: Path, source: str) -> None:
                         "trust store there", f"chmod go-w {safe_text(d)}")
 
 
-def state_key(path: Path) -> tuple[tuple[int, ...] | None, ...]:
+def state_key(path: Path | str) -> tuple[tuple[int, ...] | None, ...]:
     """What a cached read of `path` depends on: the file's identity and content stamps, and
     the identity, owner and mode of every directory above it (the location rule). Equal keys
     mean the same bytes under the same permissions; any write, rename or chmod of the file, or
     a chmod, chown or replacement of a directory above it, changes the key. (A directory's own
     mtime is not part of it: files created beside it, in /tmp say, do not matter.)"""
-    out: list[tuple[int, ...] | None] = []
     p = os.path.abspath(path)  # strings, not pathlib: this runs several times per load
-    if os.path.islink(p):  # the link and where it leads (retargeting it changes the key)
-        return (*state_key(Path(os.path.realpath(p))), (hash(os.readlink(p)),))
+    try:
+        st: os.stat_result | None = os.lstat(p)
+    except OSError:
+        st = None
+    if st is not None and stat.S_ISLNK(st.st_mode):  # the link and where it leads
+        return (*state_key(os.path.realpath(p)), (hash(os.readlink(p)),))
+    out: list[tuple[int, ...] | None] = [
+        None if st is None else (st.st_dev, st.st_ino, st.st_mode, st.st_uid, st.st_size,
+                                 st.st_mtime_ns, st.st_ctime_ns)]
     while True:
-        try:
-            st = os.stat(p)
-        except OSError:
-            out.append(None)
-        else:
-            out.append((st.st_dev, st.st_ino, st.st_mode, st.st_uid, st.st_size,
-                        st.st_mtime_ns, st.st_ctime_ns) if not out else
-                       (st.st_dev, st.st_ino, st.st_mode, st.st_uid))
         parent = os.path.dirname(p)
         if parent == p:
             return tuple(out)
         p = parent
+        # The trust store and the observations share these folders: one stat each per check.
+        d = consulted.shared_stat(p)
+        out.append(None if d is None else (d.st_dev, d.st_ino, d.st_mode, d.st_uid))
 
 
 def state_stamp(path: str) -> object:
     """`state_key` for a path string (a `consulted.note` check)."""
-    return state_key(Path(path))
+    return state_key(path)
 
 
 def read_trust_file(path: Path, source: str) -> bytes | None:

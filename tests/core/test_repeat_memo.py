@@ -121,6 +121,74 @@ def test_a_model_card_that_appears_is_read(tmp_path: Path, admissions: list[str]
     assert len(admissions) == 3
 
 
+@pytest.fixture
+def quiet_folders(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """Folders count as quiet at once; `age(folder)` moves a folder's mtime an hour back, so
+    that the next write in it (any clock tick) changes its stamp."""
+    from safeload._internal import consulted
+
+    monkeypatch.setattr(consulted, "QUIESCENT_SECONDS", 0)
+
+    def age(folder: Path) -> None:
+        old = folder.stat().st_mtime - 3600
+        os.utime(folder, (old, old))
+    return age
+
+
+def _inputs(path: Path) -> list[tuple[str, str]]:
+    (memo,) = [m for k, m in repeat._memo.items() if k[1] == str(path)]
+    return [(check.__name__, arg) for check, arg, _ in memo.inputs.inputs]
+
+
+@pytest.mark.parametrize("name", ["README.md", "m.safetensors.sig", "model.sig"])
+def test_a_candidate_that_appears_in_a_quiet_folder_is_read(
+        name: str, tmp_path: Path, admissions: list[str], quiet_folders: Any) -> None:
+    # One folder stamp stands for every absent candidate in it: creating any one changes it.
+    folder = tmp_path / "repo"
+    folder.mkdir()
+    path = _st(folder / "m.safetensors")
+    quiet_folders(folder)
+    safeload.load(path)
+    assert ("folder_stamp", str(folder)) in _inputs(path)
+    assert not [a for c, a in _inputs(path) if a == str(folder / name)]
+    safeload.load(path)
+    assert len(admissions) == 1
+    (folder / name).write_text("---\nlicense: mit\n---\n" if name == "README.md" else "{}")
+    try:
+        safeload.load(path)
+    except SafeloadError:
+        assert name != "README.md"  # an invalid bundle is refused before admission
+    else:
+        assert len(admissions) == 2
+
+
+def test_absent_names_in_a_folder_modified_moments_ago_are_stamped_one_by_one(
+        tmp_path: Path, admissions: list[str]) -> None:
+    # The folder was written within the quiet period (same clock tick as a later write,
+    # perhaps): its stamp may not change, so each absent candidate keeps its own stamp.
+    path = _st(tmp_path / "m.safetensors")
+    safeload.load(path)
+    inputs = _inputs(path)
+    assert ("folder_stamp", str(tmp_path)) not in inputs
+    assert ("stat_stamp", str(tmp_path / "README.md")) in inputs
+
+
+def test_a_dangling_card_link_whose_target_appears_is_read(
+        tmp_path: Path, admissions: list[str], quiet_folders: Any) -> None:
+    # The name exists (a link to nothing): the folder stamp does not cover where it leads.
+    folder, elsewhere = tmp_path / "repo", tmp_path / "elsewhere"
+    folder.mkdir()
+    elsewhere.mkdir()  # creating the target changes this folder only
+    path = _st(folder / "m.safetensors")
+    (folder / "README.md").symlink_to(elsewhere / "card.md")
+    quiet_folders(folder)
+    quiet_folders(tmp_path)
+    safeload.load(path)
+    (elsewhere / "card.md").write_text("---\nlicense: mit\n---\n")
+    safeload.load(path)
+    assert len(admissions) == 2
+
+
 def test_a_signature_that_appears_is_read(tmp_path: Path, admissions: list[str]) -> None:
     path = _st(tmp_path / "m.safetensors")
     safeload.load(path)
