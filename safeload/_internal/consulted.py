@@ -16,6 +16,7 @@ bytes for the same reasons the verification cache gives (`verify_cache.py`).
 from __future__ import annotations
 
 import os
+import stat
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -67,19 +68,30 @@ _local = threading.local()
 _pass = threading.local()  # the folder stats of one `unchanged` pass
 
 
-def shared_stat(path: str) -> os.stat_result | None:
-    """`os.stat(path)`, or None when absent; within one `Recording.unchanged` pass each path
-    is stat'ed once (the checks of one pass describe one moment, microseconds long)."""
+def shared_lstat(path: str) -> os.stat_result | None:
+    """`os.lstat(path)`, or None when absent; within one `Recording.unchanged` pass each path
+    is looked at once (the checks of one pass describe one moment, microseconds long)."""
     stats: dict[str, os.stat_result | None] | None = getattr(_pass, "stats", None)
     if stats is not None and path in stats:
         return stats[path]
     try:
-        st: os.stat_result | None = os.stat(path)
+        st: os.stat_result | None = os.lstat(path)
     except OSError:
         st = None
     if stats is not None:
         stats[path] = st
     return st
+
+
+def shared_stat(path: str) -> os.stat_result | None:
+    """`os.stat(path)` through `shared_lstat` (a link is followed)."""
+    st = shared_lstat(path)
+    if st is None or not stat.S_ISLNK(st.st_mode):
+        return st
+    try:
+        return os.stat(path)
+    except OSError:
+        return None
 
 
 @contextmanager
@@ -166,4 +178,5 @@ def opaque(reason: str) -> None:
 
 
 __all__ = ["QUIESCENT_SECONDS", "Recording", "active", "folder_stamp", "lstat_stamp", "note",
-           "note_entry", "note_target", "opaque", "recording", "shared_stat", "stat_stamp"]
+           "note_entry", "note_target", "opaque", "recording", "shared_lstat", "shared_stat",
+           "stat_stamp"]

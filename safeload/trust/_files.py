@@ -66,7 +66,11 @@ def check_location(path: Path, source: str) -> None:
     if os.name != "posix":
         return
     uid = os.getuid()
-    for d in Path(os.path.abspath(path)).parents:
+    lexical = Path(os.path.abspath(path)).parents
+    # A folder link on the way leads elsewhere: the folders the file really sits in are
+    # judged too (a link into a folder others can write is that folder).
+    real = Path(os.path.realpath(os.path.dirname(os.path.abspath(path)))) / "x"
+    for d in dict.fromkeys([*lexical, *real.parents]):
         try:
             st = os.stat(d)
         except FileNotFoundError:
@@ -101,14 +105,19 @@ def state_key(path: Path | str) -> tuple[tuple[int, ...] | None, ...]:
     out: list[tuple[int, ...] | None] = [
         None if st is None else (st.st_dev, st.st_ino, st.st_mode, st.st_uid, st.st_size,
                                  st.st_mtime_ns, st.st_ctime_ns)]
+    linked = False
     while True:
         parent = os.path.dirname(p)
         if parent == p:
-            return tuple(out)
+            break
         p = parent
-        # The trust store and the observations share these folders: one stat each per check.
-        d = consulted.shared_stat(p)
+        # The trust store and the observations share these folders: one look each per check.
+        d = consulted.shared_lstat(p)
+        linked = linked or (d is not None and stat.S_ISLNK(d.st_mode))
         out.append(None if d is None else (d.st_dev, d.st_ino, d.st_mode, d.st_uid))
+    if linked:  # a folder link: the folders it leads to are the location too
+        out.extend(state_key(os.path.realpath(path)))
+    return tuple(out)
 
 
 def state_stamp(path: str) -> object:

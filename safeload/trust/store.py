@@ -411,6 +411,9 @@ class TrustStore:
             out = out.with_revoked_key(r.value, r.reason)
         for r in other.revoked_digests:
             out = out.with_revoked_digest(r.value, r.reason)
+        for r in other.revoked_identities:
+            issuer, san = r.value.split(" ", 1)
+            out = out.with_revoked_identity(issuer, san, r.reason)
         for pin in other.pins:
             out = out.with_pin(pin, replace_existing=replace_pins)
         for lock in other.revision_locks:

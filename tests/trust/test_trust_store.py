@@ -207,11 +207,49 @@ def test_merge_reports_and_keeps_our_policy(oms: Path) -> None:
     assert merged.publisher("acme") is not None
 
 
+def test_an_import_keeps_every_rule_of_the_imported_store(oms: Path) -> None:
+    # Hostile review B (2026-12-07), finding 1: `trust import` dropped revoked_identities,
+    # so a revoked keyless identity kept verifying. Every rule-holding field is checked, so a
+    # field added later and forgotten by `merged` fails here too.
+    import dataclasses
+
+    from safeload.trust import RevisionLock
+
+    key = TrustedKey.from_pem((oms / "keys/p256.pub.pem").read_bytes())
+    theirs = (TrustStore(publishers=(Publisher("acme", ("acme/*",), (key,)),))
+              .with_revoked_key("ab" * 32, "lost")
+              .with_revoked_digest("cd" * 32, "bad file")
+              .with_revoked_identity("https://issuer.example", "me@example.com", "phished")
+              .with_pin(Pin("ef" * 32, repo="acme/m", file="model.safetensors"))
+              .with_revision_lock(RevisionLock("acme/m", ("a" * 40,))))
+    merged = TrustStore().merged(theirs)
+    rules = [f.name for f in dataclasses.fields(TrustStore) if f.compare and f.name != "policy"]
+    assert rules  # the store's rule fields, whatever they are
+    for name in rules:
+        assert getattr(theirs, name), f"the test store has no {name}"
+        assert getattr(merged, name) == getattr(theirs, name), name
+    assert merged.identity_revocation("https://issuer.example", "me@example.com") is not None
+
+
 def test_publisher_namespace_binding() -> None:
     p = Publisher("acme", ("acme/*", "other/exact"))
     assert p.owns("acme/model") and p.owns("ACME/Model")
     assert p.owns("other/exact") and not p.owns("other/else")
     assert not p.owns("acmex/model") and not p.owns("gpt2")
+
+
+@posix_only
+def test_a_store_behind_a_folder_link_is_judged_by_the_real_folders(tmp_path: Path) -> None:
+    # Hostile review B (2026-12-07), finding 4: only the lexical folders were checked, so
+    # `mine/cfg -> shared/cfg` (shared: mode 0777) passed, and whoever could rename entries
+    # in `shared` chose the store.
+    shared, mine = tmp_path / "shared", tmp_path / "mine"
+    path = _write(shared / "cfg" / "trust.json", _minimal())
+    mine.mkdir()
+    (mine / "cfg").symlink_to(shared / "cfg")
+    assert TrustStore.load(mine / "cfg" / "trust.json").exists  # a folder of one's own: fine
+    _refused_while_shared(shared, mine / "cfg" / "trust.json", f"{shared} is writable")
+    assert path.exists()
 
 
 @posix_only
