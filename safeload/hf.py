@@ -10,7 +10,13 @@ relative link to `../../blobs/<name>` of the same repo (`_internal/hubpath.py`).
 file then goes through the same pipeline as
 `safeload.load`: opened once, hashed and checked against its cache blob name, the trust store
 (pins, signatures, revision locks, namespace binding), the model card's licence policy,
-inspection, sandboxed conversion for pickles, and a provenance entry.
+inspection, sandboxed conversion for pickles, and a provenance entry. The shard index and
+config.json, which safeload reads itself, are judged by the same trust decision (the signature
+covering the weights must list them with the digest of the bytes then parsed).
+
+An existing folder is loaded as a folder (transformers' order), except that a plain string that
+is also a repo id the trust store has rules for is refused: `./org/name` or a `Path` means the
+folder.
 
 With `model_class` (a `transformers` class), the model is built from the verified tensors
 themselves (`model_class.from_pretrained(None, config=..., state_dict=...)`), so transformers
@@ -21,15 +27,20 @@ not read weight names from the config.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
+import re
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from safeload._internal.opened import OpenedFile
-from safeload._internal.text import safe_text
+from safeload._internal.text import get_logger, safe_text
 from safeload.errors import (
+    DigestMismatchError,
     MalformedFileError,
     SafeloadError,
     UnsafeCheckpointError,
@@ -61,6 +72,10 @@ _MODEL_KWARGS = frozenset({"config", "torch_dtype", "dtype", "device_map", "low_
 _OWN_KWARGS = frozenset({"variant", "subfolder", "map_location", "use_safetensors",
                          "trust_remote_code"})
 _CPU = ("cpu", None)
+# Far above any real config.json; bounds the private copy that is checked and parsed.
+_MAX_CONFIG_BYTES = 64 << 20
+# transformers' versioned config names (`get_configuration_file`): config.<version>.json.
+_VERSIONED_CONFIG = re.compile(r"config\.[A-Za-z0-9._+-]+\.json")
 
 
 def _refuse(key: str, why: str, hint: str = "") -> UnsupportedArgumentError:
@@ -219,6 +234,7 @@ def _source(repo_id_or_path: str | os.PathLike[str], revision: str | None,
         "1", "ON", "YES", "TRUE")
     p = Path(os.fspath(repo_id_or_path))
     if p.is_dir():
+        _refuse_shadowed_repo(repo_id_or_path)
         return _Source(p, None, None, None, True, subfolder)
     repo = os.fspath(repo_id_or_path)
     from safeload._internal.hubpath import valid_repo_id
@@ -230,14 +246,103 @@ def _source(repo_id_or_path: str | os.PathLike[str], revision: str | None,
                    os.fspath(cache_dir) if cache_dir is not None else None, offline, subfolder)
 
 
-def _read_index(src: _Source, path: Path) -> dict[str, str]:
-    """The weight map of a sharded checkpoint index, read through a held handle."""
-    from safeload._internal.shardindex import MAX_INDEX_BYTES, parse_index
+def _repo_id_form(arg: str | os.PathLike[str]) -> str | None:
+    """`arg` when the Hub client would take it as a repo id: a plain string (a Path or other
+    os.PathLike means a folder) of the repo id grammar, which no absolute or `./`, `../`
+    path matches."""
+    if not isinstance(arg, str) or isinstance(arg, os.PathLike):
+        return None
+    from safeload._internal.hubpath import valid_repo_id
+
+    return arg if valid_repo_id(arg) else None
+
+
+def _rules_for_repo(repo: str) -> tuple[str, bool]:
+    """The kinds of trust store rule that would apply to Hub repo `repo` (empty: none), and
+    whether the store is in audit mode; from the store every load is judged by. Strict mode
+    counts for `org/name` ids only: a bare name is far more often one's own folder
+    (`save_pretrained("model")`), and is governed only by rules that name it."""
+    from safeload.pipeline import load_store
+    from safeload.trust import load_observations
+
+    store = load_store()
+    observed = load_observations(store)
+    r = repo.casefold()
+    pins = [p for p in (*store.pins, *observed.pins) if (p.repo or "").casefold() == r]
+    kinds = [what for what, present in (
+        ("a namespace binding", bool(store.owners_of(repo))),
+        ("a revision lock", store.revision_lock(repo) is not None),
+        ("pins", bool(pins)),
+        ("a record that it was loaded signed",
+         any(s.location == f"hf:{r}" for s in observed.signed)),
+        ("strict mode", "/" in repo and store.policy.mode == "strict")) if present]
+    return ", ".join(kinds), store.policy.mode == "audit"
+
+
+def _refuse_shadowed_repo(arg: str | os.PathLike[str]) -> None:
+    """An existing folder is loaded as one (transformers' order), unless its name is also a
+    repo id the trust store has rules for: loading the folder would skip them all (hostile
+    review B, finding 2), and which one the caller meant cannot be told, so fail closed.
+
+    Raises:
+        UnsupportedArgumentError: the name is both a local folder and a governed repo id.
+    """
+    repo = _repo_id_form(arg)
+    if repo is None:
+        return
+    rules, audit = _rules_for_repo(repo)
+    if not rules:
+        return
+    exc = UnsupportedArgumentError(
+        f"from_pretrained({safe_text(repo)!r}): {safe_text(repo)} is both a local folder "
+        f"({safe_text(os.path.abspath(repo))}) and a Hugging Face repo the trust store has "
+        f"rules for ({rules}); loading the folder would skip them",
+        hint=f"pass './{safe_text(repo)}' or a pathlib.Path to mean the folder, or move the "
+             "folder to load the repo")
+    if not audit:
+        raise exc
+    # Audit mode reports what it would refuse and goes on, as for the rules themselves.
+    get_logger("safeload.trust").warning("audit mode, not refusing: %s", exc)
+
+
+def _verified_bytes(src: _Source, path: Path, limit: int) -> bytes:
+    """The bytes of a file safeload reads itself (a shard index, config.json), judged by the
+    trust store as a weights file is, so they are the signed ones (hostile review B, finding
+    3): a signature over the snapshot must list the file with these bytes' digest, and an
+    unsigned file is refused where the weights would be (strict mode, a bound namespace, a
+    location once loaded signed). Read once; the caller parses exactly these bytes.
+
+    Raises:
+        MalformedFileError: the file is larger than `limit`.
+        DigestMismatchError: the bytes do not match their cache blob name or the signature.
+        RefusedError: the trust store refuses the file (see `trust.check_load`).
+    """
+    from safeload import pipeline
+    from safeload.trust import check_load
 
     with src.open(path) as f:
-        if f.size > MAX_INDEX_BYTES:
-            raise MalformedFileError(f"{path}: index larger than {MAX_INDEX_BYTES} bytes")
-        return parse_index(bytes(f.mapping()), str(path)).weight_map
+        if f.size > limit:
+            raise MalformedFileError(f"{safe_text(path)}: larger than {limit} bytes",
+                                     hint="fetch the file again from its source")
+        data = bytes(f.mapping())  # a private copy: what is checked is what is parsed
+        origin = pipeline.locate(f, src.hub_file(path))
+        named = pipeline.blob_digest(f)
+    sha = hashlib.sha256(data).hexdigest()
+    if named is not None and named != sha:
+        raise DigestMismatchError(safe_text(path), f"sha256:{named} (its cache blob name)",
+                                  f"sha256:{sha}")
+    repo, revision, filename = origin if origin is not None else (None, None, None)
+    # record=False: no first-use pin or signed-location record for a file that is not weights.
+    check_load(path, sha256=sha, size=len(data), store=pipeline.load_store(), repo=repo,
+               revision=revision, filename=filename, record=False, content=data)
+    return data
+
+
+def _read_index(src: _Source, path: Path) -> dict[str, str]:
+    """The weight map of a sharded checkpoint index, from its verified bytes."""
+    from safeload._internal.shardindex import MAX_INDEX_BYTES, parse_index
+
+    return parse_index(_verified_bytes(src, path, MAX_INDEX_BYTES), str(path)).weight_map
 
 
 def _weight_files(src: _Source, variant: str | None, safetensors_only: bool = False
@@ -320,20 +425,65 @@ def load_state_dict(repo_id_or_path: str | os.PathLike[str], *, revision: str | 
 
 
 def _config(src: _Source, model_class: Any, where: str) -> Any:
-    """The model's config, from config.json only (never weights, never code)."""
+    """The model's config, from config.json only (never weights, never code), built from its
+    verified bytes: transformers reads a config by path, so it is given a private folder
+    holding those bytes only, never the snapshot (which may change after the check).
+
+    Raises:
+        SafeloadError: no config.json, or one transformers cannot build without repo code.
+        RefusedError: the trust store refuses config.json (see `_verified_bytes`).
+    """
     cfg = src.resolve("config.json")
     if cfg is None:
         raise SafeloadError(f"{safe_text(where)}: no config.json to build "
                             f"{safe_text(getattr(model_class, '__name__', repr(model_class)))}")
-    if _auto(model_class):
-        from transformers import AutoConfig
+    files = {"config.json": _verified_bytes(src, cfg, _MAX_CONFIG_BYTES)}
+    files.update(_versioned_configs(src, files["config.json"]))
+    with tempfile.TemporaryDirectory(prefix="safeload-config-") as tmp:
+        for name, data in files.items():
+            with open(os.path.join(tmp, name), "xb") as out:
+                out.write(data)
+        config = _config_from(tmp, model_class, cfg)
+    if getattr(config, "name_or_path", None) == tmp:  # the folder transformers would name
+        config.name_or_path = str(cfg.parent)
+    return config
 
-        try:
-            return AutoConfig.from_pretrained(str(cfg.parent), trust_remote_code=False)
-        except ValueError as exc:  # an unknown model_type: transformers would need repo code
-            raise SafeloadError(f"{cfg}: {safe_text(str(exc))}",
-                                hint="remote code is never run") from None
-    return model_class.config_class.from_pretrained(str(cfg.parent), trust_remote_code=False)
+
+def _config_from(folder: str, model_class: Any, cfg: Path) -> Any:
+    """transformers' own reading of the config in `folder`; its errors name `cfg`."""
+    def named(exc: Exception) -> str:
+        return safe_text(str(exc).replace(folder, str(cfg.parent)))
+
+    try:
+        if _auto(model_class):
+            from transformers import AutoConfig
+
+            return AutoConfig.from_pretrained(folder, trust_remote_code=False)
+        return model_class.config_class.from_pretrained(folder, trust_remote_code=False)
+    except ValueError as exc:  # an unknown model_type: transformers would need repo code
+        if not _auto(model_class):
+            raise
+        raise SafeloadError(f"{cfg}: {named(exc)}", hint="remote code is never run") from None
+    except OSError as exc:  # not JSON, or a versioned config that is not there
+        raise MalformedFileError(f"{cfg}: transformers cannot read it: {named(exc)}",
+                                 hint="fetch the file again from its source") from None
+
+
+def _versioned_configs(src: _Source, data: bytes) -> dict[str, bytes]:
+    """The `config.<version>.json` files a config's `configuration_files` lists (transformers
+    may read one instead of config.json), each verified as config.json is; absent ones are
+    left to transformers to report."""
+    try:
+        listed = json.loads(data.decode("utf-8")).get("configuration_files")
+    except (ValueError, AttributeError):  # not a JSON object: transformers says so
+        return {}
+    out: dict[str, bytes] = {}
+    for name in listed if isinstance(listed, list) else ():
+        if isinstance(name, str) and _VERSIONED_CONFIG.fullmatch(name):
+            path = src.resolve(name)
+            if path is not None:
+                out[name] = _verified_bytes(src, path, _MAX_CONFIG_BYTES)
+    return out
 
 
 def _auto(model_class: Any) -> bool:
@@ -382,7 +532,8 @@ def from_pretrained(repo_id_or_path: str | os.PathLike[str], *, revision: str | 
     `trust_remote_code`, `quantization_config`, offloading), and any other keyword, are refused.
 
     Raises:
-        UnsupportedArgumentError: a refused keyword argument (named, with the reason).
+        UnsupportedArgumentError: a refused keyword argument (named, with the reason); a
+            repo id that is also a local folder while the trust store has rules for it.
         RefusedError: the trust store, the licence policy or inspection refuses a file.
         SafeloadError: the repo or its weights cannot be found.
     """

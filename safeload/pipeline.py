@@ -260,7 +260,13 @@ def verify(held: Held, origin: Origin | None, *, store: TrustStore | None = None
                                anonymous=getattr(held, "anonymous", False))
         return Verified(held, origin, sha, store, decision, False)
     state = store.state_digest()
-    hit = verify_cache.lookup(key, state) if sha256 is None else None
+    strict = store.policy.mode == "strict"
+    if strict and hasattr(held, "copy_privately"):
+        # Strict mode trusts no stamp (a dirty shared page takes writes without a new mtime):
+        # the bytes are copied once, hashed, and every later stage uses that very copy.
+        held.copy_privately()
+        sha256 = None
+    hit = verify_cache.lookup(key, state) if sha256 is None and not strict else None
     sha = hit or sha256 or held.sha256()
     named = blob_digest(held)
     if named is not None and named != sha:
@@ -274,7 +280,7 @@ def verify(held: Held, origin: Origin | None, *, store: TrustStore | None = None
     decision = check_load(Path(held.name), sha256=sha, size=held.size, store=store,
                           repo=repo, revision=revision, filename=filename, record=observe,
                           content=memoryview(held.mapping()))
-    if remember and hit is None and not held.changed():
+    if remember and hit is None and not strict and not held.changed():
         verify_cache.remember(key, state, sha)
     return Verified(held, origin, sha, store, decision, hit is not None)
 
@@ -582,7 +588,8 @@ def load_held(held: Held, *, map_location: Any = None, mmap: bool | None = None,
     value, conversion = materialize(admitted, map_location=map_location, mmap=mmap)
     receipt: list[tuple[Path, bytes]] = []
     record(admitted, action, conversion, receipt=receipt)
-    if key is not None and admitted.verified.origin is None and \
+    strict = admitted.verified.store.policy.mode == "strict"  # (strict: every load hashes)
+    if key is not None and not strict and admitted.verified.origin is None and \
             (admitted.inspection.format == "safetensors" or admitted.is_pickle):
         v = admitted.verified
         # Only the verdict is kept: a repeat builds what it returns from its own bytes.

@@ -55,7 +55,7 @@ class OpenedFile:
                                   hint="point safeload at the checkpoint file itself")
         self.identity = FileIdentity.of(st)
         self._nlink = st.st_nlink
-        self._map: mmap.mmap | None = None
+        self._map: mmap.mmap | bytearray | None = None
         self._path: Path | None = None
 
     @classmethod
@@ -75,8 +75,33 @@ class OpenedFile:
         fd = os.open(p, flags)
         return cls(fd, p)
 
-    def mapping(self) -> mmap.mmap | bytes:
-        """A private, copy-on-write mapping of the whole file (writes never reach the file)."""
+    def copy_privately(self) -> None:
+        """Read the whole file into memory once; from then on every stage (hashing, the
+        signature check, inspection, conversion, the tensors returned) reads that copy.
+
+        Strict mode's answer to a writer the stamps cannot see: a page of a writable shared
+        mapping, once dirty, takes further writes without a new mtime or ctime, and a
+        MAP_PRIVATE mapping shows them until its own page is copied. What was hashed is then
+        exactly what is used, whatever happens to the file."""
+        if isinstance(self._map, bytearray):
+            return
+        data = bytearray(self.identity.size)
+        view, offset = memoryview(data), 0
+        while offset < len(data):
+            n = os.preadv(self.fd, [view[offset:]], offset)
+            if n == 0:
+                raise OSError(f"{self.path}: the file shrank while it was read")
+            offset += n
+        self._map = data
+
+    @property
+    def private(self) -> bool:
+        """The bytes are a private copy (`copy_privately`)."""
+        return isinstance(self._map, bytearray)
+
+    def mapping(self) -> mmap.mmap | bytes | bytearray:
+        """A private, copy-on-write mapping of the whole file (writes never reach the file),
+        or the private copy."""
         if self.identity.size == 0:
             return b""
         if self._map is None:
@@ -102,11 +127,17 @@ class OpenedFile:
         return self._path
 
     def input_fd(self) -> tuple[int, bool]:
-        """The descriptor a converter child reads (not to be closed by the caller)."""
+        """The descriptor a converter child reads (closed by the caller when the second item
+        is true: a memfd of the private copy)."""
+        if self.private:
+            return _memfd_of(self.mapping())
         return self.fd, False
 
     def sha256(self) -> str:
-        """sha256 of the whole file, read through the descriptor (no mapping: flat memory)."""
+        """sha256 of the whole file, read through the descriptor (no mapping: flat memory), or
+        of the private copy."""
+        if self.private:
+            return sha256_buffer(memoryview(self.mapping()))
         return sha256_fd(self.fd, self.identity.size, name=self.path)
 
     def changed(self, sha256: str | None = None) -> bool:
@@ -182,18 +213,23 @@ class InMemory:
 
     def input_fd(self) -> tuple[int, bool]:
         """A memfd holding the bytes, for a converter child; the caller closes it."""
-        fd = os.memfd_create("safeload-input", os.MFD_CLOEXEC)
-        data = memoryview(self._data)
-        while data:
-            data = data[os.write(fd, data):]
-        os.lseek(fd, 0, os.SEEK_SET)
-        return fd, True
+        return _memfd_of(self._data)
 
     def changed(self, sha256: str | None = None) -> bool:
         return False
 
     def close(self) -> None:
         pass
+
+
+def _memfd_of(buf: bytes | bytearray | mmap.mmap) -> tuple[int, bool]:
+    """A memfd holding `buf` (the caller closes it)."""
+    fd = os.memfd_create("safeload-input", os.MFD_CLOEXEC)
+    data = memoryview(buf)
+    while data:
+        data = data[os.write(fd, data):]
+    os.lseek(fd, 0, os.SEEK_SET)
+    return fd, True
 
 
 class Held(Protocol):
