@@ -29,6 +29,7 @@ import math
 import mmap
 import re
 import struct
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -279,6 +280,7 @@ class PickleMachine:
         persistent_load: PersistentLoad | None = None,
         rules: Allowlist | None = None,
         joblib_arrays: bool = False,
+        joblib_plain: bool = False,
     ) -> None:
         self.data = memoryview(data).cast("B") if not isinstance(data, bytes) else data
         self.pos = start
@@ -301,6 +303,10 @@ class PickleMachine:
         # A whole joblib file (never a torch member): NumpyArrayWrapper's raw bytes are read
         # after its BUILD as joblib's NumpyUnpickler reads them (see _build_joblib_array).
         self.joblib_arrays = joblib_arrays
+        # The same file as pickle.load (and torch.load) reads it: the wrapper is an inert
+        # object, and joblib's nested pickles run in this stream's own memo and stack.
+        self.joblib_plain = joblib_plain
+        self.nested_pickles = 0  # joblib object arrays read (each a pickle of its own)
 
     # -- reading -------------------------------------------------------------------------
 
@@ -740,12 +746,14 @@ class PickleMachine:
         qualname = f"{module}.{name}"
         self.globals_seen.append(qualname)
         entry = self.rules.globals.get((module, name))
+        if entry is None and self.joblib_plain and _not_importable(module):
+            raise ReaderStops(f"pickle.load cannot import {module}: it stops here")
         if entry is None:
             return self.finding(
                 "global-not-allowed", f"import of {qualname} is not allowlisted", qualname
             )
         if entry[0] == "unsupported" or (entry[0] == "joblib_array_wrapper"
-                                         and not self.joblib_arrays):
+                                         and not (self.joblib_arrays or self.joblib_plain)):
             # Known and harmless, but with no faithful safetensors form: refused, with the fix.
             return self.finding("unsupported", f"{qualname}: {entry[1]['reason']}", qualname)
         return Global(module, name, entry[0], entry[1])
@@ -766,6 +774,8 @@ class PickleMachine:
         name = self._pop()
         module = self._pop()
         if not isinstance(module, str) or not isinstance(name, str):
+            if self.joblib_plain and not any(isinstance(x, Opaque) for x in (module, name)):
+                raise ReaderStops("STACK_GLOBAL requires str: pickle.load stops here")
             # pickle would raise here; but a resolvable operand is the only thing we can check,
             # so anything else is a finding (fail closed), not a silent pass.
             self.stack.append(
@@ -1598,9 +1608,52 @@ _RULES: dict[str, tuple[frozenset[str], Rule]] = {
 
 def _rule_joblib_wrapper(vm: PickleMachine, args: tuple[Any, ...]) -> Any:
     """`NumpyArrayWrapper` as joblib pickles it: NEWOBJ with no arguments (then BUILD)."""
-    if args != () or not vm.joblib_arrays:
+    if args != () or not (vm.joblib_arrays or vm.joblib_plain):
         raise RuleViolation("expects NEWOBJ with no arguments, in a joblib file")
     return Obj("joblib_wrapper", {"built": False})
+
+
+class ReaderStops(Exception):
+    """Where pickle.load itself fails (the plain reading of a joblib file): nothing after it
+    is read by that reader."""
+
+
+# What pickle.load fails on for certain, so reads nothing after (the plain reading).
+_PLAIN_STOPS = ("unknown opcode", "stack underflow", "no MARK to pop to", "truncated stream",
+                "memo index")
+
+
+def _not_importable(module: str) -> bool:
+    """No finder on this interpreter's path knows the top-level package (find_spec runs no
+    code for a top-level name): `find_class` raises ModuleNotFoundError there."""
+    import importlib.util
+
+    top = module.split(".", 1)[0]
+    if not top or top in sys.modules:
+        return False
+    try:
+        return importlib.util.find_spec(top) is None
+    except (ImportError, ValueError):
+        return False
+
+
+def plain_joblib_reading(data: Buf, *, start: int = 0, end: int | None = None,
+                         member: str | None = None) -> list[Finding]:
+    """The findings of pickle.load (or torch.load) reading a joblib file that holds object
+    arrays: after a wrapper's BUILD that reader goes on with joblib's nested pickle, in the
+    outer memo and stack. Reading stops where that reader fails for certain; anything this
+    machine cannot follow exactly is a finding (fail closed)."""
+    vm = PickleMachine(data, start=start, end=end, member=member, joblib_plain=True)
+    try:
+        vm.run()
+    except ReaderStops:
+        pass
+    except MalformedPickle as exc:
+        if not str(exc).startswith(_PLAIN_STOPS):
+            vm.findings.append(Finding(
+                "malformed", f"read as a plain pickle (pickle.load, torch.load): {exc}",
+                exc.offset, exc.opcode, None, member))
+    return vm.findings
 
 
 _JOBLIB_KEYS = ("subclass", "shape", "order", "dtype", "allow_mmap")
@@ -1623,14 +1676,16 @@ def _build_joblib_array(vm: PickleMachine, target: Obj, state: Any) -> None:
     sub, dtype, order = items["subclass"], items["dtype"], items["order"]
     if not (isinstance(sub, Global) and sub.rule == "numpy_ndarray_type"):
         raise RuleViolation("only numpy.ndarray arrays (no subclasses, no memmaps)")
-    if not (isinstance(dtype, Obj) and dtype.kind == "np_dtype" and dtype.fields["built"]
-            and dtype.fields["code"] != NP_OBJECT):
-        # joblib writes an object array as a second pickle after the wrapper, which other
-        # unpicklers would run as part of this one.
-        raise RuleViolation("array dtype must be a plain numeric numpy dtype (joblib object "
-                            "arrays are a nested pickle)")
+    if not (isinstance(dtype, Obj) and dtype.kind == "np_dtype" and dtype.fields["built"]):
+        raise RuleViolation("array dtype must be a plain numeric numpy dtype")
     if order not in ("C", "F") or not isinstance(items["allow_mmap"], bool):
         raise RuleViolation("order must be 'C' or 'F', allow_mmap a bool")
+    if vm.joblib_plain:  # pickle.load: BUILD sets the wrapper's attributes, reads nothing
+        target.fields.update(built=True)
+        return
+    if dtype.fields["code"] == NP_OBJECT:
+        _read_nested_object_array(vm, target)
+        return
     shape = _ints(items["shape"], "shape")
     align = items.get("numpy_array_alignment_bytes")
     if align is not None and not _is_int(align):
@@ -1657,6 +1712,32 @@ def _build_joblib_array(vm: PickleMachine, target: Obj, state: Any) -> None:
     target.fields.update(built=True)
     vm.stack[-1] = Obj("ndarray", {"built": True, "shape": shape, "dtype": dtype,
                                    "fortran": order == "F", "data": vm.data[pos:vm.pos]})
+
+
+def _read_nested_object_array(vm: PickleMachine, target: Obj) -> None:
+    """joblib's read_array for an object dtype: `pickle.load(file_handle)` right after the
+    BUILD, a second pickle with a memo and stack of its own, read under the same rules; what
+    it returns replaces the wrapper (joblib then asks it for its dtype: an array or nothing).
+    The same bytes read by pickle.load run in the outer stream instead: the inspection checks
+    that reading too (`plain_joblib_reading`)."""
+    if vm.frame_end is not None:
+        if vm.pos != vm.frame_end:
+            raise RuleViolation("array bytes inside an unfinished FRAME")
+        vm.frame_end = None
+    nested = PickleMachine(vm.data, start=vm.pos, end=vm.end, member=vm.member, rules=vm.rules,
+                           persistent_load=None)
+    value = nested.run()
+    vm.findings.extend(nested.findings)
+    vm.dropped_findings += nested.dropped_findings
+    vm.globals_seen.extend(nested.globals_seen)
+    if not nested.findings and not (
+            isinstance(value, Obj) and value.kind == "ndarray" and value.fields["built"]
+            and value.fields["dtype"].fields["code"] == NP_OBJECT):
+        raise RuleViolation("joblib's nested pickle holds no object array")
+    vm.pos = nested.pos
+    vm.nested_pickles += 1
+    target.fields.update(built=True)
+    vm.stack[-1] = value
 
 
 def _str_keyed(state: Any) -> SDict:

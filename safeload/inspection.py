@@ -23,7 +23,13 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from safeload_conversion.budget import Budget, BudgetExceeded, current, scope
-from safeload_conversion.pickle_vm import Buf, Finding, MalformedPickle, PickleMachine
+from safeload_conversion.pickle_vm import (
+    Buf,
+    Finding,
+    MalformedPickle,
+    PickleMachine,
+    plain_joblib_reading,
+)
 from safeload_conversion.torchfile import (
     LEGACY_MAGIC,
     TorchCheckpoint,
@@ -290,6 +296,8 @@ def _inspect_pickle(buf: Buf, name: str) -> Inspection:
         return Inspection("torch-legacy", "unsafe" if ck.findings else "clean",
                           list(ck.findings), checkpoint=ck)
     findings = list(vm.findings)
+    if vm.nested_pickles:  # joblib object arrays: pickle.load reads the same bytes otherwise
+        findings.extend(plain_joblib_reading(buf, member=name or None))
     pos = vm.pos
     if pos != len(buf) and buf[:1] != b"\x80" and not findings \
             and isinstance(root, (bytes, str, int, float)) \

@@ -1,0 +1,104 @@
+"""joblib object arrays now load (issue 12): what stays refused.
+
+joblib writes an object array as a second, complete pickle right after the NumpyArrayWrapper's
+BUILD, and its read_array runs `pickle.load(file_handle)` there: a fresh unpickler, with its own
+memo and stack. pickle.load (and torch.load) reading the same file take those bytes as more
+opcodes of the outer stream, in the outer memo and stack. Both readings are checked: a payload
+in the nested pickle (joblib fires it), and a nested pickle that is clean on its own but, read
+in the outer memo, calls something else (pickle.load fires it). Each payload only creates the
+marker; each control shows which real loader fires it.
+"""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import joblib
+import numpy as np
+import pytest
+from canary_lib import Fires, Op, Refused, call, g, lit, opener
+
+import safeload
+from safeload.errors import UnsafeCheckpointError
+
+_OBJECT_DTYPE = (b"cnumpy\ndtype\n" + lit(("O8", False, True)) + b"R"
+                 + lit((3, "|", None, None, None, -1, -1, 63)) + b"b")
+
+
+def _wrapper(n: int) -> bytes:
+    """NEWOBJ NumpyArrayWrapper + BUILD, as joblib pickles an object array of n elements."""
+    state = (b"}(" + lit("subclass") + b"cnumpy\nndarray\n" + lit("shape") + lit((n,))
+             + lit("order") + lit("C") + lit("dtype") + _OBJECT_DTYPE + lit("allow_mmap")
+             + lit(False) + b"u")
+    return b"cjoblib.numpy_pickle\nNumpyArrayWrapper\n)\x81" + state + b"b"
+
+
+def _array_state(elements: list[object]) -> bytes:
+    return lit((1, (len(elements),), Op(_OBJECT_DTYPE), False, elements)) + b"b"
+
+
+def _nested_payload(marker: Path) -> bytes:
+    """joblib reads a nested pickle whose element is the payload."""
+    nested = (b"\x80\x04" + call(g("numpy._core.multiarray", "_reconstruct"),
+                                 g("numpy", "ndarray"), (0,), b"b").b
+              + _array_state(["a", opener(marker)]) + b".")
+    return b"\x80\x02" + _wrapper(2) + nested + b"."
+
+
+def _outer_memo_payload(marker: Path) -> bytes:
+    """Clean for joblib; pickle.load's reading calls builtins.open through the outer memo.
+
+    The outer stream memoizes "builtins", "open" and (marker, "w") at 0, 1, 2. The nested
+    pickle memoizes its own _reconstruct names and arguments at 0, 1, 2 (fresh memo), then
+    calls BINGET 0 . BINGET 1 with BINGET 2: _reconstruct(...) for joblib, open(marker) for
+    pickle.load, where the nested MEMOIZEs land after the outer entries."""
+    outer = (b"\x80\x02" + lit("builtins") + b"\x94" + lit("open") + b"\x94"
+             + lit((str(marker), "w")) + b"\x94" + b"000")
+    nested = (b"\x80\x04" + lit("numpy._core.multiarray") + b"\x94" + lit("_reconstruct")
+              + b"\x94" + lit((Op(g("numpy", "ndarray").b), (0,), b"b")) + b"\x94" + b"000"
+              + b"h\x00h\x01\x93h\x02R" + _array_state(["a"]) + b".")
+    return outer + _wrapper(1) + nested + b"."
+
+
+def test_a_payload_in_joblibs_nested_pickle_is_refused(tmp_path: Path, marker: Path,
+                                                       fires: Fires, refused: Refused) -> None:
+    path = tmp_path / "model.joblib"
+    path.write_bytes(_nested_payload(marker))
+    assert fires(path, "joblib")
+    refused(path, UnsafeCheckpointError, match=r"builtins\.open")
+
+
+def test_a_nested_pickle_clean_alone_but_not_in_the_outer_memo_is_refused(
+        tmp_path: Path, marker: Path, fires: Fires, refused: Refused) -> None:
+    path = tmp_path / "model.joblib"
+    path.write_bytes(_outer_memo_payload(marker))
+    assert joblib.load(path).tolist() == ["a"]  # joblib's reading: a plain object array
+    assert not marker.exists()
+    assert fires(path, "pickle")  # pickle.load's reading of the same bytes
+    refused(path, UnsafeCheckpointError, match=r"builtins\.open")
+
+
+def test_a_nested_pickle_that_is_no_array_is_refused(tmp_path: Path) -> None:
+    # joblib asks what it unpickled for its dtype: a dict there is no array joblib returns.
+    path = tmp_path / "model.joblib"
+    path.write_bytes(b"\x80\x02" + _wrapper(1) + b"\x80\x04" + lit({"a": 1}) + b"." + b".")
+    with pytest.raises(UnsafeCheckpointError, match="no object array"):
+        safeload.load(path)
+
+
+@pytest.mark.parametrize("compress", [0, 3, ("lzma", 3)], ids=["raw", "zlib", "lzma"])
+def test_joblib_object_arrays_of_plain_data_load_as_joblib_loads_them(
+        compress: object, tmp_path: Path) -> None:
+    value = {"vocab": np.array(["the", "a", None], dtype=object), "ids": np.arange(3),
+             "rows": [np.array([{"k": 1}, (2, b"x")], dtype=object)]}
+    path = tmp_path / "vocab.joblib"
+    joblib.dump(value, path, compress=compress)
+    with pytest.raises(Exception):  # noqa: B017  (the plain reading of such a file fails)
+        pickle.loads(path.read_bytes()) if compress == 0 else pickle.loads(b"")
+    got, ref = safeload.load(path), joblib.load(path)
+    assert got.keys() == ref.keys()
+    for key in ("vocab", "ids"):
+        assert got[key].dtype == ref[key].dtype
+        assert got[key].tolist() == ref[key].tolist()
+    assert got["rows"][0].tolist() == ref["rows"][0].tolist()
