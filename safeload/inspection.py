@@ -205,7 +205,7 @@ def _inspect(buf: Buf, name: str, depth: int) -> Inspection:
         except MalformedFileError as exc:
             return Inspection("safetensors", "unsafe",
                               [Finding("malformed", str(exc), member=None)])
-        polyglot = _pickle_reading(buf, name)
+        polyglot = _pickle_reading(buf, name) or _joblib_reading(buf, name)
         if polyglot is not None:
             return Inspection("safetensors", "unsafe", [polyglot])
         return Inspection("safetensors", "clean", detail=f"{len(header.tensors)} tensors")
@@ -235,6 +235,54 @@ def _inspect(buf: Buf, name: str, depth: int) -> Inspection:
     if kind == "pickle?":
         return _inspect_pickle(buf, name)
     return Inspection("unknown", "skipped", detail="not a format any model loader reads")
+
+
+# joblib's `_detect_compressor`: these first bytes alone choose a decompressor (zlib: one
+# byte), and it unpickles while it inflates, checking no trailer before a REDUCE runs.
+_JOBLIB_PREFIXES = ((b"x", "zlib"), (b"\x1f\x8b", "gzip"), (b"BZ", "bz2"),
+                    (_JOBLIB_LZMA_PREFIX, "lzma-alone"), (b"\xfd7zXZ", "xz"))
+
+
+def _joblib_reading(buf: Buf, name: str) -> Finding | None:
+    """A file of another format (safetensors) whose first bytes make joblib.load decompress
+    it: what the inflated prefix would do to joblib's unpickler. A prefix that inflates to
+    nothing that reaches an import cannot run code; anything else is a polyglot."""
+    head = bytes(buf[:8])
+    kind = next((k for prefix, k in _JOBLIB_PREFIXES if head.startswith(prefix)), None)
+    if kind is None:
+        return None
+    inflated = _inflate_leniently(kind, buf)
+    if not inflated or would_import(inflated, persistent_calls=True) is None:
+        return None
+    return Finding("polyglot", f"its first bytes make joblib.load read it as {kind}, and the "
+                   "inflated bytes are a pickle that reaches an import", 0, None, None,
+                   name or None)
+
+
+def _inflate_leniently(kind: str, buf: Buf) -> bytes:
+    """What a streaming decompressor yields before it stops (an error, the end or the bound):
+    a reader that unpickles as it inflates has read that much."""
+    d: Any
+    if kind == "gzip":
+        d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    elif kind == "zlib":
+        d = zlib.decompressobj()
+    elif kind == "bz2":
+        d = bz2.BZ2Decompressor()
+    elif kind == "lzma-alone":
+        d = lzma.LZMADecompressor(format=lzma.FORMAT_ALONE)
+    else:
+        d = lzma.LZMADecompressor()
+    out = bytearray()
+    view = memoryview(buf)
+    for pos in range(0, len(view), 1 << 16):  # chunk by chunk: output up to the first error
+        try:
+            out += d.decompress(bytes(view[pos:pos + (1 << 16)]), MAX_UNWRAPPED - len(out))
+        except (OSError, EOFError, zlib.error, lzma.LZMAError, ValueError):
+            break
+        if len(out) >= MAX_UNWRAPPED or getattr(d, "eof", False):
+            break
+    return bytes(out)
 
 
 def _also_a_pickle(wrapped: Inspection, buf: Buf, name: str) -> Inspection:

@@ -17,6 +17,7 @@ import pytest
 from canary_lib import Fires, Refused, text_open
 from lzma_polyglot import polyglot
 
+import safeload
 from safeload.errors import UnsafeCheckpointError
 from safeload.inspection import inspect_bytes
 
@@ -46,3 +47,30 @@ def test_joblib_lzma_prefix_is_always_lzma(dictionary: bytes, tmp_path: Path, ma
     assert fires(path, "joblib") and fires(path, LZMA_PICKLE)
     assert inspect_bytes(path.read_bytes(), name=path.name).format.startswith("lzma-alone")
     refused(path, UnsafeCheckpointError, match=r"builtins\.open")
+
+
+def test_safetensors_that_joblib_inflates_to_a_pickle_is_refused(
+        tmp_path: Path, marker: Path, fires: Fires, refused: Refused) -> None:
+    # Hostile review A (2026-12-07), finding 1: a valid safetensors header that begins with
+    # gzip's magic; joblib.load inflates it and runs the pickle it finds (load_file agrees
+    # with safeload's old "clean" reading).
+    from gzip_polyglot import safetensors_gzip_polyglot
+
+    path = tmp_path / "model.safetensors"
+    path.write_bytes(safetensors_gzip_polyglot(text_open(marker) + b"."))
+    assert fires(path, "joblib")
+    refused(path, UnsafeCheckpointError, match="joblib.load read it as gzip")
+
+
+def test_safetensors_whose_first_byte_is_zlibs_prefix_still_loads(tmp_path: Path) -> None:
+    # joblib reads any file starting with `x` as zlib; a header length whose low byte is 0x78
+    # is an ordinary safetensors file (zlib fails at once on the rest).
+    import json as _json
+    import struct as _struct
+
+    header = _json.dumps({"w": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}}).encode()
+    header += b" " * (0x178 - len(header))
+    path = tmp_path / "model.safetensors"
+    path.write_bytes(_struct.pack("<Q", len(header)) + header + b"\0\0\x80?")
+    assert path.read_bytes()[:1] == b"x"
+    assert safeload.load(path)["w"].tolist() == [1.0]
