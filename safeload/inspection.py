@@ -391,7 +391,8 @@ def _inspect_zip(buf: Buf, name: str, depth: int) -> Inspection:
     # casefold: torch finds data.pkl case-insensitively (miniz)
     if any(n.count("/") == 1 and n.casefold().endswith("/data.pkl") for n in names):
         ck = read_torch_zip(buf, members)
-        return Inspection(ck.kind, "unsafe" if ck.findings else "clean", list(ck.findings),
+        findings = [*ck.findings, *_npz_readings(buf, members, name, depth)]
+        return Inspection(ck.kind, "unsafe" if findings else "clean", findings,
                           checkpoint=ck)
     if names and all(n.endswith(".npy") for n in names):
         npz = _inspect_members("npz", buf, members, name, depth, nested_ok=True)
@@ -409,6 +410,36 @@ def _inspect_zip(buf: Buf, name: str, depth: int) -> Inspection:
         return Inspection("zip", "unsafe", [Finding(
             "archive", "nested archive (a zip inside a wrapper) is refused", member=name or None)])
     return _inspect_members("zip", buf, members, name, depth, nested_ok=False)
+
+
+def _npz_readings(buf: Buf, members: list[Any], name: str, depth: int) -> list[Finding]:
+    """np.load opens any zip as an .npz, and reads every member that begins with the .npy
+    magic as an array (`dict(np.load(f, allow_pickle=True))` reads them all): a torch
+    storage whose bytes are an object .npy is a pickle np.load runs. The CRC is checked only
+    once the member is read to its end, after the unpickling."""
+    out: list[Finding] = []
+    for m in members:
+        raw = memoryview(buf)[m.data_offset : m.data_offset + m.compressed_size]
+        try:
+            head = bytes(raw[:6]) if m.method == 0 else \
+                zlib.decompressobj(-15).decompress(bytes(raw[:64]), 6)
+        except zlib.error:
+            continue  # zipfile fails on it too
+        if head != b"\x93NUMPY":
+            continue
+        label = f"{name}:{m.name}" if name else m.name
+        try:
+            data = read_member(buf, m, limit=MAX_UNWRAPPED, check_crc=False)
+        except ZipError as exc:
+            out.append(Finding("archive", str(exc), member=label))
+            continue
+        inner = _inspect_npy(data, label, depth)
+        if any(f.code != "malformed" for f in inner.findings) or \
+                inner.format.startswith("npy+"):
+            out.append(Finding("polyglot", "np.load reads this zip as an .npz, and this member "
+                               "as an .npy array it unpickles", member=label))
+            out.extend(inner.findings)
+    return out
 
 
 def _inspect_members(fmt: str, buf: Buf, members: list[Any], name: str,

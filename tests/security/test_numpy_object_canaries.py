@@ -169,3 +169,37 @@ def test_nested_and_empty_fortran_object_arrays_load_as_np_load(tmp_path: Path) 
     ref = np.load(path, allow_pickle=True)
     got = safeload.load(path)
     assert got.shape == ref.shape and got.strides == ref.strides == (8, 24, 24)
+
+
+@pytest.mark.parametrize("padded", [True, False], ids=["aligned-header", "short-header"])
+def test_a_torch_storage_that_is_an_object_npy_is_refused(
+        padded: bool, tmp_path: Path, marker: Path, fires: Fires, refused: Refused) -> None:
+    # Hostile review A (2026-12-07), finding 2: np.load opens a torch zip as an .npz and
+    # unpickles every member that begins with the .npy magic, storages included.
+    import torch
+
+    body = _npy(p4(_object_array(["a", opener(marker)])), 2)
+    if not padded:
+        body = body[:10] + body[10:].replace(b" " * 8, b"", 1)
+        body = body[:8] + (int.from_bytes(body[8:10], "little") - 8).to_bytes(2, "little") \
+            + body[10:]
+    path = tmp_path / "model.pt"
+    torch.save({"w": torch.frombuffer(bytearray(body), dtype=torch.uint8)}, path)
+    assert fires(path, "numpy")
+    refused(path, UnsafeCheckpointError, match="np.load reads this zip as an .npz")
+
+
+def test_a_torch_storage_that_is_a_numeric_npy_still_loads(tmp_path: Path) -> None:
+    import io
+
+    import numpy as np
+    import torch
+
+    import safeload
+
+    raw = io.BytesIO()
+    np.save(raw, np.arange(3.0))
+    path = tmp_path / "model.pt"
+    t = torch.frombuffer(bytearray(raw.getvalue()), dtype=torch.uint8)
+    torch.save({"w": t}, path)
+    assert torch.equal(safeload.load(path)["w"], t)
