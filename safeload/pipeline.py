@@ -27,7 +27,7 @@ from typing import IO, TYPE_CHECKING, Any, Literal, NamedTuple
 
 from safeload_conversion.budget import BYTES_ENV, OPS_ENV, SECONDS_ENV
 
-from safeload._internal.opened import Held, InMemory, OpenedFile
+from safeload._internal.opened import Held, InMemory, OpenedFile, read_to_end
 from safeload._internal.text import get_logger
 from safeload.errors import (
     DigestMismatchError,
@@ -159,9 +159,7 @@ def open_input(f: FileLike, *, root: str | os.PathLike[str] | None = None,
     read = getattr(f, "read", None)
     if read is None:
         raise UnsupportedFormatError(f"{name}: not a path or a file object with read()")
-    data = read(MAX_STREAM_BYTES + 1)
-    if not isinstance(data, (bytes, bytearray)):
-        raise UnsupportedFormatError(f"{name}: file object did not return bytes (open it 'rb')")
+    data = read_to_end(read, name, MAX_STREAM_BYTES)
     if len(data) > MAX_STREAM_BYTES:
         raise UnsupportedFormatError(f"{name}: stream larger than {MAX_STREAM_BYTES} bytes",
                                      hint="pass a path instead of a stream")

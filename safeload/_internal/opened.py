@@ -17,10 +17,10 @@ import os
 import stat
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from safeload._internal.hashing import sha256_buffer, sha256_fd
-from safeload.errors import DirectoryPathError, UnsafePathError
+from safeload.errors import DirectoryPathError, UnsafePathError, UnsupportedFormatError
 
 
 @dataclass(frozen=True)
@@ -230,6 +230,27 @@ def _memfd_of(buf: bytes | bytearray | mmap.mmap) -> tuple[int, bool]:
         data = data[os.write(fd, data):]
     os.lseek(fd, 0, os.SEEK_SET)
     return fd, True
+
+
+def read_to_end(read: Any, name: str, limit: int) -> bytes:
+    """Every byte up to EOF (b""), at most `limit` + 1: a stream may return fewer
+    bytes than asked at any call (a raw or network stream), and the unpickler that reads it
+    goes on to the end, so one short read must not stand for the whole stream."""
+    chunks: list[bytes] = []
+    total = 0
+    while total <= limit:
+        chunk = read(limit + 1 - total)
+        if chunk is None:  # a non-blocking raw stream with nothing ready: not a file
+            raise UnsupportedFormatError(f"{name}: the stream returned no data (non-blocking)",
+                                         hint="pass a path or a blocking file object")
+        if not isinstance(chunk, (bytes, bytearray, memoryview)):
+            raise UnsupportedFormatError(
+                f"{name}: file object did not return bytes (open it 'rb')")
+        if not chunk:
+            break
+        chunks.append(bytes(chunk))
+        total += len(chunk)
+    return b"".join(chunks)
 
 
 class Held(Protocol):

@@ -17,7 +17,12 @@ import torch
 from canary_lib import Fires, Reduce
 
 import safeload
-from safeload.errors import DigestMismatchError, RevokedError, UnsafeCheckpointError
+from safeload.errors import (
+    DigestMismatchError,
+    RevokedError,
+    SafeloadError,
+    UnsafeCheckpointError,
+)
 from safeload.trust import TrustStore
 
 SECOND_LOAD = ("import torch, sys\nf = open(sys.argv[1], 'rb')\n"
@@ -107,3 +112,51 @@ def test_ledger_names_the_whole_file_for_each_object(tmp_path: Path) -> None:
     entries = [r.entry for r in read_ledger().records if r.entry is not None]
     assert [e.converted_from.sha256 for e in entries if e.converted_from] == [digest] * 2
     assert entries[0].files[0].sha256 != entries[1].files[0].sha256  # each its own object
+
+
+class _ShortReads(io.RawIOBase):
+    """A seekable raw stream that returns at most 4 KiB per call (legal for any stream)."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data, self._pos = data, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, pos: int, whence: int = 0) -> int:
+        self._pos = {0: pos, 1: self._pos + pos, 2: len(self._data) + pos}[whence]
+        return self._pos
+
+    def readinto(self, b: bytearray | memoryview) -> int:  # type: ignore[override]
+        n = min(len(b), 4096, len(self._data) - self._pos)
+        b[:n] = self._data[self._pos:self._pos + n]
+        self._pos += n
+        return n
+
+
+def test_a_stream_that_reads_short_is_read_to_its_end(tmp_path: Path, marker: Path) -> None:
+    # Hostile review A (2026-12-07), finding 3: one read() was taken for the whole stream, so
+    # safeload judged the first 64 KiB while torch.load read on to a payload after them.
+    buf = io.BytesIO()
+    torch.save({"w": torch.arange(3)}, buf)
+    tail = pickle.dumps(Reduce(open, str(marker), "w"))
+    data = buf.getvalue() + b"\0" * (8192 - len(buf.getvalue()) % 8192) + tail
+    seen: list[int] = []
+    real = safeload.pipeline.InMemory.__init__
+
+    def spy(self: object, name: str, data: bytes, **kw: object) -> None:
+        seen.append(len(data))
+        real(self, name, data, **kw)  # type: ignore[arg-type]
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(safeload.pipeline.InMemory, "__init__", spy)
+        with pytest.raises(SafeloadError):  # bytes after the archive: refused
+            safeload.load(_ShortReads(data))
+    assert seen == [len(data)]  # the whole stream, not its first read
+    assert not marker.exists()
