@@ -29,7 +29,6 @@ import math
 import mmap
 import re
 import struct
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -746,8 +745,6 @@ class PickleMachine:
         qualname = f"{module}.{name}"
         self.globals_seen.append(qualname)
         entry = self.rules.globals.get((module, name))
-        if entry is None and self.joblib_plain and _not_importable(module):
-            raise ReaderStops(f"pickle.load cannot import {module}: it stops here")
         if entry is None:
             return self.finding(
                 "global-not-allowed", f"import of {qualname} is not allowlisted", qualname
@@ -774,7 +771,7 @@ class PickleMachine:
         name = self._pop()
         module = self._pop()
         if not isinstance(module, str) or not isinstance(name, str):
-            if self.joblib_plain and not any(isinstance(x, Opaque) for x in (module, name)):
+            if self.joblib_plain and any(_surely_not_str(x) for x in (module, name)):
                 raise ReaderStops("STACK_GLOBAL requires str: pickle.load stops here")
             # pickle would raise here; but a resolvable operand is the only thing we can check,
             # so anything else is a finding (fail closed), not a silent pass.
@@ -1623,26 +1620,20 @@ _PLAIN_STOPS = ("unknown opcode", "stack underflow", "no MARK to pop to", "trunc
                 "memo index")
 
 
-def _not_importable(module: str) -> bool:
-    """No finder on this interpreter's path knows the top-level package (find_spec runs no
-    code for a top-level name): `find_class` raises ModuleNotFoundError there."""
-    import importlib.util
-
-    top = module.split(".", 1)[0]
-    if not top or top in sys.modules:
-        return False
-    try:
-        return importlib.util.find_spec(top) is None
-    except (ImportError, ValueError):
-        return False
+def _surely_not_str(value: Any) -> bool:
+    """A value that is no `str` whatever the reader (a Python 2 string may decode to one, and
+    an opaque value could be anything): CPython's STACK_GLOBAL refuses it."""
+    return value is None or isinstance(value, (bytes, memoryview, int, float, tuple, SList,
+                                               SDict, Obj, Global))
 
 
 def plain_joblib_reading(data: Buf, *, start: int = 0, end: int | None = None,
                          member: str | None = None) -> list[Finding]:
     """The findings of pickle.load (or torch.load) reading a joblib file that holds object
     arrays: after a wrapper's BUILD that reader goes on with joblib's nested pickle, in the
-    outer memo and stack. Reading stops where that reader fails for certain; anything this
-    machine cannot follow exactly is a finding (fail closed)."""
+    outer memo and stack. Reading stops where that reader fails for certain, whatever the
+    interpreter (never at an import: what imports depends on the machine that loads the
+    file); anything this machine cannot follow exactly is a finding (fail closed)."""
     vm = PickleMachine(data, start=start, end=end, member=member, joblib_plain=True)
     try:
         vm.run()
@@ -1653,7 +1644,12 @@ def plain_joblib_reading(data: Buf, *, start: int = 0, end: int | None = None,
             vm.findings.append(Finding(
                 "malformed", f"read as a plain pickle (pickle.load, torch.load): {exc}",
                 exc.offset, exc.opcode, None, member))
-    return vm.findings
+    if not vm.findings:
+        return []
+    return [Finding("polyglot", "pickle.load and torch.load run joblib's object-array pickle as "
+                    "part of the outer one (in its memo), and that reading is not plain data: "
+                    "joblib.load alone would read it safely; resave the arrays without objects",
+                    start, None, None, member), *vm.findings]
 
 
 _JOBLIB_KEYS = ("subclass", "shape", "order", "dtype", "allow_mmap")

@@ -180,9 +180,9 @@ def test_joblib_object_array_of_plain_data_loads(tmp_path: Path) -> None:
     joblib = pytest.importorskip("joblib")
     import numpy as np
 
-    joblib.dump({"o": np.array([{"k": 1}, None], dtype=object)}, tmp_path / "o.joblib")
-    out = safeload.load(tmp_path / "o.joblib")
-    assert out["o"].dtype == object and out["o"].tolist() == [{"k": 1}, None]
+    joblib.dump([np.array([{"k": 1}, None], dtype=object)], tmp_path / "o.joblib")
+    (out,) = safeload.load(tmp_path / "o.joblib")
+    assert out.dtype == object and out.tolist() == [{"k": 1}, None]
 
 
 def test_numpy_text_arrays_round_trip(tmp_path: Path) -> None:
