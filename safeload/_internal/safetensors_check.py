@@ -94,7 +94,7 @@ def parse_header(buf: Buf, path: str) -> SafetensorsHeader:
         raise bad(f"header length {n} is out of bounds")
     raw = bytes(buf[8 : 8 + n])
     try:
-        doc = strictjson.loads(raw)
+        doc = strictjson.loads(raw, unsigned=True)  # `-0` too: the crate's usize refuses it
     except (ValueError, RecursionError, UnicodeDecodeError) as exc:
         raise bad(f"header is not well-formed JSON ({exc})") from None
     if not isinstance(doc, dict):

@@ -46,9 +46,18 @@ def _lone_surrogates(obj: Any) -> bool:
     return False
 
 
-def loads(data: str | bytes) -> Any:
+def _unsigned_int(literal: str) -> int:
+    if literal.startswith("-"):
+        raise ValueError(f"the integer {literal} has a sign (an unsigned reader refuses it)")
+    return int(literal)
+
+
+def loads(data: str | bytes, *, unsigned: bool = False) -> Any:
+    """`unsigned`: every integer must be spelled without a sign (`-0` included), as a reader
+    that parses them as unsigned (serde's usize: the safetensors crate) requires."""
     text = data.decode("utf-8") if isinstance(data, bytes) else data
-    doc = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_reject_constant)
+    doc = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_reject_constant,
+                     parse_int=_unsigned_int if unsigned else None)
     if _SURROGATE_ESCAPE.search(text) and _lone_surrogates(doc):
         raise ValueError("a string holds an unpaired UTF-16 surrogate escape")
     return doc

@@ -69,6 +69,13 @@ CASES: dict[str, bytes] = {
     "lowercase-dtype": _file(_json({"a": {**_entry("a"), "dtype": "u8"}, "b": ABC["b"],
                                     "c": ABC["c"]})),
 }
+# Hostile review A (2026-12-07), finding 4: the crate parses integers as usize; `-0` is JSON
+# but no usize, so load_file refuses it where Python's json reads 0.
+CASES["negative-zero-offset"] = _file(_json(ABC).replace(b'"data_offsets": [0,',
+                                                         b'"data_offsets": [-0,', 1))
+CASES["negative-zero-dimension"] = _file(_json({"z": {"dtype": "U8", "shape": [0],
+                                                      "data_offsets": [0, 0]}, **ABC})
+                                         .replace(b'"shape": [0]', b'"shape": [-0]', 1))
 # A valid surrogate pair is one character: accepted by both.
 CASES["surrogate-pair-name"] = _file(b'{"\\ud83d\\ude00":' + _json(ABC["a"]) + b',"b":'
                                      + _json(ABC["b"]) + b',"c":' + _json(ABC["c"]) + b"}")
