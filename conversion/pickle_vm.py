@@ -1617,7 +1617,8 @@ class ReaderStops(Exception):
 
 # What pickle.load fails on for certain, so reads nothing after (the plain reading).
 _PLAIN_STOPS = ("unknown opcode", "stack underflow", "no MARK to pop to", "truncated stream",
-                "memo index")
+                "memo index", "values left on the stack at STOP",  # STOP returns, whatever
+                "STOP inside an unfinished FRAME")
 
 
 def _surely_not_str(value: Any) -> bool:

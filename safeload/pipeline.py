@@ -443,12 +443,20 @@ def materialize(admitted: Admitted, *, map_location: Any = None,
         MalformedFileError: NumPy cannot read the arrays; the file changed while loading.
         UnsupportedFormatError: a recognised format safeload does not load.
     """
+    from safeload._internal.str8 import STR8_ENCODING
+
     held = admitted.verified.held
+    # joblib.load has no `encoding`: its unpicklers decode Python 2 strings as ASCII.
+    joblib = admitted.inspection.format.endswith("joblib")
+    token = STR8_ENCODING.set("ascii") if joblib else None
     try:
         value, conversion = _materialize(admitted, map_location=map_location, mmap=mmap)
     except MapLocationError as exc:
         # torch's advice, naming the user's file (never the converted store's entry)
         raise MapLocationError(f"{held.name}: {exc}") from None
+    finally:
+        if token is not None:
+            STR8_ENCODING.reset(token)
     check_unchanged(held, admitted.verified.sha256)
     return value, conversion
 

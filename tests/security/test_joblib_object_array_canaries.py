@@ -20,7 +20,7 @@ import pytest
 from canary_lib import Fires, Op, Refused, call, g, lit, opener
 
 import safeload
-from safeload.errors import UnsafeCheckpointError
+from safeload.errors import SafeloadError, UnsafeCheckpointError
 
 _OBJECT_DTYPE = (b"cnumpy\ndtype\n" + lit(("O8", False, True)) + b"R"
                  + lit((3, "|", None, None, None, -1, -1, 63)) + b"b")
@@ -120,3 +120,21 @@ def test_an_object_array_whose_plain_reading_imports_is_refused_with_the_reason(
         pickle.loads(path.read_bytes())
     with pytest.raises(UnsafeCheckpointError, match="pickle.load and torch.load run joblib"):
         safeload.load(path)
+
+
+def test_python2_strings_in_a_joblib_file_decode_as_joblib_decodes_them(tmp_path: Path) -> None:
+    # Review C (2026-12-07): joblib.load has no `encoding` and decodes as ASCII; safeload
+    # used torch's UTF-8 default and returned 'é' where joblib fails.
+    def nested(raw: bytes) -> bytes:
+        return (b"\x80\x04" + call(g("numpy._core.multiarray", "_reconstruct"),
+                                   g("numpy", "ndarray"), (0,), b"b").b
+                + _array_state([Op(b"U" + bytes([len(raw)]) + raw)]) + b".")
+
+    ascii_path, utf8_path = tmp_path / "a.joblib", tmp_path / "u.joblib"
+    ascii_path.write_bytes(b"\x80\x02" + _wrapper(1) + nested(b"ab") + b".")
+    utf8_path.write_bytes(b"\x80\x02" + _wrapper(1) + nested("é".encode()) + b".")
+    assert safeload.load(ascii_path).tolist() == joblib.load(ascii_path).tolist() == ["ab"]
+    with pytest.raises(ValueError):
+        joblib.load(utf8_path)
+    with pytest.raises(SafeloadError, match="ascii"):
+        safeload.load(utf8_path)
