@@ -1617,8 +1617,10 @@ class ReaderStops(Exception):
 
 # What pickle.load fails on for certain, so reads nothing after (the plain reading).
 _PLAIN_STOPS = ("unknown opcode", "stack underflow", "no MARK to pop to", "truncated stream",
-                "memo index", "values left on the stack at STOP",  # STOP returns, whatever
-                "STOP inside an unfinished FRAME")
+                "memo index")
+# STOP returns whatever the stack or frame holds; a stream reader reads on from after it.
+_PLAIN_STOP_AT_STOP = ("values left on the stack at STOP", "STOP inside an unfinished FRAME")
+_PLAIN_MAX_STREAMS = 64
 
 
 def _surely_not_str(value: Any) -> bool:
@@ -1634,23 +1636,44 @@ def plain_joblib_reading(data: Buf, *, start: int = 0, end: int | None = None,
     arrays: after a wrapper's BUILD that reader goes on with joblib's nested pickle, in the
     outer memo and stack. Reading stops where that reader fails for certain, whatever the
     interpreter (never at an import: what imports depends on the machine that loads the
-    file); anything this machine cannot follow exactly is a finding (fail closed)."""
-    vm = PickleMachine(data, start=start, end=end, member=member, joblib_plain=True)
-    try:
-        vm.run()
-    except ReaderStops:
-        pass
-    except MalformedPickle as exc:
-        if not str(exc).startswith(_PLAIN_STOPS):
-            vm.findings.append(Finding(
-                "malformed", f"read as a plain pickle (pickle.load, torch.load): {exc}",
-                exc.offset, exc.opcode, None, member))
-    if not vm.findings:
+    file); at a STOP it returns, and a reader of several pickles from one stream
+    (`while True: pickle.load(f)`) starts afresh there, so the rest is read the same way.
+    Anything this machine cannot follow exactly is a finding (fail closed)."""
+    limit = len(data) if end is None else end
+    findings: list[Finding] = []
+    pos = start
+    for _ in range(_PLAIN_MAX_STREAMS):
+        vm = PickleMachine(data, start=pos, end=limit, member=member, joblib_plain=True)
+        try:
+            vm.run()
+            pos = vm.pos
+        except ReaderStops:
+            findings.extend(vm.findings)
+            break
+        except MalformedPickle as exc:
+            findings.extend(vm.findings)
+            if str(exc).startswith(_PLAIN_STOP_AT_STOP):  # STOP returned: read on from there
+                pos = exc.offset + 1
+            elif str(exc).startswith(_PLAIN_STOPS):
+                break
+            else:
+                findings.append(Finding(
+                    "malformed", f"read as a plain pickle (pickle.load, torch.load): {exc}",
+                    exc.offset, exc.opcode, None, member))
+                break
+        else:
+            findings.extend(vm.findings)
+        if findings or pos >= limit:
+            break
+    else:
+        findings.append(Finding("malformed", "more pickle streams than a plain reading follows",
+                                pos, None, None, member))
+    if not findings:
         return []
     return [Finding("polyglot", "pickle.load and torch.load run joblib's object-array pickle as "
                     "part of the outer one (in its memo), and that reading is not plain data: "
                     "joblib.load alone would read it safely; resave the arrays without objects",
-                    start, None, None, member), *vm.findings]
+                    start, None, None, member), *findings]
 
 
 _JOBLIB_KEYS = ("subclass", "shape", "order", "dtype", "allow_mmap")

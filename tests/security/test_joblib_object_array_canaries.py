@@ -138,3 +138,23 @@ def test_python2_strings_in_a_joblib_file_decode_as_joblib_decodes_them(tmp_path
         joblib.load(utf8_path)
     with pytest.raises(SafeloadError, match="ascii"):
         safeload.load(utf8_path)
+
+
+def test_bytes_after_the_nested_stop_are_read_as_a_stream_reader_reads_them(
+        tmp_path: Path, marker: Path, fires: Fires, refused: Refused) -> None:
+    # pickle.load returns at the nested pickle's STOP; `while True: pickle.load(f)` starts a
+    # fresh unpickler after it. The outer stream's continuation calls BINGET 0 . BINGET 1 with
+    # BINGET 2: OrderedDict() for joblib (the outer memo), open(marker) for that fresh reader.
+    outer = (b"\x80\x02" + lit("collections") + b"\x94" + lit("OrderedDict") + b"\x94"
+             + lit(()) + b"\x94" + b"000")
+    nested = (b"\x80\x04" + call(g("numpy._core.multiarray", "_reconstruct"),
+                                 g("numpy", "ndarray"), (0,), b"b").b
+              + _array_state(["a"]) + b".")
+    tail = (lit("builtins") + b"\x94" + lit("open") + b"\x94" + lit((str(marker), "w"))
+            + b"\x94" + b"000" + b"h\x00h\x01\x93h\x02R" + b"\x86.")
+    path = tmp_path / "model.joblib"
+    path.write_bytes(outer + _wrapper(1) + nested + tail)
+    array, ordered = joblib.load(path)
+    assert array.tolist() == ["a"] and ordered == {} and not marker.exists()
+    assert fires(path, "pickle_stream")
+    refused(path, UnsafeCheckpointError, match=r"open is not allowlisted")
