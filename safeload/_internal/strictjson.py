@@ -48,7 +48,8 @@ def _lone_surrogates(obj: Any) -> bool:
 
 def _unsigned_int(literal: str) -> int:
     if literal.startswith("-"):
-        raise ValueError(f"the integer {literal} has a sign (an unsigned reader refuses it)")
+        raise ValueError(f"the integer {literal} has a sign: sizes and offsets are non-negative, "
+                         "spelled without one")
     return int(literal)
 
 
