@@ -234,7 +234,8 @@ def load_store() -> TrustStore:
 
 
 def verify(held: Held, origin: Origin | None, *, store: TrustStore | None = None,
-           observe: bool = True, remember: bool = True, sha256: str | None = None) -> Verified:
+           observe: bool = True, remember: bool = True, sha256: str | None = None,
+           signature: Path | None = None) -> Verified:
     """Hash what is held (or reuse a memoised digest) and apply the trust store's policy.
 
     `observe=False` writes no first-use pins or signed-location records (reports, dry runs);
@@ -277,7 +278,7 @@ def verify(held: Held, origin: Origin | None, *, store: TrustStore | None = None
     # `content`: a signature's manifest check hashes the held bytes, never the path again.
     decision = check_load(Path(held.name), sha256=sha, size=held.size, store=store,
                           repo=repo, revision=revision, filename=filename, record=observe,
-                          content=memoryview(held.mapping()))
+                          content=memoryview(held.mapping()), signature=signature)
     if remember and hit is None and not strict and not held.changed():
         verify_cache.remember(key, state, sha)
     return Verified(held, origin, sha, store, decision, hit is not None)

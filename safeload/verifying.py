@@ -52,7 +52,8 @@ def verify_directory(target: PathLike, signature: PathLike | None = None, *,
     sig = Path(signature) if signature is not None else default_signature_path(root)
     store = store if store is not None else pipeline.load_store()
     result = verify_model(root, sig, trust_store=store, **verify_args)
-    weights = _admit_weights(root, result, store)
+    weights = _admit_weights(root, result, _with_given_key(store, verify_args.get("key")),
+                             sig if signature is not None else None)
     context = record_verification(root, result, store)
     return ModelVerification(result, context, weights)
 
@@ -65,8 +66,19 @@ def _signed_files(root: Path, result: VerificationResult) -> list[Path]:
     return [root / n for n in sorted(names)]
 
 
-def _admit_weights(root: Path, result: VerificationResult, store: TrustStore
-                   ) -> tuple[str, ...]:
+def _with_given_key(store: TrustStore, key: Any) -> TrustStore:
+    """The store, plus the one-off `--key` as a publisher: each weight file's admission
+    checks the same signature again, and must accept the key the caller named."""
+    if key is None:
+        return store
+    from safeload.trust import Publisher, TrustedKey
+
+    return store.with_publisher(Publisher("given-key", keys=(
+        TrustedKey.from_pem(Path(key).read_bytes()),)))
+
+
+def _admit_weights(root: Path, result: VerificationResult, store: TrustStore,
+                   signature: Path | None = None) -> tuple[str, ...]:
     admitted: list[str] = []
     for path in _signed_files(root, result):
         held = pipeline.open_input(path)
@@ -74,7 +86,8 @@ def _admit_weights(root: Path, result: VerificationResult, store: TrustStore
             ins = inspect_bytes(held.mapping(), name=held.name)
             if ins.verdict == "skipped":
                 continue  # not a weight format: the signature's digest is all there is
-            verified = pipeline.verify(held, pipeline.locate(held), store=store, observe=False)
+            verified = pipeline.verify(held, pipeline.locate(held), store=store, observe=False,
+                                       signature=signature)
             pipeline.admit(verified, "report", inspection=ins)
             admitted.append(str(path))
         finally:
