@@ -251,7 +251,10 @@ def _joblib_reading(buf: Buf, name: str) -> Finding | None:
     kind = next((k for prefix, k in _JOBLIB_PREFIXES if head.startswith(prefix)), None)
     if kind is None:
         return None
-    inflated = _inflate_leniently(kind, buf)
+    inflated = _inflate_leniently(kind, buf, _LENIENT_BOUND)
+    if len(inflated) >= _LENIENT_BOUND:  # joblib inflates on: what lies past it is unread
+        return Finding("polyglot", f"its first bytes make joblib.load read it as {kind}, and it "
+                       f"inflates past {_LENIENT_BOUND} bytes", 0, None, None, name or None)
     if not inflated or would_import(inflated, persistent_calls=True) is None:
         return None
     return Finding("polyglot", f"its first bytes make joblib.load read it as {kind}, and the "
@@ -259,30 +262,47 @@ def _joblib_reading(buf: Buf, name: str) -> Finding | None:
                    name or None)
 
 
-def _inflate_leniently(kind: str, buf: Buf) -> bytes:
-    """What a streaming decompressor yields before it stops (an error, the end or the bound):
-    a reader that unpickles as it inflates has read that much."""
-    d: Any
-    if kind == "gzip":
-        d = zlib.decompressobj(16 + zlib.MAX_WBITS)
-    elif kind == "zlib":
-        d = zlib.decompressobj()
-    elif kind == "bz2":
-        d = bz2.BZ2Decompressor()
-    elif kind == "lzma-alone":
-        d = lzma.LZMADecompressor(format=lzma.FORMAT_ALONE)
-    else:
-        d = lzma.LZMADecompressor()
+# A real safetensors header inflates to a few bytes before the stream breaks: anything that
+# inflates this far is refused, never read further (a payload may lie past any bound).
+_LENIENT_BOUND = 16 << 20
+
+
+def _inflate_leniently(kind: str, buf: Buf, bound: int) -> bytes:
+    """What a streaming decompressor yields before it stops (an error, the end or `bound`):
+    a reader that unpickles as it inflates has read that much. At the end of one stream the
+    next one is read on, as gzip.GzipFile and joblib's zlib, bz2 and lzma files read them."""
+    d = _decompressor(kind)
     out = bytearray()
     view = memoryview(buf)
-    for pos in range(0, len(view), 1 << 16):  # chunk by chunk: output up to the first error
+    pos, pending = 0, b""
+    while len(out) < bound:
+        if not pending and getattr(d, "needs_input", True):
+            if pos >= len(view):
+                break
+            pending, pos = bytes(view[pos:pos + (1 << 16)]), pos + (1 << 16)
         try:
-            out += d.decompress(bytes(view[pos:pos + (1 << 16)]), MAX_UNWRAPPED - len(out))
+            out += d.decompress(pending, bound - len(out))
         except (OSError, EOFError, zlib.error, lzma.LZMAError, ValueError):
             break
-        if len(out) >= MAX_UNWRAPPED or getattr(d, "eof", False):
-            break
+        pending = getattr(d, "unconsumed_tail", b"")
+        if d.eof:
+            pending = d.unused_data + pending
+            if not pending and pos >= len(view):
+                break
+            d = _decompressor(kind)  # the next member or stream
     return bytes(out)
+
+
+def _decompressor(kind: str) -> Any:
+    if kind == "gzip":
+        return zlib.decompressobj(16 + zlib.MAX_WBITS)
+    if kind == "zlib":
+        return zlib.decompressobj()
+    if kind == "bz2":
+        return bz2.BZ2Decompressor()
+    if kind == "lzma-alone":
+        return lzma.LZMADecompressor(format=lzma.FORMAT_ALONE)
+    return lzma.LZMADecompressor()
 
 
 def _also_a_pickle(wrapped: Inspection, buf: Buf, name: str) -> Inspection:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import struct
+import zlib
 
 _N = 0x00088B1F  # the u64 of 1f 8b 08 00 00 00 00 00: the header length
 _LOW = [b for b in range(0x40, 0x80) if b != 0x5C]  # LEN's bytes: UTF-8 lead/trail pairs
@@ -23,10 +24,18 @@ def _stored(final: int, n: int) -> bytes:
     return bytes([0x40 | final]) + struct.pack("<HH", n, n ^ 0xFFFF)
 
 
-def safetensors_gzip_polyglot(payload: bytes) -> bytes:
-    """The polyglot; `payload` is protocol-0 pickle text ending in STOP."""
+def safetensors_gzip_polyglot(payload: bytes, *, skip: int = 0) -> bytes:
+    """The polyglot; `payload` is protocol-0 pickle text ending in STOP. `skip`: that many
+    inflated bytes (a BINBYTES8 value, POPped) come before it, deflated in the tensor data."""
     tail_data = b"000" + payload  # POP the STRING and the two EMPTY_DICTs first
-    tail = b"\x01" + struct.pack("<HH", len(tail_data), len(tail_data) ^ 0xFFFF) + tail_data
+    if skip:
+        c = zlib.compressobj(9, zlib.DEFLATED, -15)
+        tail = c.compress(b"000\x8e" + struct.pack("<Q", skip))
+        for _ in range(skip >> 20):
+            tail += c.compress(bytes(1 << 20))
+        tail += c.compress(bytes(skip & ((1 << 20) - 1)) + b"0" + payload) + c.flush()
+    else:
+        tail = b"\x01" + struct.pack("<HH", len(tail_data), len(tail_data) ^ 0xFFFF) + tail_data
     m = len(tail)
     prefix = (b'S": {"dtype":"U8","shape":[%d],"data_offsets":[0,%d]}, "__metadata__": '
               b'{"p": "' % (m, m))

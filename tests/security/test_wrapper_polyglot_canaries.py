@@ -62,6 +62,32 @@ def test_safetensors_that_joblib_inflates_to_a_pickle_is_refused(
     refused(path, UnsafeCheckpointError, match="joblib.load read it as gzip")
 
 
+def test_safetensors_that_joblib_inflates_past_the_bound_is_refused(
+        tmp_path: Path, marker: Path, fires: Fires, refused: Refused) -> None:
+    # Hostile review D (2026-12-07): the payload past the inflation bound was never seen, and
+    # a prefix that stops short of any import passed. Inflating that far is refused.
+    from gzip_polyglot import safetensors_gzip_polyglot
+
+    path = tmp_path / "model.safetensors"
+    path.write_bytes(safetensors_gzip_polyglot(text_open(marker) + b".", skip=17 << 20))
+    assert fires(path, "joblib")
+    refused(path, UnsafeCheckpointError, match="inflates past")
+
+
+def test_lenient_inflation_reads_every_member_as_the_stream_readers_do() -> None:
+    import bz2
+    import gzip
+    import zlib
+
+    from safeload.inspection import _inflate_leniently
+
+    for kind, pack in (("gzip", gzip.compress), ("bz2", bz2.compress), ("xz", lzma.compress),
+                       ("zlib", zlib.compress)):
+        data = pack(b"first ") + pack(b"second")
+        assert _inflate_leniently(kind, data, 1 << 20) == b"first second", kind
+        assert len(_inflate_leniently(kind, pack(bytes(1 << 22)), 1 << 20)) == 1 << 20, kind
+
+
 def test_safetensors_whose_first_byte_is_zlibs_prefix_still_loads(tmp_path: Path) -> None:
     # joblib reads any file starting with `x` as zlib; a header length whose low byte is 0x78
     # is an ordinary safetensors file (zlib fails at once on the rest).
