@@ -38,6 +38,7 @@ from safeload_conversion.torchfile import (
 )
 from safeload_conversion.zipstrict import ZipError, read_member, read_zip
 
+from safeload._internal.joblib_reading import joblib_reading
 from safeload._internal.npyformat import NpyFormatError, NpyHeader, parse_npy
 from safeload._internal.reach import PICKLE_OPCODES, would_import
 from safeload._internal.safetensors_check import looks_like_safetensors, parse_header
@@ -205,7 +206,7 @@ def _inspect(buf: Buf, name: str, depth: int) -> Inspection:
         except MalformedFileError as exc:
             return Inspection("safetensors", "unsafe",
                               [Finding("malformed", str(exc), member=None)])
-        polyglot = _pickle_reading(buf, name) or _joblib_reading(buf, name)
+        polyglot = _pickle_reading(buf, name) or joblib_reading(buf, name)
         if polyglot is not None:
             return Inspection("safetensors", "unsafe", [polyglot])
         return Inspection("safetensors", "clean", detail=f"{len(header.tensors)} tensors")
@@ -235,74 +236,6 @@ def _inspect(buf: Buf, name: str, depth: int) -> Inspection:
     if kind == "pickle?":
         return _inspect_pickle(buf, name)
     return Inspection("unknown", "skipped", detail="not a format any model loader reads")
-
-
-# joblib's `_detect_compressor`: these first bytes alone choose a decompressor (zlib: one
-# byte), and it unpickles while it inflates, checking no trailer before a REDUCE runs.
-_JOBLIB_PREFIXES = ((b"x", "zlib"), (b"\x1f\x8b", "gzip"), (b"BZ", "bz2"),
-                    (_JOBLIB_LZMA_PREFIX, "lzma-alone"), (b"\xfd7zXZ", "xz"))
-
-
-def _joblib_reading(buf: Buf, name: str) -> Finding | None:
-    """A file of another format (safetensors) whose first bytes make joblib.load decompress
-    it: what the inflated prefix would do to joblib's unpickler. A prefix that inflates to
-    nothing that reaches an import cannot run code; anything else is a polyglot."""
-    head = bytes(buf[:8])
-    kind = next((k for prefix, k in _JOBLIB_PREFIXES if head.startswith(prefix)), None)
-    if kind is None:
-        return None
-    inflated = _inflate_leniently(kind, buf, _LENIENT_BOUND)
-    if len(inflated) >= _LENIENT_BOUND:  # joblib inflates on: what lies past it is unread
-        return Finding("polyglot", f"its first bytes make joblib.load read it as {kind}, and it "
-                       f"inflates past {_LENIENT_BOUND} bytes", 0, None, None, name or None)
-    if not inflated or would_import(inflated, persistent_calls=True) is None:
-        return None
-    return Finding("polyglot", f"its first bytes make joblib.load read it as {kind}, and the "
-                   "inflated bytes are a pickle that reaches an import", 0, None, None,
-                   name or None)
-
-
-# A real safetensors header inflates to a few bytes before the stream breaks: anything that
-# inflates this far is refused, never read further (a payload may lie past any bound).
-_LENIENT_BOUND = 16 << 20
-
-
-def _inflate_leniently(kind: str, buf: Buf, bound: int) -> bytes:
-    """What a streaming decompressor yields before it stops (an error, the end or `bound`):
-    a reader that unpickles as it inflates has read that much. At the end of one stream the
-    next one is read on, as gzip.GzipFile and joblib's zlib, bz2 and lzma files read them."""
-    d = _decompressor(kind)
-    out = bytearray()
-    view = memoryview(buf)
-    pos, pending = 0, b""
-    while len(out) < bound:
-        if not pending and getattr(d, "needs_input", True):
-            if pos >= len(view):
-                break
-            pending, pos = bytes(view[pos:pos + (1 << 16)]), pos + (1 << 16)
-        try:
-            out += d.decompress(pending, bound - len(out))
-        except (OSError, EOFError, zlib.error, lzma.LZMAError, ValueError):
-            break
-        pending = getattr(d, "unconsumed_tail", b"")
-        if d.eof:
-            pending = d.unused_data + pending
-            if not pending and pos >= len(view):
-                break
-            d = _decompressor(kind)  # the next member or stream
-    return bytes(out)
-
-
-def _decompressor(kind: str) -> Any:
-    if kind == "gzip":
-        return zlib.decompressobj(16 + zlib.MAX_WBITS)
-    if kind == "zlib":
-        return zlib.decompressobj()
-    if kind == "bz2":
-        return bz2.BZ2Decompressor()
-    if kind == "lzma-alone":
-        return lzma.LZMADecompressor(format=lzma.FORMAT_ALONE)
-    return lzma.LZMADecompressor()
 
 
 def _also_a_pickle(wrapped: Inspection, buf: Buf, name: str) -> Inspection:
@@ -454,8 +387,9 @@ def _npz_readings(buf: Buf, members: list[Any], name: str, depth: int) -> list[F
             out.append(Finding("archive", str(exc), member=label))
             continue
         inner = _inspect_npy(data, label, depth)
-        if any(f.code != "malformed" for f in inner.findings) or \
-                inner.format.startswith("npy+"):
+        # Only a clean numeric array is harmless: np.load's reading of a header we call
+        # malformed may still be an object dtype (`'object'`, unpadded: numpy reads it).
+        if inner.verdict != "clean" or inner.format != "numpy":
             out.append(Finding("polyglot", "np.load reads this zip as an .npz, and this member "
                                "as an .npy array it unpickles", member=label))
             out.extend(inner.findings)

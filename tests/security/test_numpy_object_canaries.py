@@ -203,3 +203,19 @@ def test_a_torch_storage_that_is_a_numeric_npy_still_loads(tmp_path: Path) -> No
     t = torch.frombuffer(bytearray(raw.getvalue()), dtype=torch.uint8)
     torch.save({"w": t}, path)
     assert torch.equal(safeload.load(path)["w"], t)
+
+
+@pytest.mark.parametrize("descr", ["object", "object_", "|O"])
+def test_a_torch_storage_that_is_an_unpadded_object_npy_is_refused(
+        descr: str, tmp_path: Path, marker: Path, fires: Fires, refused: Refused) -> None:
+    # Hostile review D (2026-12-07): an unpadded header spelling the object dtype as
+    # 'object' was "malformed only" to safeload, and numpy reads it (padding is not checked).
+    import torch
+
+    header = f"{{'descr': '{descr}', 'fortran_order': False, 'shape': (2,), }}\n".encode()
+    body = (b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header
+            + p4(_object_array(["a", opener(marker)])))
+    path = tmp_path / "model.pt"
+    torch.save({"w": torch.frombuffer(bytearray(body), dtype=torch.uint8)}, path)
+    assert fires(path, "numpy")
+    refused(path, UnsafeCheckpointError, match="np.load reads this zip as an .npz")

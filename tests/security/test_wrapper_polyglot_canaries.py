@@ -79,7 +79,7 @@ def test_lenient_inflation_reads_every_member_as_the_stream_readers_do() -> None
     import gzip
     import zlib
 
-    from safeload.inspection import _inflate_leniently
+    from safeload._internal.joblib_reading import inflate_leniently as _inflate_leniently
 
     for kind, pack in (("gzip", gzip.compress), ("bz2", bz2.compress), ("xz", lzma.compress),
                        ("zlib", zlib.compress)):
