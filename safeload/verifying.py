@@ -52,8 +52,12 @@ def verify_directory(target: PathLike, signature: PathLike | None = None, *,
     sig = Path(signature) if signature is not None else default_signature_path(root)
     store = store if store is not None else pipeline.load_store()
     result = verify_model(root, sig, trust_store=store, **verify_args)
+    # The admission re-checks an explicit signature with the store plus a one-off key; other
+    # one-off anchors (a certificate chain, an identity) are not in the store's terms yet.
+    one_off = any(verify_args.get(k) for k in ("certificate_chain", "identity",
+                                               "identity_provider", "sigstore_root"))
     weights = _admit_weights(root, result, _with_given_key(store, verify_args.get("key")),
-                             sig if signature is not None else None)
+                             sig if signature is not None and not one_off else None)
     context = record_verification(root, result, store)
     return ModelVerification(result, context, weights)
 
