@@ -40,7 +40,6 @@ from typing import TYPE_CHECKING, Any
 from safeload._internal.opened import OpenedFile
 from safeload._internal.text import get_logger, safe_text
 from safeload.errors import (
-    DigestMismatchError,
     MalformedFileError,
     SafeloadError,
     UnsafeCheckpointError,
@@ -318,23 +317,17 @@ def _verified_bytes(src: _Source, path: Path, limit: int) -> bytes:
         RefusedError: the trust store refuses the file (see `trust.check_load`).
     """
     from safeload import pipeline
-    from safeload.trust import check_load
 
     with src.open(path) as f:
         if f.size > limit:
             raise MalformedFileError(f"{safe_text(path)}: larger than {limit} bytes",
                                      hint="fetch the file again from its source")
-        data = bytes(f.mapping())  # a private copy: what is checked is what is parsed
-        origin = pipeline.locate(f, src.hub_file(path))
-        named = pipeline.blob_digest(f)
-    sha = hashlib.sha256(data).hexdigest()
-    if named is not None and named != sha:
-        raise DigestMismatchError(safe_text(path), f"sha256:{named} (its cache blob name)",
-                                  f"sha256:{sha}")
-    repo, revision, filename = origin if origin is not None else (None, None, None)
-    # record=False: no first-use pin or signed-location record for a file that is not weights.
-    check_load(path, sha256=sha, size=len(data), store=pipeline.load_store(), repo=repo,
-               revision=revision, filename=filename, record=False, content=data)
+        f.copy_privately()  # what is checked is what is parsed, in every mode
+        data = bytes(f.mapping())
+        # observe=False: no first-use pin or signed-location record for a file that is not
+        # weights; the digest is of the copy (never the verification cache's).
+        pipeline.verify(f, pipeline.locate(f, src.hub_file(path)), observe=False,
+                        remember=False, sha256=hashlib.sha256(data).hexdigest())
     return data
 
 
