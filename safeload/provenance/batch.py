@@ -13,6 +13,12 @@ hence `safeload provenance verify|list|show|export`, calls `flush`). The first e
 writes to a ledger is written at once, so an unwritable ledger is reported to the load that hit
 it.
 
+Two locks: `_LOCK` guards the queues and is held only for moments; `_IO` lets one batch be
+written at a time. The timer and a full queue write with `_LOCK` released, so loads in other
+threads go on queueing during the write and its fdatasync (a load counted against an entry
+whose line is in flight becomes a tally of it once the line has its seq). Strict mode, a
+process's first entry and exit write holding both: their caller waits for the write anyway.
+
 Lines (v2; `ledger` checks their shape, `read` their references):
 - session: `{"session": {"id", "pid", "python", "safeload_version", "started"}}`, written once
   per process and ledger, before the process's first entry. What does not change within a
@@ -77,6 +83,7 @@ class _Item:
     payload: dict[str, Any]  # compact, without time-independent session fields
     n: int = 1
     seq: int | None = None  # once written
+    n_written: int = 0  # the `n` its line carries, fixed when its batch is composed
 
 
 @dataclass
@@ -94,7 +101,8 @@ class _Writer:
     warned: set[str] = field(default_factory=set)
 
 
-_LOCK = threading.RLock()
+_LOCK = threading.RLock()  # the queues; held only for moments, never across file I/O
+_IO = threading.RLock()  # one batch written at a time; taken before _LOCK, never inside it
 _WAKE = threading.Event()
 _writers: dict[Path, _Writer] = {}
 _thread: threading.Thread | None = None
@@ -293,16 +301,36 @@ def record_again(directory: Path, key: bytes) -> bool:
     return True
 
 
-def _flush_writer(w: _Writer) -> str | None:
-    """Write `w`'s queue as one batch; the new head digest. The caller holds _LOCK.
+@dataclass
+class _Batch:
+    """A queue taken off its writer, to be written while loads go on queueing."""
 
-    Raises:
-        ProvenanceError: the batch could not be written (it is dropped: the caller reports it).
-    """
+    writer: _Writer
+    queue: list[_Item]
+    tally: dict[int, int]
+    tally_time: str
+
+    @property
+    def loads(self) -> int:
+        return sum(item.n for item in self.queue) + sum(self.tally.values())
+
+
+def _detach(w: _Writer) -> _Batch | None:
+    """Take `w`'s queue for writing; the caller holds _IO and _LOCK."""
     if not w.queue and not w.tally:
         return None
-    queue, tally, tally_time = w.queue, w.tally, w.tally_time
+    batch = _Batch(w, w.queue, w.tally, w.tally_time)
     w.queue, w.tally, w.oldest = [], {}, 0.0
+    for item in batch.queue:
+        item.n_written = item.n
+    return batch
+
+
+def _write(batch: _Batch) -> tuple[int, str, list[tuple[str, _Item | None]]]:
+    """Write `batch` as one append (the caller holds _IO, and _LOCK or not): (last seq, head
+    digest, what each line was). Reads only the batch and the writer's session, which nothing
+    changes while _IO is held."""
+    w = batch.writer
     layout: list[tuple[str, _Item | None]] = []
 
     def compose(first: int) -> list[dict[str, Any]]:
@@ -313,31 +341,83 @@ def _flush_writer(w: _Writer) -> str | None:
             session_seq = first
             bodies.append({"session": w.session})
             layout.append(("session", None))
-        for item in queue:
+        for item in batch.queue:
             body: dict[str, Any] = {"entry": item.payload, "s": session_seq}
-            if item.n > 1:
-                body["n"] = item.n
+            if item.n_written > 1:
+                body["n"] = item.n_written
             bodies.append(body)
             layout.append(("entry", item))
-        if tally:
-            bodies.append({"tally": [[k, v] for k, v in sorted(tally.items())],
-                           "s": session_seq, "time": tally_time})
+        if batch.tally:
+            bodies.append({"tally": [[k, v] for k, v in sorted(batch.tally.items())],
+                           "s": session_seq, "time": batch.tally_time})
             layout.append(("tally", None))
         return bodies
 
-    try:
-        last, digest = _ledger.append_lines(w.directory, compose, version=_ledger.LINE_VERSION_2)
-    except ProvenanceError:
-        lost = {id(item) for item in queue}  # a repeat must not count against an unwritten entry
+    last, digest = _ledger.append_lines(w.directory, compose, version=_ledger.LINE_VERSION_2)
+    return last, digest, layout
+
+
+def _settle(batch: _Batch, written: tuple[int, str, list[tuple[str, _Item | None]]] | None
+            ) -> None:
+    """After the write (the caller holds _LOCK): give the lines their seqs, and turn the loads
+    counted against an entry while its line was being written into a tally of it. After a
+    failure, forget the lost entries: a repeat must not count against an unwritten entry."""
+    w = batch.writer
+    if written is None:
+        lost = {id(item) for item in batch.queue}
         w.seen = {k: v for k, v in w.seen.items() if id(v) not in lost}
-        raise
+        return
+    last, _, layout = written
     first = last - len(layout) + 1
-    for offset, (kind, written) in enumerate(layout):
+    for offset, (kind, item) in enumerate(layout):
         if kind == "session":
             w.session_seq = first + offset
-        elif written is not None:
-            written.seq = first + offset
-    return digest
+        elif item is not None:
+            item.seq = first + offset
+            late = item.n - item.n_written
+            if late > 0:
+                w.tally[item.seq] = w.tally.get(item.seq, 0) + late
+                w.tally_time = utc_now()  # (those loads were before now)
+                if w.oldest == 0.0:
+                    w.oldest = time.monotonic()
+
+
+def _flush_writer(w: _Writer) -> str | None:
+    """Write `w`'s queue as one batch, holding _LOCK throughout (the caller holds _IO and
+    _LOCK): for the writes a caller waits for anyway (strict mode, a process's first entry,
+    exit). The new head digest.
+
+    Raises:
+        ProvenanceError: the batch could not be written (it is dropped: the caller reports it).
+    """
+    batch = _detach(w)
+    if batch is None:
+        return None
+    try:
+        written = _write(batch)
+    except ProvenanceError:
+        _settle(batch, None)
+        raise
+    _settle(batch, written)
+    return written[1]
+
+
+def _flush_aside(w: _Writer, *, stacklevel: int) -> None:
+    """Write `w`'s queue with _LOCK released during the write and sync, so loads in other
+    threads go on queueing (the timer, and a full queue). The caller holds _IO, not _LOCK."""
+    with _LOCK:
+        batch = _detach(w)
+    if batch is None:
+        return
+    try:
+        written = _write(batch)
+    except ProvenanceError as exc:
+        with _LOCK:
+            _settle(batch, None)
+            _report(w, exc, batch.loads, stacklevel=stacklevel + 1)
+        return
+    with _LOCK:
+        _settle(batch, written)
 
 
 def _report(w: _Writer, exc: ProvenanceError, lost: int, *, stacklevel: int) -> None:
@@ -365,7 +445,7 @@ def flush(directory: Path | None = None) -> None:
 
     A failure is warned about (once per folder and reason) and the queued entries are dropped.
     """
-    with _LOCK:
+    with _IO, _LOCK:
         targets = list(_writers.values()) if directory is None else [
             w for d, w in _writers.items() if d == directory]
         for w in targets:
@@ -377,15 +457,15 @@ def _run() -> None:
     while True:
         _WAKE.wait()
         time.sleep(min(FLUSH_SECONDS, 0.05))  # short slices: FLUSH_SECONDS may change
-        with _LOCK:
-            waiting = False
-            for w in list(_writers.values()):
-                if w.oldest and time.monotonic() - w.oldest >= FLUSH_SECONDS:
-                    _try_flush(w, stacklevel=2)
-                elif w.oldest:
-                    waiting = True
-            if not waiting:
-                _WAKE.clear()  # under _LOCK, as `record_or_warn` sets it: no wake-up is lost
+        with _IO:
+            with _LOCK:
+                now = time.monotonic()
+                due = [w for w in _writers.values()
+                       if w.oldest and now - w.oldest >= FLUSH_SECONDS]
+                if not due and not any(w.oldest for w in _writers.values()):
+                    _WAKE.clear()  # under _LOCK, as `record_or_warn` sets it: none is lost
+            for w in due:
+                _flush_aside(w, stacklevel=2)
 
 
 def _start() -> None:
@@ -430,31 +510,48 @@ def record_or_warn(entry: ProvenanceEntry | Mapping[str, Any], *, strict: bool,
     directory = ledger if ledger is not None else paths.ledger_dir()
     with _LOCK:
         w = _writer(directory)
+        wait = strict or w.session_seq is None
+        if not wait:
+            key = _enqueue(w, payload)
+            if receipt is not None:
+                receipt.append((directory, key))
+            _start()
+            _WAKE.set()
+            if len(w.queue) < FLUSH_COUNT:
+                return None
+    if not wait:  # a full queue: written by this thread, loads in others go on queueing
+        with _IO:
+            _flush_aside(w, stacklevel=3)
+        return None
+    # The caller waits for this write (strict mode, or the process's first entry, which tells
+    # the load whether the ledger can be written): with _IO taken first, no batch is in flight,
+    # so this entry is in the batch written here, and the session record is written once.
+    with _IO, _LOCK:
         key = _enqueue(w, payload)
         if receipt is not None:
             receipt.append((directory, key))
-        now = strict or w.session_seq is None or len(w.queue) >= FLUSH_COUNT
-        if not now:
-            _start()
-            _WAKE.set()
-            return None
         head = _flush_writer(w) if strict else _try_flush(w, stacklevel=3)  # strict raises
         _start()
         return head
 
 
 def _before_fork() -> None:
+    # _IO too: a fork during a write would leave the child holding the ledger's thread lock
+    # and a copy of the flock'ed descriptor.
+    _IO.acquire()
     _LOCK.acquire()
 
 
 def _after_fork_parent() -> None:
     _LOCK.release()
+    _IO.release()
 
 
 def _after_fork_child() -> None:
     """A child has no thread, owns none of the parent's queue, and opens its own session."""
-    global _LOCK, _WAKE, _thread, _registered
+    global _LOCK, _IO, _WAKE, _thread, _registered
     _LOCK = threading.RLock()
+    _IO = threading.RLock()
     _WAKE = threading.Event()
     _thread = None
     _writers.clear()

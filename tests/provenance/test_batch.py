@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 import warnings
 from pathlib import Path
@@ -130,6 +131,59 @@ def test_strict_entry_is_durable_before_record_or_warn_returns(slow_timer: None,
     assert [line["entry"]["source"]["path"] for line in lines if "entry" in line] == [  # type: ignore[index]
         "/data/shard-00000.pt", "/data/shard-00001.pt", "/data/shard-00002.pt"]
     assert lines[-1]["digest"] == head
+
+
+def _hold_writes(monkeypatch: pytest.MonkeyPatch) -> tuple[threading.Event, threading.Event]:
+    """A fault hook that stops each batch write after its lock is taken, until released."""
+    started, release = threading.Event(), threading.Event()
+
+    def hook(step: str) -> None:
+        if step == "locked" and threading.current_thread() is not threading.main_thread():
+            started.set()
+            assert release.wait(10), "the test never released the write"
+
+    monkeypatch.setattr(ledger, "_fault_hook", hook)
+    return started, release
+
+
+def test_loads_go_on_queueing_while_a_batch_is_written(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The timer's write and sync used to run under the queue's lock: every load in the loop
+    # waited for the fdatasync.
+    record_or_warn(_entry(0), strict=False)  # the first entry, at once (main thread)
+    started, release = _hold_writes(monkeypatch)
+    record_or_warn(_entry(1), strict=False)
+    assert started.wait(5), "the timer never started a write"
+    done = threading.Event()
+
+    def load() -> None:
+        for i in range(2, 40):
+            record_or_warn(_entry(i), strict=False)
+        done.set()
+
+    threading.Thread(target=load, daemon=True).start()
+    assert done.wait(5), "loads waited for the write in flight"
+    release.set()
+    state = read_ledger()
+    assert state.report.ok and state.report.loads == 40
+    assert [r.entry.source.path for r in state.records if r.entry] == [
+        f"/data/shard-{i:05d}.pt" for i in range(40)]
+
+
+def test_repeats_of_an_entry_whose_line_is_being_written_are_counted(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    record_or_warn(_entry(0), strict=False)
+    started, release = _hold_writes(monkeypatch)
+    record_or_warn(_entry(5), strict=False)
+    assert started.wait(5)
+    receipt: list[tuple[Path, bytes]] = []
+    for _ in range(3):  # while entry 5's line, saying n=1, is in flight
+        record_or_warn(_entry(5), strict=False, receipt=receipt)
+    assert batch.record_again(*receipt[0])
+    release.set()
+    state = read_ledger()  # (flushes, after the write in flight)
+    assert state.report.ok and state.report.loads == 6
+    assert [(r.entry.source.path, r.count) for r in state.records if r.entry] == [
+        ("/data/shard-00000.pt", 1), ("/data/shard-00005.pt", 5)]
 
 
 def test_strict_failure_raises_and_default_warns_once_per_ledger(tmp_path: Path) -> None:
