@@ -292,7 +292,7 @@ def window(verified: Verified, start: int, end: int) -> Verified:
 
     held = verified.held
     part = InMemory(held.name, bytes(held.mapping()[start:end]))
-    check_unchanged(held, verified.sha256)
+    check_unchanged(held)  # a copy: no rename-over excuse
     return Verified(part, verified.origin, part.sha256(), verified.store, verified.decision,
                     False, whole=verified.whole or (verified.sha256, held.size))
 
@@ -453,12 +453,15 @@ def materialize(admitted: Admitted, *, map_location: Any = None,
     try:
         value, conversion = _materialize(admitted, map_location=map_location, mmap=mmap)
     except MapLocationError as exc:
-        # torch's advice, naming the user's file (never the converted store's entry)
-        raise MapLocationError(f"{held.name}: {exc}") from None
+        raise MapLocationError(f"{held.name}: {exc}") from None  # naming the user's file
     finally:
         if token is not None:
             STR8_ENCODING.reset(token)
-    check_unchanged(held, admitted.verified.sha256)
+    # A re-hash tells a rename-over from a write only where the result reads the held file
+    # (its mapping; a conversion checked against it), never for copies (review E).
+    fmt, sha = admitted.inspection.format, admitted.verified.sha256
+    reads = admitted.is_pickle or (fmt == "safetensors" and mmap is not False)
+    check_unchanged(held, sha if reads else None)
     return value, conversion
 
 
@@ -529,8 +532,8 @@ def convert_to(admitted: Admitted, destination: Path | None, *, overwrite: bool 
 
 
 def check_unchanged(held: Held, sha256: str | None = None) -> None:
-    """Refuse bytes a writer modified in place while they were used (`sha256`: the digest
-    verified, which lets a rename-over or unlink be told from a write)."""
+    """Refuse bytes a writer modified in place while they were used (`sha256`: see
+    `OpenedFile.changed`)."""
     if held.changed(sha256):
         raise MalformedFileError(f"{held.name}: the file was modified while it was being loaded",
                                  hint="load it again once the writer has finished")
@@ -609,7 +612,6 @@ def load_held(held: Held, *, map_location: Any = None, mmap: bool | None = None,
 
 def _count_again(memo: Any) -> bool:
     from safeload.provenance import record_again
-
     return bool(record_again(*memo.receipt))
 
 

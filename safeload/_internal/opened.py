@@ -147,7 +147,9 @@ class OpenedFile:
         inode; a user cannot set it back): changed, unless the link count went DOWN (the name was
         renamed over or unlinked, as a re-download does) and the held bytes still hash to
         `sha256`, the digest that was verified. A link count that went up is no excuse: an
-        in-place writer can restore mtime and add a hard link.
+        in-place writer can restore mtime and add a hard link. Pass `sha256` only when what the
+        load returns reads the held file itself: a writer can write, let a copy be taken,
+        restore the bytes and unlink a spare hard link, and the re-hash then proves nothing.
         """
         st = os.fstat(self.fd)
         now = FileIdentity.of(st)

@@ -208,3 +208,60 @@ def test_a_rename_over_the_path_during_a_load_still_serves_the_verified_bytes(
 
     monkeypatch.setattr(stages, "inspect_bytes", rename_over)
     assert torch.equal(safeload.load(d / "model.safetensors")["w"], torch.arange(6.0))
+
+
+@pytest.mark.parametrize("how", ["mmap=False", "guard"])
+def test_a_copy_taken_between_a_write_and_its_undo_is_refused_though_a_link_was_dropped(
+        how: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Review E (issue 9, check-to-use): a ctime change with the link count down was excused
+    # when the file hashed to the verified digest again. A writer with a spare hard link wrote
+    # forged bytes after the hash, let the copy be taken, wrote the genuine bytes back, restored
+    # mtime and unlinked the spare link: a signed load returned the forged tensors.
+    from safeload._internal.opened import OpenedFile
+    from safeload.errors import MalformedFileError
+
+    d = _model(tmp_path)
+    f = d / "model.safetensors"
+    sign_model(d, private_key_pem_path=KEYS / "p256.priv.pem")
+    _trust_p256()
+    data = f.read_bytes()
+    genuine = torch.arange(6.0).numpy().tobytes()
+    at = data.index(genuine)
+    os.link(f, tmp_path / "spare")
+    st0 = os.stat(f)
+    real_sha, real_changed = OpenedFile.sha256, OpenedFile.changed
+    state = {"forged": False, "undone": False}
+
+    def write(chunk: bytes) -> None:
+        fd = os.open(f, os.O_WRONLY)
+        try:
+            os.pwrite(fd, chunk, at)
+        finally:
+            os.close(fd)
+
+    def hash_then_forge(self: OpenedFile) -> str:
+        digest = real_sha(self)
+        if not state["forged"]:
+            state["forged"] = True
+            write(b"\x00" * len(genuine))
+        return digest
+
+    def undo_then_check(self: OpenedFile, sha256: str | None = None) -> bool:
+        if state["forged"] and not state["undone"]:
+            state["undone"] = True
+            write(genuine)
+            os.utime(f, ns=(st0.st_atime_ns, st0.st_mtime_ns))
+            os.unlink(tmp_path / "spare")
+        return real_changed(self, sha256)
+
+    monkeypatch.setattr(OpenedFile, "sha256", hash_then_forge)
+    monkeypatch.setattr(OpenedFile, "changed", undo_then_check)
+    with pytest.raises(MalformedFileError, match="modified while it was being loaded"):
+        if how == "guard":
+            import safetensors.torch
+
+            with safeload.guard():
+                safetensors.torch.load_file(str(f))
+        else:
+            safeload.load(f, mmap=False)
+    assert state["undone"] and f.read_bytes() == data  # the writer's trace is gone
