@@ -296,10 +296,9 @@ def _serve(f: Any, framework: str, device: Any, backend: str | None, what: str) 
     check_device(device)
     if backend is not None and backend not in BACKENDS:
         raise safetensor_error(f"backend {backend} is invalid")
-    held, header, _ = _held_safetensors(f, what)
-    # Tensors are copied out: no rename-over excuse, a re-hash would not cover the copies.
-    return SafeOpen(held, header, framework, device,
-                    after_read=functools.partial(pipeline.check_unchanged, held))
+    held, header, sha = _held_safetensors(f, what)
+    return SafeOpen(held, header, framework, device, after_read=lambda copies_match: (
+        pipeline.check_unchanged(held, sha, copies_match=copies_match)))
 
 
 def _with_backend(backend: str | None) -> dict[str, Any]:

@@ -41,6 +41,8 @@ from safeload.errors import (
 from safeload.inspection import Inspection, describe, inspect_bytes
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from safeload._internal.converter import Converted
     from safeload._internal.hubpath import HubFile
     from safeload._internal.record import ModelContext
@@ -110,8 +112,7 @@ class Admitted:
         return self.inspection.format in PICKLE_FORMATS
 
 
-# --------------------------------------------------------------------------------------------
-# 1. open
+# 1. open ------------------------------------------------------------------------------------------
 
 
 def plain_file(f: object) -> bool:
@@ -166,8 +167,7 @@ def open_input(f: FileLike, *, root: str | os.PathLike[str] | None = None,
     return InMemory(name, data)
 
 
-# --------------------------------------------------------------------------------------------
-# 2. locate and verify
+# 2. locate and verify -----------------------------------------------------------------------------
 
 
 def locate(held: Held, hub: HubFile | None = None) -> Origin | None:
@@ -252,19 +252,18 @@ def verify(held: Held, origin: Origin | None, *, store: TrustStore | None = None
 
     store = store if store is not None else load_store()
     repo, revision, filename = origin if origin is not None else (None, None, None)
-    key = held.memo_key
+    key, strict = held.memo_key, store.policy.mode == "strict"
+    if strict:
+        # Strict mode trusts no stamp (a dirty shared page takes writes without a new mtime):
+        # the bytes are copied once, hashed, and every later stage uses that very copy.
+        held.copy_privately()
+        sha256 = None if key is not None else sha256
     if key is None:  # bytes without a file: every check that applies to bytes
         sha = sha256 or held.sha256()
         decision = check_bytes(held.name, sha256=sha, store=store, repo=repo, revision=revision,
                                anonymous=getattr(held, "anonymous", False))
         return Verified(held, origin, sha, store, decision, False)
     state = store.state_digest()
-    strict = store.policy.mode == "strict"
-    if strict and hasattr(held, "copy_privately"):
-        # Strict mode trusts no stamp (a dirty shared page takes writes without a new mtime):
-        # the bytes are copied once, hashed, and every later stage uses that very copy.
-        held.copy_privately()
-        sha256 = None
     hit = verify_cache.lookup(key, state) if sha256 is None and not strict else None
     sha = hit or sha256 or held.sha256()
     named = blob_digest(held)
@@ -323,8 +322,7 @@ def _log_warnings(decision: TrustDecision, sha256: str) -> None:
             _logger.warning("%s", w)
 
 
-# --------------------------------------------------------------------------------------------
-# 3. admit
+# 3. admit -----------------------------------------------------------------------------------------
 
 
 def admit(verified: Verified, purpose: Purpose, *,
@@ -431,8 +429,7 @@ def refuse_if_unsafe(name: str, ins: Inspection) -> None:
                                     findings=tuple(ins.findings))
 
 
-# --------------------------------------------------------------------------------------------
-# 4. materialize
+# 4. materialize -----------------------------------------------------------------------------------
 
 
 def materialize(admitted: Admitted, *, map_location: Any = None,
@@ -489,7 +486,7 @@ def _materialize(admitted: Admitted, *, map_location: Any, mmap: bool | None
         from safeload._internal.converter import convert_opened, load_converted
         from safeload._internal.opened import InMemory
 
-        inner = InMemory(name, bytes(ins.members[0][1].unwrapped))
+        inner = InMemory(name, bytes(ins.members[0][1].unwrapped), strict=held.private)
         conversion = convert_opened(name, inner)
         value = load_converted(conversion, map_location=map_location, mmap=mmap)
     elif admitted.is_pickle:
@@ -531,16 +528,16 @@ def convert_to(admitted: Admitted, destination: Path | None, *, overwrite: bool 
     return conv
 
 
-def check_unchanged(held: Held, sha256: str | None = None) -> None:
+def check_unchanged(held: Held, sha256: str | None = None,
+                    copies_match: Callable[[], bool] | None = None) -> None:
     """Refuse bytes a writer modified in place while they were used (`sha256`: see
-    `OpenedFile.changed`)."""
-    if held.changed(sha256):
+    `OpenedFile.changed`; `copies_match`: the copies made equal the held bytes now)."""
+    if held.changed(None) and (held.changed(sha256) or (copies_match and not copies_match())):
         raise MalformedFileError(f"{held.name}: the file was modified while it was being loaded",
                                  hint="load it again once the writer has finished")
 
 
-# --------------------------------------------------------------------------------------------
-# 5. record
+# 5. record ----------------------------------------------------------------------------------------
 
 
 def record(admitted: Admitted, action: Action, conversion: Converted | None = None, *,

@@ -49,6 +49,9 @@ class Converted:
     report: dict[str, Any]
     source_sha256: str
     cache_hit: bool
+    # Strict mode: the private copy of the output that was validated, which the tensors are
+    # built from (the store entry is never read again by path).
+    data: bytearray | None = None
 
     def output_record(self) -> tuple[str, str, int]:
         """(path, sha256, size) of the safetensors file, as the parent measured it."""
@@ -81,14 +84,20 @@ PARALLEL_HASH_MIN = 4 << 20  # outputs from this size are hashed on the other co
 
 
 def _validate_output(out: Path, source: Held, source_sha256: str, *, measure: bool,
-                     reading: Any = None) -> tuple[SafetensorsHeader, str | None]:
+                     reading: Any = None
+                     ) -> tuple[SafetensorsHeader, str | None, bytearray | None]:
     """Check the child's file against the output the parent derives from the held source
     (`expected.py`; `reading`: the parent's inspection of those bytes): nothing the child
     reported is believed. With `measure`, also the file's sha256 (for the provenance record),
-    computed on the other core while the bytes are compared.
-    """
+    computed on the other core while the bytes are compared. A private source (strict mode)
+    gets a private copy of the output, validated and returned: what is used is what was
+    compared, whatever a writer of the store entry does (a dirty shared mapping changes no
+    stamp)."""
     with OpenedFile.open(out) as f:
+        if source.private:
+            f.copy_privately()
         buf = f.mapping()
+        data = buf if isinstance(buf, bytearray) else None
         try:
             header = parse_header(buf, str(out))
         except MalformedFileError as exc:
@@ -103,11 +112,11 @@ def _validate_output(out: Path, source: Held, source_sha256: str, *, measure: bo
 
         if not measure or f.size < PARALLEL_HASH_MIN:  # a thread costs more than a small hash
             check()
-            return header, f.sha256() if measure else None
+            return header, f.sha256() if measure else None, data
         with ThreadPoolExecutor(1) as pool:
             whole: Future[str] = pool.submit(f.sha256)
             check()
-            return header, whole.result()
+            return header, whole.result(), data
 
 
 def _mismatch(out: Path, detail: str) -> ConversionError:
@@ -208,15 +217,16 @@ def _cached(final: Path, held: Held, source_sha256: str,
         return None
     try:
         state = _entry_state(final, held, source_sha256)
-        seen = _validated.get(state) if state is not None else None
+        # Strict mode takes no stamp-keyed shortcut: stamps miss a dirty shared mapping.
+        seen = _validated.get(state) if state is not None and not held.private else None
         if seen is not None:
             return seen
         report = strictjson.loads((final / REPORT_NAME).read_bytes())
         if not isinstance(report, dict):
             raise ValueError("report is not an object")
-        header, _ = _validate_output(final / OUTPUT_NAME, held, source_sha256, measure=False,
-                                     reading=reading)
-        hit = Converted(final / OUTPUT_NAME, header, report, source_sha256, True)
+        header, _, data = _validate_output(final / OUTPUT_NAME, held, source_sha256,
+                                           measure=False, reading=reading)
+        hit = Converted(final / OUTPUT_NAME, header, report, source_sha256, True, data)
         if state is not None and _entry_state(final, held, source_sha256) == state:
             _remember_state(state, hit)
         return hit
@@ -230,7 +240,7 @@ def existing_output(out: Path, held: Held, source_sha256: str) -> Converted | No
     """A file already at `out` (a bulk rerun's output), if it is exactly the conversion of the
     held source (derived and compared by the parent, as a fresh output is); else None."""
     try:
-        header, sha = _validate_output(out, held, source_sha256, measure=True)
+        header, sha, _ = _validate_output(out, held, source_sha256, measure=True)
         size = os.stat(out).st_size
     except (OSError, ConversionError) as exc:
         _logger.warning("%s does not match its source; converting again: %s", out, exc)
@@ -295,7 +305,7 @@ def convert_opened(name: str, opened: Held, *, timeout: float = 3600,
             raise ConversionError(f"{name}: the worker converted different bytes than were "
                                   "verified (digest mismatch)")
         _check_layers(name, result.layers)
-        header, report["output_sha256"] = _validate_output(
+        header, report["output_sha256"], data = _validate_output(
             work / OUTPUT_NAME, opened, source_sha256, measure=True, reading=reading)
         report["output_size"] = (work / OUTPUT_NAME).stat().st_size
         if destination is not None:
@@ -311,11 +321,11 @@ def convert_opened(name: str, opened: Held, *, timeout: float = 3600,
         else:  # ours, validated above in a folder only this process writes
             _remember(final, opened, source_sha256,
                       Converted(final / OUTPUT_NAME, header, report, source_sha256, True))
-            return Converted(final / OUTPUT_NAME, header, report, source_sha256, False)
+            return Converted(final / OUTPUT_NAME, header, report, source_sha256, False, data)
         hit = _cached(final, opened, source_sha256, reading)
         if hit is None:
             raise ConversionError(f"{name}: the converted entry vanished from the store")
-        return Converted(hit.path, hit.header, hit.report, source_sha256, False)
+        return Converted(hit.path, hit.header, hit.report, source_sha256, False, hit.data)
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
@@ -451,7 +461,8 @@ def _accept(item: tuple[str, Held], one: object, sub: Path, store: Path, sha: st
         raise ConversionError(f"{name}: the worker converted different bytes than were "
                               "verified (digest mismatch)")
     _check_layers(name, layers)
-    _, report["output_sha256"] = _validate_output(sub / OUTPUT_NAME, held, sha, measure=True)
+    _, report["output_sha256"], _ = _validate_output(sub / OUTPUT_NAME, held, sha,
+                                                     measure=True)
     report["output_size"] = (sub / OUTPUT_NAME).stat().st_size
     (sub / REPORT_NAME).write_text(json.dumps(report))
     final = store / _cache_key(sha)
@@ -462,7 +473,7 @@ def _accept(item: tuple[str, Held], one: object, sub: Path, store: Path, sha: st
     hit = _cached(final, held, sha)
     if hit is None:
         raise ConversionError(f"{name}: the converted entry vanished from the store")
-    return Converted(hit.path, hit.header, hit.report, sha, False)
+    return Converted(hit.path, hit.header, hit.report, sha, False, hit.data)
 
 
 def _watch_bytes(work: Path, stop: threading.Event, progress: Callable[[int], None]) -> None:
@@ -483,6 +494,9 @@ def load_converted(conv: Converted, *, map_location: Any, mmap: bool | None) -> 
     """What torch.load returns for the converted checkpoint (tensors and structure)."""
     from safeload._internal.tensors import load_safetensors_buffer
 
+    if conv.data is not None:  # strict mode: the very bytes that were validated
+        return load_safetensors_buffer(conv.data, str(conv.path), map_location=map_location,
+                                       copy=(mmap is False))
     with OpenedFile.open(conv.path) as f:
         return load_safetensors_buffer(f.mapping(), str(conv.path), map_location=map_location,
                                        copy=(mmap is False))

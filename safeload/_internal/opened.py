@@ -185,8 +185,10 @@ class InMemory:
     memo_key: None = None
     descriptor: None = None
 
-    def __init__(self, name: str, data: bytes | bytearray, *, anonymous: bool = False) -> None:
+    def __init__(self, name: str, data: bytes | bytearray, *, anonymous: bool = False,
+                 strict: bool = False) -> None:
         self.name = name
+        self._strict = strict  # `copy_privately`
         self.path = name
         # Bytes a library read from a file it did not name to us (`guard()` under
         # transformers' `disable_mmap`): rules tied to a file's identity cannot be applied.
@@ -199,6 +201,15 @@ class InMemory:
 
     def mapping(self) -> bytearray:
         return self._data
+
+    def copy_privately(self) -> None:
+        """Already a private copy; marks it so that later stages keep theirs private too (a
+        conversion's output, in strict mode)."""
+        self._strict = True
+
+    @property
+    def private(self) -> bool:
+        return self._strict
 
     def local_path(self) -> Path | None:
         """The file a stream's name names (its model card and Hub origin still apply), if any."""
@@ -271,4 +282,7 @@ class Held(Protocol):
     def sha256(self) -> str: ...
     def input_fd(self) -> tuple[int, bool]: ...
     def changed(self, sha256: str | None = None) -> bool: ...
+    def copy_privately(self) -> None: ...
+    @property
+    def private(self) -> bool: ...
     def close(self) -> None: ...

@@ -94,7 +94,8 @@ class SafeOpen:
     """A verified safetensors file, read through the held mapping."""
 
     def __init__(self, held: Held, header: SafetensorsHeader, framework: str = "pt",
-                 device: Any = "cpu", *, after_read: Callable[[], None] | None = None) -> None:
+                 device: Any = "cpu", *,
+                 after_read: Callable[[Callable[[], bool]], None] | None = None) -> None:
         self._held: Held | None = held
         self._buf = held.mapping()
         self._header = header
@@ -151,7 +152,9 @@ class SafeOpen:
     def _serve(self, view: torch.Tensor) -> Any:
         t = view.clone(memory_format=torch.contiguous_format)
         if self._after_read is not None:
-            self._after_read()  # the copy is done: refuse bytes a writer changed meanwhile
+            # The copy is done: refuse bytes a writer changed meanwhile. After a rename-over,
+            # the copy must still equal the held file's bytes (which hash as verified).
+            self._after_read(lambda: _same_bytes(t, view))
         if self._framework == "np":
             return t.numpy()
         return t if self._device.type == "cpu" else t.to(self._device)
@@ -164,6 +167,13 @@ class SafeOpen:
 
     def get_slice(self, name: str) -> SafeSlice:
         return SafeSlice(self, self._entry(name))
+
+
+def _same_bytes(a: torch.Tensor, b: torch.Tensor) -> bool:
+    if a.numel() == 0:
+        return b.numel() == 0
+    flat = [t.contiguous().reshape(-1).view(torch.uint8) for t in (a, b)]
+    return bool(torch.equal(flat[0], flat[1]))
 
 
 def _check_index(index: Any) -> tuple[Any, ...]:

@@ -110,3 +110,32 @@ def test_strict_mode_reuses_no_digest_a_hidden_write_made_stale(tmp_path: Path,
             safeload.load(path)  # a new process would consult only the verification cache
     finally:
         writer.close()
+
+
+def test_strict_mode_returns_the_converted_bytes_it_validated(tmp_path: Path,
+                                                              quiet: None) -> None:
+    # Review E (issue 9): a pickle's tensors came from the converted store entry, re-opened by
+    # path (MAP_PRIVATE) and, on a repeat, accepted by an inode-stamp memo: a hidden write to
+    # the entry changed tensors already returned and every later strict load.
+    from safeload._internal import paths
+
+    folder = tmp_path / "model"
+    folder.mkdir()
+    src = folder / "pytorch_model.bin"
+    torch.save({"w": torch.tensor(SIGNED)}, src)
+    sign_model(folder, private_key_pem_path=KEYS / "p256.priv.pem")
+    key = TrustedKey.from_pem((KEYS / "p256.pub.pem").read_bytes())
+    TrustStore.update(lambda s: s.with_publisher(Publisher("acme", keys=(key,)))
+                      .with_policy(Policy(mode="strict")))
+    assert safeload.load(src)["w"].tolist() == SIGNED
+    entry = next(Path(paths.converted_dir()).glob("*/model.safetensors"))
+    writer = _Writer(entry)
+    try:
+        held = safeload.load(src)
+        assert held["w"].tolist() == SIGNED
+        writer.forge()
+        assert held["w"].tolist() == SIGNED  # already returned: a private copy
+        repeat.forget()
+        assert safeload.load(src)["w"].tolist() == SIGNED  # the entry is compared again
+    finally:
+        writer.close()

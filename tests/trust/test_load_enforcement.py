@@ -230,7 +230,7 @@ def test_a_copy_taken_between_a_write_and_its_undo_is_refused_though_a_link_was_
     os.link(f, tmp_path / "spare")
     st0 = os.stat(f)
     real_sha, real_changed = OpenedFile.sha256, OpenedFile.changed
-    state = {"forged": False, "undone": False}
+    state = {"forged": False, "undone": False, "checks": 0}
 
     def write(chunk: bytes) -> None:
         fd = os.open(f, os.O_WRONLY)
@@ -247,7 +247,8 @@ def test_a_copy_taken_between_a_write_and_its_undo_is_refused_though_a_link_was_
         return digest
 
     def undo_then_check(self: OpenedFile, sha256: str | None = None) -> bool:
-        if state["forged"] and not state["undone"]:
+        state["checks"] += 1  # the first is the verification cache's, before any use
+        if state["forged"] and not state["undone"] and state["checks"] > 1:
             state["undone"] = True
             write(genuine)
             os.utime(f, ns=(st0.st_atime_ns, st0.st_mtime_ns))
