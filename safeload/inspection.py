@@ -40,7 +40,7 @@ from safeload_conversion.zipstrict import ZipError, read_member, read_zip
 
 from safeload._internal.joblib_reading import joblib_reading
 from safeload._internal.npyformat import NpyFormatError, NpyHeader, parse_npy
-from safeload._internal.reach import PICKLE_OPCODES, would_import
+from safeload._internal.reach import PICKLE_OPCODES, importable, would_import
 from safeload._internal.safetensors_check import looks_like_safetensors, parse_header
 from safeload._internal.text import safe_text
 from safeload.errors import MalformedFileError
@@ -154,11 +154,15 @@ def _is_tar(head: bytes) -> bool:
     return stored in (unsigned, signed)
 
 
-def inspect_bytes(buf: Buf, *, name: str = "", depth: int = 0) -> Inspection:
-    """Inspect a whole file's bytes. Never raises for hostile input: it returns a verdict."""
+def inspect_bytes(buf: Buf, *, name: str = "", depth: int = 0,
+                  text_ok: bool = False) -> Inspection:
+    """Inspect a whole file's bytes. Never raises for hostile input: it returns a verdict.
+
+    `text_ok`: the file's name says text (`reach.text_name`), so a first line that reads as a
+    GLOBAL or INST of a name with whitespace is text (skipped), not an import."""
     try:
         with scope(Budget.from_env()):
-            return _inspect(buf, name, depth)
+            return _inspect(buf, name, depth, text_ok)
     except BudgetExceeded as exc:
         label = safe_text(name, limit=200) if name else "the file"
         return Inspection(sniff(bytes(buf[:512]), len(buf)), "unsafe", [Finding(
@@ -189,7 +193,7 @@ def _readers(head: bytes, size: int) -> list[str]:
     return out
 
 
-def _inspect(buf: Buf, name: str, depth: int) -> Inspection:
+def _inspect(buf: Buf, name: str, depth: int, text_ok: bool = False) -> Inspection:
     size = len(buf)
     head = bytes(buf[:512])
     kind = sniff(head, size)
@@ -234,7 +238,7 @@ def _inspect(buf: Buf, name: str, depth: int) -> Inspection:
             "unsupported", f"{what}: safeload cannot inspect its contents; extract it and "
             "scan the files inside", member=name or None)])
     if kind == "pickle?":
-        return _inspect_pickle(buf, name)
+        return _inspect_pickle(buf, name, text_ok)
     return Inspection("unknown", "skipped", detail="not a format any model loader reads")
 
 
@@ -264,7 +268,8 @@ def _pickle_reading(buf: Buf, name: str) -> Finding | None:
         pass
     # An import by name (not an extension code: nothing is registered in a normal process,
     # and a safetensors length byte of 0x82-0x84 must not condemn a valid file).
-    named = [f for f in vm.findings if f.global_name is not None]
+    named = [f for f in vm.findings if f.global_name is not None
+             and importable(f.global_name.encode("utf-8", "surrogatepass"))]
     if named:
         return named[0]
     reach = would_import(buf, extensions=False)
@@ -274,19 +279,22 @@ def _pickle_reading(buf: Buf, name: str) -> Finding | None:
     return None
 
 
-def _inspect_pickle(buf: Buf, name: str) -> Inspection:
+def _inspect_pickle(buf: Buf, name: str, text_ok: bool = False) -> Inspection:
     vm = PickleMachine(buf, member=name or None, joblib_arrays=True)
     try:
         root = vm.run()
     except MalformedPickle as exc:
-        reach = would_import(buf, persistent_calls=True)
+        reach = would_import(buf, persistent_calls=True, text_start=text_ok)
         if buf[:1] != b"\x80" and reach is None:
             # No protocol header claims a pickle, and no unpickler, however lenient, reaches an
             # import before the bytes stop parsing: some other file (a README, a config).
             return Inspection("unknown", "skipped", detail="not a pickle")
         findings = [*vm.findings, Finding("malformed", f"malformed pickle: {exc}", exc.offset,
                                           exc.opcode, None, name or None)]
-        if reach is not None and (reach[0] > exc.offset or reach[1].startswith("(undecided")):
+        # (also at or before the break when the machine named no import there: a module line
+        # cut by the end of the file is one to pickle.py, the machine stopped at it)
+        if reach is not None and (reach[0] > exc.offset or reach[1].startswith("(undecided")
+                                  or not any(f.global_name for f in vm.findings)):
             findings.append(Finding(
                 "global-not-allowed", "a lenient unpickler reads past this point and reaches "
                 "an import (or cannot be shown not to)", reach[0], reach[1], None,
@@ -302,7 +310,8 @@ def _inspect_pickle(buf: Buf, name: str) -> Inspection:
     pos = vm.pos
     if pos != len(buf) and buf[:1] != b"\x80" and not findings \
             and isinstance(root, (bytes, str, int, float)) \
-            and would_import(bytes(buf[pos:]), persistent_calls=True) is None:
+            and would_import(bytes(buf[pos:]), persistent_calls=True,
+                             text_start=text_ok) is None:
         # Text that happens to begin with a scalar pickle (`Copyright (c)`: SHORT_BINBYTES,
         # then STOP) and goes on without reaching an import: a LICENSE, not a checkpoint.
         return Inspection("unknown", "skipped", detail="not a pickle")

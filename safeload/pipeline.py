@@ -28,6 +28,7 @@ from typing import IO, TYPE_CHECKING, Any, Literal, NamedTuple
 from safeload_conversion.budget import BYTES_ENV, OPS_ENV, SECONDS_ENV
 
 from safeload._internal.opened import Held, InMemory, OpenedFile, read_to_end
+from safeload._internal.reach import text_name
 from safeload._internal.text import get_logger
 from safeload.errors import (
     DigestMismatchError,
@@ -386,7 +387,7 @@ def _inspect(held: Held, sha256: str) -> Inspection:
     fmt = _clean_pickles.get(key)
     if fmt is not None:
         return Inspection(fmt, "clean")
-    ins = inspect_bytes(held.mapping(), name=held.name)
+    ins = inspect_bytes(held.mapping(), name=held.name, text_ok=text_name(held.name))
     if ins.verdict == "clean" and ins.format in PICKLE_FORMATS:
         if len(_clean_pickles) >= _CLEAN_PICKLES_MAX:
             _clean_pickles.pop(next(iter(_clean_pickles)))
@@ -488,13 +489,13 @@ def _materialize(admitted: Admitted, *, map_location: Any, mmap: bool | None
 
         inner = InMemory(name, bytes(ins.members[0][1].unwrapped), strict=held.private)
         conversion = convert_opened(name, inner)
-        value = load_converted(conversion, map_location=map_location, mmap=mmap)
+        value = load_converted(conversion, map_location=map_location, mmap=mmap, source=name)
     elif admitted.is_pickle:
         from safeload._internal.converter import convert_opened, load_converted
 
         conversion = convert_opened(name, held, source_sha256=admitted.verified.sha256,
                                     reading=_clean_reading(ins))
-        value = load_converted(conversion, map_location=map_location, mmap=mmap)
+        value = load_converted(conversion, map_location=map_location, mmap=mmap, source=name)
     else:
         raise UnsupportedFormatError(
             f"{name}: {fmt} files are recognised but not loaded by safeload.load",

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from safeload import pipeline
+from safeload._internal.reach import text_name
 from safeload.inspection import inspect_bytes
 
 if TYPE_CHECKING:
@@ -87,7 +88,10 @@ def _admit_weights(root: Path, result: VerificationResult, store: TrustStore,
     for path in _signed_files(root, result):
         held = pipeline.open_input(path)
         try:
-            ins = inspect_bytes(held.mapping(), name=held.name)
+            if store.policy.mode == "strict":
+                held.copy_privately()  # inspected, hashed and judged: one copy (strict mode)
+            ins = inspect_bytes(held.mapping(), name=held.name,
+                                text_ok=text_name(held.name))
             if ins.verdict == "skipped":
                 continue  # not a weight format: the signature's digest is all there is
             verified = pipeline.verify(held, pipeline.locate(held), store=store, observe=False,

@@ -490,14 +490,16 @@ def _watch_bytes(work: Path, stop: threading.Event, progress: Callable[[int], No
         progress(total)
 
 
-def load_converted(conv: Converted, *, map_location: Any, mmap: bool | None) -> Any:
-    """What torch.load returns for the converted checkpoint (tensors and structure)."""
+def load_converted(conv: Converted, *, map_location: Any, mmap: bool | None,
+                   source: str | None = None) -> Any:
+    """What torch.load returns for the converted checkpoint (tensors and structure);
+    `source`, the user's file, is what errors about its values name."""
     from safeload._internal.tensors import load_safetensors_buffer
 
     if conv.data is not None:  # strict mode: the very bytes that were validated
         return load_safetensors_buffer(conv.data, str(conv.path), map_location=map_location,
-                                       copy=(mmap is False))
+                                       copy=(mmap is False), source=source)
     with OpenedFile.open(conv.path) as f:
         return load_safetensors_buffer(f.mapping(), str(conv.path), map_location=map_location,
-                                       copy=(mmap is False))
+                                       copy=(mmap is False), source=source)
 

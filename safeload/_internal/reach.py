@@ -4,12 +4,16 @@ One rule at every position: a lenient opcode walk that goes at least as far as C
 Python unpicklers. It checks framing (a known opcode, complete arguments) and the stack depth,
 which both unpicklers enforce the same way whatever the values (the stack is split at MARKs, an
 opcode that needs more items than the innermost frame holds is an underflow that ends the
-load). Values are never checked: an opcode that fails on a value is walked past.
+load). Values are never checked: an opcode that fails on a value is walked past. The one
+exception is a text argument that both unpicklers parse before anything else and refuse: an
+unquoted STRING, an INT/LONG/FLOAT that is no number, a GET/PUT index that is no integer
+(`StartFontMetrics 2.0` is STRING of an unquoted line: every load ends there).
 """
 
 from __future__ import annotations
 
 import pickletools
+import re
 import struct
 
 from safeload_conversion.budget import CHARGE_EVERY, current
@@ -87,6 +91,37 @@ class _Stack:
         return True
 
 
+# strtol(s, &end, 0) as _pickle's INT reads it (octal with a leading 0, no trailing space)
+_STRTOL = re.compile(rb"[ \t\n\r\f\v]*[+-]?(0[xX][0-9a-fA-F]+|0[0-7]*|[1-9][0-9]*)")
+
+
+def _an_int(text: bytes, base: int) -> bool:
+    try:
+        int(text, base)
+    except ValueError as exc:  # past the digits limit: a loader may have lifted it
+        return "limit" in str(exc)
+    return True
+
+
+def _text_arg_parses(op: int, line: bytes) -> bool:
+    """Whether the C or the Python unpickler accepts this text argument (the union)."""
+    if op == 0x53:  # STRING: quoted, the same quote at both ends (both unpicklers)
+        return len(line) >= 2 and line[:1] == line[-1:] and line[:1] in (b"'", b'"')
+    if op == 0x49:  # INT: 00/01 (bools), strtol base 0 (C), int(x, 0) (pickle.py)
+        return line in (b"00", b"01") or bool(_STRTOL.fullmatch(line)) or _an_int(line, 0)
+    if op == 0x4C:  # LONG: an optional trailing L, then int(x, 0)
+        return _an_int(line[:-1] if line.endswith(b"L") else line, 0)
+    if op == 0x46:  # FLOAT: float() accepts at least what PyOS_string_to_double does
+        try:
+            float(line)
+        except ValueError:
+            return False
+        return True
+    if op in (0x67, 0x70):  # GET / PUT: a decimal memo index
+        return _an_int(line, 10)
+    return True  # PERSID (any text: persistent_load decides), UNICODE (raw-unicode-escape)
+
+
 def _line_end(buf: Buf, pos: int, end: int) -> int | None:
     """Index of the newline ending a text argument, however far (CPython's unpicklers read
     lines of any length: a 64 KiB give-up let a 70 KB line hide an import); None when the
@@ -98,16 +133,68 @@ def _line_end(buf: Buf, pos: int, end: int) -> int | None:
     return nl if find is not None else pos + nl
 
 
+# Names of files that are text by their name (sources, docs, configs, packaging metadata): only
+# these may begin with what reads as a GLOBAL/INST of a name with whitespace and still be text.
+# An allowlist: a name a loader is given (`weights.bin`, `model`, a stream) gets no such excuse.
+TEXT_SUFFIXES = frozenset({
+    ".py", ".pyi", ".pyx", ".pxd", ".pxi", ".txt", ".md", ".rst", ".in", ".cfg", ".toml", ".ini",
+    ".json", ".jsonl", ".yaml", ".yml", ".sh", ".bash", ".zsh", ".fish", ".bat", ".ps1", ".c",
+    ".h", ".cc", ".cpp", ".cxx", ".hpp", ".hh", ".cu", ".cuh", ".m", ".mm", ".java", ".kt", ".go",
+    ".rs", ".rb", ".pl", ".lua", ".r", ".jl", ".js", ".mjs", ".ts", ".tsx", ".html", ".htm",
+    ".css", ".xml", ".csv", ".tsv", ".tex", ".cmake", ".mk", ".am", ".ac", ".f", ".f90", ".swift",
+    ".scala", ".sql", ".proto", ".ipynb", ".diff", ".patch", ".typed", ".license", ".do", ".afm",
+    ".asc", ".svg", ".log"
+})
+TEXT_NAMES = frozenset({
+    "license", "licence", "copying", "notice", "authors", "contributors", "readme", "changelog",
+    "changes", "history", "makefile", "dockerfile", "containerfile", "manifest", "record",
+    "metadata", "wheel", "installer", "requested", "pkg-info", "entry_points", "top_level",
+    "gemfile", "rakefile", "procfile", "vagrantfile", "jenkinsfile", "cmakelists"
+})
+
+
+def text_name(name: str) -> bool:
+    """Whether a file of this name may be a text file that begins like a GLOBAL or INST."""
+    base = name.replace("\\", "/").rsplit("/", 1)[-1].lower()
+    stem, dot, suffix = base.rpartition(".")
+    if not dot:
+        return base in TEXT_NAMES
+    return "." + suffix in TEXT_SUFFIXES or (stem == "" and "." not in suffix)  # .gitignore
+
+
+def importable(module: bytes) -> bool:
+    """Whether `find_class` given this module text could import anything: both unpicklers
+    decode it as UTF-8 first, `__import__` imports the first dotted part first, and no
+    file-system finder finds a part with a NUL or a slash in its name, or an empty one."""
+    try:
+        top = module.decode("utf-8").split(".", 1)[0]
+    except UnicodeDecodeError:
+        return False
+    return bool(top) and "\0" not in top and "/" not in top
+
+
+def _dotted_identifier(module: bytes) -> bool:
+    """`os.path`, not `mport os` or `ancer,population` (the first line of a text file)."""
+    try:
+        return all(part.isidentifier() for part in module.decode("utf-8").split("."))
+    except UnicodeDecodeError:
+        return False
+
+
 def would_import(buf: Buf, limit: int = 64 << 20, *, extensions: bool = True,
-                 persistent_calls: bool = False) -> tuple[int, str] | None:
+                 persistent_calls: bool = False, text_start: bool = False
+                 ) -> tuple[int, str] | None:
     """Could ANY unpickler reach an import before these bytes stop parsing?
 
-    A GLOBAL or INST is an import (INST imports before it looks for its MARK in pickle.py),
-    except as the very first opcode with whitespace in its module text: that is how text files
-    such as `import torch` scripts begin, and no module has such a name, so every unpickler
-    stops there. Returns the offset and name of the first import opcode reached, or None. Past
-    `limit` well-formed opcodes it gives up and answers as if an import were reached
-    (fail closed: such a file is refused, never skipped).
+    A GLOBAL or INST is an import (INST imports before it looks for its MARK in pickle.py)
+    when its module text is `importable`, however long its line, and also when the line runs
+    to the end without a newline (pickle.py's readline returns the rest, and the import takes
+    all but its last byte). `text_start` (a file whose name says text, `text_name`): the very
+    first opcode whose module text is no dotted identifier is taken as text (`import torch`,
+    `include LICENSE`, `cancer,population`), not as the import of `mport torch`. Returns the
+    offset and name of the first import opcode reached, or None. Past `limit` well-formed
+    opcodes it gives up and answers as if an import were reached (fail closed: such a file is
+    refused, never skipped).
 
     With `persistent_calls`, a method opcode (APPEND, BUILD, REDUCE, ...) after a persistent id
     and at least one pushed value counts too: the loader's `persistent_load` made that object,
@@ -142,13 +229,12 @@ def would_import(buf: Buf, limit: int = 64 << 20, *, extensions: bool = True,
                     persid_then_push = True
         if op in (0x63, 0x69):  # GLOBAL / INST: two text lines
             nl = _line_end(buf, pos, end)
-            if nl is None or nl == pos:
-                return None
-            module = bytes(buf[pos:nl])
-            # Only a first opcode may be text (`import torch`, `class Foo:`): the import of a
-            # name with whitespace fails and the load ends. After a prefix, any name is an
-            # import (`__import__("evil mod")` finds `evil mod.py`).
-            if at > 0 or not any(c in b" \t\r\x0b\x0c" for c in module):
+            module = bytes(buf[pos:nl] if nl is not None else buf[pos:end - 1])
+            if not importable(module):
+                return None  # every unpickler's import fails: the load ends here
+            # Any name is an import (`__import__("evil mod")` finds `evil mod.py`), except the
+            # first line of a file named as text when it is no dotted identifier.
+            if at > 0 or not text_start or _dotted_identifier(module):
                 return at, _IMPORTS[op]
             return None
         if op == 0x93 and stack.depth < 2:  # STACK_GLOBAL pops module and name first
@@ -159,8 +245,9 @@ def would_import(buf: Buf, limit: int = 64 << 20, *, extensions: bool = True,
             return (at, _IMPORTS[op]) if extensions or op == 0x93 else None
         if op in _LINE_ARGS:
             nl = _line_end(buf, pos, end)
-            if nl is None:
-                return None
+            if nl is None or (op != 0x50 and op != 0x56
+                              and not _text_arg_parses(op, bytes(buf[pos:nl]))):
+                return None  # every unpickler's load ends at this argument
             pos = nl + 1
         elif op in _FIXED_ARGS:
             pos += _FIXED_ARGS[op]

@@ -27,14 +27,15 @@ def tensors_from_header(buf: Any, header: SafetensorsHeader, *, copy: bool
 
 
 def load_safetensors_buffer(buf: Any, name: str, *, map_location: Any = None,
-                            copy: bool = False, store_entry: bool = True
-                            ) -> dict[str, torch.Tensor]:
+                            copy: bool = False, store_entry: bool = True,
+                            source: str | None = None) -> dict[str, torch.Tensor]:
     """The tensors of a safetensors buffer, as `safetensors.load_file` gives them.
 
     `store_entry`: the buffer is an entry of safeload's converted store, validated against its
     source by the converter engine; only then is its structure record rebuilt. Any other file's
     `safeload.structure` metadata is ignored: a downloaded file must load as every other
-    safetensors reader (and the Hub) shows it.
+    safetensors reader (and the Hub) shows it. `source`: the user's file a store entry was
+    converted from, named by errors about its values (a Python 2 string).
     """
     header = parse_header(buf, name)
     tensors = tensors_from_header(buf, header, copy=copy)
@@ -48,7 +49,7 @@ def load_safetensors_buffer(buf: Any, name: str, *, map_location: Any = None,
                 views='"sv"' in structure)  # most checkpoints have none: no second walk
             return rebuilt
         except Str8DecodeError as exc:
-            raise MalformedFileError(f"{name}: {exc}",
+            raise MalformedFileError(f"{source or name}: {exc}",
                                      hint="a Python 2 checkpoint: load it with "
                                      "encoding='latin1'") from None
         except (StructureError, ValueError, RecursionError) as exc:

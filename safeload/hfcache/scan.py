@@ -5,6 +5,7 @@ pipeline's verify and admit stages (nothing recorded).
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from safeload._internal import strictjson, verify_cache
 from safeload._internal.hashing import digest_fd
 from safeload._internal.hubpath import first_hop
 from safeload._internal.opened import OpenedFile
+from safeload._internal.reach import text_name
 from safeload._internal.text import get_logger, safe_text
 from safeload.errors import RefusedError, SafeloadError, UnsafePathError
 from safeload.hfcache.report import (
@@ -230,7 +232,14 @@ def _tree_digests(repo_path: Path, commit: str) -> dict[str, str]:
 
 
 def _hash(opened: OpenedFile, *, git: bool) -> tuple[str, str | None]:
-    """sha256 (and the git blob sha1 when `git`) of the held descriptor, in one pass."""
+    """sha256 (and the git blob sha1 when `git`) of the held descriptor, in one pass; of the
+    private copy in strict mode."""
+    if opened.private:
+        data = memoryview(opened.mapping())
+        g = hashlib.sha1(b"blob %d\0" % len(data), usedforsecurity=False) if git else None
+        if g is not None:
+            g.update(data)
+        return opened.sha256(), (g.hexdigest() if g is not None else None)
     return digest_fd(opened.fd, opened.size, git=git, name=opened.path)
 
 
@@ -311,7 +320,9 @@ def _classify(rev: CacheRevision, entry: _Entry, refusal: str | None, tree: dict
             opened.close()
             return _Held(CacheFile(name, str(file_path), entry.size_on_disk, blob, "unknown",
                                    "refused", findings=[safe_text(str(exc))]), None)
-        ins = inspect_bytes(opened.mapping(), name=name)
+        if ctx.store.policy.mode == "strict":
+            opened.copy_privately()  # inspected, hashed, judged, converted: one copy
+        ins = inspect_bytes(opened.mapping(), name=name, text_ok=text_name(name))
         if not _is_weight(name, ins):
             opened.close()
             return None
@@ -355,11 +366,12 @@ def _check(info: CacheFile, opened: OpenedFile, ins: Inspection, rev: CacheRevis
 
     blob = info.blob
     git = blob is not None and bool(_GIT_NAME.fullmatch(blob))
-    sha = None if git else verify_cache.lookup(opened.identity, ctx.state)
+    strict = ctx.store.policy.mode == "strict"  # no stamp-keyed digest in strict mode
+    sha = None if git or strict else verify_cache.lookup(opened.identity, ctx.state)
     git_sha = None
     if sha is None:
         sha, git_sha = _hash(opened, git=git)
-        if ctx.remember and not opened.changed():
+        if ctx.remember and not strict and not opened.changed():
             verify_cache.remember(opened.identity, ctx.state, sha)
     info.sha256 = sha
     ctx.meter.add(info.size, f"{rev.label}: {info.name}")

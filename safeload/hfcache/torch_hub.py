@@ -19,6 +19,7 @@ from pathlib import Path
 from safeload import pipeline
 from safeload._internal import torchhub
 from safeload._internal.opened import OpenedFile
+from safeload._internal.reach import text_name
 from safeload._internal.text import safe_text
 from safeload.errors import SafeloadError, UnsafePathError
 from safeload.hfcache.report import (
@@ -82,7 +83,7 @@ def _classify(rev: CacheRevision, path: Path, ctx: _Context) -> _Held | None:
         return _Held(CacheFile(name, str(path), 0, None, "unknown", status,
                                findings=[safe_text(str(exc))]), None)
     try:
-        ins = inspect_bytes(opened.mapping(), name=name)
+        ins = inspect_bytes(opened.mapping(), name=name, text_ok=text_name(name))
         if not _is_weight(name, ins):
             opened.close()
             return None

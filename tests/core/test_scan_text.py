@@ -34,6 +34,13 @@ TEXT_FILES = {
     "top_level.txt": "attacut\n",
     "build.sh": "#!/bin/sh\nset -e\nimport_data() { echo hi; }\nimport_data\n",
     "logger.py": "import os\nimport time\nimport traceback\nfrom datetime import datetime\n",
+    # Fidelity run G (matplotlib, statsmodels): STRING of an unquoted line ends every load;
+    # a first line `cancer,population` is no module name a text file means
+    "cmr10.afm": "StartFontMetrics 2.0\nComment Creation Date: Thu Jun 21 22:23:20 1990\n"
+                 "FontName CMR10\nEncodingScheme FontSpecific\nFullName CMR10\n"
+                 "FamilyName Computer Modern\nItalicAngle 0.0\nIsFixedPitch false\n",
+    "cancer.csv": "cancer,population\n1,445\n0,559\n3,677\n",
+    "RECORD-c": "chgnet/__init__.py,sha256=abc,123\nchgnet/x.py,sha256=def,45\n",
 }
 
 
@@ -55,9 +62,19 @@ def test_the_source_tree_of_a_real_package_has_nothing_unsafe(package: str) -> N
     assert len(reports) > 10
 
 
-def test_text_after_a_leading_whitespace_import_is_not_walked_as_a_second_pickle() -> None:
-    # `i` INST with a module name no module has: every unpickler stops at the first line
-    assert inspect_bytes(b"import os\nimport sys\nimport re\n").verdict == "skipped"
+def test_a_file_named_as_text_may_begin_like_an_import_of_a_name_with_spaces() -> None:
+    # `i` INST of `mport os`: text by its name (train.py), not a checkpoint
+    text = b"import os\nimport sys\nimport re\n"
+    assert inspect_bytes(text, text_ok=True).verdict == "skipped"
+    # Review F (issue 9): the same bytes under a name a loader is given are the import of
+    # `mport os`, which `mport os.py` beside the file would satisfy (`evil mod.py`)
+    assert inspect_bytes(text).verdict == "unsafe"
+
+
+@pytest.mark.parametrize("arg", [b"S'quoted'", b"I12", b"I012", b"L12L", b"F1.5", b"g0", b"p0"])
+def test_an_import_after_a_text_argument_every_unpickler_accepts_is_found(arg: bytes) -> None:
+    # the walk stops only at an argument every unpickler refuses (an unquoted STRING, ...)
+    assert inspect_bytes(b"N" + arg + b"\ncos\nsystem\n").verdict == "unsafe"
 
 
 def test_a_payload_after_a_scalar_prefix_is_still_unsafe() -> None:

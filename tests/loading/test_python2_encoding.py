@@ -120,6 +120,17 @@ def test_default_utf8_fails_as_torch_load_fails(legacy: bool, tmp_path: Path) ->
     with pytest.raises(MalformedFileError, match="latin1") as info:
         safeload.load(path)
     assert "encoding='latin1'" in (info.value.hint or "")
+    # Fidelity run G: the message named safeload's converted-store entry, not the user's file
+    assert str(path) in str(info.value) and "converted" not in str(info.value)
+
+
+def test_a_plain_python2_pickle_error_names_the_users_file(tmp_path: Path) -> None:
+    path = tmp_path / "py2.pkl"  # {'k': '\xe9'} as Python 2 wrote it (SHORT_BINSTRING)
+    path.write_bytes(b"\x80\x02}q\x00U\x01kq\x01U\x01\xe9q\x02s.")
+    with pytest.raises(MalformedFileError, match="latin1") as info:
+        safeload.load(path)
+    assert str(info.value).startswith(str(path)), str(info.value)
+    assert safeload.load(path, encoding="latin1") == {"k": "\xe9"}
 
 
 def test_utf8_text_under_the_default_encoding(tmp_path: Path) -> None:

@@ -28,9 +28,9 @@ def _count_inspections(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     calls: list[str] = []
     real = pipeline.inspect_bytes
 
-    def counting(buf: object, *, name: str = "", depth: int = 0) -> object:
+    def counting(buf: object, *, name: str = "", depth: int = 0, text_ok: bool = False) -> object:
         calls.append(name)
-        return real(buf, name=name, depth=depth)  # type: ignore[arg-type]
+        return real(buf, name=name, depth=depth, text_ok=text_ok)  # type: ignore[arg-type]
 
     monkeypatch.setattr(pipeline, "inspect_bytes", counting)
     return calls

@@ -1,0 +1,98 @@
+"""GLOBAL/INST text opcodes: an import is an import, whatever the module's name looks like.
+
+Hostile review F (2026-12-07, issue 9). The lenient walk (`reach.would_import`) excused a first
+GLOBAL/INST whose module text has whitespace ("no module has such a name"), and stopped at a
+module line without a newline. Both are wrong: `__import__("evil mod")` runs `evil mod.py` from
+sys.path, and pickle.py's readline returns the rest of the file at EOF, importing all but its
+last byte (joblib.load always uses pickle.py). The strict machine gave up on a name line over
+64 KiB, so a safetensors file whose 8-byte length reads as `c \\n` was clean. Only a file named
+as text (`train.py`, `MANIFEST.in`) may begin like such an import and be skipped.
+Each variant has a control: the real loader runs the planted module, which creates the marker.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from pathlib import Path
+
+import pytest
+from canary_lib import Fires, Refused, scan_json
+from safetensors.numpy import load_file
+
+from safeload._cli import main
+from safeload.inspection import inspect_bytes
+
+
+def _plant(folder: Path, module: str, marker: Path) -> None:
+    """The attacker's module on the loader's sys.path (its cwd): its import is the payload."""
+    (folder / f"{module}.py").write_text(f"open({str(marker)!r}, 'w').close()\n")
+
+
+@pytest.mark.parametrize("body", [b"cevil mod\nx\n", b"cevil mod\nx\n(S'padding'\n",
+                                  b"ievil mod\nx\n", b"cevil\tmod\nx\n."],
+                         ids=["global", "global-then-text", "inst", "tab"])
+def test_a_module_name_with_whitespace_is_an_import(body: bytes, tmp_path: Path, marker: Path,
+                                                    fires: Fires, refused: Refused) -> None:
+    module = body[1:body.index(b"\n")].decode()
+    _plant(tmp_path, module, marker)
+    f = tmp_path / "weights.bin"
+    f.write_bytes(body)
+    # INST: pickle.py imports before it looks for the MARK (the C unpickler looks first)
+    assert fires(f, "joblib" if body[:1] == b"i" else "pickle", sys_path=[str(tmp_path)])
+    refused(f, match="import|pickle")
+
+
+@pytest.mark.parametrize("body", [b"cevil_modX", b"N(cevil_modX", b"(ievil_modX"],
+                         ids=["global", "after-a-prefix", "inst"])
+def test_a_module_line_cut_by_the_end_of_the_file_is_an_import(
+        body: bytes, tmp_path: Path, marker: Path, fires: Fires, refused: Refused) -> None:
+    _plant(tmp_path, "evil_mod", marker)
+    f = tmp_path / "model.pkl"
+    f.write_bytes(body)
+    assert fires(f, "joblib", sys_path=[str(tmp_path)])  # pickle.py: the rest of the file
+    refused(f, match="import|pickle")
+
+
+@pytest.mark.parametrize("line", [100, 70 * 1024])
+def test_safetensors_whose_length_reads_as_a_global_of_a_blank_module_is_refused(
+        line: int, tmp_path: Path, marker: Path, fires: Fires, refused: Refused) -> None:
+    # length 0x...0a2063: `c`, ` `, `\n`: GLOBAL of module " " (` .py` on sys.path); the name
+    # line runs to the first newline after the header JSON, past 64 KiB in the second variant
+    length = 0x0A2063
+    meta = {"t": {"dtype": "U8", "shape": [4], "data_offsets": [0, 4]},
+            "__metadata__": {"pad": "a" * line}}
+    raw = json.dumps(meta, separators=(",", ":")).encode()
+    assert len(raw) < length
+    f = tmp_path / "model.safetensors"
+    f.write_bytes(struct.pack("<Q", length) + raw + b" " * (length - len(raw)) + b"\n...")
+    assert list(load_file(str(f))) == ["t"]  # a valid safetensors file
+    _plant(tmp_path, " ", marker)
+    assert fires(f, "pickle", sys_path=[str(tmp_path)])
+    refused(f, match="polyglot")
+
+
+@pytest.mark.parametrize("name", ["train.py", "MANIFEST.in", "CMakeLists.txt", "LICENSE"])
+def test_a_file_named_as_text_that_begins_like_such_an_import_is_skipped(
+        name: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    f = tmp_path / name
+    f.write_bytes(b"import os\nimport sys\n" if name != "MANIFEST.in" else b"include LICENSE\n")
+    rc, out = scan_json(main, f, capsys)
+    assert rc == 0 and out["files"][0]["status"] == "skipped", out
+
+
+@pytest.mark.parametrize("low", [0x63, 0x69])
+def test_safetensors_whose_length_reads_as_an_import_of_an_unimportable_name_is_clean(
+        low: int) -> None:
+    # An unaligned header length with low byte `c`/`i` reads as GLOBAL/INST of a module text
+    # with NUL bytes: every unpickler's import fails there, so it is no polyglot (a benign
+    # file from a writer that does not pad its header was refused).
+    for pad in range(600):
+        meta = {"w": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]},
+                "__metadata__": {"x": "a" * pad}}
+        raw = json.dumps(meta, separators=(",", ":")).encode()
+        if len(raw) & 0xFF == low and len(raw) > 255:
+            break
+    data = struct.pack("<Q", len(raw)) + raw + b"\n\x01\x02\x03" * 4
+    ins = inspect_bytes(data)
+    assert (ins.format, ins.verdict) == ("safetensors", "clean"), ins.findings
