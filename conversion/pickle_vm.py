@@ -905,7 +905,8 @@ def _describe(value: Any) -> str:
 
 
 _HASHABLE_KINDS = frozenset({"torch_size", "torch_device", "complex", "path", "datetime", "date",
-                             "time", "timedelta", "timezone", "np_scalar", "np_dtype"})
+                             "time", "timedelta", "timezone", "np_scalar", "np_dtype",
+                             "torch_version"})
 
 
 def hashable(v: Any, _seen: dict[int, bool] | None = None) -> bool:
@@ -1405,9 +1406,21 @@ def _rule_bytearray(vm: PickleMachine, g: Global, args: tuple[Any, ...]) -> Any:
 def _rule_reconstructor(vm: PickleMachine, g: Global, args: tuple[Any, ...]) -> Any:
     _arity(args, 3)
     cls, base, state = args
+    if (isinstance(cls, Global) and cls.rule == "torch_version" and isinstance(base, Global)
+            and base.rule == "builtins_str_type"):  # protocols 0 and 1: (cls, str, "2.1.0")
+        return vm.call(cls, (state,), None, "new")
     if not (isinstance(base, Global) and base.rule == "builtins_object") or state is not None:
         raise RuleViolation("only (cls, object, None) is allowed")
     return vm.call(cls, (), None, "new")
+
+
+def _rule_torch_version(vm: PickleMachine, g: Global, args: tuple[Any, ...]) -> Any:
+    """`torch.__version__` (a `str` subclass with version comparisons), as checkpoints save
+    it: NEWOBJ (or copyreg's reconstructor) of one string."""
+    _arity(args, 1)
+    if not isinstance(args[0], str) or len(args[0]) > 256:
+        raise RuleViolation("a TorchVersion holds one short string")
+    return Obj("torch_version", {"v": args[0]})
 
 
 def _rule_attribute_dict(vm: PickleMachine, g: Global, args: tuple[Any, ...]) -> Any:
@@ -1582,6 +1595,7 @@ _RULES: dict[str, tuple[frozenset[str], Rule]] = {
     "builtins_bytearray": (_CALL, _rule_bytearray),
     "copyreg_reconstructor": (_CALL, _rule_reconstructor),
     "namespace": (_NEW, _rule_namespace),
+    "torch_version": (_NEW, _rule_torch_version),
     "attribute_dict": (_NEW, _rule_attribute_dict),
     "defaultdict": (_CALL, _rule_defaultdict),
     "get_layout": (_CALL, _rule_get_layout),
@@ -1694,8 +1708,10 @@ def _build_joblib_array(vm: PickleMachine, target: Obj, state: Any) -> None:
     if keys != set(_JOBLIB_KEYS) and keys != {*_JOBLIB_KEYS, "numpy_array_alignment_bytes"}:
         raise RuleViolation("unexpected NumpyArrayWrapper state")
     sub, dtype, order = items["subclass"], items["dtype"], items["order"]
-    if not (isinstance(sub, Global) and sub.rule == "numpy_ndarray_type"):
-        raise RuleViolation("only numpy.ndarray arrays (no subclasses, no memmaps)")
+    # numpy.matrix: joblib.load itself returns the plain ndarray (numpy 2 dropped the
+    # `__array_prepare__` it rebuilt subclasses with), and so does safeload.
+    if not (isinstance(sub, Global) and sub.rule in ("numpy_ndarray_type", "numpy_matrix_type")):
+        raise RuleViolation("only numpy.ndarray and numpy.matrix arrays (no memmaps)")
     if not (isinstance(dtype, Obj) and dtype.kind == "np_dtype" and dtype.fields["built"]):
         raise RuleViolation("array dtype must be a plain numeric numpy dtype")
     if order not in ("C", "F") or not isinstance(items["allow_mmap"], bool):

@@ -120,6 +120,12 @@ class _Planner:
         # Objects with identity: keep references so aliasing survives.
         key = id(value)
         if key in self.active:
+            # A list, dict or Namespace exists before its items are rebuilt (the parent
+            # registers it first), so a cycle through one is a reference (torch.load returns
+            # `d["self"] is d`); through anything else (a tuple) it cannot be rebuilt.
+            if isinstance(value, (SList, SDict)) or (isinstance(value, Obj)
+                                                     and value.kind == "namespace"):
+                return {"t": "ref", "v": self.ids[key]}
             raise PlanError(f"reference cycle at {'.'.join(path)!r}")
         if key in self.ids:
             return {"t": "ref", "v": self.ids[key]}
@@ -226,6 +232,8 @@ class _Planner:
                                             for a, v in attrs.items]}
         if k == "path":
             return {"t": "path", "c": f["class"], "v": f["parts"]}
+        if k == "torch_version":
+            return {"t": "torch_version", "v": f["v"]}
         if k in ("datetime", "date", "time"):
             tz = f["tz"]
             return {"t": k, "v": base64.b64encode(f["state"]).decode(),

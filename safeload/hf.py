@@ -33,7 +33,7 @@ import os
 import re
 import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -156,23 +156,36 @@ class _Source:
     cache_dir: str | None
     offline: bool
     subfolder: str
+    # The snapshot the first file came from: every later file of the same load is read from
+    # that commit, as transformers passes `_commit_hash` on (a ref moved mid-load must not mix
+    # an index of one commit with shards or a config of another).
+    pinned: list[str] = field(default_factory=list)
 
     def resolve(self, filename: str) -> Path | None:
         rel = f"{self.subfolder}/{filename}" if self.subfolder else filename
         if self.root is not None:
             p = self.root / rel
             return p if p.is_file() else None
+        found = self._from_hub(rel)
+        if found is not None and not self.pinned:
+            hub = self.hub_file(found)
+            if hub is not None:
+                self.pinned.append(hub.snapshot_name)
+        return found
+
+    def _from_hub(self, rel: str) -> Path | None:
         from huggingface_hub import hf_hub_download, try_to_load_from_cache
 
         assert self.repo_id is not None
+        revision = self.pinned[0] if self.pinned else self.revision
         found = try_to_load_from_cache(self.repo_id, rel, cache_dir=self.cache_dir,
-                                       revision=self.revision)
+                                       revision=revision)
         if isinstance(found, str):
             return Path(found)
         if found is not None or self.offline:  # known missing, or we may not ask the Hub
             return None
         try:
-            return Path(hf_hub_download(self.repo_id, rel, revision=self.revision,
+            return Path(hf_hub_download(self.repo_id, rel, revision=revision,
                                         cache_dir=self.cache_dir))
         except Exception as exc:  # noqa: BLE001 - the hub client raises many types
             if type(exc).__name__ in ("EntryNotFoundError", "RemoteEntryNotFoundError"):

@@ -129,6 +129,12 @@ class Rebuilder:
             for name, val in v:
                 setattr(ns, str(name), self.build(val, d))
             return ns
+        if t == "torch_version":
+            from torch.torch_version import TorchVersion
+
+            if not isinstance(v, str):
+                raise StructureError("a torch version must be a string")
+            return TorchVersion(v)
         if t == "path":
             cls = _PATH_CLASSES.get(n.get("c", ""))
             if cls is None:

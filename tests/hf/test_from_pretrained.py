@@ -151,3 +151,34 @@ def test_missing_repo_offline_says_so(tmp_path: Path) -> None:
 
     with pytest.raises(SafeloadError, match="no model.safetensors"):
         safeload.from_pretrained("org/absent", cache_dir=tmp_path)
+
+
+def test_a_ref_moved_mid_load_does_not_mix_two_commits(tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    # Review E (issue 9): every file was resolved through refs/main again, so a ref moved
+    # during a load mixed commit A's index with commit B's shards (each signed on its own).
+    import huggingface_hub
+
+    index = {"metadata": {"total_size": 1}, "weight_map": {
+        "a": "model-00001-of-00002.safetensors", "b": "model-00002-of-00002.safetensors"}}
+
+    def commit(value: float, sha: str) -> None:
+        make_repo(tmp_path, "org/moving", {
+            "model.safetensors.index.json": json.dumps(index).encode(),
+            "model-00001-of-00002.safetensors": save({"a": torch.full((2,), value)}),
+            "model-00002-of-00002.safetensors": save({"b": torch.full((2,), value)})},
+            commit=sha)
+
+    commit(2.0, "b" * 40)
+    commit(1.0, "a" * 40)  # refs/main -> a...
+    real = huggingface_hub.try_to_load_from_cache
+    refs = tmp_path / "models--org--moving" / "refs" / "main"
+
+    def moving(*args: object, **kwargs: object) -> object:
+        found = real(*args, **kwargs)  # type: ignore[arg-type]
+        refs.write_text("b" * 40)  # the ref moves after the first file is resolved
+        return found
+
+    monkeypatch.setattr(huggingface_hub, "try_to_load_from_cache", moving)
+    state = safeload.from_pretrained("org/moving", cache_dir=tmp_path, local_files_only=True)
+    assert state["a"].tolist() == state["b"].tolist() == [1.0, 1.0]

@@ -227,3 +227,16 @@ def test_datetime_state_counts_must_be_ints(tmp_path: Path) -> None:
         joblib.load(path)
     with pytest.raises(UnsafeCheckpointError, match="datetime64"):
         safeload.load(path)
+
+
+@pytest.mark.parametrize("compress", [None, "zlib", "bz2"])
+def test_joblib_matrix_arrays_load_as_joblib_loads_them(compress: str | None,
+                                                        tmp_path: Path) -> None:
+    # Fidelity run G: joblib's own test data (every Python 3 joblib_0.10/0.11 file) holds a
+    # numpy.matrix; joblib.load returns its plain ndarray (numpy 2), and safeload refused it.
+    path = tmp_path / "m.joblib"
+    joblib.dump({"m": np.asmatrix(np.arange(6.0).reshape(2, 3)), "a": np.arange(3)}, path,
+                compress=(compress, 3) if compress else 0)
+    ref = joblib.load(path)
+    assert type(ref["m"]) is np.ndarray  # the premise: joblib drops the subclass here
+    assert_same(ref, safeload.load(path))
