@@ -201,7 +201,10 @@ class Allowlist:
         table: dict[tuple[str, str], tuple[str, dict[str, Any]]] = {}
         for entry in doc["globals"]:
             params = {k: v for k, v in entry.items() if k not in ("module", "name", "rule")}
-            table[(entry["module"], entry["name"])] = (entry["rule"], params)
+            key = (entry["module"], entry["name"])
+            if key in table:  # a second rule would silently replace the first
+                raise ValueError(f"allowlist.json: {'.'.join(key)} is listed twice")
+            table[key] = (entry["rule"], params)
         return cls(doc["version"], table, doc["dtypes"], doc["numpy_dtypes"])
 
 
@@ -1406,8 +1409,8 @@ def _rule_bytearray(vm: PickleMachine, g: Global, args: tuple[Any, ...]) -> Any:
 def _rule_reconstructor(vm: PickleMachine, g: Global, args: tuple[Any, ...]) -> Any:
     _arity(args, 3)
     cls, base, state = args
-    if (isinstance(cls, Global) and cls.rule == "torch_version" and isinstance(base, Global)
-            and base.rule == "builtins_str_type"):  # protocols 0 and 1: (cls, str, "2.1.0")
+    if (isinstance(cls, Global) and cls.rule == "torch_version" and is_type_value(base)
+            and base.qualname == "builtins.str"):  # protocols 0 and 1: (cls, str, "2.1.0")
         return vm.call(cls, (state,), None, "new")
     if not (isinstance(base, Global) and base.rule == "builtins_object") or state is not None:
         raise RuleViolation("only (cls, object, None) is allowed")

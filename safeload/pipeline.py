@@ -345,7 +345,7 @@ def admit(verified: Verified, purpose: Purpose, *,
         raise EmptyFileError(f"{held.name}: the file is empty (0 bytes)",
                              hint="the download or save was interrupted: fetch or save it again")
     context = model_context(held.local_path(), verified.store, origin=verified.origin,
-                            located=True)
+                            located=True, signed=verified.decision)
     ins = inspection if inspection is not None else _inspect(held, verified.sha256)
     if ins.verdict == "unsafe":
         from safeload._internal.damage import damage

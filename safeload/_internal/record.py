@@ -68,17 +68,63 @@ def _base_cards(card: ModelCard) -> dict[str, ModelCard]:
     return out
 
 
+MAX_SIGNED_CARD_BYTES = 16 << 20
+
+
+def _signed_card(card_path: Path, decision: TrustDecision, store: TrustStore) -> ModelCard | None:
+    """The card beside signed weights, parsed from bytes the same signature vouches for: a card
+    the signature lists with other bytes is a tampered repo (refused), one it does not list
+    (a per-file signature, a card added later) says nothing about the signed model and its
+    licence does not vouch for it (None: only a denial it states still holds).
+
+    Raises:
+        DigestMismatchError: the signature lists the card with another digest.
+    """
+    import hashlib
+
+    from safeload._internal.opened import OpenedFile
+    from safeload.errors import ManifestMismatchError
+    from safeload.modelcard import parse_model_card
+    from safeload.trust import check_load
+
+    assert decision.signature_path is not None
+    try:
+        with OpenedFile.open(card_path) as f:
+            if f.size > MAX_SIGNED_CARD_BYTES:
+                _logger.warning("model card %s is over %d bytes; not checked against the "
+                                "signature, its licence is not used", card_path, f.size)
+                return None
+            f.copy_privately()
+            data = bytes(f.mapping())
+    except OSError as exc:
+        _logger.warning("model card %s unreadable (%s); ignored", card_path, exc)
+        return None
+    try:
+        checked = check_load(card_path, sha256=hashlib.sha256(data).hexdigest(), size=len(data),
+                             store=store, signature=Path(decision.signature_path),
+                             record=False, content=data)
+    except ManifestMismatchError:
+        _logger.warning("model card %s is not covered by the signature of the weights beside "
+                        "it; its licence is not used", card_path)
+        return None
+    if not checked.signed:  # audit mode: warned, and used as it is
+        _logger.warning("model card %s: %s", card_path, "; ".join(checked.warnings))
+    return parse_model_card(data)
+
+
 def model_context(path: Path | None, store: TrustStore, *,
                   origin: tuple[str, str, str] | None = None,
-                  located: bool = False) -> ModelContext:
+                  located: bool = False, signed: TrustDecision | None = None) -> ModelContext:
     """Read the model card next to `path` and apply the licence policy.
 
     `origin` (repo, commit, file) when the caller already knows the Hub file; `located` when
-    the caller already decided it (None then means a local file: not decided again).
+    the caller already decided it (None then means a local file: not decided again). `signed`:
+    the weights' trust decision; when they are signed, the card must be too (`_signed_card`).
 
     Raises:
         LicenseRefusedError: the licence (or a base model's) is denied by the policy.
         UnsafePathError: see `hub_origin`.
+        DigestMismatchError: the signature of the weights lists the card with other bytes.
     """
     if origin is None and path is not None and not located:
         origin = hub_origin(path)
@@ -88,7 +134,17 @@ def model_context(path: Path | None, store: TrustStore, *,
         return ModelContext(None, None, None, repo, rev, fname)
     from safeload.modelcard import read_model_card  # YAML only when there is a card
 
-    card = read_model_card(card_path)
+    if signed is not None and signed.signed and signed.signature_path:
+        vouched = _signed_card(card_path, signed, store)
+        if vouched is None:
+            # A card nobody vouches for can still only make the decision stricter: its denial
+            # holds (the load is refused), its allowance does not (no card is assumed).
+            unvouched = read_model_card(card_path)
+            evaluate_license(unvouched, store.policy.licenses, base_card=_base_cards(unvouched))
+            return ModelContext(None, None, None, repo, rev, fname)
+        card = vouched
+    else:
+        card = read_model_card(card_path)
     for w in card.warnings:
         _logger.warning("model card %s: %s", card_path, w)
     decision = evaluate_license(card, store.policy.licenses, base_card=_base_cards(card))

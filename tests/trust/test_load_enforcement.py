@@ -266,3 +266,56 @@ def test_a_copy_taken_between_a_write_and_its_undo_is_refused_though_a_link_was_
         else:
             safeload.load(f, mmap=False)
     assert state["undone"] and f.read_bytes() == data  # the writer's trace is gone
+
+
+def _carded_model(tmp_path: Path, licence: str) -> Path:
+    d = _model(tmp_path)
+    (d / "README.md").write_text(f"---\nlicense: {licence}\n---\n# model\n")
+    return d
+
+
+def _deny_non_commercial() -> None:
+    from dataclasses import replace
+
+    from safeload.licenses import LicensePolicy
+
+    TrustStore.update(lambda s: s.with_policy(replace(
+        s.policy, licenses=LicensePolicy(deny=frozenset({"non-commercial"})))))
+
+
+def test_a_model_card_edited_after_signing_is_refused(tmp_path: Path) -> None:
+    # Issue 9 (noticed in review B): the card feeds the licence policy, and was read without
+    # checking it against the signature of the weights beside it: an edit from cc-by-nc-4.0
+    # to mit passed a `deny: non-commercial` policy on signed weights.
+    d = _carded_model(tmp_path, "cc-by-nc-4.0")
+    sign_model(d, private_key_pem_path=KEYS / "p256.priv.pem")
+    _trust_p256()
+    _deny_non_commercial()
+    from safeload.errors import LicenseRefusedError
+
+    with pytest.raises(LicenseRefusedError):
+        safeload.load(d / "model.safetensors")
+    (d / "README.md").write_text("---\nlicense: mit\n---\n# model\n")
+    with pytest.raises(DigestMismatchError, match="README.md"):
+        safeload.load(d / "model.safetensors")
+
+
+def test_a_card_the_signature_does_not_cover_can_only_deny(tmp_path: Path) -> None:
+    from safeload.errors import LicenseRefusedError
+
+    d = _model(tmp_path)
+    f = d / "model.safetensors"
+    sign_model(d, private_key_pem_path=KEYS / "p256.priv.pem")
+    _trust_p256()
+    _deny_non_commercial()
+    import safeload.pipeline as stages
+
+    # A card added after signing (model_signing lists every file, so the signature is made
+    # per file here: `<file>.sig` covers the weights only).
+    (d / "model.sig").rename(d / "model.safetensors.sig")
+    (d / "README.md").write_text("---\nlicense: cc-by-nc-4.0\n---\n")
+    with pytest.raises(LicenseRefusedError):
+        safeload.load(f)
+    (d / "README.md").write_text("---\nlicense: mit\n---\n")
+    stages._warned.clear()
+    assert torch.equal(safeload.load(f)["w"], torch.arange(6.0))
