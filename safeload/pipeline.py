@@ -291,7 +291,7 @@ def window(verified: Verified, start: int, end: int) -> Verified:
     from safeload._internal.opened import InMemory
 
     held = verified.held
-    part = InMemory(held.name, bytes(held.mapping()[start:end]))
+    part = InMemory(held.name, bytes(held.mapping()[start:end]), strict=held.private)
     check_unchanged(held)  # a copy: no rename-over excuse
     return Verified(part, verified.origin, part.sha256(), verified.store, verified.decision,
                     False, whole=verified.whole or (verified.sha256, held.size))

@@ -105,8 +105,11 @@ def _an_int(text: bytes, base: int) -> bool:
 
 def _text_arg_parses(op: int, line: bytes) -> bool:
     """Whether the C or the Python unpickler accepts this text argument (the union)."""
-    if op == 0x53:  # STRING: quoted, the same quote at both ends (both unpicklers)
+    if op == 0x53:  # STRING: quoted, the same quote at both ends (both unpicklers, by length)
         return len(line) >= 2 and line[:1] == line[-1:] and line[:1] in (b"'", b'"')
+    # _pickle parses numbers as C strings: strtol, PyOS_string_to_double and PyLong_FromString
+    # all end at the first NUL (`I1\0x` is INT 1 there; review H).
+    line = line.split(b"\0", 1)[0]
     if op == 0x49:  # INT: 00/01 (bools), strtol base 0 (C), int(x, 0) (pickle.py)
         return line in (b"00", b"01") or bool(_STRTOL.fullmatch(line)) or _an_int(line, 0)
     if op == 0x4C:  # LONG: an optional trailing L, then int(x, 0)
@@ -164,13 +167,14 @@ def text_name(name: str) -> bool:
 
 def importable(module: bytes) -> bool:
     """Whether `find_class` given this module text could import anything: both unpicklers
-    decode it as UTF-8 first, `__import__` imports the first dotted part first, and no
-    file-system finder finds a part with a NUL or a slash in its name, or an empty one."""
+    decode it as UTF-8 first, and `__import__` imports the first dotted part first, which no
+    finder finds when it is empty, or has a NUL in it. A slash is no obstacle: zipimport
+    looks `pkg/evil` up as `pkg/evil.py` in a zip on sys.path (review H)."""
     try:
         top = module.decode("utf-8").split(".", 1)[0]
     except UnicodeDecodeError:
         return False
-    return bool(top) and "\0" not in top and "/" not in top
+    return bool(top) and "\0" not in top
 
 
 def _dotted_identifier(module: bytes) -> bool:
@@ -233,10 +237,17 @@ def would_import(buf: Buf, limit: int = 64 << 20, *, extensions: bool = True,
             if not importable(module):
                 return None  # every unpickler's import fails: the load ends here
             # Any name is an import (`__import__("evil mod")` finds `evil mod.py`), except the
-            # first line of a file named as text when it is no dotted identifier.
+            # first line of a file named as text when it is no dotted identifier; even then the
+            # walk goes on as if it had been imported (a payload may follow it: review H).
             if at > 0 or not text_start or _dotted_identifier(module):
                 return at, _IMPORTS[op]
-            return None
+            nl2 = _line_end(buf, nl + 1, end) if nl is not None else None
+            if nl2 is None:
+                return None
+            pos = nl2 + 1
+            if not stack.step(op):
+                return None
+            continue
         if op == 0x93 and stack.depth < 2:  # STACK_GLOBAL pops module and name first
             return None
         if op in _IMPORTS:

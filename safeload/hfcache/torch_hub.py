@@ -83,6 +83,8 @@ def _classify(rev: CacheRevision, path: Path, ctx: _Context) -> _Held | None:
         return _Held(CacheFile(name, str(path), 0, None, "unknown", status,
                                findings=[safe_text(str(exc))]), None)
     try:
+        if ctx.store.policy.mode == "strict":
+            opened.copy_privately()  # inspected, hashed, judged, converted: one copy
         ins = inspect_bytes(opened.mapping(), name=name, text_ok=text_name(name))
         if not _is_weight(name, ins):
             opened.close()

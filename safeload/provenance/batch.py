@@ -536,13 +536,16 @@ def record_or_warn(entry: ProvenanceEntry | Mapping[str, Any], *, strict: bool,
 
 
 def _before_fork() -> None:
-    # _IO too: a fork during a write would leave the child holding the ledger's thread lock
-    # and a copy of the flock'ed descriptor.
+    # _IO and the ledger's thread lock too: a fork while another thread writes (or reads,
+    # `verify`) the ledger would leave the child's copy of that lock held forever, and its
+    # first load waiting on it (review H).
     _IO.acquire()
     _LOCK.acquire()
+    _ledger.THREAD_LOCK.acquire()
 
 
 def _after_fork_parent() -> None:
+    _ledger.THREAD_LOCK.release()
     _LOCK.release()
     _IO.release()
 
@@ -550,6 +553,7 @@ def _after_fork_parent() -> None:
 def _after_fork_child() -> None:
     """A child has no thread, owns none of the parent's queue, and opens its own session."""
     global _LOCK, _IO, _WAKE, _thread, _registered
+    _ledger.THREAD_LOCK.release()  # taken by this thread in _before_fork
     _LOCK = threading.RLock()
     _IO = threading.RLock()
     _WAKE = threading.Event()

@@ -504,3 +504,41 @@ def test_a_multiprocessing_worker_flushes_on_exit(method: str) -> None:
     worker.join(60)
     assert worker.exitcode == 0
     assert _paths(method) == [f"/m/{method}/{i}" for i in range(5)]
+
+
+def test_a_fork_while_another_thread_reads_the_ledger_leaves_the_child_free_to_write(
+        tmp_path: Path) -> None:
+    # Review H: the ledger's thread lock was not taken across fork; a child forked while a
+    # reader (`provenance verify` in a monitoring thread) held it waited forever.
+    script = textwrap.dedent(f"""
+        import os, sys, threading, time
+        os.environ["SAFELOAD_HOME"] = {str(tmp_path / "home")!r}
+        from safeload.provenance import read, record_or_warn
+        sys.path.insert(0, {str(Path(__file__).parent)!r})
+        from test_batch import _entry
+        record_or_warn(_entry(0), strict=False)
+        stop = False
+        def reader():
+            while not stop:
+                read.verify()
+        threading.Thread(target=reader, daemon=True).start()
+        hung = 0
+        for k in range(15):
+            pid = os.fork()
+            if pid == 0:
+                record_or_warn(_entry(k + 1), strict=False)  # the child's first: written at once
+                os._exit(0)
+            end = time.monotonic() + 10
+            while not os.waitpid(pid, os.WNOHANG)[0]:
+                if time.monotonic() > end:
+                    hung += 1
+                    os.kill(pid, 9)
+                    os.waitpid(pid, 0)
+                    break
+                time.sleep(0.01)
+        stop = True
+        print("hung", hung)
+    """)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         timeout=240)
+    assert out.stdout.strip().endswith("hung 0"), out.stdout + out.stderr

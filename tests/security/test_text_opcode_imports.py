@@ -96,3 +96,42 @@ def test_safetensors_whose_length_reads_as_an_import_of_an_unimportable_name_is_
     data = struct.pack("<Q", len(raw)) + raw + b"\n\x01\x02\x03" * 4
     ins = inspect_bytes(data)
     assert (ins.format, ins.verdict) == ("safetensors", "clean"), ins.findings
+
+
+@pytest.mark.parametrize("prefix", [b"I1\x00x\n0", b"L1\x00x\n0", b"F1.5\x00x\n0",
+                                    b"I1\np0\x00x\n0", b"I1\np0\ng0\x00zz\n00"],
+                         ids=["int", "long", "float", "put", "get"])
+def test_a_number_cut_by_a_nul_does_not_end_the_walk(prefix: bytes, tmp_path: Path,
+                                                     marker: Path, fires: Fires) -> None:
+    # Review H: _pickle parses number arguments as C strings, which end at the first NUL
+    # (`I1\0x` is INT 1); the walk stopped there, and scan called the payload after it skipped.
+    f = tmp_path / "weights.bin"
+    f.write_bytes(prefix + b"cbuiltins\nopen\n(S'" + str(marker).encode() + b"'\nS'w'\ntR.")
+    assert fires(f, "pickle")
+    assert inspect_bytes(f.read_bytes()).verdict == "unsafe"
+
+
+def test_a_module_name_with_a_slash_is_an_import(tmp_path: Path, marker: Path,
+                                                 fires: Fires) -> None:
+    # Review H: zipimport looks `pkg/evil` up as pkg/evil.py in a zip on sys.path
+    import zipfile
+
+    archive = tmp_path / "z.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        z.writestr("pkg/evil.py", f"open({str(marker)!r}, 'w').close()\n")
+    f = tmp_path / "weights.bin"
+    f.write_bytes(b"cpkg/evil\nf\n(S'x'\ntR")
+    assert fires(f, "pickle", sys_path=[str(archive)])
+    assert inspect_bytes(f.read_bytes()).verdict == "unsafe"
+
+
+def test_a_payload_after_a_text_first_line_is_still_found(tmp_path: Path, marker: Path,
+                                                          fires: Fires) -> None:
+    # Review H: a text-named file's non-identifier first GLOBAL (an empty `my-data/` folder is
+    # a namespace package) ended the walk, and the os.system after it went unseen.
+    (tmp_path / "my-data").mkdir()
+    f = tmp_path / "notes.txt"
+    f.write_bytes(b"cmy-data\n__name__\n0cbuiltins\nopen\n(S'" + str(marker).encode()
+                  + b"'\nS'w'\ntR")  # no STOP: the strict machine fails, only the walk decides
+    assert fires(f, "pickle", sys_path=[str(tmp_path)])
+    assert inspect_bytes(f.read_bytes(), text_ok=True).verdict == "unsafe"
