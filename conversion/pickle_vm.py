@@ -223,7 +223,8 @@ def allowlist() -> Allowlist:
 # name is refused whatever it maps to, so an incomplete table can only refuse, never admit.
 _COMPAT_MODULES = {"__builtin__": "builtins", "copy_reg": "copyreg"}
 # ... and its NAME_MAPPING entries that lead into the allowlist (Python 2's `long`, `unicode`).
-_COMPAT_NAMES = {("__builtin__", "long"): ("builtins", "int"),
+_COMPAT_NAMES = {("__builtin__", "xrange"): ("builtins", "range"),
+                 ("__builtin__", "long"): ("builtins", "int"),
                  ("__builtin__", "unicode"): ("builtins", "str")}
 
 
@@ -909,7 +910,7 @@ def _describe(value: Any) -> str:
 
 _HASHABLE_KINDS = frozenset({"torch_size", "torch_device", "complex", "path", "datetime", "date",
                              "time", "timedelta", "timezone", "np_scalar", "np_dtype",
-                             "torch_version"})
+                             "torch_version", "range", "decimal", "fraction"})
 
 
 def hashable(v: Any, _seen: dict[int, bool] | None = None) -> bool:
@@ -988,7 +989,8 @@ def _rule_counter(vm: PickleMachine, g: Global, args: tuple[Any, ...]) -> Any:
 
 # Globals that are only ever values (a class object: never called, never instantiated here).
 TYPE_VALUE_RULES = frozenset({"type_value", "typing_any", "builtins_set", "builtins_frozenset",
-                              "builtins_bytes", "builtins_bytearray", "builtins_complex"})
+                              "builtins_bytes", "builtins_bytearray", "builtins_complex",
+                              "builtins_range", "builtins_slice"})
 
 
 def is_type_value(v: Any) -> bool:
@@ -1397,6 +1399,53 @@ def _rule_complex(vm: PickleMachine, g: Global, args: tuple[Any, ...]) -> Any:
     return Obj("complex", {"real": float(args[0]), "imag": imag})
 
 
+def _plain_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _rule_range(vm: PickleMachine, g: Global, args: tuple[Any, ...]) -> Any:
+    """`range(start, stop, step)`, as range pickles itself (Python 2's xrange too)."""
+    _arity(args, 1, 3)
+    if not all(_plain_int(a) for a in args) or (len(args) == 3 and args[2] == 0):
+        raise RuleViolation("expects integers and a non-zero step")
+    return Obj("range", {"v": list(args)})
+
+
+def _rule_slice(vm: PickleMachine, g: Global, args: tuple[Any, ...]) -> Any:
+    _arity(args, 1, 3)
+    if not all(a is None or _plain_int(a) for a in args):
+        raise RuleViolation("expects integers or None")
+    return Obj("slice", {"v": list(args)})
+
+
+_DECIMAL_TEXT = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d{1,6})?|[+-]?(Infinity|s?NaN\d*)")
+_FRACTION_TEXT = re.compile(r"-?\d+(/[1-9]\d*)?")
+
+
+def _rule_decimal(vm: PickleMachine, g: Global, args: tuple[Any, ...]) -> Any:
+    """`Decimal(text)`, as Decimal pickles itself: the text, as str() writes it."""
+    _arity(args, 1)
+    if not (isinstance(args[0], str) and len(args[0]) <= 4096
+            and _DECIMAL_TEXT.fullmatch(args[0])):
+        raise RuleViolation("expects the text of a decimal number")
+    return Obj("decimal", {"v": args[0]})
+
+
+def _rule_fraction(vm: PickleMachine, g: Global, args: tuple[Any, ...]) -> Any:
+    """`Fraction(numerator, denominator)`, as Fraction pickles itself (Python < 3.12 wrote
+    its text, `n/d`)."""
+    _arity(args, 1, 2)
+    if len(args) == 2:
+        n, d = args
+        if not (_plain_int(n) and _plain_int(d) and d > 0):
+            raise RuleViolation("expects integers and a positive denominator")
+        return Obj("fraction", {"v": f"{n}/{d}"})
+    if not (isinstance(args[0], str) and len(args[0]) <= 4096
+            and _FRACTION_TEXT.fullmatch(args[0])):
+        raise RuleViolation("expects the text of a fraction, n/d")
+    return Obj("fraction", {"v": args[0]})
+
+
 def _rule_bytearray(vm: PickleMachine, g: Global, args: tuple[Any, ...]) -> Any:
     if args == ():
         return Obj("bytearray", {"data": b""})
@@ -1595,6 +1644,10 @@ _RULES: dict[str, tuple[frozenset[str], Rule]] = {
     "builtins_set": (_CALL, _rule_set),
     "builtins_frozenset": (_CALL, _rule_set),
     "builtins_complex": (_CALL, _rule_complex),
+    "builtins_range": (_CALL, _rule_range),
+    "builtins_slice": (_CALL, _rule_slice),
+    "decimal": (_CALL, _rule_decimal),
+    "fraction": (_CALL, _rule_fraction),
     "builtins_bytearray": (_CALL, _rule_bytearray),
     "copyreg_reconstructor": (_CALL, _rule_reconstructor),
     "namespace": (_NEW, _rule_namespace),

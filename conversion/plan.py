@@ -234,6 +234,10 @@ class _Planner:
             return {"t": "path", "c": f["class"], "v": f["parts"]}
         if k == "torch_version":
             return {"t": "torch_version", "v": f["v"]}
+        if k in ("decimal", "fraction"):
+            return {"t": k, "v": f["v"]}
+        if k in ("range", "slice"):
+            return {"t": k, "v": [None if x is None else str(x) for x in f["v"]]}
         if k in ("datetime", "date", "time"):
             tz = f["tz"]
             return {"t": k, "v": base64.b64encode(f["state"]).decode(),

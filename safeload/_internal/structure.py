@@ -129,6 +129,19 @@ class Rebuilder:
             for name, val in v:
                 setattr(ns, str(name), self.build(val, d))
             return ns
+        if t in ("range", "slice"):
+            if not isinstance(v, list) or not 1 <= len(v) <= 3:
+                raise StructureError(f"malformed {t}")
+            parts = [None if x is None else int(x) for x in v]
+            return range(*parts) if t == "range" else slice(*parts)  # type: ignore[arg-type]
+        if t == "decimal":
+            import decimal
+
+            return decimal.Decimal(str(v))
+        if t == "fraction":
+            import fractions
+
+            return fractions.Fraction(str(v))
         if t == "torch_version":
             from torch.torch_version import TorchVersion
 
@@ -336,7 +349,8 @@ class Rebuilder:
 
 _TYPE_VALUES: dict[str, Any] = {
     f"builtins.{t.__name__}": t
-    for t in (int, float, str, bool, list, dict, tuple, set, frozenset, bytes, bytearray, complex)
+    for t in (int, float, str, bool, list, dict, tuple, set, frozenset, bytes, bytearray, complex,
+              range, slice)
 } | {"typing.Any": Any}
 
 

@@ -320,3 +320,31 @@ def test_reference_cycles_through_lists_dicts_and_namespaces_round_trip(tmp_path
     assert ref["self"] is ref and got["self"] is got
     assert got["l"][1] is got["l"] and got["ns"].me is got["ns"]
     assert torch.equal(got["w"], ref["w"]) and list(got) == list(ref)
+
+
+@pytest.mark.parametrize("protocol", [0, 2, 4])
+def test_ranges_slices_decimals_and_fractions_round_trip(protocol: int, tmp_path: Path) -> None:
+    # Fidelity run G: numpy's own object-array test data holds range (xrange in Python 2) and
+    # slice values; Decimal and Fraction are plain numbers too. Each was refused.
+    import decimal
+    import fractions
+
+    obj = {"r": range(2, 10, 3), "r1": range(5), "s": slice(1, None, 2),
+           "d": [decimal.Decimal("1.50"), decimal.Decimal("-Infinity"), decimal.Decimal("1E+3")],
+           "f": [fractions.Fraction(1, 3), fractions.Fraction(-7)],
+           "keys": {range(3): 1, decimal.Decimal("2.5"): 2, fractions.Fraction(1, 2): 3}}
+    path = tmp_path / "values.pkl"
+    path.write_bytes(pickle.dumps(obj, protocol=protocol))
+    got = safeload.load(path)
+    assert got == pickle.loads(path.read_bytes())
+    assert str(got["d"][0]) == "1.50" and type(got["s"]) is slice
+
+
+@pytest.mark.parametrize("body", [
+    b"cbuiltins\nrange\n(I1\nI5\nI0\ntR.",  # a zero step
+    b"cbuiltins\nslice\n(S'a'\ntR.",  # a string bound
+    b"cdecimal\nDecimal\n(S'1.5; import os'\ntR.",  # not a number's text
+    b"cfractions\nFraction\n(S'1/0'\ntR.",  # a zero denominator
+])
+def test_number_values_outside_their_rule_are_refused(body: bytes) -> None:
+    assert inspect_bytes(body).verdict == "unsafe"
