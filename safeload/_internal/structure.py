@@ -10,6 +10,8 @@ import argparse
 import base64
 import collections
 import datetime
+import decimal
+import fractions
 import pathlib
 from typing import Any
 
@@ -135,12 +137,8 @@ class Rebuilder:
             parts = [None if x is None else int(x) for x in v]
             return range(*parts) if t == "range" else slice(*parts)  # type: ignore[arg-type]
         if t == "decimal":
-            import decimal
-
             return decimal.Decimal(str(v))
         if t == "fraction":
-            import fractions
-
             return fractions.Fraction(str(v))
         if t == "torch_version":
             from torch.torch_version import TorchVersion

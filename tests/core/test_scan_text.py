@@ -40,7 +40,7 @@ TEXT_FILES = {
                  "FontName CMR10\nEncodingScheme FontSpecific\nFullName CMR10\n"
                  "FamilyName Computer Modern\nItalicAngle 0.0\nIsFixedPitch false\n",
     "cancer.csv": "cancer,population\n1,445\n0,559\n3,677\n",
-    "RECORD-c": "chgnet/__init__.py,sha256=abc,123\nchgnet/x.py,sha256=def,45\n",
+    "SOURCES.txt": "chgnet/__init__.py\nchgnet/model.py\nsetup.py\n",  # `c`: GLOBAL of a path
 }
 
 
