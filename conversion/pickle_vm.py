@@ -1400,21 +1400,23 @@ def _rule_complex(vm: PickleMachine, g: Global, args: tuple[Any, ...]) -> Any:
 
 
 def _plain_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
+    """An int (not a bool) short enough to write as text: Python refuses str() of an int over
+    4300 digits, which the structure record needs."""
+    return isinstance(v, int) and not isinstance(v, bool) and v.bit_length() <= 12_000
 
 
 def _rule_range(vm: PickleMachine, g: Global, args: tuple[Any, ...]) -> Any:
     """`range(start, stop, step)`, as range pickles itself (Python 2's xrange too)."""
     _arity(args, 1, 3)
     if not all(_plain_int(a) for a in args) or (len(args) == 3 and args[2] == 0):
-        raise RuleViolation("expects integers and a non-zero step")
+        raise RuleViolation("expects integers (of at most 3600 digits) and a non-zero step")
     return Obj("range", {"v": list(args)})
 
 
 def _rule_slice(vm: PickleMachine, g: Global, args: tuple[Any, ...]) -> Any:
     _arity(args, 1, 3)
     if not all(a is None or _plain_int(a) for a in args):
-        raise RuleViolation("expects integers or None")
+        raise RuleViolation("expects integers (of at most 3600 digits) or None")
     return Obj("slice", {"v": list(args)})
 
 
@@ -1438,7 +1440,7 @@ def _rule_fraction(vm: PickleMachine, g: Global, args: tuple[Any, ...]) -> Any:
     if len(args) == 2:
         n, d = args
         if not (_plain_int(n) and _plain_int(d) and d > 0):
-            raise RuleViolation("expects integers and a positive denominator")
+            raise RuleViolation("expects integers (of at most 3600 digits), a positive denominator")
         return Obj("fraction", {"v": f"{n}/{d}"})
     if not (isinstance(args[0], str) and len(args[0]) <= 4096
             and _FRACTION_TEXT.fullmatch(args[0])):

@@ -5,15 +5,14 @@ Python unpicklers. It checks framing (a known opcode, complete arguments) and th
 which both unpicklers enforce the same way whatever the values (the stack is split at MARKs, an
 opcode that needs more items than the innermost frame holds is an underflow that ends the
 load). Values are never checked: an opcode that fails on a value is walked past. The one
-exception is a text argument that both unpicklers parse before anything else and refuse: an
-unquoted STRING, an INT/LONG/FLOAT that is no number, a GET/PUT index that is no integer
-(`StartFontMetrics 2.0` is STRING of an unquoted line: every load ends there).
+exception is an unquoted STRING, which both unpicklers refuse by its length alone
+(`StartFontMetrics 2.0`: every load ends there). An argument that crosses the end of a FRAME
+is read differently by the two unpicklers, so reaching one counts as reaching an import.
 """
 
 from __future__ import annotations
 
 import pickletools
-import re
 import struct
 
 from safeload_conversion.budget import CHARGE_EVERY, current
@@ -32,6 +31,7 @@ _IMPORTS = {0x63: "GLOBAL", 0x69: "INST", 0x93: "STACK_GLOBAL", 0x82: "EXT1", 0x
 # Opcodes that call a method of an object on the stack, and opcodes that push nothing.
 _METHOD_OPS = frozenset(b"aesubRo\x81\x92\x90")
 _NO_PUSH_OPS = frozenset(b"pqr01.\x94\x95\x80")
+_CALL_OPS = frozenset(b"Rbo\x81\x92")  # REDUCE, BUILD, OBJ, NEWOBJ, NEWOBJ_EX
 _LINE_ARGS = frozenset(b"FILPSVgp")  # one text line
 _FIXED_ARGS = {0x4A: 4, 0x4B: 1, 0x4D: 2, 0x68: 1, 0x6A: 4, 0x71: 1, 0x72: 4, 0x47: 8,
                0x80: 1, 0x82: 1, 0x83: 2, 0x84: 4, 0x95: 8}
@@ -91,38 +91,14 @@ class _Stack:
         return True
 
 
-# strtol(s, &end, 0) as _pickle's INT reads it (octal with a leading 0, no trailing space)
-_STRTOL = re.compile(rb"[ \t\n\r\f\v]*[+-]?(0[xX][0-9a-fA-F]+|0[0-7]*|[1-9][0-9]*)")
-
-
-def _an_int(text: bytes, base: int) -> bool:
-    try:
-        int(text, base)
-    except ValueError as exc:  # past the digits limit: a loader may have lifted it
-        return "limit" in str(exc)
-    return True
-
-
 def _text_arg_parses(op: int, line: bytes) -> bool:
-    """Whether the C or the Python unpickler accepts this text argument (the union)."""
-    if op == 0x53:  # STRING: quoted, the same quote at both ends (both unpicklers, by length)
+    """False only for an argument both unpicklers refuse whatever the stream: an unquoted
+    STRING (checked by length in both, so no NUL or frame trick changes it). Numbers are not
+    judged: `_pickle` reads them as C strings (`I\\0` is INT 0 to strtol), which no check
+    here can follow exactly (reviews H and I), so a bad number never ends the walk."""
+    if op == 0x53:
         return len(line) >= 2 and line[:1] == line[-1:] and line[:1] in (b"'", b'"')
-    # _pickle parses numbers as C strings: strtol, PyOS_string_to_double and PyLong_FromString
-    # all end at the first NUL (`I1\0x` is INT 1 there; review H).
-    line = line.split(b"\0", 1)[0]
-    if op == 0x49:  # INT: 00/01 (bools), strtol base 0 (C), int(x, 0) (pickle.py)
-        return line in (b"00", b"01") or bool(_STRTOL.fullmatch(line)) or _an_int(line, 0)
-    if op == 0x4C:  # LONG: an optional trailing L, then int(x, 0)
-        return _an_int(line[:-1] if line.endswith(b"L") else line, 0)
-    if op == 0x46:  # FLOAT: float() accepts at least what PyOS_string_to_double does
-        try:
-            float(line)
-        except ValueError:
-            return False
-        return True
-    if op in (0x67, 0x70):  # GET / PUT: a decimal memo index
-        return _an_int(line, 10)
-    return True  # PERSID (any text: persistent_load decides), UNICODE (raw-unicode-escape)
+    return True
 
 
 def _line_end(buf: Buf, pos: int, end: int) -> int | None:
@@ -166,15 +142,21 @@ def text_name(name: str) -> bool:
 
 
 def importable(module: bytes) -> bool:
-    """Whether `find_class` given this module text could import anything: both unpicklers
-    decode it as UTF-8 first, and `__import__` imports the first dotted part first, which no
-    finder finds when it is empty, or has a NUL in it. A slash is no obstacle: zipimport
-    looks `pkg/evil` up as `pkg/evil.py` in a zip on sys.path (review H)."""
+    """Whether `find_class` given this module text could import anything. Both unpicklers
+    decode it as UTF-8 first, and `__import__("")` fails before any import. Anything else
+    may import (reviews H and I): a slash (zipimport finds `pkg/evil` in a zip on sys.path),
+    a leading dot (`.evil` runs `evil.py` before the empty name fails), a NUL after a name
+    (the frozen and builtin importers compare C strings: `os\\0` is `os`). Only a NUL with
+    no module name before it imports nothing: no file name holds a NUL, and the frozen and
+    builtin modules are named by identifiers (an unpadded safetensors length byte `c`)."""
     try:
-        top = module.decode("utf-8").split(".", 1)[0]
+        text = module.decode("utf-8")
     except UnicodeDecodeError:
         return False
-    return bool(top) and "\0" not in top
+    top = text.split(".", 1)[0]  # imported first, whatever follows (`__cos.\\0` imports __cos)
+    if "\0" in top:
+        return top.split("\0", 1)[0].isidentifier()
+    return bool(text)
 
 
 def _dotted_identifier(module: bytes) -> bool:
@@ -183,6 +165,9 @@ def _dotted_identifier(module: bytes) -> bool:
         return all(part.isidentifier() for part in module.decode("utf-8").split("."))
     except UnicodeDecodeError:
         return False
+
+
+_FRAME_CROSSED = "(undecided: an argument crosses a frame's end)"
 
 
 def would_import(buf: Buf, limit: int = 64 << 20, *, extensions: bool = True,
@@ -209,6 +194,8 @@ def would_import(buf: Buf, limit: int = 64 << 20, *, extensions: bool = True,
     pushed = False  # BINPERSID pops its id: on an empty stack the unpickler stops there
     stack = _Stack()
     budget, steps = current(), 0
+    frame_end: int | None = None
+    excused: int | None = None  # where a text first line was taken for text, not an import
     while pos < end:
         # Opcodes, not offsets: one BINBYTES may skip most of a big file (a bz2 header reads
         # as BINBYTES of ~825 MB), and what follows it is walked all the same.
@@ -222,6 +209,8 @@ def would_import(buf: Buf, limit: int = 64 << 20, *, extensions: bool = True,
         pos += 1
         if op not in PICKLE_OPCODES:
             return None
+        if excused is not None and op in _CALL_OPS:
+            return excused, "(a call of what a text first line imports)"
         if persistent_calls:
             if op in _METHOD_OPS and persid_then_push:
                 return at, "(a method of a persistent_load result)"
@@ -233,18 +222,21 @@ def would_import(buf: Buf, limit: int = 64 << 20, *, extensions: bool = True,
                     persid_then_push = True
         if op in (0x63, 0x69):  # GLOBAL / INST: two text lines
             nl = _line_end(buf, pos, end)
+            nl2 = _line_end(buf, nl + 1, end) if nl is not None else None
+            if frame_end is not None and at < frame_end <= (nl2 if nl2 is not None else end):
+                return at, _FRAME_CROSSED
             module = bytes(buf[pos:nl] if nl is not None else buf[pos:end - 1])
             if not importable(module):
                 return None  # every unpickler's import fails: the load ends here
             # Any name is an import (`__import__("evil mod")` finds `evil mod.py`), except the
             # first line of a file named as text when it is no dotted identifier; even then the
             # walk goes on as if it had been imported (a payload may follow it: review H).
-            if at > 0 or not text_start or _dotted_identifier(module):
+            if at > 0 or not text_start or b"\0" in module or _dotted_identifier(module):
                 return at, _IMPORTS[op]
-            nl2 = _line_end(buf, nl + 1, end) if nl is not None else None
             if nl2 is None:
                 return None
             pos = nl2 + 1
+            excused = at  # taken as text: until something would call it
             if not stack.step(op):
                 return None
             continue
@@ -256,6 +248,8 @@ def would_import(buf: Buf, limit: int = 64 << 20, *, extensions: bool = True,
             return (at, _IMPORTS[op]) if extensions or op == 0x93 else None
         if op in _LINE_ARGS:
             nl = _line_end(buf, pos, end)
+            if frame_end is not None and at < frame_end <= (nl if nl is not None else end):
+                return at, _FRAME_CROSSED  # (before the STRING check: _pickle reads another)
             if nl is None or (op != 0x50 and op != 0x56
                               and not _text_arg_parses(op, bytes(buf[pos:nl]))):
                 return None  # every unpickler's load ends at this argument
@@ -268,6 +262,13 @@ def would_import(buf: Buf, limit: int = 64 << 20, *, extensions: bool = True,
                 return None
             (n,) = struct.unpack_from(fmt, buf, pos)
             pos += size + max(n, 0)
+        if frame_end is not None and at < frame_end < pos:
+            # An argument across a frame's end: _pickle reads the part inside the frame from
+            # its buffer and the rest from the file (a line loses its head), pickle.py
+            # refuses. No pickler writes one; the readings differ, so fail closed (review I).
+            return at, _FRAME_CROSSED
+        if op == 0x95 and pos <= end:
+            frame_end = pos + struct.unpack_from("<Q", buf, pos - 8)[0]
         if not stack.step(op):
             return None
     return None

@@ -112,6 +112,31 @@ def _signed_card(card_path: Path, decision: TrustDecision, store: TrustStore) ->
     return parse_model_card(data)
 
 
+def _no_signed_card_missing(signature: Path, store: TrustStore) -> None:
+    """A signature that lists a model card vouches for it: weights loaded without that card
+    (deleted, renamed, made a folder or a dangling link) would escape the licence it states
+    (review I).
+
+    Raises:
+        ManifestMismatchError: the signature lists a README.md that is not a regular file.
+    """
+    from safeload.errors import ManifestMismatchError
+    from safeload.trust.check import signed_paths
+
+    if "README.md" not in signed_paths(signature, store):
+        return
+    card = signature.parent / "README.md"  # listed, yet no card was found to read
+    if store.policy.mode == "audit":
+        _logger.warning("audit mode, not refusing: %s is listed by %s and missing", card,
+                        signature)
+        return
+    raise ManifestMismatchError(
+        f"{card}: the signature {signature} lists this model card, and it is missing or "
+        "not a readable card",
+        hint="restore the card (its licence applies to these weights), or fetch the "
+             "model again", missing=("README.md",))
+
+
 def model_context(path: Path | None, store: TrustStore, *,
                   origin: tuple[str, str, str] | None = None,
                   located: bool = False, signed: TrustDecision | None = None) -> ModelContext:
@@ -131,6 +156,8 @@ def model_context(path: Path | None, store: TrustStore, *,
     repo, rev, fname = origin if origin else (None, None, None)
     card_path = find_model_card(path) if path is not None else None
     if card_path is None:
+        if signed is not None and signed.signed and signed.signature_path:
+            _no_signed_card_missing(Path(signed.signature_path), store)
         return ModelContext(None, None, None, repo, rev, fname)
     from safeload.modelcard import read_model_card  # YAML only when there is a card
 

@@ -237,6 +237,16 @@ def _eku_validator(
         raise ValueError("ExtendedKeyUsage lacks codeSigning")
 
 
+def _self_signed(cert: x509.Certificate) -> bool:
+    if cert.issuer != cert.subject:
+        return False
+    try:
+        cert.verify_directly_issued_by(cert)
+    except (ValueError, TypeError, InvalidSignature):
+        return False
+    return True
+
+
 @dataclass(frozen=True)
 class VerifiedChain:
     """A leaf that chains to one of the given roots, valid at `time`."""
@@ -268,6 +278,14 @@ def verify_chain(
         raise SignatureError("the bundle carries no signing certificate")
     if not roots:
         raise SignatureError("no trusted root certificate to check the signing certificate with")
+    # Only a self-signed CA is a trust anchor, as in OpenSSL without PARTIAL_CHAIN (what
+    # model_signing verifies with): an intermediate given as a root only helps build the path.
+    anchors = [r for r in roots if _self_signed(r)]
+    helpers = [r for r in roots if not _self_signed(r)]
+    if not anchors:
+        raise ChainError(
+            "no given trust anchor is a self-signed root CA (an intermediate CA cannot be the "
+            "only anchor, as with model_signing): give the root CA certificate")
     when = now or dt.datetime.now(dt.timezone.utc)
     leaf = certificates[0]
     if when < leaf.not_valid_before_utc:
@@ -287,7 +305,7 @@ def verify_chain(
     )
     verifier = (
         x509v.PolicyBuilder()
-        .store(x509v.Store(list(roots)))
+        .store(x509v.Store(anchors))
         .time(when)
         .max_chain_depth(MAX_CHAIN_DEPTH)
         .extension_policies(ca_policy=x509v.ExtensionPolicy.webpki_defaults_ca(),
@@ -295,7 +313,7 @@ def verify_chain(
         .build_client_verifier()
     )
     try:
-        verified = verifier.verify(leaf, list(certificates[1:]))
+        verified = verifier.verify(leaf, [*certificates[1:], *helpers])
     except x509v.VerificationError as exc:
         raise ChainError(safe_text(str(exc), limit=300)) from exc
     chain = tuple(verified.chain)

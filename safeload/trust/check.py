@@ -483,4 +483,14 @@ def verify_with_store(model_dir: str | os.PathLike[str],
     return verify.verify_model(model_dir, signature_path, trust_store=store, **kwargs)
 
 
-__all__ = ["check_bytes", "check_load", "verify_with_store"]
+def signed_paths(signature_path: Path, store: TrustStore) -> frozenset[str]:
+    """The file names a signature that verifies against `store` lists (relative to its
+    folder), from the same in-process cache the loads use.
+
+    Raises:
+        VerificationError, UnsupportedSignatureError: as `check_load` for that signature.
+    """
+    return frozenset(r.path for r in _verified_signature(signature_path, store).manifest.resources)
+
+
+__all__ = ["check_bytes", "check_load", "signed_paths", "verify_with_store"]

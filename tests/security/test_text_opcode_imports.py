@@ -12,6 +12,7 @@ Each variant has a control: the real loader runs the planted module, which creat
 
 from __future__ import annotations
 
+import contextlib
 import json
 import struct
 from pathlib import Path
@@ -135,3 +136,54 @@ def test_a_payload_after_a_text_first_line_is_still_found(tmp_path: Path, marker
                   + b"'\nS'w'\ntR")  # no STOP: the strict machine fails, only the walk decides
     assert fires(f, "pickle", sys_path=[str(tmp_path)])
     assert inspect_bytes(f.read_bytes(), text_ok=True).verdict == "unsafe"
+
+
+@pytest.mark.parametrize("body", [b"I\x00\n0", b"I\x00 anything\n0", b"NL\x00\n0", b"NFx\n0"],
+                         ids=["int-nul-first", "int-nul-junk", "long-nul", "float-word"])
+def test_a_number_argument_never_ends_the_walk(body: bytes, tmp_path: Path, marker: Path,
+                                               fires: Fires) -> None:
+    # Review I: `I\0` is INT 0 to strtol; no check here follows _pickle's C-string parsing
+    # exactly, so only an unquoted STRING (refused by length in both unpicklers) stops the walk
+    f = tmp_path / "weights.bin"
+    f.write_bytes(body + b"cbuiltins\nopen\n(S'" + str(marker).encode() + b"'\nS'w'\ntR.")
+    if body.startswith(b"I"):
+        assert fires(f, "pickle")
+    assert inspect_bytes(f.read_bytes()).verdict == "unsafe"
+
+
+@pytest.mark.parametrize("module", [b"os\x00", b"os\x00junk", b".evil_dot"],
+                         ids=["nul-after-a-frozen-name", "nul-then-junk", "leading-dot"])
+def test_module_names_the_importers_still_resolve_are_imports(
+        module: bytes, tmp_path: Path, marker: Path, fires: Fires) -> None:
+    # Review I: the frozen importer compares C strings (`os\0` is os); `.evil` runs evil.py
+    # before the empty top-level name fails
+    _plant(tmp_path, "evil_dot", marker)
+    f = tmp_path / "weights.bin"
+    name = b"system" if module.startswith(b"os") else b"x"
+    f.write_bytes(b"c" + module + b"\n" + name + b"\n(S'touch " + str(marker).encode()
+                  + b"'\ntR")  # no STOP: only the walk decides
+    assert fires(f, "pickle", sys_path=[str(tmp_path)])
+    assert inspect_bytes(f.read_bytes()).verdict == "unsafe"
+    assert inspect_bytes(f.read_bytes(), text_ok=True).verdict == "unsafe"
+
+
+@pytest.mark.parametrize("inside", [b"Sx", b"I'", b"cX"], ids=["string", "int", "global"])
+def test_a_text_argument_across_a_frame_end_counts_as_an_import(
+        inside: bytes, tmp_path: Path, marker: Path, fires: Fires) -> None:
+    # Review I: _pickle reads the part of a line inside a FRAME from its buffer and the rest
+    # from the file (the head is lost): `Sx|'y'\n` is STRING 'y' to it, the walk saw `x'y'`
+    rest = {b"Sx": b"'y'\n0", b"I'": b"1\n0", b"cX": b"builtins\nopen\n"}[inside]
+    tail = b"(S'" + str(marker).encode() + b"'\nS'w'\ntR."
+    payload = tail if inside == b"cX" else b"cbuiltins\nopen\n" + tail
+    data = b"\x95" + len(inside).to_bytes(8, "little") + inside + rest + payload
+    f = tmp_path / "weights.bin"
+    f.write_bytes(data)
+    import io
+    import pickle
+
+    with contextlib.suppress(Exception):
+        pickle.load(io.BytesIO(data))  # the control: _pickle reads another line than the walk
+    assert marker.exists()
+    marker.unlink()
+    assert inspect_bytes(data).verdict == "unsafe"
+    assert not marker.exists()

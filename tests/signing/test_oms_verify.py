@@ -160,6 +160,20 @@ def test_wrong_root_is_refused(oms: Path) -> None:
                      certificate_chain=[oms / "pki/other-root-ca.cert.pem"])
 
 
+def test_an_intermediate_ca_as_the_only_anchor_is_refused(oms: Path) -> None:
+    # The fixture's `cert-intermediate-only-anchor`: model_signing refuses it ("unable to get
+    # issuer certificate"); cryptography's verifier took any store certificate as an anchor.
+    with pytest.raises(UntrustedPublisherError, match="self-signed root CA"):
+        verify_model(oms / "model", oms / "signatures/cert-leaf.sig",
+                     certificate_chain=[oms / "pki/intermediate-ca.cert.pem"])
+
+
+def test_a_chain_file_with_the_intermediate_and_the_root_verifies(oms: Path) -> None:
+    result = verify_model(oms / "model", oms / "signatures/cert-leaf.sig",
+                          certificate_chain=[oms / "pki/chain.pem"])
+    assert result.method == "certificate"
+
+
 def test_wrong_identity_is_refused(oms: Path) -> None:
     with pytest.raises(UntrustedPublisherError, match="identity publisher@example.test"):
         verify_model(oms / "model", oms / "signatures/cert-leaf.sig",

@@ -319,3 +319,26 @@ def test_a_card_the_signature_does_not_cover_can_only_deny(tmp_path: Path) -> No
     (d / "README.md").write_text("---\nlicense: mit\n---\n")
     stages._warned.clear()
     assert torch.equal(safeload.load(f)["w"], torch.arange(6.0))
+
+
+@pytest.mark.parametrize("how", ["deleted", "renamed", "a-folder", "dangling-link"])
+def test_weights_whose_signed_card_is_gone_are_refused(how: str, tmp_path: Path) -> None:
+    # Review I: the check of the card ran only when a card was found: deleting or renaming
+    # the signed card let `deny: non-commercial` pass for signed weights.
+    from safeload.errors import ManifestMismatchError
+
+    d = _carded_model(tmp_path, "cc-by-nc-4.0")
+    sign_model(d, private_key_pem_path=KEYS / "p256.priv.pem")
+    _trust_p256()
+    _deny_non_commercial()
+    card = d / "README.md"
+    if how == "renamed":
+        card.rename(d / "readme.md")
+    else:
+        card.unlink()
+        if how == "a-folder":
+            card.mkdir()
+        elif how == "dangling-link":
+            card.symlink_to(tmp_path / "nowhere.md")
+    with pytest.raises(ManifestMismatchError, match="README.md"):
+        safeload.load(d / "model.safetensors")
