@@ -215,7 +215,9 @@ def would_import(buf: Buf, limit: int = 64 << 20, *, extensions: bool = True,
             if op in _METHOD_OPS and persid_then_push:
                 return at, "(a method of a persistent_load result)"
             if op == 0x50 or (op == 0x51 and pushed):  # PERSID / BINPERSID
-                persid_then_push = False
+                # (a later id never clears an earlier one: BUILD may apply a persistent
+                # object as the state of another)
+                persid_then_push = persid_then_push or False
             elif op not in _NO_PUSH_OPS and op not in _METHOD_OPS:
                 pushed = True
                 if persid_then_push is False:

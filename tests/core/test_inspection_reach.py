@@ -74,3 +74,11 @@ def test_protocol0_text_lines_are_found_without_copying_the_rest() -> None:
     vm.data = View()  # type: ignore[assignment]
     vm.run()
     assert copied and max(copied) <= pickle_vm.MAX_LINE
+
+
+def test_a_persistent_object_built_with_another_as_its_state_is_unsafe() -> None:
+    # fuzz_inspector (seed 8, 2026-12-07): BUILD applies one persistent_load result as the
+    # state of another (`__setstate__` of a loader's object); a second id cleared the first
+    stream = bytes.fromhex("28502b310a325162759367343239343936373239360a960c00000000000000"
+                           "a139f5bf8c8aa60dc16928b62e")
+    assert inspect_bytes(stream).verdict == "unsafe"
