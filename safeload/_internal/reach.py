@@ -5,14 +5,16 @@ Python unpicklers. It checks framing (a known opcode, complete arguments) and th
 which both unpicklers enforce the same way whatever the values (the stack is split at MARKs, an
 opcode that needs more items than the innermost frame holds is an underflow that ends the
 load). Values are never checked: an opcode that fails on a value is walked past. The one
-exception is an unquoted STRING, which both unpicklers refuse by its length alone
-(`StartFontMetrics 2.0`: every load ends there). An argument that crosses the end of a FRAME
-is read differently by the two unpicklers, so reaching one counts as reaching an import.
+exception is a text argument both unpicklers refuse (`_text_arg_parses`: an unquoted STRING,
+`StartFontMetrics 2.0`; a number neither reads, `prefix=${pcfiledir}`): every load ends there.
+An argument that crosses the end of a FRAME is read differently by the two unpicklers, so
+reaching one counts as reaching an import.
 """
 
 from __future__ import annotations
 
 import pickletools
+import re
 import struct
 
 from safeload_conversion.budget import CHARGE_EVERY, current
@@ -91,14 +93,46 @@ class _Stack:
         return True
 
 
-def _text_arg_parses(op: int, line: bytes) -> bool:
-    """False only for an argument both unpicklers refuse whatever the stream: an unquoted
-    STRING (checked by length in both, so no NUL or frame trick changes it). Numbers are not
-    judged: `_pickle` reads them as C strings (`I\\0` is INT 0 to strtol), which no check
-    here can follow exactly (reviews H and I), so a bad number never ends the walk."""
-    if op == 0x53:
-        return len(line) >= 2 and line[:1] == line[-1:] and line[:1] in (b"'", b'"')
+# strtol(s, &end, 0) consuming a whole C string, as _pickle's INT reads it (octal with a
+# leading 0, no trailing space)
+_STRTOL = re.compile(rb"[ \t\n\r\f\v]*[+-]?(0[xX][0-9a-fA-F]+|0[0-7]*|[1-9][0-9]*)")
+
+
+def _an_int(text: bytes, base: int) -> bool:
+    try:
+        int(text, base)
+    except ValueError as exc:  # past the digits limit: a loader may have lifted it
+        return "limit" in str(exc)
     return True
+
+
+def _a_float(text: bytes) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _text_arg_parses(op: int, line: bytes) -> bool:
+    """False only for an argument both unpicklers refuse, so every load ends there: the union
+    of what pickle.py reads (the whole line) and what _pickle reads (a C string: it ends at
+    the first NUL, so `I\\0...` is INT 0 to strtol and `F\\0` -1.0 to PyOS_string_to_double;
+    reviews H and I). Checked against both unpicklers by a fuzzer (2026-12-07)."""
+    head = line.split(b"\0", 1)[0]
+    if op == 0x53:  # STRING: quoted, the same quote at both ends (both, by length)
+        return len(line) >= 2 and line[:1] == line[-1:] and line[:1] in (b"'", b'"')
+    if op == 0x49:  # INT
+        return (head == b"" or line in (b"00", b"01") or bool(_STRTOL.fullmatch(head))
+                or _an_int(head, 0) or _an_int(line, 0))
+    if op == 0x4C:  # LONG: a trailing L is cut off the line first (both)
+        cut = line[:-1] if line.endswith(b"L") else line
+        return _an_int(cut.split(b"\0", 1)[0], 0) or _an_int(cut, 0)
+    if op == 0x46:  # FLOAT
+        return head == b"" or _a_float(head) or _a_float(line)
+    if op in (0x67, 0x70):  # GET / PUT: a decimal memo index
+        return _an_int(head, 10) or _an_int(line, 10)
+    return True  # PERSID (persistent_load takes any text), UNICODE
 
 
 def _line_end(buf: Buf, pos: int, end: int) -> int | None:

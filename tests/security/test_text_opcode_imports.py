@@ -138,17 +138,29 @@ def test_a_payload_after_a_text_first_line_is_still_found(tmp_path: Path, marker
     assert inspect_bytes(f.read_bytes(), text_ok=True).verdict == "unsafe"
 
 
-@pytest.mark.parametrize("body", [b"I\x00\n0", b"I\x00 anything\n0", b"NL\x00\n0", b"NFx\n0"],
-                         ids=["int-nul-first", "int-nul-junk", "long-nul", "float-word"])
-def test_a_number_argument_never_ends_the_walk(body: bytes, tmp_path: Path, marker: Path,
-                                               fires: Fires) -> None:
-    # Review I: `I\0` is INT 0 to strtol; no check here follows _pickle's C-string parsing
-    # exactly, so only an unquoted STRING (refused by length in both unpicklers) stops the walk
+@pytest.mark.parametrize("body", [b"I\x00\n0", b"I\x00 anything\n0", b"F\x00\n0", b"I\n0"],
+                         ids=["int-nul-first", "int-nul-junk", "float-empty-head", "int-empty"])
+def test_a_number_one_unpickler_reads_does_not_end_the_walk(
+        body: bytes, tmp_path: Path, marker: Path, fires: Fires) -> None:
+    # Review I: `I\0` is INT 0 to strtol (_pickle reads C strings), and the walk stopped there
     f = tmp_path / "weights.bin"
     f.write_bytes(body + b"cbuiltins\nopen\n(S'" + str(marker).encode() + b"'\nS'w'\ntR.")
-    if body.startswith(b"I"):
+    if body.startswith(b"I\x00"):
         assert fires(f, "pickle")
     assert inspect_bytes(f.read_bytes()).verdict == "unsafe"
+
+
+@pytest.mark.parametrize("body", [b"NL\x00\n0", b"NFx\n0", b"Nprefix=${pcfiledir}\n0"],
+                         ids=["long-nul", "float-word", "put-word"])
+def test_a_number_both_unpicklers_refuse_ends_the_walk(body: bytes) -> None:
+    # (numpy.pc begins `prefix=${pcfiledir}`: text, not the import read after it)
+    import pickle
+
+    data = body + b"cbuiltins\nopen\n(S'/nonexistent/never'\nS'w'\ntR."
+    for load in (pickle.loads, pickle._loads):  # the control: both stop at the number
+        with pytest.raises((ValueError, pickle.UnpicklingError)):
+            load(data)
+    assert inspect_bytes(data[:-1]).verdict == "skipped"  # (no STOP: the walk decides)
 
 
 @pytest.mark.parametrize("module", [b"os\x00", b"os\x00junk", b".evil_dot"],
