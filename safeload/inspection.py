@@ -308,7 +308,7 @@ def _inspect_pickle(buf: Buf, name: str, text_ok: bool = False) -> Inspection:
     if vm.nested_pickles:  # joblib object arrays: pickle.load reads the same bytes otherwise
         findings.extend(plain_joblib_reading(buf, member=name or None))
     pos = vm.pos
-    if pos != len(buf) and buf[:1] != b"\x80" and not findings \
+    if pos != len(buf) and buf[:1] != b"\x80" and not findings and 0x95 not in buf[:pos] \
             and isinstance(root, (bytes, str, int, float)) \
             and would_import(bytes(buf[pos:]), persistent_calls=True,
                              text_start=text_ok) is None:

@@ -194,9 +194,10 @@ def importable(module: bytes) -> bool:
 
 
 def _dotted_identifier(module: bytes) -> bool:
-    """`os.path`, not `mport os` or `ancer,population` (the first line of a text file)."""
+    """Whether `__import__` would find its first dotted part by name: `os`, `evilmod.x y`
+    (review J: the top is imported first), not `mport os` or `ancer,population`."""
     try:
-        return all(part.isidentifier() for part in module.decode("utf-8").split("."))
+        return module.decode("utf-8").split(".", 1)[0].isidentifier()
     except UnicodeDecodeError:
         return False
 
@@ -303,7 +304,15 @@ def would_import(buf: Buf, limit: int = 64 << 20, *, extensions: bool = True,
             # its buffer and the rest from the file (a line loses its head), pickle.py
             # refuses. No pickler writes one; the readings differ, so fail closed (review I).
             return at, _FRAME_CROSSED
+        if op == _STOP and frame_end is not None and pos < frame_end:
+            # A STOP before its frame's end: the next load from the same file starts after the
+            # frame, which both unpicklers read whole, not here (review J)
+            return at, _FRAME_CROSSED
         if op == 0x95 and pos <= end:
+            if frame_end is not None and at < frame_end:
+                # A frame inside a frame: pickle.py refuses it, _pickle may drop the rest of
+                # the outer one and read the inner from the file (review J)
+                return at, _FRAME_CROSSED
             frame_end = pos + struct.unpack_from("<Q", buf, pos - 8)[0]
         if not stack.step(op):
             return None

@@ -7,6 +7,7 @@ local Hugging Face cache (otherwise the record says the licence chain is unknown
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -112,20 +113,35 @@ def _signed_card(card_path: Path, decision: TrustDecision, store: TrustStore) ->
     return parse_model_card(data)
 
 
-def _no_signed_card_missing(signature: Path, store: TrustStore) -> None:
-    """A signature that lists a model card vouches for it: weights loaded without that card
-    (deleted, renamed, made a folder or a dangling link) would escape the licence it states
-    (review I).
+def _read_card(path: Path) -> ModelCard:
+    from safeload.modelcard import read_model_card  # YAML only when there is a card
 
-    Raises:
-        ManifestMismatchError: the signature lists a README.md that is not a regular file.
-    """
-    from safeload.errors import ManifestMismatchError
+    return read_model_card(path)
+
+
+def _listed_card(signature: Path, weights: Path, store: TrustStore) -> Path | None:
+    """The model card the signature vouches for, for weights at `weights`: the nearest
+    README.md it lists in the weights' folder or one above it, up to the signature's folder
+    (reviews I and J: the card found on disk may be another, unsigned one)."""
     from safeload.trust.check import signed_paths
 
-    if "README.md" not in signed_paths(signature, store):
-        return
-    card = signature.parent / "README.md"  # listed, yet no card was found to read
+    root = Path(os.path.abspath(signature)).parent
+    here = Path(os.path.abspath(weights)).parent
+    listed = signed_paths(signature, store)
+    while True:
+        rel = os.path.relpath(here / "README.md", root).replace(os.sep, "/")
+        if rel in listed:
+            return here / "README.md"
+        if here == root or root not in here.parents:
+            return None
+        here = here.parent
+
+
+def _missing_signed_card(card: Path, signature: Path, store: TrustStore) -> None:
+    """Raises ManifestMismatchError (audit mode: warns): a card the signature lists cannot be
+    read, so weights would escape the licence it states."""
+    from safeload.errors import ManifestMismatchError
+
     if store.policy.mode == "audit":
         _logger.warning("audit mode, not refusing: %s is listed by %s and missing", card,
                         signature)
@@ -134,7 +150,7 @@ def _no_signed_card_missing(signature: Path, store: TrustStore) -> None:
         f"{card}: the signature {signature} lists this model card, and it is missing or "
         "not a readable card",
         hint="restore the card (its licence applies to these weights), or fetch the "
-             "model again", missing=("README.md",))
+             "model again", missing=(card.name,))
 
 
 def model_context(path: Path | None, store: TrustStore, *,
@@ -155,23 +171,27 @@ def model_context(path: Path | None, store: TrustStore, *,
         origin = hub_origin(path)
     repo, rev, fname = origin if origin else (None, None, None)
     card_path = find_model_card(path) if path is not None else None
-    if card_path is None:
-        if signed is not None and signed.signed and signed.signature_path:
-            _no_signed_card_missing(Path(signed.signature_path), store)
-        return ModelContext(None, None, None, repo, rev, fname)
-    from safeload.modelcard import read_model_card  # YAML only when there is a card
-
-    if signed is not None and signed.signed and signed.signature_path:
-        vouched = _signed_card(card_path, signed, store)
-        if vouched is None:
-            # A card nobody vouches for can still only make the decision stricter: its denial
-            # holds (the load is refused), its allowance does not (no card is assumed).
-            unvouched = read_model_card(card_path)
+    card: ModelCard | None = None
+    if signed is not None and signed.signed and signed.signature_path and path is not None:
+        signature = Path(signed.signature_path)
+        listed = _listed_card(signature, path, store)
+        if listed is not None:
+            if not os.path.isfile(listed):
+                _missing_signed_card(listed, signature, store)
+            else:
+                card = _signed_card(listed, signed, store)  # the digest must match
+        if card_path is not None and card_path != listed:
+            # A card nobody vouches for can still only make the decision stricter: its
+            # denial holds (the load is refused), its allowance does not.
+            unvouched = _read_card(card_path)
             evaluate_license(unvouched, store.policy.licenses, base_card=_base_cards(unvouched))
+        if card is None:
             return ModelContext(None, None, None, repo, rev, fname)
-        card = vouched
+        card_path = listed
+    elif card_path is None:
+        return ModelContext(None, None, None, repo, rev, fname)
     else:
-        card = read_model_card(card_path)
+        card = _read_card(card_path)
     for w in card.warnings:
         _logger.warning("model card %s: %s", card_path, w)
     decision = evaluate_license(card, store.policy.licenses, base_card=_base_cards(card))

@@ -199,3 +199,32 @@ def test_a_text_argument_across_a_frame_end_counts_as_an_import(
     marker.unlink()
     assert inspect_bytes(data).verdict == "unsafe"
     assert not marker.exists()
+
+
+def _frame(body: bytes) -> bytes:
+    return b"\x95" + len(body).to_bytes(8, "little") + body
+
+
+@pytest.mark.parametrize("how", ["nested-frame", "stop-inside-a-frame"])
+def test_frame_layouts_no_pickler_writes_count_as_an_import(how: str) -> None:
+    # Review J: a FRAME inside a FRAME (_pickle may drop the rest of the outer one and read
+    # the inner from the file), and a STOP before its frame's end (the next load from the file
+    # starts after the frame): the walk read other bytes than the unpicklers
+    payload = b"cos\nsystem\n(S'true'\ntR."
+    filler = b"X" + (9000).to_bytes(4, "little") + b"a" * 9000
+    if how == "nested-frame":
+        data = _frame(filler + b"0" + b"\x95" + len(payload).to_bytes(8, "little")
+                      + b"Sjunk\n") + payload
+    else:
+        data = _frame(filler + b".Sjunk\n") + payload
+    assert inspect_bytes(data[:-1]).verdict == "unsafe"
+
+
+def test_a_text_first_line_whose_top_module_is_an_identifier_is_an_import(
+        tmp_path: Path, marker: Path, fires: Fires) -> None:
+    # Review J: `evilmod.x y` imports evilmod first; only the first dotted part decides
+    _plant(tmp_path, "evilmod", marker)
+    f = tmp_path / "notes.txt"
+    f.write_bytes(b"cevilmod.x y\nz\n")
+    assert fires(f, "pickle", sys_path=[str(tmp_path)])
+    assert inspect_bytes(f.read_bytes(), text_ok=True).verdict == "unsafe"

@@ -342,3 +342,29 @@ def test_weights_whose_signed_card_is_gone_are_refused(how: str, tmp_path: Path)
             card.symlink_to(tmp_path / "nowhere.md")
     with pytest.raises(ManifestMismatchError, match="README.md"):
         safeload.load(d / "model.safetensors")
+
+
+def test_an_unsigned_card_nearer_the_weights_does_not_hide_the_signed_one(
+        tmp_path: Path) -> None:
+    # Review J: in a Hub snapshot, an unsigned unet/README.md (mit) was the card found, and
+    # the signed root card (cc-by-nc-4.0) was never read: `deny: non-commercial` passed.
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "hf"))
+    from _hubcache import make_repo
+
+    from safeload.errors import LicenseRefusedError
+
+    src = tmp_path / "src"
+    (src / "unet").mkdir(parents=True)
+    (src / "README.md").write_text("---\nlicense: cc-by-nc-4.0\n---\n")
+    save_file({"w": torch.arange(6.0)}, str(src / "unet" / "model.safetensors"))
+    (src / "unet" / "config.json").write_text("{}")
+    sign_model(src, private_key_pem_path=KEYS / "p256.priv.pem")
+    _trust_p256()
+    _deny_non_commercial()
+    files = {str(p.relative_to(src)): p.read_bytes() for p in src.rglob("*") if p.is_file()}
+    snap = make_repo(tmp_path / "hub", "acme/model", files)
+    (snap / "unet" / "README.md").write_text("---\nlicense: mit\n---\n")
+    with pytest.raises(LicenseRefusedError):
+        safeload.load(snap / "unet" / "model.safetensors")
