@@ -169,10 +169,9 @@ TEXT_NAMES = frozenset({
 def text_name(name: str) -> bool:
     """Whether a file of this name may be a text file that begins like a GLOBAL or INST."""
     base = name.replace("\\", "/").rsplit("/", 1)[-1].lower()
-    stem, dot, suffix = base.rpartition(".")
-    if not dot:
-        return base in TEXT_NAMES
-    return "." + suffix in TEXT_SUFFIXES or (stem == "" and "." not in suffix)  # .gitignore
+    _, dot, suffix = base.rpartition(".")
+    # (no excuse for dotfiles: `.pt` and `.gitignore` look alike by name)
+    return "." + suffix in TEXT_SUFFIXES if dot else base in TEXT_NAMES
 
 
 def importable(module: bytes) -> bool:
@@ -193,7 +192,7 @@ def importable(module: bytes) -> bool:
     return bool(text)
 
 
-def _dotted_identifier(module: bytes) -> bool:
+def _top_is_identifier(module: bytes) -> bool:
     """Whether `__import__` would find its first dotted part by name: `os`, `evilmod.x y`
     (review J: the top is imported first), not `mport os` or `ancer,population`."""
     try:
@@ -268,7 +267,7 @@ def would_import(buf: Buf, limit: int = 64 << 20, *, extensions: bool = True,
             # Any name is an import (`__import__("evil mod")` finds `evil mod.py`), except the
             # first line of a file named as text when it is no dotted identifier; even then the
             # walk goes on as if it had been imported (a payload may follow it: review H).
-            if at > 0 or not text_start or b"\0" in module or _dotted_identifier(module):
+            if at > 0 or not text_start or b"\0" in module or _top_is_identifier(module):
                 return at, _IMPORTS[op]
             if nl2 is None:
                 return None
