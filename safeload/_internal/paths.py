@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import functools
 import os
+import sys
 from pathlib import Path
 
 import platformdirs
 
 _APP = "safeload"
 # What platformdirs reads on the platforms it supports (Linux XDG, macOS HOME, Windows profile).
-_PLATFORM_ENV = ("HOME", "XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_CACHE_HOME", "APPDATA",
-                 "LOCALAPPDATA", "USERPROFILE")
+_PLATFORM_ENV = (("APPDATA", "LOCALAPPDATA", "USERPROFILE") if sys.platform == "win32" else
+                 ("HOME",) if sys.platform == "darwin" else
+                 ("HOME", "XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_CACHE_HOME"))
 
 
 def _dir(kind: str) -> Path:

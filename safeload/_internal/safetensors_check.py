@@ -80,6 +80,14 @@ def looks_like_safetensors(head: bytes, size: int) -> bool:
     return rest[:1] == b"{" or (not rest and len(head) < 8 + n)
 
 
+# The parse is a pure function of the header's bytes and the file's size, so a header seen
+# before (the same file loaded again, or the inspection's parse reused by the load) is not
+# parsed twice. Only valid headers are kept (an error names its file), only small ones.
+_MEMO_HEADER_BYTES = 64 * 1024
+_MEMO_ENTRIES = 1024
+_PARSED: dict[tuple[bytes, int], SafetensorsHeader] = {}
+
+
 def parse_header(buf: Buf, path: str) -> SafetensorsHeader:
     """Validate the header and the layout; raise `MalformedFileError` naming the file."""
     def bad(why: str) -> MalformedFileError:
@@ -93,6 +101,9 @@ def parse_header(buf: Buf, path: str) -> SafetensorsHeader:
     if n > MAX_HEADER_BYTES or 8 + n > size:
         raise bad(f"header length {n} is out of bounds")
     raw = bytes(buf[8 : 8 + n])
+    known = _PARSED.get((raw, size))
+    if known is not None:
+        return known
     try:
         doc = strictjson.loads(raw, unsigned=True)  # `-0` too: the crate's usize refuses it
     except (ValueError, RecursionError, UnicodeDecodeError) as exc:
@@ -147,4 +158,9 @@ def parse_header(buf: Buf, path: str) -> SafetensorsHeader:
         cursor = e.end
     if cursor != size:
         raise bad("data section has bytes no tensor covers")
-    return SafetensorsHeader(tuple(entries), metadata, data_start)
+    header = SafetensorsHeader(tuple(entries), metadata, data_start)
+    if n <= _MEMO_HEADER_BYTES:
+        if len(_PARSED) >= _MEMO_ENTRIES:
+            _PARSED.clear()
+        _PARSED[(raw, size)] = header
+    return header

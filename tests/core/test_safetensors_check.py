@@ -73,3 +73,14 @@ def test_load_refuses_with_the_file_name(tmp_path: Path) -> None:
     f.write_bytes(_file(GOOD, b"\0" * 4))
     with pytest.raises(MalformedFileError, match="bad.safetensors"):
         safeload.load(f)
+
+
+def test_a_header_parsed_before_is_still_checked_against_the_file_size() -> None:
+    # The parse memo is keyed by the header's bytes and the file's size: the same header over
+    # a data section one byte short (a truncated copy of a file loaded before) is refused.
+    good = _file(GOOD, b"\0" * 8)
+    first = parse_header(good, "m.safetensors")
+    assert parse_header(bytearray(good), "again.safetensors") == first
+    for short in (good[:-1], good + b"\0"):
+        with pytest.raises(MalformedFileError, match="short.safetensors"):
+            parse_header(short, "short.safetensors")
