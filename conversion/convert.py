@@ -58,7 +58,9 @@ def read_checkpoint(buf: Any) -> TorchCheckpoint:
         if isinstance(root, int) and not isinstance(root, bool) and root == LEGACY_MAGIC:
             ck = read_torch_legacy(buf)
         else:
-            ck = TorchCheckpoint("pickle", root=root, findings=list(vm.findings))
+            # storages written by pickle.dump (`_load_from_bytes`): their bytes lie in the file
+            ck = TorchCheckpoint("pickle", root=root, findings=list(vm.findings),
+                                 storage_spans=dict(vm.storage_spans))
             if vm.pos != len(buf):
                 raise ConvertRefused("bytes after STOP")
     if ck.findings:

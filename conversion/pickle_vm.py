@@ -310,6 +310,10 @@ class PickleMachine:
         # object, and joblib's nested pickles run in this stream's own memo and stack.
         self.joblib_plain = joblib_plain
         self.nested_pickles = 0  # joblib object arrays read (each a pickle of its own)
+        # A whole file only: where each bytes value lies in it (id -> (offset, value)), for the
+        # storages pickle.dump writes as `_load_from_bytes(b)`, and those storages' spans.
+        self.bytes_at: dict[int, tuple[int, Any]] = {}
+        self.storage_spans: dict[str, tuple[int, int]] = {}
 
     # -- reading -------------------------------------------------------------------------
 
@@ -585,7 +589,10 @@ class PickleMachine:
 
     def _op_BINBYTES(self, data: bytes | memoryview) -> None:
         # Large payloads stay zero-copy views of the input.
-        self.stack.append(bytes(data) if len(data) < (1 << 20) else data)
+        value = bytes(data) if len(data) < (1 << 20) else data
+        if self.joblib_arrays:
+            self.bytes_at[id(value)] = (self.pos - len(data), value)
+        self.stack.append(value)
 
     _op_SHORT_BINBYTES = _op_BINBYTES
     _op_BINBYTES8 = _op_BINBYTES
@@ -1160,6 +1167,34 @@ def _rule_rebuild_legacy(vm: PickleMachine, g: Global, args: tuple[Any, ...]) ->
     return _tensor(args[0], args[1], args[2], args[3], False, None, None)
 
 
+def _rule_storage_from_bytes(vm: PickleMachine, g: Global, args: tuple[Any, ...]) -> Any:
+    """`torch.storage._load_from_bytes(b)`: how pickle.dump (and joblib.dump) writes a tensor's
+    storage; pickle.load runs `torch.load(BytesIO(b), weights_only=False)`, unrestricted, on
+    a legacy torch file holding the storage. Here that file's five pickles are read under the
+    same rules (no nesting deeper), and the storage's bytes are located inside `b`, which must
+    be a bytes value read from this whole file (its span is what a converter copies)."""
+    _arity(args, 1)
+    data = args[0]
+    if not vm.joblib_arrays:
+        raise RuleViolation("storage bytes inside a torch file (torch.save never writes them)")
+    at = vm.bytes_at.get(id(data))
+    if at is None or at[1] is not data:
+        raise RuleViolation("expects bytes read as they are from the file (pickle protocol 3 "
+                            "or later; protocol 2 spells them as text): load it with pickle "
+                            "where you trust it and save it again with torch.save")
+    from safeload_conversion.torchfile import read_storage_bytes  # it imports this module
+
+    ref, span, findings = read_storage_bytes(vm.data, at[0], len(data))
+    if findings:
+        vm.findings.extend(findings[: max(0, MAX_FINDINGS - len(vm.findings))])
+        raise RuleViolation(f"the bytes at offset {at[0]} are not a legacy torch file holding "
+                            f"one storage, read under the same rules")
+    if ref.key in vm.storage_spans:  # one memoised bytes value loaded twice: two storages
+        ref.key = f"{ref.key}.{len(vm.storage_spans)}"
+    vm.storage_spans[ref.key] = span
+    return ref
+
+
 def _rule_rebuild_v3(vm: PickleMachine, g: Global, args: tuple[Any, ...]) -> Any:
     _arity(args, 7, 8)
     if len(args) == 8 and not _metadata_ok(args[7]):
@@ -1638,6 +1673,7 @@ _RULES: dict[str, tuple[frozenset[str], Rule]] = {
     "rebuild_tensor_v2": (_CALL, _rule_rebuild_v2),
     "rebuild_tensor_v3": (_CALL, _rule_rebuild_v3),
     "rebuild_tensor_legacy": (_CALL, _rule_rebuild_legacy),
+    "storage_from_bytes": (_CALL, _rule_storage_from_bytes),
     "rebuild_parameter": (_CALL, _rule_rebuild_parameter),
     "rebuild_meta": (_CALL, _rule_rebuild_meta),
     "rebuild_parameter_with_state": (_CALL, _rule_rebuild_parameter),

@@ -7,6 +7,7 @@ inspector can check that they are all there. Nothing is called, nothing is impor
 
 from __future__ import annotations
 
+import dataclasses
 import struct
 from dataclasses import dataclass, field
 from typing import Any
@@ -205,6 +206,36 @@ def _unreferenced_storages(ck: TorchCheckpoint, by_name: dict[str, ZipMember]) -
                 "differential", f"storage member {m.name!r} is not referenced by data.pkl: "
                 "safeload reads the pickle's storages, a loader listing data/ reads more",
                 member=m.name))
+
+
+def read_storage_bytes(data: Buf, start: int, size: int
+                       ) -> tuple[StorageRef, tuple[int, int], list[Finding]]:
+    """The storage that `torch.load(BytesIO(data[start:start + size]))` returns, where its
+    bytes are in `data`, and the findings that refuse it (then the rest is meaningless).
+
+    torch.load reads a zip when the bytes begin as one (its tar reader needs a real file
+    descriptor: never tried on BytesIO), else the legacy pickles: only those are read here,
+    so a zip is a differential. The legacy file must hold exactly one storage as its root
+    object, and nothing after that storage's bytes."""
+    view = memoryview(data).cast("B")[start : start + size]
+    where = f"storage bytes at offset {start}"
+    ref = StorageRef("", "uint8", 0, "cpu", True)
+    if bytes(view[:4]) == b"PK\x03\x04":
+        return ref, (0, 0), [Finding("differential", "storage bytes that torch.load would read "
+                                     "as a zip archive", start, member=where)]
+    ck = read_torch_legacy(view)
+    findings = [dataclasses.replace(f, offset=None if f.offset is None else f.offset + start,
+                                    member=f"{where}: {f.member}" if f.member else where)
+                for f in ck.findings]
+    if findings:
+        return ref, (0, 0), findings
+    root = ck.root
+    if not isinstance(root, StorageRef) or list(ck.storages.values()) != [root]:
+        return ref, (0, 0), [Finding("bad-arguments", "the legacy file in the bytes holds "
+                                     "something other than one storage", start, member=where)]
+    offset, nbytes = ck.storage_spans[root.key]
+    root.key = f"bytes@{start}"
+    return root, (start + offset, nbytes), []
 
 
 def read_torch_legacy(buf: Buf) -> TorchCheckpoint:
