@@ -404,9 +404,14 @@ def load_state_dict(repo_id_or_path: str | os.PathLike[str], *, revision: str | 
                     subfolder: str = "", map_location: Any = None,
                     safetensors_only: bool = False) -> tuple[dict[str, Any], Path]:
     """The verified state dict, and the folder its files came from."""
+    src = _source(repo_id_or_path, revision, cache_dir, local_files_only, subfolder)
+    return _load_state_dict(src, variant, safetensors_only, map_location)
+
+
+def _load_state_dict(src: _Source, variant: str | None, safetensors_only: bool,
+                     map_location: Any) -> tuple[dict[str, Any], Path]:
     from safeload.pipeline import load_held
 
-    src = _source(repo_id_or_path, revision, cache_dir, local_files_only, subfolder)
     state: dict[str, Any] = {}
     folder: Path | None = None
     for path, expected in _weight_files(src, variant, safetensors_only):
@@ -558,10 +563,8 @@ def from_pretrained(repo_id_or_path: str | os.PathLike[str], *, revision: str | 
         config = config if config is not None else _config(src, model_class,
                                                            os.fspath(repo_id_or_path))
         cls = concrete_class(model_class, config)
-    state, _ = load_state_dict(repo_id_or_path, revision=revision, cache_dir=cache_dir,
-                               local_files_only=local_files_only, variant=variant,
-                               subfolder=subfolder, map_location=map_location,
-                               safetensors_only=safetensors_only)
+    # The same source: the weights come from the commit the config was read from (review K).
+    state, _ = _load_state_dict(src, variant, safetensors_only, map_location)
     if cls is None:
         return state
     return cls.from_pretrained(None, config=config, state_dict=state, trust_remote_code=False,

@@ -48,9 +48,22 @@ def hub_origin(path: Path) -> tuple[str, str, str] | None:
     return None if hf is None else (hf.repo_id, resolve_commit(hf), hf.filename)
 
 
-def _base_cards(card: ModelCard) -> dict[str, ModelCard]:
-    """Cards of the base models that are in the local Hugging Face cache (never the network)."""
-    from safeload.modelcard import read_model_card
+MAX_SIGNED_CARD_BYTES = 16 << 20
+
+
+def _base_cards(card: ModelCard, store: TrustStore) -> dict[str, ModelCard]:
+    """Cards of the base models that are in the local Hugging Face cache (never the network),
+    each checked as a file of its own repo (review K): where the base is signed, its card must
+    be the one its signature lists, or a cache writer could lift a denial its licence states.
+
+    Raises:
+        SafeloadError: as `check_load` for the base card (audit mode: warnings).
+    """
+    import hashlib
+
+    from safeload._internal.opened import OpenedFile
+    from safeload.modelcard import parse_model_card
+    from safeload.trust import check_load
 
     out: dict[str, ModelCard] = {}
     if card.base_model:
@@ -64,50 +77,58 @@ def _base_cards(card: ModelCard) -> dict[str, ModelCard]:
             found = try_to_load_from_cache(base, "README.md")
         except Exception:  # noqa: BLE001 - a malformed repo id in a card is the card's problem
             continue
-        if isinstance(found, str):
-            out[base] = read_model_card(found)
+        if not isinstance(found, str):
+            continue
+        origin = hub_origin(Path(found))
+        try:
+            with OpenedFile.open(found) as f:
+                if f.size > MAX_SIGNED_CARD_BYTES:
+                    raise OSError(f"over {MAX_SIGNED_CARD_BYTES} bytes")
+                f.copy_privately()
+                data = bytes(f.mapping())
+        except OSError as exc:
+            _logger.warning("base model card %s unreadable (%s); ignored", found, exc)
+            continue
+        if origin is not None:
+            check_load(Path(found), sha256=hashlib.sha256(data).hexdigest(), size=len(data),
+                       store=store, repo=origin[0], revision=origin[1], filename=origin[2],
+                       record=False, content=data)
+        out[base] = parse_model_card(data)
     return out
 
 
-MAX_SIGNED_CARD_BYTES = 16 << 20
-
-
 def _signed_card(card_path: Path, decision: TrustDecision, store: TrustStore) -> ModelCard | None:
-    """The card beside signed weights, parsed from bytes the same signature vouches for: a card
-    the signature lists with other bytes is a tampered repo (refused), one it does not list
-    (a per-file signature, a card added later) says nothing about the signed model and its
-    licence does not vouch for it (None: only a denial it states still holds).
+    """The card the signature of the weights lists, parsed from bytes that same signature (the
+    very bytes the weights were verified with) vouches for. A listed card that cannot be read,
+    is too large to check, or does not match is refused (audit mode: warned, None): weights
+    would otherwise escape the licence it states (review K).
 
     Raises:
-        DigestMismatchError: the signature lists the card with another digest.
+        DigestMismatchError, ManifestMismatchError: the card is not the one signed.
+        SignatureError: the signature changed since the weights were verified.
     """
     import hashlib
 
     from safeload._internal.opened import OpenedFile
-    from safeload.errors import ManifestMismatchError
     from safeload.modelcard import parse_model_card
     from safeload.trust import check_load
 
     assert decision.signature_path is not None
+    signature = Path(decision.signature_path)
     try:
         with OpenedFile.open(card_path) as f:
             if f.size > MAX_SIGNED_CARD_BYTES:
-                _logger.warning("model card %s is over %d bytes; not checked against the "
-                                "signature, its licence is not used", card_path, f.size)
+                _unusable_signed_card(card_path, signature, store,
+                                      f"it is over {MAX_SIGNED_CARD_BYTES} bytes")
                 return None
             f.copy_privately()
             data = bytes(f.mapping())
     except OSError as exc:
-        _logger.warning("model card %s unreadable (%s); ignored", card_path, exc)
+        _unusable_signed_card(card_path, signature, store, f"it cannot be read ({exc})")
         return None
-    try:
-        checked = check_load(card_path, sha256=hashlib.sha256(data).hexdigest(), size=len(data),
-                             store=store, signature=Path(decision.signature_path),
-                             record=False, content=data)
-    except ManifestMismatchError:
-        _logger.warning("model card %s is not covered by the signature of the weights beside "
-                        "it; its licence is not used", card_path)
-        return None
+    checked = check_load(card_path, sha256=hashlib.sha256(data).hexdigest(), size=len(data),
+                         store=store, signature=signature, record=False, content=data,
+                         signature_sha256=decision.signature_sha256)
     if not checked.signed:  # audit mode: warned, and used as it is
         _logger.warning("model card %s: %s", card_path, "; ".join(checked.warnings))
     return parse_model_card(data)
@@ -119,7 +140,8 @@ def _read_card(path: Path) -> ModelCard:
     return read_model_card(path)
 
 
-def _listed_card(signature: Path, weights: Path, store: TrustStore) -> Path | None:
+def _listed_card(signature: Path, weights: Path, store: TrustStore,
+                 signature_sha256: str | None) -> Path | None:
     """The model card the signature vouches for, for weights at `weights`: the nearest
     README.md it lists in the weights' folder or one above it, up to the signature's folder
     (reviews I and J: the card found on disk may be another, unsigned one)."""
@@ -127,7 +149,7 @@ def _listed_card(signature: Path, weights: Path, store: TrustStore) -> Path | No
 
     root = Path(os.path.abspath(signature)).parent
     here = Path(os.path.abspath(weights)).parent
-    listed = signed_paths(signature, store)
+    listed = signed_paths(signature, store, signature_sha256)
     while True:
         rel = os.path.relpath(here / "README.md", root).replace(os.sep, "/")
         if rel in listed:
@@ -137,18 +159,17 @@ def _listed_card(signature: Path, weights: Path, store: TrustStore) -> Path | No
         here = here.parent
 
 
-def _missing_signed_card(card: Path, signature: Path, store: TrustStore) -> None:
+def _unusable_signed_card(card: Path, signature: Path, store: TrustStore, why: str) -> None:
     """Raises ManifestMismatchError (audit mode: warns): a card the signature lists cannot be
-    read, so weights would escape the licence it states."""
+    used, so weights would escape the licence it states."""
     from safeload.errors import ManifestMismatchError
 
     if store.policy.mode == "audit":
-        _logger.warning("audit mode, not refusing: %s is listed by %s and missing", card,
-                        signature)
+        _logger.warning("audit mode, not refusing: %s is listed by %s and %s", card,
+                        signature, why)
         return
     raise ManifestMismatchError(
-        f"{card}: the signature {signature} lists this model card, and it is missing or "
-        "not a readable card",
+        f"{card}: the signature {signature} lists this model card, and {why}",
         hint="restore the card (its licence applies to these weights), or fetch the "
              "model again", missing=(card.name,))
 
@@ -174,17 +195,18 @@ def model_context(path: Path | None, store: TrustStore, *,
     card: ModelCard | None = None
     if signed is not None and signed.signed and signed.signature_path and path is not None:
         signature = Path(signed.signature_path)
-        listed = _listed_card(signature, path, store)
+        listed = _listed_card(signature, path, store, signed.signature_sha256)
         if listed is not None:
             if not os.path.isfile(listed):
-                _missing_signed_card(listed, signature, store)
+                _unusable_signed_card(listed, signature, store, "it is missing or not a file")
             else:
                 card = _signed_card(listed, signed, store)  # the digest must match
         if card_path is not None and card_path != listed:
             # A card nobody vouches for can still only make the decision stricter: its
             # denial holds (the load is refused), its allowance does not.
             unvouched = _read_card(card_path)
-            evaluate_license(unvouched, store.policy.licenses, base_card=_base_cards(unvouched))
+            evaluate_license(unvouched, store.policy.licenses,
+                             base_card=_base_cards(unvouched, store))
         if card is None:
             return ModelContext(None, None, None, repo, rev, fname)
         card_path = listed
@@ -194,7 +216,7 @@ def model_context(path: Path | None, store: TrustStore, *,
         card = _read_card(card_path)
     for w in card.warnings:
         _logger.warning("model card %s: %s", card_path, w)
-    decision = evaluate_license(card, store.policy.licenses, base_card=_base_cards(card))
+    decision = evaluate_license(card, store.policy.licenses, base_card=_base_cards(card, store))
     # A README with no metadata block says nothing about a licence: recorded as unknown (and
     # refused if the policy denies unknown), but not warned about on every load.
     if decision.action == "warn" and decision.deciding is not None and not card.no_header:

@@ -68,14 +68,21 @@ _sig_cache: dict[tuple[str, str, str], tuple[float, SignedManifest]] = {}
 _sig_cache_lock = threading.Lock()
 
 
-def _verified_signature(sig_path: Path, store: TrustStore) -> SignedManifest:
+def _verified_signature(sig_path: Path, store: TrustStore,
+                        expect_sha256: str | None = None) -> SignedManifest:
     """`signing.verify_signature_bytes` with the store as trust anchors, and a small in-process
     cache keyed by the signature bytes and the store's state, so loading N shards checks one
-    signature once."""
+    signature once. `expect_sha256`: the signature must be these bytes (the ones the weights
+    were verified with), not whatever another signature file now says (review K)."""
     from safeload.signing import verify  # cryptography: only once a signature is met
 
     data = verify.read_signature(sig_path)
-    key = (str(sig_path.absolute()), hashlib.sha256(data).hexdigest(), store.state_digest())
+    digest = hashlib.sha256(data).hexdigest()
+    if expect_sha256 is not None and digest != expect_sha256:
+        raise SignatureError(
+            f"{safe_text(sig_path)} changed during the load: it is not the signature the "
+            "weights were verified with", hint="load again once the model folder is settled")
+    key = (str(sig_path.absolute()), digest, store.state_digest())
     now = time.monotonic()
     with _sig_cache_lock:
         hit = _sig_cache.get(key)
@@ -235,7 +242,8 @@ def _check_loaded_file(signed: SignedManifest, path: Path, found: _FoundSignatur
 
 
 def _signature_facts(path: Path, explicit: Path | None, store: TrustStore, sha: str,
-                     size: int, content: Content | None) -> SignatureFacts:
+                     size: int, content: Content | None,
+                     signature_sha256: str | None = None) -> SignatureFacts:
     """Find the signature, verify it against the store, check it covers this file."""
     if explicit is not None and not explicit.is_file():
         return SignatureFacts(failure=SignatureError(f"no signature at {safe_text(explicit)}"))
@@ -244,7 +252,7 @@ def _signature_facts(path: Path, explicit: Path | None, store: TrustStore, sha: 
         return SignatureFacts()
     where = SignatureFacts(path=str(found.path), location=found.location)
     try:
-        signed = _verified_signature(found.path, store)
+        signed = _verified_signature(found.path, store, signature_sha256)
         _check_loaded_file(signed, path, found, sha, size, content)
     except (VerificationError, UnsupportedSignatureError, UnsafePathError) as exc:
         return replace(where, failure=exc)
@@ -283,6 +291,7 @@ def check_load(
     pin_local: bool | None = None,
     record: bool = True,
     content: Content | None = None,
+    signature_sha256: str | None = None,
 ) -> TrustDecision:
     """Decide whether the bytes of `path` (whose SHA-256 the caller computed from the very handle
     it will load from) may be loaded, under `store`'s policy.
@@ -294,7 +303,8 @@ def check_load(
     `pin_local` pins a local file on first use (default: the policy's `pin_local_files`).
     `record=False` leaves `trust.observed.json` untouched (dry runs). `content` is the bytes
     the caller holds (e.g. its mapping of the file): a signature check that must hash the file
-    hashes these instead of opening `path` again.
+    hashes these instead of opening `path` again. `signature_sha256`: the signature must be
+    exactly these bytes (a model card checked against the signature its weights were).
 
     Raises:
         RevokedError: the digest, or the signing key, is revoked (every mode).
@@ -327,9 +337,11 @@ def check_load(
         hub = HubOrigin(repo, revision, filename or _hub_filename(path))
     facts = LoadFacts(
         sha256=sha, shown=shown, store=store, observations=load_observations(store),
-        signature=_signature_facts(path, signature, store, sha, size, content),
+        signature=_signature_facts(path, signature, store, sha, size, content,
+                                   signature_sha256),
         first_seen=format_time(dt.datetime.now(dt.timezone.utc)) or "", hub=hub,
-        local_path=None if hub is not None else os.path.realpath(path), pin_local=pin_local)
+        local_path=None if hub is not None else os.path.realpath(path), pin_local=pin_local,
+        lexical_path=None if hub is not None else os.path.abspath(path))
     decision = decide(facts)
     for exc in decision.waived:
         _logger.warning("audit mode, not refusing: %s", exc)
@@ -483,14 +495,16 @@ def verify_with_store(model_dir: str | os.PathLike[str],
     return verify.verify_model(model_dir, signature_path, trust_store=store, **kwargs)
 
 
-def signed_paths(signature_path: Path, store: TrustStore) -> frozenset[str]:
+def signed_paths(signature_path: Path, store: TrustStore,
+                 signature_sha256: str | None = None) -> frozenset[str]:
     """The file names a signature that verifies against `store` lists (relative to its
-    folder), from the same in-process cache the loads use.
+    folder), from the same in-process cache the loads use; `signature_sha256` as `check_load`.
 
     Raises:
         VerificationError, UnsupportedSignatureError: as `check_load` for that signature.
     """
-    return frozenset(r.path for r in _verified_signature(signature_path, store).manifest.resources)
+    signed = _verified_signature(signature_path, store, signature_sha256)
+    return frozenset(r.path for r in signed.manifest.resources)
 
 
 __all__ = ["check_bytes", "check_load", "signed_paths", "verify_with_store"]

@@ -115,7 +115,9 @@ class SignatureFacts:
 @dataclass(frozen=True)
 class LoadFacts:
     """Everything the decision depends on. `local_path` is the resolved path of a local file
-    (its pin target and "was signed" locations); `hub` is set for Hub content instead."""
+    and `lexical_path` the absolute path it was loaded by (both are pin targets and give "was
+    signed" locations: a file swapped for a link to other bytes keeps the pins and records of
+    the name it replaced, review K); `hub` is set for Hub content instead."""
 
     sha256: str
     shown: str  # the file as messages show it (already escaped)
@@ -126,6 +128,7 @@ class LoadFacts:
     hub: HubOrigin | None = None
     local_path: str | None = None
     pin_local: bool | None = None
+    lexical_path: str | None = None
 
     @property
     def mode(self) -> Mode:
@@ -146,20 +149,39 @@ class LoadFacts:
         return ("path", self.local_path or "")
 
     @property
-    def pinned(self) -> Pin | None:
-        """The user's pin of this file, else its first-use pin."""
+    def pin_targets(self) -> list[tuple[str, ...]]:
+        """Every target a pin of this file may be recorded under: the pin target, and for a
+        local file loaded through a link, the name it was loaded by."""
         target = self.pin_target
         if target is None:
-            return None
-        return self.store.find_pin(target) or self.observations.find_pin(target)
+            return []
+        lexical = ("path", self.lexical_path) if self.hub is None and self.lexical_path else None
+        return [target] if lexical in (None, target) else [target, lexical]
+
+    @property
+    def pins(self) -> list[Pin]:
+        """The user's pins of this file, else its first-use pins, one per target."""
+        found = (self.store.find_pin(t) or self.observations.find_pin(t)
+                 for t in self.pin_targets)
+        return [p for p in found if p is not None]
+
+    @property
+    def pinned(self) -> Pin | None:
+        """A pin of this file that does not match, else any pin of it."""
+        pins = self.pins
+        wrong = [p for p in pins if p.sha256 != self.sha256]
+        return (wrong or pins)[0] if pins else None
 
     @property
     def locations(self) -> frozenset[str]:
         """Every location whose "was signed" record applies to this load."""
         if self.hub is not None:
             return frozenset({f"hf:{self.hub.repo.casefold()}"})
-        resolved = PurePath(self.local_path or "")
-        return frozenset({f"file:{d}" for d in resolved.parents} | {f"file:{resolved}"})
+        out: set[str] = set()
+        for path in {self.local_path or "", self.lexical_path or self.local_path or ""}:
+            p = PurePath(path)
+            out |= {f"file:{d}" for d in p.parents} | {f"file:{p}"}
+        return frozenset(out)
 
     @property
     def owners(self) -> list[Publisher]:
@@ -425,7 +447,9 @@ def _first_use_pin(facts: LoadFacts) -> tuple[Pin | None, list[str]]:
         warnings.append(f"not pinned: revision {safe_text(hub.revision)} is not a commit hash")
         return None, warnings
     pin_local = facts.pin_local if facts.pin_local is not None else policy.pin_local_files
-    return (Pin(facts.sha256, path=target[1]) if pin_local else None), warnings
+    # Pinned under the name it was loaded by: a link later re-pointed (or the file swapped for
+    # a link) is a mismatch of that name's pin, whatever it now resolves to.
+    return (Pin(facts.sha256, path=facts.pin_targets[-1][1]) if pin_local else None), warnings
 
 
 def _signed_record(facts: LoadFacts) -> SignedRecord | None:

@@ -182,3 +182,35 @@ def test_a_ref_moved_mid_load_does_not_mix_two_commits(tmp_path: Path,
     monkeypatch.setattr(huggingface_hub, "try_to_load_from_cache", moving)
     state = safeload.from_pretrained("org/moving", cache_dir=tmp_path, local_files_only=True)
     assert state["a"].tolist() == state["b"].tolist() == [1.0, 1.0]
+
+
+def test_the_config_and_the_weights_come_from_one_commit(tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    # Review K (K5): with model_class, config.json and the weights were each resolved through
+    # refs/main: a ref moved between the two reads built commit A's config with B's weights.
+    transformers = pytest.importorskip("transformers")
+    from safeload import hf
+
+    def commit(act: str, fill: float, sha: str) -> None:
+        cfg = transformers.BertConfig(vocab_size=16, hidden_size=8, num_hidden_layers=1,
+                                      num_attention_heads=2, intermediate_size=8,
+                                      max_position_embeddings=8, hidden_act=act)
+        sd = {k: torch.full_like(v, fill) for k, v in
+              transformers.BertModel(cfg).state_dict().items()}
+        make_repo(tmp_path, "org/moving", {"config.json": cfg.to_json_string().encode(),
+                                            "model.safetensors": save(sd)}, commit=sha)
+
+    commit("relu", 0.02, "b" * 40)
+    commit("gelu", 0.01, "a" * 40)  # refs/main -> a...
+    refs = tmp_path / "models--org--moving" / "refs" / "main"
+    real = hf.concrete_class
+
+    def moving(model_class: object, config: object) -> object:
+        refs.write_text("b" * 40)  # a new revision lands once the config is read
+        return real(model_class, config)
+
+    monkeypatch.setattr(hf, "concrete_class", moving)
+    model = safeload.from_pretrained("org/moving", cache_dir=tmp_path, local_files_only=True,
+                                     model_class=transformers.BertModel)
+    weight = model.embeddings.word_embeddings.weight.flatten()[0].item()
+    assert (model.config.hidden_act, round(weight, 2)) == ("gelu", 0.01)

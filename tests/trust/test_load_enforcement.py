@@ -368,3 +368,146 @@ def test_an_unsigned_card_nearer_the_weights_does_not_hide_the_signed_one(
     (snap / "unet" / "README.md").write_text("---\nlicense: mit\n---\n")
     with pytest.raises(LicenseRefusedError):
         safeload.load(snap / "unet" / "model.safetensors")
+
+
+@pytest.mark.parametrize("how", ["oversized", "unreadable"])
+def test_a_signed_card_that_cannot_be_checked_is_refused(how: str, tmp_path: Path) -> None:
+    # Review K (K1): a listed card over the size bound, or one that could not be read, was
+    # taken for "no card": the licence it states (cc-by-nc-4.0) escaped the deny policy.
+    from safeload.errors import ManifestMismatchError
+
+    d = _carded_model(tmp_path, "cc-by-nc-4.0")
+    sign_model(d, private_key_pem_path=KEYS / "p256.priv.pem")
+    _trust_p256()
+    _deny_non_commercial()
+    card = d / "README.md"
+    if how == "oversized":
+        with open(card, "r+b") as f:
+            f.truncate(17 << 20)  # sparse: costs nothing on disk
+    else:  # a regular file whose reads stop short of its st_size (a sysfs attribute)
+        sysfs = Path("/sys/kernel/mm/transparent_hugepage/enabled")
+        if not sysfs.is_file():
+            pytest.skip(f"{sysfs} is not on this machine")
+        card.unlink()
+        card.symlink_to(sysfs)
+    with pytest.raises(ManifestMismatchError, match="lists this model card"):
+        safeload.load(d / "model.safetensors")
+
+
+def test_a_card_edited_under_a_shard_signature_is_refused(tmp_path: Path) -> None:
+    # Review K (K1): with shard manifests (the real model_signing fixture, 4096-byte shards),
+    # a card of another length raised "not covered", which was read as "not listed": the
+    # licence the edited card still states (apache-2.0 here, denied) no longer applied.
+    from dataclasses import replace
+
+    from safeload.errors import LicenseRefusedError, ManifestMismatchError
+    from safeload.licenses import LicensePolicy
+
+    oms = KEYS.parent
+    d = tmp_path / "model"
+    shutil.copytree(oms / "model", d)
+    shutil.copy(oms / "signatures" / "key-p256.shards4096.sig", d / "model.sig")
+    _trust_p256()
+    TrustStore.update(lambda s: s.with_policy(replace(
+        s.policy, licenses=LicensePolicy(deny=frozenset({"Apache-2.0"})))))
+    with pytest.raises(LicenseRefusedError):
+        safeload.load(d / "model.safetensors")
+    card = d / "README.md"
+    card.write_bytes(card.read_bytes() + b"\n")
+    with pytest.raises(ManifestMismatchError, match="README.md"):
+        safeload.load(d / "model.safetensors")
+
+
+def test_the_card_is_checked_against_the_signature_the_weights_were_verified_with(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Review K (K4): the card check read model.sig again by path; a signature of another model
+    # by the same publisher, swapped in with its mit card after the weights were verified,
+    # vouched for that card.
+    from safeload._internal import record
+
+    d = _carded_model(tmp_path, "cc-by-nc-4.0")
+    sign_model(d, private_key_pem_path=KEYS / "p256.priv.pem")
+    (tmp_path / "other").mkdir()
+    other = _carded_model(tmp_path / "other", "mit")
+    sign_model(other, private_key_pem_path=KEYS / "p256.priv.pem")
+    _trust_p256()
+    _deny_non_commercial()
+    listed = record._listed_card
+
+    def swap_first(*args: object) -> object:
+        shutil.copy(other / "model.sig", d / "model.sig")
+        shutil.copy(other / "README.md", d / "README.md")
+        return listed(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(record, "_listed_card", swap_first)
+    with pytest.raises(SignatureError, match="changed during the load"):
+        safeload.load(d / "model.safetensors")
+
+
+@pytest.mark.parametrize("rule", ["pin", "was-signed"])
+def test_a_file_swapped_for_a_link_keeps_the_rules_of_its_name(rule: str, tmp_path: Path
+                                                               ) -> None:
+    # Review K (K2): pins and "was loaded signed" records were looked up by the resolved
+    # path only: replacing the file by a link to other bytes escaped both.
+    import hashlib
+
+    from safeload.trust import Pin
+
+    d = _model(tmp_path)
+    f = d / "model.safetensors"
+    if rule == "pin":
+        sha = hashlib.sha256(f.read_bytes()).hexdigest()
+        TrustStore.update(lambda s: s.with_pin(Pin(sha, path=str(f.resolve()))))
+    else:
+        sign_model(d, private_key_pem_path=KEYS / "p256.priv.pem")
+        _trust_p256()
+        safeload.load(f)
+        (d / "model.sig").unlink()
+    evil = tmp_path / "elsewhere" / "model.safetensors"
+    evil.parent.mkdir()
+    save_file({"w": torch.full((6,), 666.0)}, str(evil))
+    f.unlink()
+    f.symlink_to(evil)
+    with pytest.raises(DigestMismatchError if rule == "pin" else SignatureError,
+                       match="model.safetensors"):
+        safeload.load(f)
+
+
+def test_a_signed_base_models_card_is_checked_against_its_signature(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Review K (K3): a fine-tune's `base_model` card was read from the Hub cache unchecked: a
+    # cache writer who re-linked the signed base card (cc-by-nc-4.0) to an mit blob lifted
+    # the denial it states for every fine-tune of it.
+    import sys
+
+    import huggingface_hub.constants
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "hf"))
+    from _hubcache import git_blob_id, make_repo
+
+    from safeload.errors import LicenseRefusedError
+
+    def signed(name: str, card: str) -> dict[str, bytes]:
+        (tmp_path / name).mkdir()
+        d = _model(tmp_path / name)
+        (d / "README.md").write_text(card)
+        sign_model(d, private_key_pem_path=KEYS / "p256.priv.pem")
+        return {p.name: p.read_bytes() for p in d.iterdir()}
+
+    hub = tmp_path / "hub"
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(hub))
+    _trust_p256()
+    _deny_non_commercial()
+    base = make_repo(hub, "acme/base", signed("base", "---\nlicense: cc-by-nc-4.0\n---\n"),
+                     commit="b" * 40)
+    tune = make_repo(hub, "acme/tune", signed(
+        "tune", "---\nlicense: mit\nbase_model: acme/base\n---\n"), commit="c" * 40)
+    with pytest.raises(LicenseRefusedError, match="base model acme/base"):
+        safeload.load(tune / "model.safetensors")
+    mit = b"---\nlicense: mit\n---\n"
+    blob = hub / "models--acme--base" / "blobs" / git_blob_id(mit)
+    blob.write_bytes(mit)
+    (base / "README.md").unlink()
+    (base / "README.md").symlink_to(f"../../blobs/{blob.name}")
+    with pytest.raises(DigestMismatchError, match="models--acme--base"):
+        safeload.load(tune / "model.safetensors")
