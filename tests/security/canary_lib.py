@@ -132,6 +132,7 @@ class ZEntry:
     offset: int | None = None  # central directory's idea of where the local header is
     write_local: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
+    deflated: bytes | None = None  # the member's own deflate stream (method 8), else zlib's
 
 
 def _deflate(data: bytes) -> bytes:
@@ -139,8 +140,14 @@ def _deflate(data: bytes) -> bytes:
     return c.compress(data) + c.flush()
 
 
+def _stored(e: ZEntry) -> bytes:
+    if e.method == 0:
+        return e.data
+    return e.deflated if e.deflated is not None else _deflate(e.data)
+
+
 def local_header(e: ZEntry) -> bytes:
-    comp = e.data if e.method == 0 else _deflate(e.data)
+    comp = _stored(e)
     name = (e.local_name if e.local_name is not None else e.name).encode()
     crc = zlib.crc32(e.data) if e.crc is None else e.crc
     flags = e.flags if e.local_flags is None else e.local_flags
@@ -159,7 +166,7 @@ def build_zip(entries: list[ZEntry], *, prepend: bytes = b"", comment: bytes = b
         off = len(out)
         if e.write_local:
             out += local_header(e)
-        comp_len = len(e.data if e.method == 0 else _deflate(e.data))
+        comp_len = len(_stored(e))
         crc = zlib.crc32(e.data) if e.crc is None else e.crc
         name = e.name.encode()
         central.append(struct.pack(

@@ -219,3 +219,26 @@ def test_a_torch_storage_that_is_an_unpadded_object_npy_is_refused(
     torch.save({"w": torch.frombuffer(bytearray(body), dtype=torch.uint8)}, path)
     assert fires(path, "numpy")
     refused(path, UnsafeCheckpointError, match="np.load reads this zip as an .npz")
+
+
+def test_an_object_npy_behind_empty_deflate_blocks_is_refused(
+        tmp_path: Path, marker: Path, fires: Fires, refused: Refused) -> None:
+    # Review M (M-2): the .npy sniff inflated only the first 64 compressed bytes; 13 empty
+    # stored blocks (5 bytes each, inflating to nothing) put the magic beyond them, in a
+    # record torch never reads (`.format_version`): clean to safeload, a pickle to np.load.
+    import zlib
+
+    import torch
+    from canary_lib import ZEntry, build_zip, torch_members
+
+    src = tmp_path / "src.pt"
+    torch.save({"w": torch.arange(4.0)}, src)
+    body = _npy(p4(_object_array(["a", opener(marker)])), 2)
+    c = zlib.compressobj(9, zlib.DEFLATED, -15)
+    padded = b"\x00\x00\x00\xff\xff" * 13 + c.compress(body) + c.flush()
+    entries = [ZEntry(n, body, method=8, deflated=padded) if n.endswith("/.format_version")
+               else ZEntry(n, d) for n, d in torch_members(src)]
+    path = tmp_path / "model.pt"
+    path.write_bytes(build_zip(entries))
+    assert fires(path, "numpy")
+    refused(path, UnsafeCheckpointError, match="np.load reads this zip as an .npz")
