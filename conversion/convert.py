@@ -17,6 +17,7 @@ from safeload_conversion.protocol import OUTPUT_NAME, SOURCE_SHA256_KEY, STRUCTU
 from safeload_conversion.torchfile import (
     LEGACY_MAGIC,
     TorchCheckpoint,
+    read_storage_bytes,
     read_torch_legacy,
     read_torch_zip,
 )
@@ -50,7 +51,8 @@ def read_checkpoint(buf: Any) -> TorchCheckpoint:
         except ZipError as exc:
             raise ConvertRefused(f"archive: {exc}") from None
     else:
-        vm = PickleMachine(buf, joblib_arrays=True)  # a whole file: joblib's arrays are read
+        # a whole file: joblib's arrays and pickle.dump's storage bytes are read
+        vm = PickleMachine(buf, joblib_arrays=True, storage_bytes=read_storage_bytes)
         try:
             root = vm.run()
         except MalformedPickle as exc:

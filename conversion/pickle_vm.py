@@ -259,6 +259,9 @@ _OPS: dict[int, tuple[str, str]] = {
 }
 
 PersistentLoad = Callable[[Any, "PickleMachine"], Any]
+# (data, offset, size) -> (storage, its span in data, findings): reads pickle.dump's storages
+StorageBytesReader = Callable[[Any, int, int],
+                              tuple["StorageRef", tuple[int, int], list["Finding"]]]
 Buf = bytes | bytearray | memoryview | mmap.mmap  # what a stream can be read from
 
 
@@ -284,6 +287,7 @@ class PickleMachine:
         rules: Allowlist | None = None,
         joblib_arrays: bool = False,
         joblib_plain: bool = False,
+        storage_bytes: StorageBytesReader | None = None,
     ) -> None:
         self.data = memoryview(data).cast("B") if not isinstance(data, bytes) else data
         self.pos = start
@@ -314,6 +318,7 @@ class PickleMachine:
         # storages pickle.dump writes as `_load_from_bytes(b)`, and those storages' spans.
         self.bytes_at: dict[int, tuple[int, Any]] = {}
         self.storage_spans: dict[str, tuple[int, int]] = {}
+        self.storage_bytes = storage_bytes  # `torchfile.read_storage_bytes` (no import cycle)
 
     # -- reading -------------------------------------------------------------------------
 
@@ -590,7 +595,7 @@ class PickleMachine:
     def _op_BINBYTES(self, data: bytes | memoryview) -> None:
         # Large payloads stay zero-copy views of the input.
         value = bytes(data) if len(data) < (1 << 20) else data
-        if self.joblib_arrays:
+        if self.storage_bytes is not None:
             self.bytes_at[id(value)] = (self.pos - len(data), value)
         self.stack.append(value)
 
@@ -1175,16 +1180,14 @@ def _rule_storage_from_bytes(vm: PickleMachine, g: Global, args: tuple[Any, ...]
     be a bytes value read from this whole file (its span is what a converter copies)."""
     _arity(args, 1)
     data = args[0]
-    if not vm.joblib_arrays:
+    if vm.storage_bytes is None:
         raise RuleViolation("storage bytes inside a torch file (torch.save never writes them)")
     at = vm.bytes_at.get(id(data))
     if at is None or at[1] is not data:
         raise RuleViolation("expects bytes read as they are from the file (pickle protocol 3 "
                             "or later; protocol 2 spells them as text): load it with pickle "
                             "where you trust it and save it again with torch.save")
-    from safeload_conversion.torchfile import read_storage_bytes  # it imports this module
-
-    ref, span, findings = read_storage_bytes(vm.data, at[0], len(data))
+    ref, span, findings = vm.storage_bytes(vm.data, at[0], len(data))
     if findings:
         vm.findings.extend(findings[: max(0, MAX_FINDINGS - len(vm.findings))])
         raise RuleViolation(f"the bytes at offset {at[0]} are not a legacy torch file holding "

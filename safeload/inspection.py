@@ -33,6 +33,7 @@ from safeload_conversion.pickle_vm import (
 from safeload_conversion.torchfile import (
     LEGACY_MAGIC,
     TorchCheckpoint,
+    read_storage_bytes,
     read_torch_legacy,
     read_torch_zip,
 )
@@ -43,6 +44,7 @@ from safeload._internal.npyformat import NpyFormatError, NpyHeader, parse_npy
 from safeload._internal.reach import PICKLE_OPCODES, importable, would_import
 from safeload._internal.safetensors_check import looks_like_safetensors, parse_header
 from safeload._internal.text import safe_text
+from safeload._internal.zip_tail import archive_in_tail
 from safeload.errors import MalformedFileError
 
 MAX_UNWRAPPED = 1 << 30  # 1 GiB decompressed per file, all members together
@@ -162,7 +164,7 @@ def inspect_bytes(buf: Buf, *, name: str = "", depth: int = 0,
     GLOBAL or INST of a name with whitespace is text (skipped), not an import."""
     try:
         with scope(Budget.from_env()):
-            return _inspect(buf, name, depth, text_ok)
+            return _archive_in_tail(_inspect(buf, name, depth, text_ok), buf, name)
     except BudgetExceeded as exc:
         label = safe_text(name, limit=200) if name else "the file"
         return Inspection(sniff(bytes(buf[:512]), len(buf)), "unsafe", [Finding(
@@ -176,6 +178,19 @@ def inspect_bytes(buf: Buf, *, name: str = "", depth: int = 0,
         return Inspection("unknown", "unsafe",
                           [Finding("malformed", f"cannot inspect: {type(exc).__name__}: {exc}",
                                    member=name or None)])
+
+
+def _archive_in_tail(result: Inspection, buf: Buf, name: str) -> Inspection:
+    """A file that is not a zip but ends with one is a polyglot (`_internal/zip_tail.py`)."""
+    if result.verdict == "unsafe" or result.format in ("zip", "torch-zip", "npz", "torchscript"):
+        return result
+    found = archive_in_tail(buf)
+    if found is None:
+        return result
+    return Inspection(result.format, "unsafe", [Finding(
+        "polyglot", f"a zip reader (Python's zipfile, torch.package, torch.jit.load) also reads "
+        f"this {result.format} file as an archive: {found}", member=name or None)],
+        detail=result.detail)
 
 
 def _readers(head: bytes, size: int) -> list[str]:
@@ -280,7 +295,8 @@ def _pickle_reading(buf: Buf, name: str) -> Finding | None:
 
 
 def _inspect_pickle(buf: Buf, name: str, text_ok: bool = False) -> Inspection:
-    vm = PickleMachine(buf, member=name or None, joblib_arrays=True)
+    vm = PickleMachine(buf, member=name or None, joblib_arrays=True,
+                       storage_bytes=read_storage_bytes)
     try:
         root = vm.run()
     except MalformedPickle as exc:

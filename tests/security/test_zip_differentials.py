@@ -177,3 +177,46 @@ def _plain(members: dict[str, bytes]) -> bytes:
 def test_fuzzed_torch_zips_clean_only_when_every_reader_agrees() -> None:
     stats = fuzz(300, seed=9)
     assert stats["refused"] > 0 and stats["cases"] == 300
+
+
+def _payload_zip(marker: Path, base: int = 0) -> bytes:
+    """A torch-like archive whose data.pkl runs the payload (offsets from its own start, or
+    absolute when `base` is where it will lie in the file)."""
+    return build_zip([ZEntry("archive/data.pkl",
+                             pickle.dumps(Reduce(open, str(marker), "w"), protocol=2)),
+                      ZEntry("archive/version", b"3\n")], base=base)
+
+
+@pytest.mark.parametrize("host", ["pickle-bytes", "safetensors-tensor", "unknown"])
+@pytest.mark.parametrize("offsets", ["relative", "absolute"])
+def test_a_zip_at_the_end_of_a_file_that_is_no_zip_is_refused(
+        host: str, offsets: str, tmp_path: Path, marker: Path, fires: Fires,
+        refused: Refused) -> None:
+    # Review M (M-1): zipfile reads an archive whatever precedes it (miniz too, at absolute
+    # offsets: torch.package, torch.jit.load); safeload took a file for a zip only when it
+    # began `PK\x03\x04`, so an archive inside a pickle's bytes, a tensor or unknown bytes
+    # passed `safeload scan`.
+    from safetensors.torch import save
+
+    def build(prefix_len: int) -> bytes:
+        archive = _payload_zip(marker, base=prefix_len if offsets == "absolute" else 0)
+        if host == "pickle-bytes":
+            # protocol 4: PROTO, FRAME, BINBYTES8 header, then the archive, then STOP
+            return pickle.dumps(archive, protocol=4)
+        if host == "safetensors-tensor":
+            return save({"blob": torch.frombuffer(bytearray(archive), dtype=torch.uint8)})
+        return b"\0" * 64 + archive
+
+    blob = build(0)
+    prefix = blob.index(b"PK\x03\x04")  # where the archive lands, to fix absolute offsets
+    blob = build(prefix) if offsets == "absolute" else blob
+    path = tmp_path / "m.bin"
+    path.write_bytes(blob)
+    assert fires(path, ZIP_MEMBER_LOADER, args=("archive/data.pkl",))
+    refused(path, UnsafeCheckpointError, match="also reads this .* file as an archive")
+
+
+def test_bytes_that_only_mention_the_end_record_are_not_an_archive() -> None:
+    # The signature alone (tensor data, a comment) is not an archive: no member is found.
+    blob = pickle.dumps({"note": b"PK\x05\x06" + b"\0" * 18, "n": 1}, protocol=4)
+    assert inspect_bytes(blob, name="m.pkl").verdict == "clean"
