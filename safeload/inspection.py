@@ -234,7 +234,8 @@ def _inspect(buf: Buf, name: str, depth: int, text_ok: bool = False) -> Inspecti
     if kind == "numpy":
         return _inspect_npy(buf, name, depth)
     if kind in ("gzip", "bz2", "xz", "zlib", "joblib-zfile"):
-        return _also_a_pickle(_inspect_wrapped(kind, buf, name, depth), buf, name)
+        # (a text name, `data.csv.gz`, says what the inflated bytes are)
+        return _also_a_pickle(_inspect_wrapped(kind, buf, name, depth, text_ok), buf, name)
     if kind == "lzma-alone":
         wrapped = _inspect_wrapped(kind, buf, name, depth)
         if (wrapped.findings and wrapped.findings[0].code == "malformed"
@@ -466,7 +467,8 @@ def _inspect_members(fmt: str, buf: Buf, members: list[Any], name: str,
     return result
 
 
-def _inspect_wrapped(kind: str, buf: Buf, name: str, depth: int) -> Inspection:
+def _inspect_wrapped(kind: str, buf: Buf, name: str, depth: int,
+                     text_ok: bool = False) -> Inspection:
     if depth >= MAX_WRAP_DEPTH:
         return Inspection(kind, "unsafe", [Finding(
             "archive", f"nested archive ({kind} inside a wrapper) is refused",
@@ -478,7 +480,7 @@ def _inspect_wrapped(kind: str, buf: Buf, name: str, depth: int) -> Inspection:
     except (OSError, EOFError, zlib.error, lzma.LZMAError, ValueError) as exc:
         return Inspection(kind, "unsafe", [Finding(
             "malformed", f"corrupt {kind} stream: {exc}", member=name or None)])
-    inner = _inspect(data, f"{name}[{kind}]" if name else f"[{kind}]", depth + 1)
+    inner = _inspect(data, f"{name}[{kind}]" if name else f"[{kind}]", depth + 1, text_ok)
     inner.unwrapped = data
     out = Inspection(f"{kind}+{inner.format}", inner.verdict, list(inner.findings),
                      detail=inner.detail, members=[(kind, inner)])

@@ -53,6 +53,10 @@ def _stack_effects() -> dict[int, tuple[int | None, int, int]]:
             out[ord(op.code.encode("latin-1"))] = (below, below, len(op.stack_after))
         else:
             out[ord(op.code.encode("latin-1"))] = (None, len(before), len(op.stack_after))
+    # The table lists no item before a memo store, but both unpicklers store the top item:
+    # on an empty stack (or frame) they stop there (`r"""` is LONG_BINPUT: review L).
+    for code in b"pqr\x94":
+        out[code] = (None, 1, 1)
     return out
 
 
@@ -156,8 +160,13 @@ TEXT_SUFFIXES = frozenset({
     ".rs", ".rb", ".pl", ".lua", ".r", ".jl", ".js", ".mjs", ".ts", ".tsx", ".html", ".htm",
     ".css", ".xml", ".csv", ".tsv", ".tex", ".cmake", ".mk", ".am", ".ac", ".f", ".f90", ".swift",
     ".scala", ".sql", ".proto", ".ipynb", ".diff", ".patch", ".typed", ".license", ".do", ".afm",
-    ".asc", ".svg", ".log"
+    ".asc", ".svg", ".log", ".pth", ".cff", ".lock", ".tp", ".jinja", ".j2", ".tmpl", ".build"
 })
+# Legal and project texts by the start of their name: LICENSE.BSD, LICENSE_DOP, COPYING-LGPL
+TEXT_NAME_PREFIXES = ("license", "licence", "copying", "copyright", "notice")
+# (never a name a checkpoint is saved under: `license_model.pt` is no licence)
+_WEIGHT_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".pkl", ".pickle", ".joblib", ".npy",
+                    ".npz", ".safetensors", ".h5", ".onnx", ".tar", ".zip", ".model", ".dat")
 TEXT_NAMES = frozenset({
     "license", "licence", "copying", "notice", "authors", "contributors", "readme", "changelog",
     "changes", "history", "makefile", "dockerfile", "containerfile", "manifest", "record",
@@ -166,11 +175,20 @@ TEXT_NAMES = frozenset({
 })
 
 
+_COMPRESSED = (".gz", ".bz2", ".xz", ".lzma")  # `data.csv.gz`: its text is the inflated bytes
+
+
 def text_name(name: str) -> bool:
     """Whether a file of this name may be a text file that begins like a GLOBAL or INST."""
     base = name.replace("\\", "/").rsplit("/", 1)[-1].lower()
+    for ext in _COMPRESSED:
+        if base.endswith(ext) and "." in base[: -len(ext)]:
+            base = base[: -len(ext)]
+            break
     _, dot, suffix = base.rpartition(".")
     # (no excuse for dotfiles: `.pt` and `.gitignore` look alike by name)
+    if base.startswith(TEXT_NAME_PREFIXES) and not base.endswith(_WEIGHT_SUFFIXES):
+        return True
     return "." + suffix in TEXT_SUFFIXES if dot else base in TEXT_NAMES
 
 
@@ -201,6 +219,21 @@ def _top_is_identifier(module: bytes) -> bool:
         return False
 
 
+_BIN_MEMO = frozenset(b"hjqr")  # BINGET, LONG_BINGET, BINPUT, LONG_BINPUT
+
+
+def _text_indices(line: bytes) -> set[int]:
+    """The memo index a text GET/PUT names to each unpickler: pickle.py reads the whole line,
+    _pickle a C string (up to the first NUL)."""
+    out = set()
+    for text in (line, line.split(b"\0", 1)[0]):
+        try:
+            out.add(int(text, 10))
+        except ValueError:
+            pass
+    return out
+
+
 _FRAME_CROSSED = "(undecided: an argument crosses a frame's end)"
 
 
@@ -212,9 +245,10 @@ def would_import(buf: Buf, limit: int = 64 << 20, *, extensions: bool = True,
     A GLOBAL or INST is an import (INST imports before it looks for its MARK in pickle.py)
     when its module text is `importable`, however long its line, and also when the line runs
     to the end without a newline (pickle.py's readline returns the rest, and the import takes
-    all but its last byte). `text_start` (a file whose name says text, `text_name`): the very
-    first opcode whose module text is no dotted identifier is taken as text (`import torch`,
-    `include LICENSE`, `cancer,population`), not as the import of `mport torch`. Returns the
+    all but its last byte). `text_start` (a file whose name says text, `text_name`): a
+    GLOBAL or INST whose top module is no identifier is taken as text (`import torch`,
+    `include LICENSE`, `cancer,population`), not as the import of `mport torch`; the walk goes
+    on, and a call opcode after it counts as an import. Returns the
     offset and name of the first import opcode reached, or None. Past `limit` well-formed
     opcodes it gives up and answers as if an import were reached (fail closed: such a file is
     refused, never skipped).
@@ -230,6 +264,9 @@ def would_import(buf: Buf, limit: int = 64 << 20, *, extensions: bool = True,
     budget, steps = current(), 0
     frame_end: int | None = None
     excused: int | None = None  # where a text first line was taken for text, not an import
+    # The memo indices written so far (None: not known exactly, after a STOP or a text PUT
+    # two readers read differently): a GET of any other index ends every load (review L).
+    memo: set[int] | None = set()
     while pos < end:
         # Opcodes, not offsets: one BINBYTES may skip most of a big file (a bz2 header reads
         # as BINBYTES of ~825 MB), and what follows it is walked all the same.
@@ -264,17 +301,21 @@ def would_import(buf: Buf, limit: int = 64 << 20, *, extensions: bool = True,
             module = bytes(buf[pos:nl] if nl is not None else buf[pos:end - 1])
             if not importable(module):
                 return None  # every unpickler's import fails: the load ends here
-            # Any name is an import (`__import__("evil mod")` finds `evil mod.py`), except the
-            # first line of a file named as text when it is no dotted identifier; even then the
-            # walk goes on as if it had been imported (a payload may follow it: review H).
-            if at > 0 or not text_start or b"\0" in module or _top_is_identifier(module):
+            # Any name is an import (`__import__("evil mod")` finds `evil mod.py`), except, in a
+            # file named as text, a line whose top module is no identifier (`lass A(B): ...`
+            # in a stub, `tted provided that` mid-LICENSE, `certifi/x.py,sha256=` in a RECORD:
+            # review L); even then the walk goes on as if it had been imported (a payload may
+            # follow it: review H), and a call of it is an import.
+            if not text_start or b"\0" in module or _top_is_identifier(module):
                 return at, _IMPORTS[op]
             if nl2 is None:
                 return None
             pos = nl2 + 1
-            excused = at  # taken as text: until something would call it
+            excused = at if excused is None else excused  # text: until something calls it
             if not stack.step(op):
                 return None
+            if op == 0x69:  # INST with its MARK: pickle.py calls what it imported
+                return at, "(a call of what a text line imports)"
             continue
         if op == 0x93 and stack.depth < 2:  # STACK_GLOBAL pops module and name first
             return None
@@ -289,8 +330,19 @@ def would_import(buf: Buf, limit: int = 64 << 20, *, extensions: bool = True,
             if nl is None or (op != 0x50 and op != 0x56
                               and not _text_arg_parses(op, bytes(buf[pos:nl]))):
                 return None  # every unpickler's load ends at this argument
+            if op in (0x67, 0x70) and memo is not None:  # GET / PUT
+                keys = _text_indices(bytes(buf[pos:nl]))
+                if op == 0x67 and not keys & memo:
+                    return None
+                if op == 0x70:
+                    memo = memo | keys if len(keys) == 1 else None
             pos = nl + 1
         elif op in _FIXED_ARGS:
+            if op in _BIN_MEMO and memo is not None and pos + _FIXED_ARGS[op] <= end:
+                key = buf[pos] if _FIXED_ARGS[op] == 1 else struct.unpack_from("<I", buf, pos)[0]
+                if op in (0x68, 0x6A) and key not in memo:  # BINGET / LONG_BINGET
+                    return None
+                memo.add(key)  # (a GET's key is there already)
             pos += _FIXED_ARGS[op]
         elif op in _LEN_ARGS:
             fmt, size = _LEN_ARGS[op]
@@ -315,6 +367,10 @@ def would_import(buf: Buf, limit: int = 64 << 20, *, extensions: bool = True,
             frame_end = pos + struct.unpack_from("<Q", buf, pos - 8)[0]
         if not stack.step(op):
             return None
+        if op == 0x94 and memo is not None:  # MEMOIZE: the next index, len(memo)
+            memo.add(len(memo))
+        elif op == _STOP:
+            memo = None  # one Unpickler reading on keeps its memo, a new one starts empty
     return None
 
 
