@@ -50,11 +50,12 @@ class UnsupportedFormatError(RefusedError, pickle.UnpicklingError):
     """The bytes are not a format safeload can load (or not one it loads yet)."""
 
 
-class MalformedFileError(RefusedError, pickle.UnpicklingError, RuntimeError):
+class MalformedFileError(RefusedError, pickle.UnpicklingError, RuntimeError, ValueError):
     """A file of a known format that does not parse exactly (truncated, inconsistent, oversized).
 
     Also a RuntimeError, as torch.load's own error for a corrupt file, so a resume loop written
-    for torch (`except (RuntimeError, EOFError, OSError)`) catches it.
+    for torch (`except (RuntimeError, EOFError, OSError)`) catches it; and a ValueError, as
+    joblib.load and np.load raise for one.
     """
 
 
@@ -159,8 +160,9 @@ class SigstoreRootRefusedError(SigstoreRootError, VerificationError):
     stored root that no longer verifies: checked, and refused."""
 
 
-class ConversionError(SafeloadError):
-    """The sandboxed conversion failed."""
+class ConversionError(SafeloadError, RuntimeError):
+    """The sandboxed conversion failed. Also a RuntimeError: what torch.load raises when it
+    cannot rebuild a checkpoint, so code written for torch catches it."""
 
     def __init__(self, message: str, *, hint: str = "", returncode: int | None = None,
                  stderr: str = "") -> None:

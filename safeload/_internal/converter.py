@@ -287,18 +287,25 @@ def convert_opened(name: str, opened: Held, *, timeout: float = 3600,
     work = Path(tempfile.mkdtemp(prefix=".safeload-convert-", dir=parent))
     fd, close_fd = opened.input_fd()
     try:
-        # Small inputs bound for the store go through the process's long-lived worker.
-        result = convert_worker.try_convert(
-            fd, size, work, store, timeout=timeout,
-            allow_unsandboxed=unsafe_allow_unsandboxed) if destination is None else None
-        if result is None:
-            result = run_worker(
-                WORKER_MODULE, [str(fd), str(work)], pass_fds=(fd,), output_dir=work,
-                timeout=timeout, limits=Limits.for_input(size),
-                allow_unsandboxed=unsafe_allow_unsandboxed,
-                # No fsync: a file for the user is written like cp writes it, and a store entry
-                # torn by a power cut fails the byte comparison every hit makes (regenerated).
-                extra_env={"SAFELOAD_CONVERT_FSYNC": "0"})
+        try:
+            # Small inputs bound for the store go through the process's long-lived worker.
+            result = convert_worker.try_convert(
+                fd, size, work, store, timeout=timeout,
+                allow_unsandboxed=unsafe_allow_unsandboxed) if destination is None else None
+            if result is None:
+                result = run_worker(
+                    WORKER_MODULE, [str(fd), str(work)], pass_fds=(fd,), output_dir=work,
+                    timeout=timeout, limits=Limits.for_input(size),
+                    allow_unsandboxed=unsafe_allow_unsandboxed,
+                    # No fsync: a file for the user is written like cp writes it, and a store
+                    # entry torn by a power cut fails the byte comparison every hit makes.
+                    extra_env={"SAFELOAD_CONVERT_FSYNC": "0"})
+        except ConversionError as exc:  # naming the user's file (review L)
+            if str(exc).startswith(f"{name}: "):
+                raise
+            named = type(exc)(f"{name}: {exc}", hint=exc.hint, returncode=exc.returncode,
+                              stderr=exc.stderr)
+            raise named from None
         report = dict(result.result)
         report["layers"] = result.layers.to_dict()
         if report.get("source_sha256") != source_sha256:  # a hint: only ever a refusal

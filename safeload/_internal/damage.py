@@ -18,6 +18,14 @@ from safeload.inspection import Inspection
 # Damage after every pickle of a legacy file parsed clean: the raw storage bytes are short.
 _LEGACY_SHORT = ("truncated before storage ", "storage ")
 _ZIP_TRUNCATED = "no end-of-central-directory record at the end of the file"
+_WRAPPERS = ("zlib", "gzip", "bz2", "xz", "lzma-alone", "joblib-zfile")
+
+
+def _cut_short(message: str) -> bool:
+    """zlib's "truncated stream", gzip's and bz2's "Compressed file ended before the
+    end-of-stream marker", lzma's "Compressed data ended before ..."."""
+    return message.startswith("corrupt ") and ("truncated" in message or "ended before" in
+                                               message)
 
 
 def damage(ins: Inspection, buf: Any) -> tuple[str, bool] | None:
@@ -32,7 +40,13 @@ def damage(ins: Inspection, buf: Any) -> tuple[str, bool] | None:
                                       for f in findings):
         return first, True
     if ins.format == "torch-legacy" and len(findings) == 1 and findings[0].code == "malformed" \
-            and first.startswith(_LEGACY_SHORT) and "disagrees with" not in first:
+            and (first.startswith(_LEGACY_SHORT) and "disagrees with" not in first
+                 or first == "malformed pickle: truncated stream"):
+        return first, True  # (torch: EOFError, "Ran out of input")
+    if ins.format in _WRAPPERS and all(f.code == "malformed" and _cut_short(f.message)
+                                       for f in findings):
+        # A compressed stream cut short (an interrupted joblib.dump or download): joblib and
+        # the decompressor fail there; a raw reading as a pickle would have added a finding.
         return first, True
     if ins.format == "zip" and [f.message for f in findings] == [_ZIP_TRUNCATED] \
             and would_import(buf, persistent_calls=True) is None:

@@ -70,6 +70,10 @@ CASES: dict[str, tuple[Callable[[Path], Path], type[SafeloadError]]] = {
     "truncated-legacy-head": (lambda t: _cut(t, lambda n: 5,
                                              _use_new_zipfile_serialization=False),
                               TruncatedFileError),
+    # Review L: cut inside the data pickle (torch: EOFError, "Ran out of input")
+    "truncated-legacy-data": (lambda t: _cut(t, lambda n: 200,
+                                             _use_new_zipfile_serialization=False),
+                              TruncatedFileError),
 }
 
 
@@ -189,3 +193,31 @@ def test_a_map_location_of_a_bad_type_is_a_type_error(ml: object, tmp_path: Path
         torch.load(path, map_location=ml)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match=type(ml).__name__):
         safeload.load(path, map_location=ml)
+
+
+@pytest.mark.parametrize("compress", ["zlib", "gzip", "bz2", "lzma"])
+def test_a_cut_compressed_joblib_file_is_truncated_as_joblib_would_say(
+        compress: str, tmp_path: Path) -> None:
+    # Review L (L-3): an interrupted joblib.dump was "refused, do not load this file"; joblib
+    # itself fails (EOFError, ValueError, struct.error, zlib.error: by where the cut falls);
+    # safeload raises a TruncatedFileError, an EOFError and a ValueError.
+    import joblib
+
+    full = tmp_path / "full.joblib"
+    joblib.dump({"a": list(range(2000))}, full, compress=(compress, 3))
+    cut = tmp_path / "model.joblib"
+    cut.write_bytes(full.read_bytes()[: full.stat().st_size // 2])
+    with pytest.raises(Exception):  # noqa: B017 - joblib's own error varies (EOF, struct, zlib)
+        joblib.load(cut)
+    with pytest.raises(TruncatedFileError, match="model.joblib") as info:
+        safeload.load(cut)
+    assert isinstance(info.value, (EOFError, ValueError))
+
+
+def test_a_checkpoint_safeload_cannot_rebuild_raises_a_runtime_error(tmp_path: Path) -> None:
+    # Review L (L-2): a bare storage (`torch.save({"s": t.untyped_storage()})`) is not
+    # rebuilt; the ConversionError was no builtin a torch.load caller catches.
+    path = tmp_path / "storage.pt"
+    torch.save({"s": torch.arange(4.0).untyped_storage()}, path)
+    with pytest.raises(RuntimeError, match="storage.pt"):
+        safeload.load(path)
