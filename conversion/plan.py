@@ -21,6 +21,7 @@ from safeload_conversion.pickle_vm import (
     SDict,
     SList,
     SSet,
+    StorageRef,
     Str8,
     TensorRef,
     allowlist,
@@ -79,6 +80,7 @@ class _Planner:
         self.nodes = 0
         self.keep: list[Any] = []  # keeps encoded objects alive so id() stays unique
         self.by_storage: dict[str, list[tuple[dict[str, Any], TensorRef]]] = {}
+        self.bare: dict[str, str] = {}  # storage key -> entry of a storage saved as a value
 
     def name_for(self, path: list[str]) -> str:
         base = ".".join(path) or "tensor"
@@ -170,6 +172,8 @@ class _Planner:
             return out
         if isinstance(value, TensorRef):
             return self._tensor(value, path, depth)
+        if isinstance(value, StorageRef):
+            return self._storage(value, path)
         if isinstance(value, Obj):
             return self._obj(value, path, depth)
         raise PlanError(f"unsupported value {type(value).__name__} at {'.'.join(path)!r}")
@@ -196,6 +200,22 @@ class _Planner:
                             self.encode(t.quant[2], [*path, "zero_points"], depth + 1),
                             t.quant[3]]
         return out
+
+    def _storage(self, s: StorageRef, path: list[str]) -> dict[str, Any]:
+        """A storage saved as a value (`torch.save({"s": t.untyped_storage()})`): its bytes as
+        one U8 entry; tensors over the same storage become views of it (`record_views`), so
+        the loader gives them one storage, as torch.load does."""
+        nbytes = s.numel * vm_itemsize(s.dtype)
+        name = self.bare.get(s.key)
+        if name is None:
+            name = self.bare[s.key] = self.name_for(path)
+            span = self.spans.get(s.key)
+            if span is None or span[1] != nbytes:
+                raise PlanError(f"storage {s.key!r} at {'.'.join(path)!r} has no bytes")
+            source: tuple[Any, ...] = ("span", span[0]) if nbytes else ("bytes", b"")
+            self.plan.entries.append(Entry(name, "U8", (nbytes,), nbytes, source))
+        return {"t": "storage", "k": name, "dt": s.dtype, "loc": s.location,
+                "sv": [s.key, nbytes]}
 
     def _add_entry(self, name: str, t: TensorRef) -> None:
         itemsize = vm_itemsize(t.dtype)
@@ -321,7 +341,7 @@ class _Planner:
             views = {(t.offset, t.size, t.stride, t.dtype) for _, t in refs}
             t0 = refs[0][1]
             nbytes = t0.storage.numel * vm_itemsize(t0.storage.dtype)
-            if len(views) == 1 and t0.offset == 0 and (
+            if t0.storage.key not in self.bare and len(views) == 1 and t0.offset == 0 and (
                     t0.stride == _contiguous_strides(t0.size) or _numel(t0.size) <= 1) and \
                     _numel(t0.size) * vm_itemsize(t0.dtype) == nbytes:
                 continue  # the whole storage, once: the entry is the storage

@@ -110,6 +110,8 @@ class Rebuilder:
             return self._tensor(n)
         if t == "sparse":
             return self._sparse(n)
+        if t == "storage":
+            return self._storage(n)
         if t == "meta":
             return self._attributes(self._meta(n), n)
         if t == "type":
@@ -282,20 +284,49 @@ class Rebuilder:
                     raw = raw.view(dtype)
                 _fill(view, raw.reshape(view.shape))
                 self.filled.add(key)
+        if node.get("t") == "storage":
+            self._fill_storage(node)
         for v in node.values():
             if isinstance(v, (list, dict)):
                 self.fill_views(v)
 
-    def _view(self, n: dict[str, Any]) -> torch.Tensor:
-        """A tensor over its storage (mapped once), shared with every other view of it."""
-        skey = n["sv"][0]
+    def _fill_storage(self, node: dict[str, Any]) -> None:
+        """A storage saved as a value: its whole bytes, which views of it share."""
+        skey, nbytes = node["sv"]
+        if not isinstance(skey, str) or not isinstance(nbytes, int) or nbytes < 0:
+            raise StructureError("bad storage")
+        storage = self.storages.get(skey)
+        if storage is None:
+            storage = self.storages[skey] = torch.zeros(nbytes, dtype=torch.uint8)
+        elif storage.numel() != nbytes:
+            raise StructureError("one storage with two sizes")
+        key = node["k"]
+        if key not in self.filled:
+            raw = self.tensors[key]
+            if raw.dtype != torch.uint8 or raw.shape != (nbytes,):
+                raise StructureError("a storage's bytes do not match its size")
+            storage.copy_(raw)
+            self.filled.add(key)
+
+    def _mapped(self, skey: Any, location: str) -> torch.Tensor:
+        """A shared storage's bytes after map_location, mapped once."""
         mapped = self.mapped.get(skey)
         if mapped is None:
             if skey not in self.storages:
                 raise StructureError("storage view before its storage")
-            mapped = self.mapped[skey] = self.map_tensor(self.storages[skey],
-                                                         str(n.get("loc", "cpu")))
+            mapped = self.mapped[skey] = self.map_tensor(self.storages[skey], location)
+        return mapped
+
+    def _view(self, n: dict[str, Any]) -> torch.Tensor:
+        """A tensor over its storage (mapped once), shared with every other view of it."""
+        mapped = self._mapped(n["sv"][0], str(n.get("loc", "cpu")))
         return _view_of(mapped, n, torch_dtype(n["dt"]))
+
+    def _storage(self, n: dict[str, Any]) -> Any:
+        """torch.load gives a TypedStorage (of uint8 for an untyped one) over the bytes."""
+        mapped = self._mapped(n["sv"][0], str(n.get("loc", "cpu")))
+        return torch.storage.TypedStorage(wrap_storage=mapped.untyped_storage(),
+                                          dtype=torch_dtype(n["dt"]), _internal=True)
 
     def _object_array(self, n: dict[str, Any], d: int) -> Any:
         """An object array as numpy's setstate builds it: elements listed in C order, the

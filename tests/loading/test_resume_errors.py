@@ -215,9 +215,12 @@ def test_a_cut_compressed_joblib_file_is_truncated_as_joblib_would_say(
 
 
 def test_a_checkpoint_safeload_cannot_rebuild_raises_a_runtime_error(tmp_path: Path) -> None:
-    # Review L (L-2): a bare storage (`torch.save({"s": t.untyped_storage()})`) is not
-    # rebuilt; the ConversionError was no builtin a torch.load caller catches.
-    path = tmp_path / "storage.pt"
-    torch.save({"s": torch.arange(4.0).untyped_storage()}, path)
-    with pytest.raises(RuntimeError, match="storage.pt"):
+    # Review L (L-2): the ConversionError was no builtin a torch.load caller catches. A tuple
+    # that contains itself (through a list) loads under torch.load(weights_only=False) only.
+    path = tmp_path / "cycle.pt"
+    inner: list[object] = []
+    cycle = (inner, torch.ones(1))
+    inner.append(cycle)
+    torch.save({"s": cycle}, path)
+    with pytest.raises(RuntimeError, match="cycle.pt"):
         safeload.load(path)
