@@ -83,7 +83,8 @@ class _Planner:
         self.bare: dict[str, str] = {}  # storage key -> entry of a storage saved as a value
 
     def name_for(self, path: list[str]) -> str:
-        base = ".".join(path) or "tensor"
+        # A key with a lone surrogate is a Python string, never a safetensors name: escaped.
+        base = (".".join(path) or "tensor").encode("utf-8", "backslashreplace").decode()
         name, n = base, 1
         while name in self.names:
             n += 1

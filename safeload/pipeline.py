@@ -27,6 +27,7 @@ from typing import IO, TYPE_CHECKING, Any, Literal, NamedTuple
 
 from safeload_conversion.budget import BYTES_ENV, OPS_ENV, SECONDS_ENV
 
+from safeload._internal.caller_raised import MapLocationRaised
 from safeload._internal.opened import Held, InMemory, OpenedFile, read_to_end
 from safeload._internal.reach import text_name
 from safeload._internal.text import get_logger
@@ -288,8 +289,6 @@ def window(verified: Verified, start: int, end: int) -> Verified:
     """The bytes [start, end) of a verified file, to be inspected and used on their own: the
     trust checks were made on the whole file (its pins, revocations, signatures, blob name),
     and this copy is taken from the very bytes they hashed."""
-    from safeload._internal.opened import InMemory
-
     held = verified.held
     part = InMemory(held.name, bytes(held.mapping()[start:end]), strict=held.private)
     check_unchanged(held)  # a copy: no rename-over excuse
@@ -412,7 +411,8 @@ def refuse_if_unsafe(name: str, ins: Inspection) -> None:
         # Safetensors and allow_pickle=False NumPy files cannot run code: a bad one is
         # malformed, not unsafe. (A polyglot, which another loader reads as a pickle or an
         # archive, or an object array, is unsafe: below.)
-        raise MalformedFileError(ins.findings[0].message,
+        msg = ins.findings[0].message  # the safetensors checks name the file already
+        raise MalformedFileError(msg if msg.startswith(f"{name}: ") else f"{name}: {msg}",
                                  hint="fetch the file again from its source")
     if ins.verdict == "unsafe":
         lines = "; ".join(describe(x) for x in ins.findings[:5])
@@ -441,17 +441,19 @@ def materialize(admitted: Admitted, *, map_location: Any = None,
         ConversionError: the sandboxed conversion failed or its output did not validate.
         MalformedFileError: NumPy cannot read the arrays; the file changed while loading.
         UnsupportedFormatError: a recognised format safeload does not load.
+        MapLocationError: the saved device or `map_location` is not on this machine.
     """
     from safeload._internal.str8 import STR8_ENCODING
 
     held = admitted.verified.held
     # joblib.load has no `encoding`: its unpicklers decode Python 2 strings as ASCII.
-    joblib = admitted.inspection.format.endswith("joblib")
-    token = STR8_ENCODING.set("ascii") if joblib else None
+    token = STR8_ENCODING.set("ascii") if admitted.inspection.format.endswith("joblib") else None
     try:
         value, conversion = _materialize(admitted, map_location=map_location, mmap=mmap)
     except MapLocationError as exc:
         raise MapLocationError(f"{held.name}: {exc}") from None  # naming the user's file
+    except MapLocationRaised as exc:
+        raise exc.original from None  # the caller's own callable: as torch.load, unchanged
     finally:
         if token is not None:
             STR8_ENCODING.reset(token)
@@ -485,7 +487,6 @@ def _materialize(admitted: Admitted, *, map_location: Any, mmap: bool | None
         # joblib.load's reading: the pickle the inspection inflated (exactly those bytes,
         # never decompressed again) is converted like any other pickle.
         from safeload._internal.converter import convert_opened, load_converted
-        from safeload._internal.opened import InMemory
 
         inner = InMemory(name, bytes(ins.members[0][1].unwrapped), strict=held.private)
         conversion = convert_opened(name, inner)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from safeload._internal.npyformat import TRUNCATED as NPY_TRUNCATED
 from safeload._internal.reach import would_import
 from safeload.inspection import Inspection
 
@@ -48,6 +49,9 @@ def damage(ins: Inspection, buf: Any) -> tuple[str, bool] | None:
         # A compressed stream cut short (an interrupted joblib.dump or download): joblib and
         # the decompressor fail there; a raw reading as a pickle would have added a finding.
         return first, True
+    if ins.format == "numpy" and [f.code for f in findings] == ["malformed"] \
+            and first.startswith(NPY_TRUNCATED):
+        return first, True  # (np.load: "EOF: reading array data")
     if ins.format == "zip" and [f.message for f in findings] == [_ZIP_TRUNCATED] \
             and would_import(buf, persistent_calls=True) is None:
         # No zip reader (torch's miniz, zipfile) opens it, and read as a pickle it imports

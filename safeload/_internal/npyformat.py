@@ -78,6 +78,10 @@ class NpyHeader:
         return None
 
 
+# The start of every message about a file cut short (an interrupted np.save or download).
+TRUNCATED = ".npy file ends early"
+
+
 def parse_npy(data: Any) -> NpyHeader:
     """The header of a whole `.npy` file's bytes; the data size must match it exactly.
 
@@ -96,7 +100,7 @@ def parse_npy(data: Any) -> NpyHeader:
     else:
         raise NpyFormatError("unknown .npy version", malformed=True)
     if start + hlen > len(data):  # np.load fails reading the header too
-        raise NpyFormatError(".npy header out of bounds", malformed=True)
+        raise NpyFormatError(f"{TRUNCATED} inside its header", malformed=True)
     # np.load itself reads long and unpadded headers (the length limit is lifted with
     # allow_pickle=True): refused, but "malformed" (cannot run code) only without objects.
     raw = bytes(data[start:start + min(hlen, 4 * MAX_HEADER_CHARS + 64)])
@@ -124,6 +128,9 @@ def parse_npy(data: Any) -> NpyHeader:
         # pickle.load reads there (the caller inspects that pickle like any other).
         return NpyHeader(descr, fortran, shape, start + hlen, 8, count, objects=True)
     item = _itemsize(descr)
+    if start + hlen + count * item > len(data):  # np.load: "EOF: reading array data"
+        raise NpyFormatError(f"{TRUNCATED}: the header's array needs {count * item} bytes, "
+                             f"{len(data) - start - hlen} follow it", malformed=True)
     if start + hlen + count * item != len(data):
         raise NpyFormatError(".npy data size does not match its header", malformed=True)
     if item == 0 and count >= 1 << 63:  # np.ndarray(count) itself would refuse it

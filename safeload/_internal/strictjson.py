@@ -53,12 +53,14 @@ def _unsigned_int(literal: str) -> int:
     return int(literal)
 
 
-def loads(data: str | bytes, *, unsigned: bool = False) -> Any:
+def loads(data: str | bytes, *, unsigned: bool = False, surrogates: bool = False) -> Any:
     """`unsigned`: every integer must be spelled without a sign (`-0` included), as a reader
-    that parses them as unsigned (serde's usize: the safetensors crate) requires."""
+    that parses them as unsigned (serde's usize: the safetensors crate) requires.
+    `surrogates`: lone surrogates are allowed (safeload's own structure record, which holds
+    Python strings as torch.load returns them); never for a document another reader reads."""
     text = data.decode("utf-8") if isinstance(data, bytes) else data
     doc = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_reject_constant,
                      parse_int=_unsigned_int if unsigned else None)
-    if _SURROGATE_ESCAPE.search(text) and _lone_surrogates(doc):
+    if not surrogates and _SURROGATE_ESCAPE.search(text) and _lone_surrogates(doc):
         raise ValueError("a string holds an unpaired UTF-16 surrogate escape")
     return doc

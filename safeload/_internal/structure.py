@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 
+from safeload._internal.caller_raised import MapLocationRaised
 from safeload._internal.str8 import Str8DecodeError, decode_str8, numpy_str8_bytes
 from safeload._internal.text import get_logger
 from safeload._internal.torchmap import torch_dtype
@@ -325,8 +326,8 @@ class Rebuilder:
     def _storage(self, n: dict[str, Any]) -> Any:
         """torch.load gives a TypedStorage (of uint8 for an untyped one) over the bytes."""
         mapped = self._mapped(n["sv"][0], str(n.get("loc", "cpu")))
-        return torch.storage.TypedStorage(wrap_storage=mapped.untyped_storage(),
-                                          dtype=torch_dtype(n["dt"]), _internal=True)
+        return torch.storage.TypedStorage(  # type: ignore[no-untyped-call]
+            wrap_storage=mapped.untyped_storage(), dtype=torch_dtype(n["dt"]), _internal=True)
 
     def _object_array(self, n: dict[str, Any], d: int) -> Any:
         """An object array as numpy's setstate builds it: elements listed in C order, the
@@ -512,7 +513,7 @@ def rebuild(structure: Any, tensors: dict[str, torch.Tensor], map_tensor: Any, *
         if views:
             builder.fill_views(structure)
         return builder.build(structure)
-    except (MapLocationError, MapLocationTypeError, Str8DecodeError):
+    except (MapLocationError, MapLocationTypeError, MapLocationRaised, Str8DecodeError):
         raise  # the caller's map_location or encoding, not the file: torch raises these too
     except (KeyError, TypeError, ValueError, RecursionError, IndexError, RuntimeError,
             OverflowError) as exc:

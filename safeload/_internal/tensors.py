@@ -44,7 +44,7 @@ def load_safetensors_buffer(buf: Any, name: str, *, map_location: Any = None,
         # A file safeload converted: restore the original checkpoint's structure.
         try:
             rebuilt: dict[str, torch.Tensor] = rebuild(
-                strictjson.loads(structure), tensors,
+                strictjson.loads(structure, surrogates=True), tensors,
                 lambda t, loc: apply_map_location(t, map_location, loc),
                 views='"sv"' in structure)  # most checkpoints have none: no second walk
             return rebuilt

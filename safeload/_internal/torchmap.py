@@ -9,6 +9,7 @@ from typing import Any
 
 import torch
 
+from safeload._internal.caller_raised import MapLocationRaised
 from safeload.errors import MapLocationError, MapLocationTypeError
 
 
@@ -40,7 +41,13 @@ def _to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
                 f"Attempting to deserialize object on CUDA device {index} but "
                 f"torch.cuda.device_count() is {torch.cuda.device_count()}. Please use "
                 "torch.load with map_location to map your storages to an existing device.")
-    return t.to(device)
+    try:
+        return t.to(device)
+    except RuntimeError as exc:  # a device type this torch build has not (mps, xpu, ...)
+        raise MapLocationError(
+            f"Attempting to deserialize object on device {str(device)!r}, which this torch "
+            f"cannot use ({exc}); please use torch.load with map_location=torch.device('cpu') "
+            "to map your storages to the CPU.") from None
 
 
 def _restore(t: torch.Tensor, location: str) -> torch.Tensor:
@@ -73,7 +80,10 @@ def apply_map_location(t: torch.Tensor, map_location: Any, saved: str = "cpu") -
     if isinstance(map_location, (str, torch.device)):
         return _to_device(t, torch.device(map_location))
     check_map_location(map_location)
-    storage = map_location(t.untyped_storage(), saved)
+    try:
+        storage = map_location(t.untyped_storage(), saved)
+    except Exception as exc:
+        raise MapLocationRaised(exc) from exc
     if storage is None:
         return _restore(t, saved)
     device = getattr(storage, "device", None)

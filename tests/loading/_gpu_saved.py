@@ -8,12 +8,12 @@ from pathlib import Path
 import torch
 
 
-def cuda_saved(tmp: Path, **save_kwargs: object) -> Path:
+def cuda_saved(tmp: Path, location: str = "cuda:0", **save_kwargs: object) -> Path:
     import torch.serialization as ts
 
     def tagger(obj: object) -> str | None:
         dev = getattr(obj, "device", None)
-        return "cuda:0" if dev is not None and dev.type == "cpu" else None
+        return location if dev is not None and dev.type == "cpu" else None
 
     entry = (0, tagger, lambda obj, loc: None)
     ts._package_registry.append(entry)  # type: ignore[attr-defined]

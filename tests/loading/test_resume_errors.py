@@ -58,6 +58,14 @@ def _cut(tmp: Path, keep: Callable[[int], int], **save_kwargs: object) -> Path:
     return tmp / "last.pt"
 
 
+def _cut_npy(tmp: Path, keep: int) -> Path:
+    import numpy as np
+
+    np.save(tmp / "full.npy", np.arange(100.0))
+    (tmp / "last.npy").write_bytes((tmp / "full.npy").read_bytes()[:keep])
+    return tmp / "last.npy"
+
+
 CASES: dict[str, tuple[Callable[[Path], Path], type[SafeloadError]]] = {
     "empty": (_empty, EmptyFileError),
     "directory": (_directory, DirectoryPathError),
@@ -74,6 +82,9 @@ CASES: dict[str, tuple[Callable[[Path], Path], type[SafeloadError]]] = {
     "truncated-legacy-data": (lambda t: _cut(t, lambda n: 200,
                                              _use_new_zipfile_serialization=False),
                               TruncatedFileError),
+    # Review L-5: the .npy errors did not name the file, and a cut one was no EOFError
+    "truncated-npy-data": (lambda t: _cut_npy(t, 200), TruncatedFileError),
+    "truncated-npy-header": (lambda t: _cut_npy(t, 60), TruncatedFileError),
 }
 
 
@@ -82,7 +93,13 @@ def test_a_torch_style_resume_loop_catches_every_corrupt_kind(kind: str, tmp_pat
     make, expected = CASES[kind]
     path = make(tmp_path)
     with pytest.raises(RESUME_CATCHES):
-        if path.suffix == ".safetensors":
+        if path.suffix == ".npy":
+            import numpy as np
+            try:
+                np.load(path)
+            except ValueError as exc:  # numpy's "EOF: reading array data": no RuntimeError
+                raise EOFError(str(exc)) from exc
+        elif path.suffix == ".safetensors":
             from safetensors.torch import load_file
             try:
                 load_file(str(path))
@@ -183,6 +200,64 @@ def test_an_unavailable_device_raises_torchs_runtime_error_naming_the_file(
     assert "safeload" not in str(got.value)
     # the way out torch's advice names works
     assert torch.equal(safeload.load(path, map_location="cpu")["w"], torch.arange(4.0))
+
+
+def test_a_device_this_torch_has_not_raises_a_runtime_error_naming_the_file(
+        tmp_path: Path) -> None:
+    # Review L-4: an MPS-saved checkpoint on a build without MPS said "malformed structure"
+    # of safeload's cache file and "convert the original checkpoint again".
+    from safeload.errors import MapLocationError
+
+    path = cuda_saved(tmp_path, location="mps")
+    if torch.backends.mps.is_available():
+        pytest.skip("this torch has MPS")
+    with pytest.raises(RuntimeError):
+        torch.load(path)
+    with pytest.raises(MapLocationError, match="map_location") as got:
+        safeload.load(path)
+    assert str(got.value).startswith(f"{path}: ") and "mps" in str(got.value)
+    assert torch.equal(safeload.load(path, map_location="cpu")["w"], torch.arange(4.0))
+
+
+class _CallersOwnError(ValueError):  # a ValueError: what the rebuild once took for a bad file
+    pass
+
+
+@pytest.mark.parametrize("suffix", [".pt", ".safetensors", ".npy"])
+def test_an_error_raised_by_a_map_location_callable_comes_through_unchanged(
+        suffix: str, tmp_path: Path) -> None:
+    # Review L-4: torch.load lets the caller's own exception through; safeload turned it into
+    # MalformedFileError naming its cache file.
+    import numpy as np
+    from safetensors.torch import save_file
+
+    path = tmp_path / f"m{suffix}"
+    if suffix == ".pt":
+        torch.save({"w": torch.ones(2)}, path)
+    elif suffix == ".safetensors":
+        save_file({"w": torch.ones(2)}, str(path))
+    else:
+        np.save(path, np.ones(2, dtype=np.float32))
+
+    def refuse(storage: object, location: str) -> object:
+        raise _CallersOwnError("no devices today")
+
+    if suffix == ".pt":
+        with pytest.raises(_CallersOwnError, match="no devices today"):
+            torch.load(path, map_location=refuse)  # type: ignore[arg-type]
+    with pytest.raises(_CallersOwnError, match="no devices today"):
+        safeload.load(path, map_location=refuse)
+
+
+def test_strings_with_lone_surrogates_load_as_torch_load_returns_them(tmp_path: Path) -> None:
+    # Review L-4: a string holding a lone surrogate (valid in a pickle) made safeload's own
+    # structure record unreadable ("malformed", naming the cache file).
+    path = tmp_path / "s.pt"
+    torch.save({"a\ud800": torch.ones(2), "text": "x\udc80y", "n": {"\udfff": [1]}}, path)
+    ref = torch.load(path, weights_only=True)
+    got = safeload.load(path)
+    assert list(got) == list(ref) and got["text"] == ref["text"] and got["n"] == ref["n"]
+    assert torch.equal(got["a\ud800"], ref["a\ud800"])
 
 
 @pytest.mark.parametrize("ml", [3, 1.5, ["cpu"]], ids=["int", "float", "list"])
