@@ -30,6 +30,7 @@ from safeload_conversion.sandbox_layers import LAYERS, LayerReport, support_repo
 from safeload._internal import convert_worker, expected, paths, strictjson
 from safeload._internal.atomic import copy_atomic, move_into_place
 from safeload._internal.opened import Held, OpenedFile
+from safeload._internal.private_dir import others_could_replace
 from safeload._internal.safetensors_check import SafetensorsHeader, parse_header
 from safeload._internal.text import get_logger, safe_text
 from safeload.errors import ConversionError, MalformedFileError
@@ -77,6 +78,11 @@ def _private_dir(path: Path) -> Path:
             hasattr(os, "getuid") and st.st_uid != os.getuid()):
         raise ConversionError(f"{path}: the converted store is writable by others or not yours",
                               hint=f"chmod 700 {path} (or remove it; it is regenerated)")
+    # A folder above it that others control lets them swap the whole store (review P).
+    above = others_could_replace(path / "entry")
+    if above is not None:
+        raise ConversionError(f"{path}: the converted store is not private: {above[0]}",
+                              hint=f"{above[1]}, or set SAFELOAD_HOME to a folder of your own")
     return path
 
 

@@ -7,7 +7,7 @@ invalidates every entry. Where it is weaker: timestamps have a granularity (a wr
 clock tick as the last one can keep ctime), so an entry is only made for a file whose ctime is
 at least `QUIESCENT_SECONDS` old; filesystems without a real ctime (FAT, some network mounts,
 Windows) would weaken it further. The cache lives in safeload's own cache dir, is written
-atomically and refused if others may write to it.
+atomically and ignored if it is a link or others may write to it or to a folder above it.
 
 Cost in a hot loop (issue 11): the file is parsed once per process and again only when its
 (device, inode, size, mtime, ctime) changes, and new entries are written in batches (at
@@ -31,6 +31,7 @@ from safeload._internal import paths, strictjson
 from safeload._internal.atomic import write_atomic
 from safeload._internal.consulted import QUIESCENT_SECONDS
 from safeload._internal.opened import FileIdentity
+from safeload._internal.private_dir import others_could_replace
 
 MAX_ENTRIES = 4096
 FLUSH_COUNT = 64
@@ -56,18 +57,32 @@ def _key(identity: FileIdentity) -> str:
 
 
 def _read(p: Path) -> Entries:
-    """The file's entries, parsed again only when the file changed (callers must not mutate)."""
+    """The file's entries, parsed again only when the file changed (callers must not mutate).
+
+    Ignored (it is only an optimisation, and an entry stands in for a hash compared with a
+    signature) unless it is a regular file of ours alone, not a link, in folders no other user
+    controls (review P-1: a shared cache folder let another user plant a "verified" record)."""
     global _parsed
     try:
-        st = p.stat()
-        if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH) or st.st_uid != os.getuid():
-            return {}  # not ours alone: ignore it (it is only an optimisation)
+        fd = os.open(p, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0))
+    except OSError:
+        return {}
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_mode & (stat.S_IWGRP | stat.S_IWOTH) \
+                or st.st_uid != os.getuid():
+            return {}
         sig = (p, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
         if _parsed is not None and _parsed[0] == sig:
             return _parsed[1]
-        data = strictjson.loads(p.read_bytes())
+        if others_could_replace(p) is not None:
+            return {}
+        with os.fdopen(os.dup(fd), "rb") as f:
+            data = strictjson.loads(f.read())
     except (OSError, ValueError, RecursionError):
         return {}
+    finally:
+        os.close(fd)
     entries = data if isinstance(data, dict) else {}
     _parsed = (sig, entries)
     return entries
@@ -117,6 +132,8 @@ def _write_pending() -> None:
     _pending.clear()
     if len(entries) > MAX_ENTRIES:
         entries = dict(list(entries.items())[len(entries) - MAX_ENTRIES:])
+    if others_could_replace(path) is not None:
+        return  # never read back (`_read`): writing there would only tell others our digests
     try:
         # A cache: losing it to a power cut costs one hash, so no fsync.
         write_atomic(path, json.dumps(entries).encode(), durable=False, mode=0o600,

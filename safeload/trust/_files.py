@@ -19,6 +19,7 @@ import filelock
 
 from safeload._internal import consulted, strictjson
 from safeload._internal.atomic import write_atomic
+from safeload._internal.private_dir import others_could_replace
 from safeload._internal.text import safe_text
 from safeload.errors import TrustStoreError
 from safeload.trust._schema import _FIX_EDIT, _fail
@@ -53,40 +54,23 @@ def check_permissions(path: Path, st: os.stat_result, source: str) -> None:
 
 
 def check_location(path: Path, source: str) -> None:
-    """Refuse a store location that another user could write, whether or not the file exists.
-
-    OpenSSH's secure-path rule: every existing directory from the store's up to `/` must be
-    owned by this user or root and not writable by group or others, except a sticky directory
-    (`/tmp`), where others may add entries but not replace or remove ours. A directory that
-    does not exist yet is judged by its parent (whoever can create it there could have).
+    """Refuse a store location that another user could write, whether or not the file exists
+    (`_internal.private_dir`: OpenSSH's secure-path rule, folder links followed).
 
     Raises:
         TrustStoreError: naming the directory and the fix.
     """
-    if os.name != "posix":
+    found = others_could_replace(path)
+    if found is None:
         return
-    uid = os.getuid()
-    lexical = Path(os.path.abspath(path)).parents
-    # A folder link on the way leads elsewhere: the folders the file really sits in are
-    # judged too (a link into a folder others can write is that folder).
-    real = Path(os.path.realpath(os.path.dirname(os.path.abspath(path)))) / "x"
-    for d in dict.fromkeys([*lexical, *real.parents]):
-        try:
-            st = os.stat(d)
-        except FileNotFoundError:
-            continue
-        except OSError as exc:
-            raise _fail(source, f"its directory {safe_text(d)} cannot be checked "
-                        f"({exc.strerror})", "check the permissions of the path") from None
-        if st.st_uid not in (uid, 0):
-            raise _fail(source, f"its directory {safe_text(d)} is owned by another user "
-                        f"(uid {st.st_uid}), who decides what safeload trusts",
-                        f"keep the store in a directory of your own (SAFELOAD_HOME or "
-                        f"--trust-store), or chown {uid} {safe_text(d)}")
-        if st.st_mode & 0o022 and not st.st_mode & stat.S_ISVTX:
-            raise _fail(source, f"its directory {safe_text(d)} is writable by group or "
-                        f"others (mode {stat.S_IMODE(st.st_mode):o}), so anyone can put a "
-                        "trust store there", f"chmod go-w {safe_text(d)}")
+    problem, fix = found
+    if "owned by another user" in problem:
+        problem += ", who decides what safeload trusts"
+        fix = (f"keep the store in a directory of your own (SAFELOAD_HOME or "
+               f"--trust-store), or {fix}")
+    elif "writable by group" in problem:
+        problem += ", so anyone can put a trust store there"
+    raise _fail(source, problem, fix)
 
 
 def state_key(path: Path | str) -> tuple[tuple[int, ...] | None, ...]:

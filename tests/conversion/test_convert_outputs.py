@@ -69,3 +69,4 @@ def test_an_output_never_replaces_its_source(tmp_path: Path,
     assert main(["convert", str(src), "-o", str(src), "--overwrite"]) == 2
     assert src.read_bytes() == before
     capsys.readouterr()
+

@@ -169,6 +169,56 @@ def test_verification_cache_skips_the_hash_until_the_store_changes(
     assert calls == [str(f)]
 
 
+def _plant_verified_record(tmp_path: Path, how: str) -> Path:
+    """A signed model whose file is then swapped for other weights, with a verification-cache
+    record that maps the new file's inode state to the digest the publisher signed."""
+    import hashlib
+    import json
+    import os
+
+    from safeload._internal import paths
+
+    _trust_p256()
+    d = _model(tmp_path)
+    sign_model(d, private_key_pem_path=KEYS / "p256.priv.pem")
+    f = d / "model.safetensors"
+    signed = hashlib.sha256(f.read_bytes()).hexdigest()
+    save_file({"w": torch.full((6,), 666.0)}, str(d / "swap.tmp"))
+    os.rename(d / "swap.tmp", f)
+    st = os.stat(f)
+    key = f"{st.st_dev}:{st.st_ino}:{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}"
+    record = json.dumps({key: {"sha256": signed, "store": TrustStore.load().state_digest()}})
+    cache = paths.cache_dir()
+    cache.mkdir(parents=True, exist_ok=True, mode=0o700)
+    target = cache / "verified.json"
+    if how == "link":  # a file of ours, but reached through a link someone else placed
+        (tmp_path / "elsewhere.json").write_text(record)
+        target.symlink_to(tmp_path / "elsewhere.json")
+    else:
+        target.write_text(record)
+        target.chmod(0o600)
+        if how == "shared-folder":  # a folder others may write: they could have put it there
+            cache.chmod(0o775)
+    verify_cache._parsed = None
+    return f
+
+
+@pytest.mark.parametrize("how", ["link", "shared-folder"])
+def test_a_verification_record_others_could_have_placed_is_ignored(
+        how: str, tmp_path: Path) -> None:
+    # Review P-1: the cache followed a link to verified.json and never checked its folders, so
+    # another user who could write a folder above it made a swapped file pass as signed.
+    f = _plant_verified_record(tmp_path, how)
+    with pytest.raises(DigestMismatchError):
+        safeload.load(f)
+
+
+def test_a_verification_record_in_a_private_cache_is_honoured(tmp_path: Path) -> None:
+    # The control: the record above, in a cache only we can write, does stand for the hash.
+    f = _plant_verified_record(tmp_path, "private")
+    assert float(safeload.load(f)["w"][0]) == 666.0
+
+
 def test_in_place_write_with_mtime_restored_and_a_hard_link_added_is_detected(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # Issue 9 (check-to-use): a ctime change used to be excused whenever the link count changed,
