@@ -16,7 +16,8 @@ from safeload._internal import consulted
 from safeload._internal.cardpath import find_model_card
 from safeload._internal.hashing import sha256_path
 from safeload._internal.text import get_logger
-from safeload.licenses import LicenseDecision, evaluate_license
+from safeload.errors import LicenseRefusedError
+from safeload.licenses import LicenseDecision, decide_license, evaluate_license
 from safeload.trust.decide import is_unsigned_default_note
 
 if TYPE_CHECKING:
@@ -174,6 +175,25 @@ def _unusable_signed_card(card: Path, signature: Path, store: TrustStore, why: s
              "model again", missing=(card.name,))
 
 
+def _no_card(path: Path, store: TrustStore) -> None:
+    """No model card vouches for the weights: their licence is unknown. A policy that denies
+    `unknown` refuses (review P-2: deleting the card got past it); nothing is warned (most
+    local checkpoints have no card).
+
+    Raises:
+        LicenseRefusedError: the policy denies an unknown licence.
+    """
+    from safeload.modelcard import ModelCard
+
+    decision = decide_license(ModelCard(no_header=True), store.policy.licenses)
+    if decision.action == "deny" and decision.deciding is not None:
+        raise LicenseRefusedError(
+            f"{path}: no model card vouches for these weights, so their licence is unknown, "
+            f"and the licence policy rule '{decision.deciding.rule}' refuses that",
+            hint="put the model's card (README.md) beside the weights, or take 'unknown' off "
+                 "the policy's 'deny' list")
+
+
 def model_context(path: Path | None, store: TrustStore, *,
                   origin: tuple[str, str, str] | None = None,
                   located: bool = False, signed: TrustDecision | None = None) -> ModelContext:
@@ -208,9 +228,12 @@ def model_context(path: Path | None, store: TrustStore, *,
             evaluate_license(unvouched, store.policy.licenses,
                              base_card=_base_cards(unvouched, store))
         if card is None:
+            _no_card(path, store)
             return ModelContext(None, None, None, repo, rev, fname)
         card_path = listed
     elif card_path is None:
+        if path is not None:
+            _no_card(path, store)
         return ModelContext(None, None, None, repo, rev, fname)
     else:
         card = _read_card(card_path)

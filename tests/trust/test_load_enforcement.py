@@ -561,3 +561,34 @@ def test_a_signed_base_models_card_is_checked_against_its_signature(
     (base / "README.md").symlink_to(f"../../blobs/{blob.name}")
     with pytest.raises(DigestMismatchError, match="models--acme--base"):
         safeload.load(tune / "model.safetensors")
+
+
+@pytest.mark.parametrize("card", ["none", "a-folder", "a-dangling-link", "prose"])
+def test_a_policy_that_denies_unknown_refuses_weights_no_card_vouches_for(
+        card: str, tmp_path: Path) -> None:
+    # Review P-2: `deny: unknown` refused a prose README but not a deleted one, a folder or a
+    # dangling link in its place (no card, so no licence decision at all).
+    from dataclasses import replace
+
+    from safeload.errors import LicenseRefusedError
+    from safeload.licenses import LicensePolicy
+
+    d = _model(tmp_path)
+    f = d / "model.safetensors"
+    assert safeload.load(f)  # the control: no policy on licences, it loads
+    TrustStore.update(lambda s: s.with_policy(replace(
+        s.policy, licenses=LicensePolicy(deny=frozenset({"unknown"})))))
+    if card == "a-folder":
+        (d / "README.md").mkdir()
+    elif card == "a-dangling-link":
+        (d / "README.md").symlink_to(d / "gone.md")
+    elif card == "prose":
+        (d / "README.md").write_text("# a model\n\nno metadata block\n")
+    with pytest.raises(LicenseRefusedError, match="unknown"):
+        safeload.load(f)
+    if card == "a-folder":
+        (d / "README.md").rmdir()
+    elif card != "none":
+        (d / "README.md").unlink()
+    (d / "README.md").write_text("---\nlicense: mit\n---\n")
+    assert safeload.load(f)  # a card with a known licence: loads
