@@ -77,6 +77,7 @@ import filelock
 
 from safeload._internal import paths, strictjson
 from safeload._internal.atomic import write_atomic
+from safeload._internal.private_dir import others_could_replace
 from safeload._internal.text import get_logger
 from safeload.errors import ProvenanceError
 from safeload.provenance.entry import ProvenanceEntry
@@ -540,6 +541,21 @@ def _write_all(fd: int, data: bytes, restore_size: int) -> None:
         raise
 
 
+_exposed_warned: set[Path] = set()
+
+
+def _warn_if_exposed(directory: Path) -> None:
+    """Once per folder per process: a ledger others may write can be rewritten whole (review
+    P-3); `provenance verify` then says NOT VERIFIED unless given a head kept elsewhere."""
+    if directory in _exposed_warned:
+        return
+    _exposed_warned.add(directory)
+    found = others_could_replace(directory / LEDGER_NAME)
+    if found is not None:
+        _logger.warning("provenance: the ledger %s: %s, so others could rewrite it undetected "
+                        "(%s, or keep its head elsewhere)", directory, found[0], found[1])
+
+
 def append_lines(directory: Path, compose: Compose, *, version: int = LINE_VERSION) -> tuple[
         int, str]:
     """Append the lines `compose(first_seq)` returns, under the lock, in one write and one sync.
@@ -553,6 +569,7 @@ def append_lines(directory: Path, compose: Compose, *, version: int = LINE_VERSI
     """
     try:
         directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        _warn_if_exposed(directory)
         with THREAD_LOCK, ledger_lock(directory):
             _step("locked")
             return _append(directory, compose, version)

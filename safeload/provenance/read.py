@@ -16,6 +16,7 @@ from typing import Any
 import filelock
 
 from safeload._internal import paths
+from safeload._internal.private_dir import others_could_replace
 from safeload._internal.text import safe_text
 from safeload.errors import LedgerIntegrityError, ProvenanceError
 from safeload.provenance.batch import expand, flush
@@ -91,6 +92,8 @@ class VerifyReport:
     path: str = ""
     loads: int = 0  # loads, conversions and verifications recorded (tallied repeats included)
     segments: int = 1  # files the chain spans (rotated segments and ledger.jsonl)
+    # Why a chain that verifies proves nothing: others could have rewritten all of it.
+    exposed: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -99,6 +102,7 @@ class VerifyReport:
             "first_bad": dataclasses.asdict(self.first_bad) if self.first_bad else None,
             "torn_tail_bytes": self.torn_tail_bytes, "notes": list(self.notes),
             "path": self.path, "loads": self.loads, "segments": self.segments,
+            "exposed": self.exposed,
         }
 
     def describe(self) -> str:
@@ -106,6 +110,8 @@ class VerifyReport:
             spread = f" in {self.segments} segments" if self.segments > 1 else ""
             return (f"ledger OK: {self.entries} entries ({self.loads} recorded operations)"
                     f"{spread}, head {self.head or '(empty)'}")
+        if self.first_bad is None and self.exposed is not None:
+            return f"ledger NOT VERIFIED: {self.exposed}"
         assert self.first_bad is not None
         return f"ledger BROKEN at {self.first_bad.describe()}"
 
@@ -407,7 +413,18 @@ def verify(ledger: Path | None = None, *, anchor: str | None = None) -> VerifyRe
     Raises:
         OSError: the ledger exists but cannot be read.
     """
-    return read_ledger(ledger, anchor=anchor).report
+    report = read_ledger(ledger, anchor=anchor).report
+    if anchor is None and report.ok:
+        # Review P-3: a chain in a folder others may write can be rewritten whole and re-sealed
+        # (the digests are no secret); only a head kept elsewhere tells.
+        found = others_could_replace(Path(report.path) if report.path else
+                                     (ledger or paths.ledger_dir()) / LEDGER_NAME)
+        if found is not None:
+            problem, fix = found
+            report = dataclasses.replace(report, ok=False, exposed=(
+                f"{problem}: anyone who can write there could have rewritten the whole chain; "
+                f"{fix}, or verify with --anchor and a head kept elsewhere"))
+    return report
 
 
 def require_intact(state: LedgerState) -> None:
