@@ -96,6 +96,12 @@ class _Stack:
             self.depth, self.below = 0, []
         return True
 
+    def can(self, op: int) -> bool:
+        """Whether `op` would run here (no underflow), without applying it."""
+        probe = _Stack()
+        probe.depth, probe.below = self.depth, list(self.below)
+        return probe.step(op)
+
 
 # strtol(s, &end, 0) consuming a whole C string, as _pickle's INT reads it (octal with a
 # leading 0, no trailing space)
@@ -210,13 +216,30 @@ def importable(module: bytes) -> bool:
     return bool(text)
 
 
+# Besides identifiers, what folder names on a sys.path are made of: `site-packages` and
+# `lib-dynload` import as namespace packages on every CPython (review N), a project folder
+# may be `my-tools` or `g++`. Not a slash: the path finder looks names up in directory
+# listings, which never hold one (zipimport might, in a zip on sys.path; and a call or a method
+# of what an excused line imports still counts).
+_FOLDER_NAME_CHARS = frozenset("-+@~")
+
+
 def _top_is_identifier(module: bytes) -> bool:
-    """Whether `__import__` would find its first dotted part by name: `os`, `evilmod.x y`
-    (review J: the top is imported first), not `mport os` or `ancer,population`."""
+    """Whether `__import__` could reach a module by this name: `os`, `evilmod.x y` (review J:
+    the top is imported first), `site-packages._distutils_hack` (through folders on sys.path,
+    review N), not `mport os`, `ancer,population` or `certifi-2024.8.30.dist-info/RECORD,,`:
+    before any module, a part with whitespace or punctuation no folder name has."""
     try:
-        return module.decode("utf-8").split(".", 1)[0].isidentifier()
+        parts = module.decode("utf-8").split(".")
     except UnicodeDecodeError:
         return False
+    for part in parts:
+        if part.isidentifier():
+            return True  # a module: imported (its code runs) before any later part fails
+        if not part or not all(c.isalnum() or c == "_" or c in _FOLDER_NAME_CHARS
+                               for c in part):
+            return False  # no folder by this name: the import fails here
+    return True  # folders all the way: a namespace package
 
 
 _BIN_MEMO = frozenset(b"hjqr")  # BINGET, LONG_BINGET, BINPUT, LONG_BINPUT
@@ -282,6 +305,10 @@ def would_import(buf: Buf, limit: int = 64 << 20, *, extensions: bool = True,
             return None
         if excused is not None and op in _CALL_OPS:
             return excused, "(a call of what a text first line imports)"
+        if excused is not None and op in _METHOD_OPS and stack.can(op):
+            # APPEND, SETITEM, ... call a method of their target: of an excused import too
+            # (review N: `sys.path_hooks.append(os.system)` through excused lines, no call op)
+            return excused, "(a method of what a text line imports)"
         if persistent_calls:
             if op in _METHOD_OPS and persid_then_push:
                 return at, "(a method of a persistent_load result)"

@@ -228,3 +228,46 @@ def test_a_text_first_line_whose_top_module_is_an_identifier_is_an_import(
     f.write_bytes(b"cevilmod.x y\nz\n")
     assert fires(f, "pickle", sys_path=[str(tmp_path)])
     assert inspect_bytes(f.read_bytes(), text_ok=True).verdict == "unsafe"
+
+
+# Review N (F2): `.pth` is a text name, and `site-packages` (no identifier) was excused as text,
+# but it imports as a namespace package on every CPython: `site-packages._distutils_hack`
+# reaches setuptools' hack module, whose `sys` and `os` are one protocol-4 dotted name away;
+# then two APPENDs (no call opcode) make `sys.path_hooks.append(os.system)` and a missing
+# import runs the command. The stream has no STOP, so it was "skipped", exit 0.
+def _path_hook_payload(command: str, host: bytes) -> bytes:
+    def glob(module: bytes, name: bytes) -> bytes:
+        return b"c" + module + b"\n" + name + b"\n"
+
+    cmd = f"{command} #".encode()
+    return (b"N0\x80\x04" + glob(host, b"sys.path_hooks") + glob(host, b"os.system") + b"a0"
+            + glob(host, b"sys.path") + b"X" + struct.pack("<I", len(cmd)) + cmd + b"a0"
+            + glob(b"no-such-module", b"x"))
+
+
+@pytest.mark.parametrize("name", ["model.pth", "notes.txt", "weights.pth.gz"])
+def test_a_folder_on_sys_path_is_no_text_excuse(name: str, tmp_path: Path, marker: Path,
+                                                fires: Fires,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    import gzip
+    import importlib.util
+
+    payload = _path_hook_payload(f"touch {marker}", b"site-packages._distutils_hack")
+    f = tmp_path / name
+    f.write_bytes(gzip.compress(payload) if name.endswith(".gz") else payload)
+    if importlib.util.find_spec("site-packages._distutils_hack") and not name.endswith(".gz"):
+        assert fires(f, "pickle")  # the control: pickle.load runs the command
+    rc, out = scan_json(main, f, capsys)
+    assert rc == 1 and out["files"][0]["status"] == "unsafe", out
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("host", [b"lass A(B): ...", b"site-packages/_distutils_hack"],
+                         ids=["text", "slash"])
+def test_a_method_of_what_an_excused_line_imports_is_an_import(host: bytes) -> None:
+    # The same APPENDs after lines excused as text (whitespace; a slash, which no path finder
+    # resolves but zipimport might): a method call of the excused object counts, as a call does.
+    payload = _path_hook_payload("true", host)
+    assert inspect_bytes(payload, text_ok=True).verdict == "unsafe"
+    # the text itself, with no method applied to it, stays text
+    assert inspect_bytes(b"c" + host + b"\nx y\n", text_ok=True).verdict == "skipped"
