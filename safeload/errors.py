@@ -24,6 +24,10 @@ class SafeloadError(Exception):
         super().__init__(message)
         if hint:
             self.hint = hint
+        if self.hint and hasattr(self, "add_note"):
+            # A traceback shows notes, `str()` does not: the remedy reaches a user who never
+            # catches the error (review O), and messages compared or logged stay the same.
+            self.add_note(f"fix: {self.hint}")
 
     def diagnostics(self) -> str:
         """The message, plus the remedy when there is one."""
@@ -86,6 +90,11 @@ class UnsupportedArgumentError(RefusedError):
 
 class UnsafePathError(RefusedError):
     """A path that is not a regular file inside its model directory (FIFO, device, bad link)."""
+
+
+class SpecialFilePathError(UnsafePathError, OSError):
+    """A FIFO, device or socket where a checkpoint file was expected: an OSError, as a resume
+    loop written for torch catches (review O)."""
 
 
 class DirectoryPathError(UnsafePathError, IsADirectoryError):

@@ -29,6 +29,18 @@ def _cut_short(message: str) -> bool:
                                                message)
 
 
+def _cut(message: str) -> bool:
+    """A pickle stream that ends early: protocols 0-3 say "truncated", 4 and 5 (Python 3's
+    default) cut inside their FRAME (review O)."""
+    return "truncated" in message or "FRAME longer than the stream" in message
+
+
+def _cut_finding(f: Any) -> bool:
+    """A cut stream, or a joblib array whose raw bytes the file's end cuts short."""
+    return (f.code == "malformed" and _cut(f.message)) or (
+        f.code == "build-not-allowed" and "bytes run past the end of the stream" in f.message)
+
+
 def damage(ins: Inspection, buf: Any) -> tuple[str, bool] | None:
     """(what is wrong, whether the bytes end early) for a damaged file, or None."""
     findings = ins.findings
@@ -37,8 +49,7 @@ def damage(ins: Inspection, buf: Any) -> tuple[str, bool] | None:
     first = findings[0].message
     # Only a stream cut short: bytes after STOP are a second stream another loader may read,
     # and a value the rules refuse (a Python 2 string) is no interrupted write.
-    if ins.format == "pickle" and all(f.code == "malformed" and "truncated" in f.message
-                                      for f in findings):
+    if ins.format == "pickle" and all(_cut_finding(f) for f in findings):
         return first, True
     if ins.format == "torch-legacy" and len(findings) == 1 and findings[0].code == "malformed" \
             and (first.startswith(_LEGACY_SHORT) and "disagrees with" not in first

@@ -20,7 +20,12 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from safeload._internal.hashing import sha256_buffer, sha256_fd
-from safeload.errors import DirectoryPathError, UnsafePathError, UnsupportedFormatError
+from safeload.errors import (
+    DirectoryPathError,
+    SpecialFilePathError,
+    UnsafePathError,
+    UnsupportedFormatError,
+)
 
 
 @dataclass(frozen=True)
@@ -51,8 +56,8 @@ class OpenedFile:
                                           "safeload.from_pretrained for a model folder")
         if not stat.S_ISREG(st.st_mode):
             os.close(fd)
-            raise UnsafePathError(f"{path}: not a regular file (FIFO, device or directory)",
-                                  hint="point safeload at the checkpoint file itself")
+            raise SpecialFilePathError(f"{path}: not a regular file (a FIFO, device or socket)",
+                                       hint="point safeload at the checkpoint file itself")
         self.identity = FileIdentity.of(st)
         self._nlink = st.st_nlink
         self._map: mmap.mmap | bytearray | None = None

@@ -43,16 +43,27 @@ def _to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
                 "torch.load with map_location to map your storages to an existing device.")
     try:
         return t.to(device)
-    except RuntimeError as exc:  # a device type this torch build has not (mps, xpu, ...)
+    # A device type this torch build has not: mps raises RuntimeError, xpu an AssertionError,
+    # hpu an ImportError (review O); torch.load raises RuntimeError for each.
+    except (RuntimeError, AssertionError, ImportError, AttributeError, ValueError) as exc:
         raise MapLocationError(
             f"Attempting to deserialize object on device {str(device)!r}, which this torch "
             f"cannot use ({exc}); please use torch.load with map_location=torch.device('cpu') "
             "to map your storages to the CPU.") from None
 
 
+def _device(spec: str | torch.device) -> torch.device:
+    """`torch.device(spec)`, its RuntimeError for a string that names no device ("gpu",
+    "cuda:x") as torch.load's own (review O: it read as a malformed file)."""
+    try:
+        return torch.device(spec)
+    except RuntimeError as exc:
+        raise MapLocationError(f"{exc} (map_location={spec!r})") from None
+
+
 def _restore(t: torch.Tensor, location: str) -> torch.Tensor:
     """torch's default restore: back to the device the tensor was saved on."""
-    return t if location == "cpu" else _to_device(t, torch.device(location))
+    return t if location == "cpu" else _to_device(t, _device(location))
 
 
 def check_map_location(map_location: Any) -> None:
@@ -78,7 +89,7 @@ def apply_map_location(t: torch.Tensor, map_location: Any, saved: str = "cpu") -
     if isinstance(map_location, dict):
         return _restore(t, str(map_location.get(saved, saved)))
     if isinstance(map_location, (str, torch.device)):
-        return _to_device(t, torch.device(map_location))
+        return _to_device(t, _device(map_location))
     check_map_location(map_location)
     try:
         storage = map_location(t.untyped_storage(), saved)

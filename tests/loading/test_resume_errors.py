@@ -66,6 +66,14 @@ def _cut_npy(tmp: Path, keep: int) -> Path:
     return tmp / "last.npy"
 
 
+def _cut_pickle(tmp: Path, protocol: int) -> Path:
+    import pickle
+
+    data = pickle.dumps({"a": list(range(100)), "b": "x" * 50}, protocol=protocol)
+    (tmp / "last.pkl").write_bytes(data[: len(data) // 2])
+    return tmp / "last.pkl"
+
+
 CASES: dict[str, tuple[Callable[[Path], Path], type[SafeloadError]]] = {
     "empty": (_empty, EmptyFileError),
     "directory": (_directory, DirectoryPathError),
@@ -85,6 +93,9 @@ CASES: dict[str, tuple[Callable[[Path], Path], type[SafeloadError]]] = {
     # Review L-5: the .npy errors did not name the file, and a cut one was no EOFError
     "truncated-npy-data": (lambda t: _cut_npy(t, 200), TruncatedFileError),
     "truncated-npy-header": (lambda t: _cut_npy(t, 60), TruncatedFileError),
+    # Review O: protocol 4 and 5 (Python 3's default) end inside their FRAME
+    "truncated-pickle-protocol-4": (lambda t: _cut_pickle(t, 4), TruncatedFileError),
+    "truncated-pickle-protocol-5": (lambda t: _cut_pickle(t, 5), TruncatedFileError),
 }
 
 
@@ -93,7 +104,14 @@ def test_a_torch_style_resume_loop_catches_every_corrupt_kind(kind: str, tmp_pat
     make, expected = CASES[kind]
     path = make(tmp_path)
     with pytest.raises(RESUME_CATCHES):
-        if path.suffix == ".npy":
+        if path.suffix == ".pkl":
+            import pickle
+            try:
+                with path.open("rb") as fh:
+                    pickle.load(fh)
+            except pickle.UnpicklingError as exc:  # "pickle data was truncated"
+                raise EOFError(str(exc)) from exc
+        elif path.suffix == ".npy":
             import numpy as np
             try:
                 np.load(path)
@@ -144,6 +162,21 @@ def test_an_empty_file_is_also_an_eof_and_an_unpickling_error(tmp_path: Path) ->
     assert isinstance(info.value, EOFError)
     assert isinstance(info.value, pickle.UnpicklingError)
     assert "interrupted" in (info.value.hint or "")
+
+
+@pytest.mark.skipif(not Path("/dev/null").exists(), reason="needs /dev/null")
+def test_a_device_or_fifo_is_an_os_error(tmp_path: Path) -> None:
+    # Review O: an UnsafePathError only, which a torch-style resume loop does not catch.
+    import os
+
+    from safeload.errors import SpecialFilePathError
+
+    fifo = tmp_path / "ckpt.pt"
+    os.mkfifo(fifo)
+    for path in (Path("/dev/null"), fifo):
+        with pytest.raises(SpecialFilePathError, match=str(path)) as info:
+            safeload.load(path)
+        assert isinstance(info.value, OSError)
 
 
 def test_a_directory_is_an_is_a_directory_error(tmp_path: Path) -> None:
@@ -217,6 +250,25 @@ def test_a_device_this_torch_has_not_raises_a_runtime_error_naming_the_file(
         safeload.load(path)
     assert str(got.value).startswith(f"{path}: ") and "mps" in str(got.value)
     assert torch.equal(safeload.load(path, map_location="cpu")["w"], torch.arange(4.0))
+
+
+@pytest.mark.parametrize("ml", ["xpu", "hpu", "privateuseone", "gpu", "cuda:x", "",
+                                {"cpu": "gpu"}])
+def test_a_map_location_naming_no_usable_device_is_a_runtime_error(
+        ml: object, tmp_path: Path) -> None:
+    # Review O: "gpu", "cuda:x" or "" read as a malformed file (naming the cache file, which a
+    # resume loop might delete), and xpu/hpu raised AssertionError / ModuleNotFoundError.
+    from safeload.errors import MapLocationError
+
+    path = tmp_path / "m.pt"
+    torch.save({"w": torch.ones(2)}, path)
+    if getattr(torch, str(ml), None) is not None and getattr(torch, str(ml)).is_available():
+        pytest.skip(f"this torch has {ml}")
+    with pytest.raises(RuntimeError):
+        torch.load(path, map_location=ml)  # type: ignore[arg-type]
+    with pytest.raises(MapLocationError) as got:
+        safeload.load(path, map_location=ml)  # type: ignore[arg-type]
+    assert str(got.value).startswith(f"{path}: ")
 
 
 class _CallersOwnError(ValueError):  # a ValueError: what the rebuild once took for a bad file
