@@ -102,7 +102,7 @@ class _Planner:
             return {"t": "const", "v": value}
         if isinstance(value, int):
             return {"t": "int", "v": str(value)}
-        if isinstance(value, float):
+        if isinstance(value, float) and value == value:
             return {"t": "float", "v": value.hex()}
         if isinstance(value, str):
             return {"t": "str", "v": value}
@@ -146,6 +146,10 @@ class _Planner:
     def _encode_object(self, value: Any, path: list[str], depth: int) -> dict[str, Any]:
         # Tuples go through identity too: a tuple DAG (one tuple referenced from many places
         # via the memo) is then written once, not once per path (exponential).
+        if isinstance(value, float):
+            # A NaN: only identity makes it one dict key or set item (`d[x] = ...` twice with
+            # one memoised NaN is one entry; review N), so it keeps its identity.
+            return {"t": "float", "v": value.hex()}
         if isinstance(value, tuple):
             return {"t": "tuple", "v": [self.encode(x, [*path, str(i)], depth + 1)
                                         for i, x in enumerate(value)]}

@@ -348,3 +348,43 @@ def test_ranges_slices_decimals_and_fractions_round_trip(protocol: int, tmp_path
 ])
 def test_number_values_outside_their_rule_are_refused(body: bytes) -> None:
     assert inspect_bytes(body).verdict == "unsafe"
+
+
+_NAN = b"G\x7f\xf8\x00\x00\x00\x00\x00\x00"  # BINFLOAT nan
+
+
+@pytest.mark.parametrize("body", [
+    b"}q\x00(" + _NAN + b"q\x01K\x01h\x01K\x02u.",  # {nan: 1} then [the same nan] = 2
+    b"c__builtin__\nset\n](" + _NAN + b"q\x01h\x01e\x85R.",  # set([nan, the same nan])
+    b"}(" + _NAN + b"q\x01h\x01\x86K\x01h\x01h\x01\x86K\x02u.",  # (nan, nan) as a key twice
+], ids=["dict-key", "set", "tuple-key"])
+def test_one_memoised_nan_is_one_key_as_every_unpickler_reads_it(body: bytes,
+                                                                   tmp_path: Path) -> None:
+    # Review N: a NaN is equal to nothing, so only identity makes it one key or item; each
+    # use was rebuilt as a new float, and safeload returned more entries than torch.load.
+    data = b"\x80\x02" + body
+    path = tmp_path / "nan.pkl"
+    path.write_bytes(data)
+    ref = pickle.loads(data)
+    got = safeload.load(path)
+    assert type(got) is type(ref) and len(got) == len(ref) == 1
+    if isinstance(ref, dict):
+        assert list(ref.values()) == list(got.values())
+
+
+def test_one_memoised_nan_key_over_tensors_is_one_entry(tmp_path: Path) -> None:
+    # Review N: the same, in a checkpoint (a legacy file: its data pickle is plain bytes)
+    path = tmp_path / "nan.pt"
+    torch.save({"a": torch.tensor([1.0, 2.0]), "b": torch.tensor([3.0, 4.0])}, path,
+               _use_new_zipfile_serialization=False)
+    data = path.read_bytes()
+    a = data.index(b"X\x01\x00\x00\x00aq")
+    memo = data[a + 7]
+    b = data.index(b"X\x01\x00\x00\x00bq")
+    data = data[:b] + b"h" + bytes([memo]) + data[b + 8:]  # the key of "b": the same NaN
+    data = data[:a] + _NAN + data[a + 6:]  # the key "a": a NaN
+    path.write_bytes(data)
+    ref = torch.load(path, weights_only=True)
+    got = safeload.load(path)
+    assert len(ref) == 1 and len(got) == 1
+    assert torch.equal(next(iter(got.values())), next(iter(ref.values())))
