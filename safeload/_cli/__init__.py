@@ -125,6 +125,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         out.format = resolve_format(args)
         return func(args, out)
+    except BrokenPipeError:
+        # The reader went away (`safeload scan DIR | head`): nothing to say, and nowhere to
+        # say it; stdout goes to /dev/null so the interpreter's final flush stays quiet.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_ERROR
     except (SafeloadError, OSError) as exc:
         out.failure(exc)
         if args.verbose >= 2:
