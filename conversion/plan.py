@@ -113,6 +113,8 @@ class _Planner:
         if isinstance(value, Global):
             if value.rule == "dtype":
                 return {"t": "dtype", "v": value.params["dtype"]}
+            if value.rule == "qscheme":  # `torch.per_tensor_affine` as a value (review O)
+                return {"t": "qscheme", "v": value.qualname.rpartition(".")[2]}
             if is_type_value(value) or (value.rule == "omegaconf"
                                         and value.params.get("role") == "container"):
                 # Lightning stores `hparams_type`: the omegaconf container class, as a value.

@@ -121,6 +121,10 @@ class Rebuilder:
             return self._register(n, _omegaconf(n, self._content(n, d)))
         if t == "dtype":
             return torch_dtype(v)
+        if t == "qscheme":
+            if v not in _QSCHEMES:
+                raise StructureError(f"unknown quantization scheme {v!r}")
+            return getattr(torch, v)
         if t == "size":
             return torch.Size(int(x) for x in v)
         if t == "device":
@@ -440,6 +444,8 @@ def _type_value(name: Any) -> Any:
 
 _QUANT_REPR = {"quint8": torch.uint8, "qint8": torch.int8, "qint32": torch.int32,
                "quint4x2": torch.uint8, "quint2x4": torch.uint8}
+_QSCHEMES = frozenset({"per_tensor_affine", "per_channel_affine",
+                       "per_channel_affine_float_qparams"})
 _COMPRESSED = {"torch.sparse_csr": torch.sparse_csr, "torch.sparse_csc": torch.sparse_csc,
                "torch.sparse_bsr": torch.sparse_bsr, "torch.sparse_bsc": torch.sparse_bsc}
 

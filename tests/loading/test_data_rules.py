@@ -89,6 +89,15 @@ def test_defaultdict_with_a_builtin_factory_round_trips(factory: Any, tmp_path: 
     assert list(got["vocab"].items()) == list(ref["vocab"].items())
 
 
+def test_quantization_schemes_as_values_round_trip(tmp_path: Path) -> None:
+    # Review O: `scan` passed them, the conversion said "is not a value".
+    obj = {"q": torch.per_tensor_affine, "l": [torch.per_channel_affine,
+                                               torch.per_channel_affine_float_qparams]}
+    path = tmp_path / "qs.pt"
+    torch.save(obj, path)
+    assert safeload.load(path) == torch.load(path, weights_only=True) == obj
+
+
 def test_type_values_round_trip(tmp_path: Path) -> None:
     obj = {"types": [int, float, str, bool, list, dict, tuple], "any": typing.Any}
     ref, got = _save_and_load(obj, tmp_path / "types.pt")
