@@ -20,7 +20,9 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import os
 import re
+import stat
 import threading
 from dataclasses import dataclass
 from importlib import resources
@@ -29,6 +31,7 @@ from typing import Any
 
 from safeload._internal import paths, strictjson
 from safeload._internal.atomic import write_atomic
+from safeload._internal.private_dir import others_could_replace
 from safeload._internal.text import safe_text
 from safeload.errors import SignatureError, SigstoreRootError, SigstoreRootRefusedError
 from safeload.signing.sigstore_roots import (
@@ -90,6 +93,31 @@ def _path(name: str) -> Path:
     return roots_dir() / f"{check_name(name)}.json"
 
 
+def _check_private(p: Path, st: os.stat_result, fix: str) -> None:
+    """A stored root is a trust anchor, held to the trust store's rule: a regular file of ours
+    alone, in folders no other user controls (review T-1: a planted file was used).
+
+    Raises:
+        SigstoreRootRefusedError: naming what another user could change.
+    """
+    if os.name != "posix":
+        return
+    problem = None
+    if not stat.S_ISREG(st.st_mode):
+        problem = "it is not a regular file"
+    elif st.st_mode & 0o022:
+        problem = f"it is writable by group or others (mode {stat.S_IMODE(st.st_mode):o})"
+    elif st.st_uid not in (os.getuid(), 0):
+        problem = f"it is owned by another user (uid {st.st_uid})"
+    else:
+        above = others_could_replace(p)
+        problem = None if above is None else above[0]
+    if problem is not None:
+        raise SigstoreRootRefusedError(f"{safe_text(p)}: refused as a stored Sigstore root: "
+                                       f"{problem}, so another user may have written it",
+                                       hint=fix)
+
+
 def read_stored(name: str) -> StoredRoot | None:
     """The stored file of `name`, parsed (not yet verified), or None when there is none.
 
@@ -97,12 +125,17 @@ def read_stored(name: str) -> StoredRoot | None:
         SigstoreRootRefusedError: the file is unreadable or not one of ours (fail closed).
     """
     p = _path(name)
+    fix = _UPDATE_FIX.format(name=name)
     try:
-        with p.open("rb") as f:
-            raw = f.read(4 * MAX_ROOT_BYTES + 1)
+        fd = os.open(p, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0))
     except FileNotFoundError:
         return None
-    fix = _UPDATE_FIX.format(name=name)
+    except OSError as exc:  # ELOOP: a link, which another user may have placed
+        raise SigstoreRootRefusedError(f"{safe_text(p)}: cannot be read as a stored Sigstore "
+                                       f"root ({exc.strerror})", hint=fix) from None
+    with os.fdopen(fd, "rb") as f:
+        _check_private(p, os.fstat(f.fileno()), fix)
+        raw = f.read(4 * MAX_ROOT_BYTES + 1)
     try:
         d = strictjson.loads(raw)
         ok = isinstance(d, dict) and d.get("schema") == SCHEMA and d.get("name") == name \
@@ -113,6 +146,12 @@ def read_stored(name: str) -> StoredRoot | None:
         raise SigstoreRootRefusedError(f"{safe_text(p)}: not a stored Sigstore root of "
                                        f"{safe_text(name)}", hint=fix)
     tuf = d.get("tuf")
+    if d["kind"] == "file" and name in BUILTIN_ROOTS:
+        # `add` refuses public-good names: such a file was put there by hand, and would stand
+        # in for the shipped root with no TUF check (review T-1)
+        raise SigstoreRootRefusedError(f"{safe_text(p)}: the {name} root must be the shipped "
+                                       "one or refreshed through TUF, not a plain file",
+                                       hint=fix)
     if d["kind"] == "tuf" and (name not in BUILTIN_ROOTS or not isinstance(tuf, dict)):
         raise SigstoreRootRefusedError(f"{safe_text(p)}: a TUF-refreshed root without its "
                                        "metadata", hint=fix)

@@ -196,3 +196,42 @@ def test_update_of_an_unknown_instance_is_a_usage_error(
         capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = _run(capsys, "trust", "sigstore-root", "update", "--instance", "corp")
     assert code == 2 and "invalid choice" in err
+
+
+def _plant(name: str, kind: str, root: bytes) -> Path:
+    doc = {"schema": sigstore_store.SCHEMA, "name": name, "kind": kind, "source": "x",
+           "updated": "", "trusted_root": root.decode()}
+    d = sigstore_store.roots_dir()
+    d.mkdir(parents=True, exist_ok=True, mode=0o700)
+    path = d / f"{name}.json"
+    path.write_text(json.dumps(doc))
+    path.chmod(0o600)
+    return path
+
+
+def test_a_plain_file_under_a_public_good_name_is_refused(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    # Review T-1: a "kind": "file" record named production stood in for the shipped root with
+    # no TUF check (the PoC forged a whole Sigstore instance and verified any identity).
+    _plant("production", "file", STAGING)
+    with pytest.raises(SignatureError, match="refreshed through TUF, not a plain file"):
+        sigstore_store.resolve_root("production")
+    assert _run(capsys, "verify", MODEL, *ONE_OFF)[0] == 1
+
+
+@pytest.mark.parametrize("how", ["group-writable", "a-link", "shared-folder"])
+def test_a_stored_root_another_user_could_have_written_is_refused(
+        how: str, tmp_path: Path) -> None:
+    path = _plant("corp", "file", PROD)
+    assert sigstore_store.resolve_root("corp").sha256  # the control: a private instance of ours
+    if how == "group-writable":
+        path.chmod(0o664)
+    elif how == "a-link":
+        target = tmp_path / "elsewhere.json"
+        target.write_bytes(path.read_bytes())
+        path.unlink()
+        path.symlink_to(target)
+    else:
+        path.parent.chmod(0o777)
+    with pytest.raises(SignatureError, match="another user may have written it|cannot be read"):
+        sigstore_store.resolve_root("corp")
