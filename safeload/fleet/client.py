@@ -80,7 +80,7 @@ from safeload.fleet.subscribing import (
     subscribe,
     subscription,
 )
-from safeload.fleet.tufrun import _cache_fetcher, _run, _Verified
+from safeload.fleet.tufrun import _cache_fetcher, _run, _Verified, online_fetcher
 from safeload.trust import TrustStore, format_time, parse_time
 
 _logger = get_logger(__name__)
@@ -242,8 +242,6 @@ def sync(*, home: str | os.PathLike[str] | None = None, force: bool = False) -> 
 def _stage(lay: _Layout, sub: Subscription, root: bytes, state: _State | None,
            now: dt.datetime) -> _State:
     """Run the Updater in a staging copy; publish it only once everything verified."""
-    from tuf.ngclient import Urllib3Fetcher
-
     staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=lay.data))
     try:
         meta, targets = staging / "metadata", staging / "targets"
@@ -252,8 +250,7 @@ def _stage(lay: _Layout, sub: Subscription, root: bytes, state: _State | None,
             shutil.copytree(lay.data / state.generation / "targets", targets)
         else:
             meta.mkdir()
-        fetcher = Urllib3Fetcher(socket_timeout=sub.timeout_s,
-                                 app_user_agent=f"safeload/{__version__}")
+        fetcher = online_fetcher(sub, f"safeload/{__version__}")
         new = _run(meta, targets, sub, root, fetcher, "online")
         sha = hashlib.sha256(new.data).hexdigest()
         _check_serial(new, sha, state, sub)

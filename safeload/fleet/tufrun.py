@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import re
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,6 +49,44 @@ def _cache_fetcher(gen: Path, sub: Subscription) -> Any:
             return _chunks(path)
 
     return CacheFetcher()
+
+
+# The socket timeout bounds one read only: a mirror sending a byte a second never trips it
+# (review T-2: 41 hours for a 16 KiB timestamp, every load waiting). One refresh, all its
+# files together, gets this many times the subscription's `timeout_s`.
+SYNC_DEADLINE_FACTOR = 10
+
+
+def online_fetcher(sub: Subscription, user_agent: str) -> Any:
+    """ngclient's urllib3 fetcher, reading whatever each recv brings (never waiting for a
+    whole chunk) and stopping the refresh at its deadline."""
+    import urllib3
+    from tuf.api.exceptions import SlowRetrievalError
+    from tuf.ngclient import Urllib3Fetcher
+
+    budget = SYNC_DEADLINE_FACTOR * sub.timeout_s
+    deadline = time.monotonic() + budget
+
+    class Bounded(Urllib3Fetcher):
+        def _chunks(self, response: Any) -> Iterator[bytes]:
+            try:
+                while True:
+                    if time.monotonic() > deadline:
+                        response.close()
+                        raise SlowRetrievalError(f"the refresh took over {budget} s "
+                                                 f"({SYNC_DEADLINE_FACTOR}x timeout_s)")
+                    chunk = response.read1(self.chunk_size)
+                    if not chunk:
+                        return
+                    yield chunk
+            except urllib3.exceptions.TimeoutError as exc:
+                raise SlowRetrievalError from exc
+            except urllib3.exceptions.MaxRetryError as exc:
+                if isinstance(exc.reason, urllib3.exceptions.TimeoutError):
+                    raise SlowRetrievalError from exc
+                raise
+
+    return Bounded(socket_timeout=sub.timeout_s, app_user_agent=user_agent)
 
 
 def _recording(inner: Any, seen: dict[str, bytes], sub: Subscription) -> Any:

@@ -473,3 +473,57 @@ def test_a_fleet_dir_others_can_write_is_refused(node: Path, isolated_home: Path
             fleet.organisation_store()
     finally:
         cfg.chmod(0o755)
+
+
+def test_a_mirror_that_drips_bytes_is_cut_off_at_the_refresh_deadline(
+        repo: TufRepo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Review T-2: the socket timeout bounds one read only; a byte every 0.2 s never trips it,
+    # and every load waited for the whole timestamp.json (hours at the default timeout).
+    import http.server
+    import threading
+
+    from safeload.fleet import tufrun
+
+    drip = threading.Event()
+
+    class Dripping(http.server.SimpleHTTPRequestHandler):
+        def __init__(self, *args: object) -> None:
+            super().__init__(*args, directory=str(repo.base))  # type: ignore[arg-type]
+
+        def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+            if drip.is_set() and self.path.endswith("/timestamp.json"):
+                data = (repo.metadata / "timestamp.json").read_bytes()
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                try:
+                    for b in data:
+                        self.wfile.write(bytes([b]))
+                        self.wfile.flush()
+                        time.sleep(0.2)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the node hung up: what the test expects
+                return
+            super().do_GET()
+
+        def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Dripping)
+    threading.Thread(target=httpd.serve_forever, args=(0.02,), daemon=True).start()
+    try:
+        root = tmp_path / "root.json"
+        root.write_bytes(repo.root_bytes(1))
+        fleet.subscribe(f"http://127.0.0.1:{httpd.server_address[1]}/", root, timeout_s=1,
+                        interval_s=0)
+        fleet.sync(force=True)
+        monkeypatch.setattr(tufrun, "SYNC_DEADLINE_FACTOR", 2)
+        drip.set()
+        start = time.monotonic()
+        with pytest.raises(FleetUnreachableError, match="the refresh took over 2 s"):
+            fleet.sync(force=True)
+        assert time.monotonic() - start < 6
+    finally:
+        drip.clear()
+        httpd.shutdown()
+        httpd.server_close()
