@@ -14,7 +14,6 @@ finding naming the bound and its variable).
 
 from __future__ import annotations
 
-import bz2
 import lzma
 import re
 import struct
@@ -22,7 +21,7 @@ import zlib
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from safeload_conversion.budget import Budget, BudgetExceeded, current, scope
+from safeload_conversion.budget import Budget, BudgetExceeded, scope
 from safeload_conversion.pickle_vm import (
     Buf,
     Finding,
@@ -39,6 +38,7 @@ from safeload_conversion.torchfile import (
 )
 from safeload_conversion.zipstrict import ZipError, read_member, read_zip
 
+from safeload._internal.decompress import Bomb, Cut, decompress
 from safeload._internal.joblib_reading import joblib_reading
 from safeload._internal.npyformat import NpyFormatError, NpyHeader, parse_npy
 from safeload._internal.reach import PICKLE_OPCODES, importable, would_import
@@ -474,9 +474,17 @@ def _inspect_wrapped(kind: str, buf: Buf, name: str, depth: int,
             "archive", f"nested archive ({kind} inside a wrapper) is refused",
             member=name or None)])
     try:
-        data = _decompress(kind, buf)
-    except _Bomb as exc:
+        data = decompress(kind, buf, MAX_UNWRAPPED)
+    except Bomb as exc:
         return Inspection(kind, "unsafe", [Finding("archive", str(exc), member=name or None)])
+    except Cut as exc:
+        # What is there is read all the same: joblib.load and pickle.load run a payload
+        # before the end they never reach (review Q: a cut stream was "damaged", uninspected)
+        cut = Finding("malformed", f"corrupt {kind} stream: {exc}", member=name or None)
+        inner = _inspect(exc.partial, f"{name}[{kind}]" if name else f"[{kind}]", depth + 1,
+                         text_ok) if exc.partial else None
+        seen = inner.findings if inner is not None and inner.verdict == "unsafe" else []
+        return Inspection(kind, "unsafe", [cut, *seen])
     except (OSError, EOFError, zlib.error, lzma.LZMAError, ValueError) as exc:
         return Inspection(kind, "unsafe", [Finding(
             "malformed", f"corrupt {kind} stream: {exc}", member=name or None)])
@@ -485,67 +493,6 @@ def _inspect_wrapped(kind: str, buf: Buf, name: str, depth: int,
     out = Inspection(f"{kind}+{inner.format}", inner.verdict, list(inner.findings),
                      detail=inner.detail, members=[(kind, inner)])
     return out
-
-
-class _Bomb(Exception):
-    pass
-
-
-def _bomb(budget: Budget | None, limit: int) -> None:
-    if budget is not None and limit < MAX_UNWRAPPED:
-        budget.charge_bytes(limit + 1)  # the file's budget ran out first: say which bound
-    raise _Bomb(f"decompresses past the {limit}-byte bound")
-
-
-def _decompress(kind: str, buf: Buf) -> bytes:
-    """Undo one compression layer with a hard output bound (decompression bombs)."""
-    budget = current()
-    limit = MAX_UNWRAPPED if budget is None else min(MAX_UNWRAPPED, budget.bytes_left())
-    data = bytes(buf)
-    if kind == "gzip":
-        d: Any = zlib.decompressobj(16 + zlib.MAX_WBITS)
-    elif kind == "zlib":
-        d = zlib.decompressobj()
-    elif kind == "joblib-zfile":
-        d, data, kind = zlib.decompressobj(15), _zfile_stream(data), "zlib"
-    elif kind == "bz2":
-        d = bz2.BZ2Decompressor()
-    elif kind == "lzma-alone":
-        d = lzma.LZMADecompressor(format=lzma.FORMAT_ALONE)
-    else:
-        d = lzma.LZMADecompressor()
-    if kind in ("gzip", "zlib"):
-        out = d.decompress(data, limit + 1)
-        if len(out) > limit or d.unconsumed_tail:
-            _bomb(budget, limit)
-        if not d.eof:
-            raise ValueError("truncated stream")
-        if d.unused_data:
-            raise ValueError("data after the compressed stream")
-        _charge(budget, len(out))
-        return bytes(out)
-    out = d.decompress(data, max_length=limit + 1)
-    if len(out) > limit or not d.needs_input and not d.eof:
-        _bomb(budget, limit)
-    if not d.eof:
-        raise ValueError("truncated stream")
-    if d.unused_data:
-        raise ValueError("data after the compressed stream")
-    _charge(budget, len(out))
-    return bytes(out)
-
-
-def _charge(budget: Budget | None, n: int) -> None:
-    if budget is not None:
-        budget.charge_bytes(n)
-
-
-def _zfile_stream(data: bytes) -> bytes:
-    """The zlib stream of a legacy joblib `ZF` file, found as joblib's read_zfile finds it:
-    `int(bytes[2:21], 16)` is the length (ValueError: joblib fails too), then one optional
-    space, then a zlib stream read with wbits=15 (any window up to 32 KiB)."""
-    int(data[2:21], 16)
-    return data[22:] if data[21:22] == b" " else data[21:]
 
 
 def _inspect_npy(buf: Buf, name: str, depth: int) -> Inspection:

@@ -29,6 +29,17 @@ def _cut_short(message: str) -> bool:
                                                message)
 
 
+def _whole_end_record(tail: bytes) -> bool:
+    """Whether the last 64 KiB hold a whole end-of-central-directory record (22 bytes from its
+    signature), as zipfile and miniz search for one backwards."""
+    at = tail.rfind(b"PK\x05\x06")
+    while at >= 0:
+        if at + 22 <= len(tail):
+            return True
+        at = tail.rfind(b"PK\x05\x06", 0, at)
+    return False
+
+
 def _cut(message: str) -> bool:
     """A pickle stream that ends early: protocols 0-3 say "truncated", 4 and 5 (Python 3's
     default) cut inside their FRAME (review O)."""
@@ -55,8 +66,9 @@ def damage(ins: Inspection, buf: Any) -> tuple[str, bool] | None:
             and (first.startswith(_LEGACY_SHORT) and "disagrees with" not in first
                  or first == "malformed pickle: truncated stream"):
         return first, True  # (torch: EOFError, "Ran out of input")
-    if ins.format in _WRAPPERS and all(f.code == "malformed" and _cut_short(f.message)
-                                       for f in findings):
+    if ins.format in _WRAPPERS and _cut_short(first) and all(
+            (f.code == "malformed" and _cut_short(f.message)) or _cut_finding(f)
+            for f in findings):
         # A compressed stream cut short (an interrupted joblib.dump or download): joblib and
         # the decompressor fail there; a raw reading as a pickle would have added a finding.
         return first, True
@@ -64,9 +76,11 @@ def damage(ins: Inspection, buf: Any) -> tuple[str, bool] | None:
             and first.startswith(NPY_TRUNCATED):
         return first, True  # (np.load: "EOF: reading array data")
     if ins.format == "zip" and [f.message for f in findings] == [_ZIP_TRUNCATED] \
+            and not _whole_end_record(bytes(buf[-(1 << 16) - 22:])) \
             and would_import(buf, persistent_calls=True) is None:
-        # No zip reader (torch's miniz, zipfile) opens it, and read as a pickle it imports
-        # nothing.
+        # No zip reader (torch's miniz, zipfile) opens it: both search the last 64 KiB for the
+        # record, so one there with bytes after it is no cut (review Q). Read as a pickle it
+        # imports nothing.
         return first, True
     if ins.format == "torch-zip" and all(f.code == "bad-record" for f in findings):
         # A record torch's reader refuses (version, alignment, serialization id): corrupt,

@@ -14,6 +14,7 @@ from typing import Any
 
 from safeload_conversion.pickle_vm import Buf, Finding
 
+from safeload._internal.decompress import LZMA_MEMLIMIT
 from safeload._internal.reach import would_import
 
 _PREFIXES = ((b"x", "zlib"), (b"\x1f\x8b", "gzip"), (b"BZ", "bz2"), (b"]\x00", "lzma-alone"),
@@ -75,8 +76,8 @@ def _decompressor(kind: str) -> Any:
     if kind == "bz2":
         return bz2.BZ2Decompressor()
     if kind == "lzma-alone":
-        return lzma.LZMADecompressor(format=lzma.FORMAT_ALONE)
-    return lzma.LZMADecompressor()
+        return lzma.LZMADecompressor(format=lzma.FORMAT_ALONE, memlimit=LZMA_MEMLIMIT)
+    return lzma.LZMADecompressor(memlimit=LZMA_MEMLIMIT)
 
 
 __all__ = ["LENIENT_BOUND", "inflate_leniently", "joblib_reading"]

@@ -9,11 +9,36 @@ A leaf: the trust store refuses on it, caches ignore themselves on it, the ledge
 
 from __future__ import annotations
 
+import functools
 import os
 import stat
 from pathlib import Path
 
 from safeload._internal.text import safe_text
+
+
+@functools.lru_cache(maxsize=4)  # (the user database is read once per process)
+def _private_group(uid: int) -> int | None:
+    """This user's own group (Fedora/RHEL's user private groups, where umask 002 makes
+    `~/.cache` 0775): named as the user, with no other members. Group-writable is private
+    there (review Q: every pickle load failed)."""
+    try:
+        import grp
+        import pwd
+
+        user = pwd.getpwuid(uid)
+        group = grp.getgrgid(user.pw_gid)
+    except (ImportError, KeyError):
+        return None
+    others = [m for m in group.gr_mem if m != user.pw_name]
+    if group.gr_name != user.pw_name or others:
+        return None
+    try:  # nobody else has it as their primary group either
+        if any(p.pw_gid == group.gr_gid and p.pw_uid != uid for p in pwd.getpwall()):
+            return None
+    except OSError:
+        return None
+    return group.gr_gid
 
 
 def others_could_replace(path: Path) -> tuple[str, str] | None:
@@ -23,7 +48,10 @@ def others_could_replace(path: Path) -> tuple[str, str] | None:
         return None
     uid = os.getuid()
     lexical = Path(os.path.abspath(path)).parents
-    real = Path(os.path.realpath(os.path.dirname(os.path.abspath(path)))) / "x"
+    # realpath of the path as given: `link/../x` is where the link leads, then up (abspath
+    # first would drop the link: review Q)
+    real = Path(os.path.realpath(os.path.join(os.fspath(path), os.pardir))) / "x"
+    private_group = _private_group(uid)
     for d in dict.fromkeys([*lexical, *real.parents]):
         try:
             st = os.stat(d)
@@ -35,7 +63,8 @@ def others_could_replace(path: Path) -> tuple[str, str] | None:
         if st.st_uid not in (uid, 0):
             return (f"its directory {safe_text(d)} is owned by another user (uid {st.st_uid})",
                     f"chown {uid} {safe_text(d)}")
-        if st.st_mode & 0o022 and not st.st_mode & stat.S_ISVTX:
+        writers = st.st_mode & (0o002 if st.st_gid == private_group else 0o022)
+        if writers and not st.st_mode & stat.S_ISVTX:
             return (f"its directory {safe_text(d)} is writable by group or others (mode "
                     f"{stat.S_IMODE(st.st_mode):o})", f"chmod go-w {safe_text(d)}")
     return None

@@ -233,7 +233,9 @@ def _top_is_identifier(module: bytes) -> bool:
         parts = module.decode("utf-8").split(".")
     except UnicodeDecodeError:
         return False
-    for part in parts:
+    for i, part in enumerate(parts):
+        if i == 0 and not part and len(parts) > 1:
+            continue  # `.x`: no parent to import, and the path finder looks `x` up (review Q)
         if part.isidentifier():
             return True  # a module: imported (its code runs) before any later part fails
         if not part or not all(c.isalnum() or c == "_" or c in _FOLDER_NAME_CHARS
@@ -281,6 +283,9 @@ def would_import(buf: Buf, limit: int = 64 << 20, *, extensions: bool = True,
     and the unpickler would call a method of it with a value from the file.
     """
     pos, end = 0, len(buf)
+    # No text begins with PROTO (0x80 starts no UTF-8 character): a binary pickle gets no
+    # excuse, however the file is named (review Q: a cut protocol-4 `model.pth`).
+    text_start = text_start and buf[:1] != b"\x80"
     persid_then_push: bool | None = None  # None: no persistent id yet
     pushed = False  # BINPERSID pops its id: on an empty stack the unpickler stops there
     stack = _Stack()

@@ -271,3 +271,29 @@ def test_a_method_of_what_an_excused_line_imports_is_an_import(host: bytes) -> N
     assert inspect_bytes(payload, text_ok=True).verdict == "unsafe"
     # the text itself, with no method applied to it, stays text
     assert inspect_bytes(b"c" + host + b"\nx y\n", text_ok=True).verdict == "skipped"
+
+
+@pytest.mark.parametrize("name", ["model.pth", "LICENSE", "notes.txt.gz"])
+def test_a_module_name_with_a_leading_dot_is_an_import_in_a_text_named_file(
+        name: str, tmp_path: Path, marker: Path, fires: Fires,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    # Review Q (F1): `.x` was taken for text (an empty first part), but `__import__(".x")`
+    # has no parent to import and runs `x.py` from sys.path: the import is the payload.
+    import gzip
+
+    _plant(tmp_path, "planted_mod", marker)
+    body = b"c.planted_mod\nx\n"
+    f = tmp_path / name
+    f.write_bytes(gzip.compress(body) if name.endswith(".gz") else body)
+    if not name.endswith(".gz"):
+        assert fires(f, "pickle", sys_path=[str(tmp_path)])
+    rc, out = scan_json(main, f, capsys)
+    assert rc == 1 and out["files"][0]["status"] == "unsafe", out
+    assert not marker.exists()
+
+
+def test_a_binary_pickle_gets_no_text_excuse_even_when_cut() -> None:
+    # Review Q (F1b): a cut protocol-4 `model.pth` read as "damaged"; no text starts with PROTO
+    body = b"\x80\x04\x95" + (1 << 20).to_bytes(8, "little") + b"cmport os\nsystem\n"
+    assert inspect_bytes(body, text_ok=True).verdict == "unsafe"
+    assert any(f.code != "malformed" for f in inspect_bytes(body, text_ok=True).findings)

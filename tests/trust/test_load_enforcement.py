@@ -198,7 +198,7 @@ def _plant_verified_record(tmp_path: Path, how: str) -> Path:
         target.write_text(record)
         target.chmod(0o600)
         if how == "shared-folder":  # a folder others may write: they could have put it there
-            cache.chmod(0o775)
+            cache.chmod(0o777)
     verify_cache._parsed = None
     return f
 
