@@ -26,7 +26,7 @@ def test_a_chain_in_a_folder_others_may_write_is_not_verified(
     ledger.mkdir(parents=True, mode=0o700)
     head = record(_entry(), ledger=ledger)
     assert verify(ledger).ok  # the control: a private folder
-    ledger.chmod(0o2775)
+    ledger.chmod(0o2777)
     report = verify(ledger)
     assert not report.ok and report.exposed and "writable by group" in report.exposed
     assert "NOT VERIFIED" in report.describe()
@@ -37,7 +37,7 @@ def test_writing_a_ledger_others_may_write_warns_once(
         tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     ledger = tmp_path / "team-ledger"
     ledger.mkdir(mode=0o700)
-    ledger.chmod(0o2775)
+    ledger.chmod(0o2777)
     with caplog.at_level(logging.WARNING, logger="safeload"):
         record(_entry(), ledger=ledger)
         record(_entry(), ledger=ledger)
