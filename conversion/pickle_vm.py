@@ -168,6 +168,9 @@ class TensorRef:
     # A quantized tensor's parameters: ("per_tensor_affine", scale, zero_point) or
     # ("per_channel_affine", scales TensorRef, zero_points TensorRef, axis). Bytes are int_repr.
     quant: tuple[Any, ...] | None = None
+    # torch's tensor metadata bits ("conj", "neg"): a lazily conjugated or negated view, whose
+    # storage holds the un-conjugated values; the loader sets the bits again.
+    bits: tuple[str, ...] = ()
 
 
 @dataclass(eq=False)
@@ -1154,15 +1157,33 @@ def _tensor(storage: Any, offset: Any, size: Any, stride: Any, requires_grad: An
     return TensorRef(storage, offset, size_t, stride_t, dtype, requires_grad)
 
 
-def _metadata_ok(v: Any) -> bool:
-    return v is None or (isinstance(v, SDict) and not v.items)
+_COMPLEX_DTYPES = frozenset({"complex32", "complex64", "complex128"})
+
+
+def _with_metadata(t: TensorRef, metadata: Any) -> TensorRef:
+    """torch's `set_tensor_metadata`: a "conj" or "neg" key sets that bit (whatever its bool
+    value: torch looks at the key only). Any other key or value is refused: torch never writes
+    one, and a conj bit on a real dtype is an internal assert in torch."""
+    if metadata is None:
+        return t
+    if not isinstance(metadata, SDict) or metadata.ordered or metadata.kind != "dict" \
+            or metadata.attrs:
+        raise RuleViolation("tensor metadata must be a plain dict")
+    bits: list[str] = []
+    for key, value in metadata.items:
+        if key not in ("conj", "neg") or not isinstance(value, bool) or key in bits:
+            raise RuleViolation("tensor metadata holds only the conj and neg bits")
+        bits.append(key)
+    if "conj" in bits and t.dtype not in _COMPLEX_DTYPES:
+        raise RuleViolation("a conj bit on a tensor that is not complex")
+    t.bits = tuple(sorted(bits))
+    return t
 
 
 def _rule_rebuild_v2(vm: PickleMachine, g: Global, args: tuple[Any, ...]) -> Any:
     _arity(args, 6, 7)
-    if len(args) == 7 and not _metadata_ok(args[6]):
-        raise RuleViolation("tensor metadata must be empty")
-    return _tensor(args[0], args[1], args[2], args[3], args[4], args[5], None)
+    t = _tensor(args[0], args[1], args[2], args[3], args[4], args[5], None)
+    return _with_metadata(t, args[6] if len(args) == 7 else None)
 
 
 def _rule_rebuild_legacy(vm: PickleMachine, g: Global, args: tuple[Any, ...]) -> Any:
@@ -1200,13 +1221,11 @@ def _rule_storage_from_bytes(vm: PickleMachine, g: Global, args: tuple[Any, ...]
 
 def _rule_rebuild_v3(vm: PickleMachine, g: Global, args: tuple[Any, ...]) -> Any:
     _arity(args, 7, 8)
-    if len(args) == 8 and not _metadata_ok(args[7]):
-        raise RuleViolation("tensor metadata must be empty")
     dtype = args[6]
     if not (isinstance(dtype, Global) and dtype.rule == "dtype"):
         raise RuleViolation("dtype argument must be a torch dtype")
-    return _tensor(args[0], args[1], args[2], args[3], args[4], args[5],
-                   dtype.params["dtype"])
+    t = _tensor(args[0], args[1], args[2], args[3], args[4], args[5], dtype.params["dtype"])
+    return _with_metadata(t, args[7] if len(args) == 8 else None)
 
 
 # torch.Tensor's own data descriptors (several have setters: `data`, `grad`, `requires_grad`,
@@ -1278,7 +1297,7 @@ def _rule_rebuild_parameter(vm: PickleMachine, g: Global, args: tuple[Any, ...])
         raise RuleViolation("requires_grad must be a bool and hooks empty")
     attrs = _object_state(args[3]) if len(args) == 4 else []
     return TensorRef(data.storage, data.offset, data.size, data.stride, data.dtype,
-                     requires_grad, parameter=True, attrs=attrs)
+                     requires_grad, parameter=True, attrs=attrs, bits=data.bits)
 
 
 def _rule_rebuild_from_type_v2(vm: PickleMachine, g: Global, args: tuple[Any, ...]) -> Any:

@@ -194,6 +194,8 @@ class _Planner:
             self._add_entry(name, t)
         out = {"t": "tensor", "k": name, "dt": t.dtype, "sh": list(t.size),
                "g": t.requires_grad, "p": t.parameter, "loc": t.storage.location}
+        if t.bits:
+            out["b"] = list(t.bits)
         if t.attrs:
             out["a"] = [[a, self.encode(v, [*path, a], depth + 1)] for a, v in t.attrs]
         if t.quant is None:

@@ -238,6 +238,8 @@ class Rebuilder:
                 raw = raw.view(dtype).reshape(shape)
             base = self.map_tensor(raw, str(n.get("loc", "cpu")))
             self.made[key] = base
+        if "b" in n:
+            base = _with_bits(_sharing(base), n["b"])
         return self._attributes(base, n)
 
     def _meta(self, n: dict[str, Any]) -> torch.Tensor:
@@ -503,6 +505,18 @@ def _fill(view: torch.Tensor, values: torch.Tensor) -> None:
     index = torch.arange(flat.numel()).as_strided(view.shape, view.stride(),
                                                   view.storage_offset())
     flat[index.reshape(-1)] = values.reshape(-1)
+
+
+def _with_bits(t: torch.Tensor, bits: Any) -> torch.Tensor:
+    """The conj/neg bits torch's rebuild sets from the saved metadata (`t` is a fresh object,
+    so another tensor over the same storage keeps its own bits)."""
+    if not (isinstance(bits, list) and bits and set(bits) <= {"conj", "neg"}
+            and len(set(bits)) == len(bits)):
+        raise StructureError(f"bad tensor bits {bits!r}")
+    if "conj" in bits and not t.is_complex():
+        raise StructureError("a conj bit on a tensor that is not complex")
+    torch._utils.set_tensor_metadata(t, dict.fromkeys(bits, True))  # type: ignore[no-untyped-call]
+    return t
 
 
 def _sharing(base: torch.Tensor) -> torch.Tensor:

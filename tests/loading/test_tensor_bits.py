@@ -1,0 +1,84 @@
+"""Conjugate and negative views come back with their bits (review O-4): torch.save writes a
+lazily conjugated tensor as its un-conjugated storage plus `{"conj": True}` metadata, and
+torch.load sets the bit again; a loader that drops it returns the complex conjugate."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+import safeload
+from safeload.errors import UnsafeCheckpointError
+
+
+@pytest.fixture(autouse=True)
+def _safeload_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SAFELOAD_HOME", str(tmp_path / "safeload-home"))
+
+
+def _checkpoint() -> dict[str, Any]:
+    c = torch.arange(8, dtype=torch.float32).view(torch.complex64)
+    r = torch.arange(6, dtype=torch.float64).view(torch.complex128)
+    return {"conj": c.conj(), "plain": c, "param": torch.nn.Parameter(c.conj()),
+            "neg_conj": (-c).conj(), "neg_imag": r.conj().imag, "real": r.conj().real,
+            "strided": c.conj()[::2]}
+
+
+def _facts(t: torch.Tensor) -> tuple[Any, ...]:
+    return (type(t), t.dtype, tuple(t.shape), t.stride(), t.storage_offset(), t.is_conj(),
+            t.is_neg(), t.resolve_conj().resolve_neg().tolist())
+
+
+@pytest.mark.parametrize("fmt", ["zip", "legacy"])
+def test_conj_and_neg_bits_survive_a_load(fmt: str, tmp_path: Path) -> None:
+    path = tmp_path / "bits.pt"
+    torch.save(_checkpoint(), path,
+               **({} if fmt == "zip" else {"_use_new_zipfile_serialization": False}))
+    ref = torch.load(path, weights_only=True)
+    assert ref["conj"].is_conj() and ref["neg_imag"].is_neg()  # the checkpoint has the bits
+    got = safeload.load(path)
+    assert list(got) == list(ref)
+    for k in ref:
+        assert _facts(got[k]) == _facts(ref[k]), k
+    # the conjugated view shares the plain tensor's storage, as under torch.load
+    assert got["conj"].untyped_storage().data_ptr() == got["plain"].untyped_storage().data_ptr()
+    assert not got["plain"].is_conj()  # the bit belongs to one tensor object, not its storage
+
+
+def _saved_with_metadata(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, metadata: Any,
+                        dtype: torch.dtype = torch.complex64) -> Path:
+    """A checkpoint whose one tensor carries `metadata` as torch.save writes it."""
+    path = tmp_path / "m.pt"
+    with monkeypatch.context() as m:
+        m.setattr(torch._utils, "get_tensor_metadata", lambda t: metadata)
+        torch.save({"c": torch.zeros(2, dtype=dtype)}, path)
+    return path
+
+
+@pytest.mark.parametrize("metadata", [{"conj": 1}, {"grad": True}, {"neg": "yes"}, [1]])
+def test_tensor_metadata_other_than_the_bits_is_refused(
+        metadata: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = _saved_with_metadata(tmp_path, monkeypatch, metadata)
+    with pytest.raises(UnsafeCheckpointError, match="metadata"):
+        safeload.load(path)
+
+
+def test_a_conj_bit_on_a_real_tensor_is_refused(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = _saved_with_metadata(tmp_path, monkeypatch, {"conj": True}, torch.float64)
+    with pytest.raises(RuntimeError):
+        torch.load(path, weights_only=True)  # torch: an internal assert
+    with pytest.raises(UnsafeCheckpointError, match="conj"):
+        safeload.load(path)
+
+
+def test_a_false_bit_is_set_as_torch_sets_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # torch looks at the key only: {"neg": False} still sets the neg bit
+    path = _saved_with_metadata(tmp_path, monkeypatch, {"neg": False})
+    ref = torch.load(path, weights_only=True)
+    got = safeload.load(path)
+    assert _facts(got["c"]) == _facts(ref["c"])
