@@ -56,7 +56,8 @@ def _verify_lines(args: argparse.Namespace, target: Path, result: Any, ctx: Any,
            f"[{result.method}, key {result.key_id[:16]}...]")
     if result.keyless is not None:
         k = result.keyless
-        yield (f"keyless: issuer {safe_text(k.issuer)}, Rekor log index {k.log_index}, signed "
+        index = k.log_index if k.log_index is not None else "unbound (no SET)"
+        yield (f"keyless: issuer {safe_text(k.issuer)}, Rekor log index {index}, signed "
                f"{k.signed_time:%Y-%m-%d %H:%M:%S} UTC, Sigstore root {safe_text(k.root_name)}")
     if ctx.license is not None:
         yield (f"licence: {safe_text(licence)} ({ctx.license.action}); "

@@ -106,7 +106,7 @@ class KeylessResult:
     identity: str
     issuer: str
     rule: IdentityRule
-    log_index: int
+    log_index: int | None  # None: no SET, and the proof's tree index is not the entry's
     integrated_time: dt.datetime | None
     signed_time: dt.datetime  # the earliest verified signed time
     root_name: str
@@ -326,8 +326,9 @@ def _check_log_window(kind: str, entries: object, key_id: bytes | None,
 
 
 def _signed_times(sb: Any, doc: Mapping[str, Any], source: str
-                  ) -> tuple[list[dt.datetime], dt.datetime | None, int]:
-    """(every signed time, the SET-bound integrated time or None, the log index)."""
+                  ) -> tuple[list[dt.datetime], dt.datetime | None, int | None]:
+    """(every signed time, the SET-bound integrated time or None, the log index or None when
+    nothing signed binds it)."""
     entries = (doc.get("verificationMaterial") or {}).get("tlogEntries")
     if not isinstance(entries, list) or len(entries) != 1 or not isinstance(entries[0], dict):
         raise SignatureError(f"{source}: a keyless bundle needs exactly one transparency log "
@@ -337,6 +338,15 @@ def _signed_times(sb: Any, doc: Mapping[str, Any], source: str
         log_index = int(str(entry.get("logIndex")))
     except (TypeError, ValueError) as exc:
         raise SignatureError(f"{source}: the log entry has no log index") from exc
+    bound_index: int | None = log_index
+    if not entry.get("inclusionPromise"):
+        # Without a SET nothing signs `logIndex`; only the inclusion proof's index is bound
+        # (by its Merkle path). Rekor v2 has one tree per log, so the two agree; a sharded v1
+        # entry stripped of its SET has a global index nothing proves: not recorded.
+        proof = entry.get("inclusionProof")
+        proof_index = proof.get("logIndex") if isinstance(proof, dict) else None
+        if str(proof_index) != str(entry.get("logIndex")):
+            bound_index = None
     times: list[dt.datetime] = []
     integrated: dt.datetime | None = None
     raw_it = entry.get("integratedTime")
@@ -353,7 +363,7 @@ def _signed_times(sb: Any, doc: Mapping[str, Any], source: str
     if not times:
         raise SignatureError(f"{source}: the bundle has no signed time (no SET, no RFC 3161 "
                              "timestamp)")
-    return times, integrated, log_index
+    return times, integrated, bound_index
 
 
 def verify_keyless(

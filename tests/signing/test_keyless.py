@@ -53,10 +53,11 @@ def _one_off(model: Path, sig: Path | None = None, **kw: Any) -> Any:
     ("v1.0.1-sigstore", None, ("ignore-me",), 588939812),
     ("v1.1.0-sigstore", None, (), 598151086),
     ("v1.1.0-sigstore", OMS / "oms-spec-test-vector-sigstore.bundle.json", (), 598151086),
-    ("v1.1.0-sigstore", NEG / "v1.1.0-tsa-only.VALID.sig", (), 598151086),
+    # review T-4: without its SET nothing binds the sharded entry's global index
+    ("v1.1.0-sigstore", NEG / "v1.1.0-tsa-only.VALID.sig", (), None),
 ])
 def test_every_positive_oms_keyless_fixture_verifies_offline(
-        model: str, sig: Path | None, ignore: tuple[str, ...], log_index: int) -> None:
+        model: str, sig: Path | None, ignore: tuple[str, ...], log_index: int | None) -> None:
     result = _one_off(OMS / model, sig, ignore_paths=ignore)
     assert result.method == "sigstore"
     assert result.subject_digest == SUBJECT
@@ -165,6 +166,23 @@ def test_rekor_v2_staging_bundle_verifies_on_staging_only() -> None:
     assert res.integrated_time is None and res.root_name == "staging"
     with pytest.raises(SignatureError):
         verify_keyless(data, source="v2", root=builtin_root("production"), rules=[rule])
+
+
+def test_a_log_index_no_set_or_proof_binds_is_not_recorded() -> None:
+    # review T-4: a TSA-only (Rekor v2) bundle has no SET; the logIndex the ledger records
+    # must be the index its verified inclusion proof proves, or none
+    doc = json.loads((K / "sigstore-python" / "a.dsse.staging-rekor-v2.txt.sigstore.json")
+                     .read_bytes())
+    rule = IdentityRule(issuer=GHA, san=BEACON)
+    entry = doc["verificationMaterial"]["tlogEntries"][0]
+    proved = int(entry["inclusionProof"]["logIndex"])
+    res = verify_keyless(json.dumps(doc).encode(), source="v2", root=builtin_root("staging"),
+                         rules=[rule])
+    assert res.log_index == proved
+    entry["logIndex"] = "1"
+    res = verify_keyless(json.dumps(doc).encode(), source="v2", root=builtin_root("staging"),
+                         rules=[rule])
+    assert res.log_index is None
 
 
 @pytest.mark.parametrize(("bundle", "san", "issuer"), [
