@@ -128,6 +128,12 @@ def _cached_file(gen: Path, sub: Subscription, url: str) -> Path | None:
             return gen / "metadata" / "root_history" / f"{int(m[1])}.root.json"
         if m := re.fullmatch(r"(?:[0-9]+\.)?(timestamp|snapshot|targets)\.json", name):
             return gen / "metadata" / f"{m[1]}.json"  # the Updater checks the version
+        # A delegated targets role (review T-3): ngclient keeps it as `<quoted name>.json`.
+        # Whatever file is served, the Updater verifies its signatures and snapshot version.
+        quoted = url[len(sub.metadata_url):]
+        m = re.fullmatch(r"(?:[0-9]+\.)?([^/\\]+)\.json", quoted)
+        if m and m[1] not in (".", "..", "root") and parse.quote(parse.unquote(m[1]), "") == m[1]:
+            return gen / "metadata" / f"{m[1]}.json"
         return None
     if url.startswith(sub.targets_url):
         rest = url[len(sub.targets_url):]

@@ -79,6 +79,18 @@ def test_first_sync_fetches_verifies_and_names_the_store(node: Path, repo: TufRe
     assert (isolated_home / "config" / "fleet" / "root.json").read_bytes() == repo.root_bytes(1)
 
 
+def test_a_store_signed_by_a_delegated_role_syncs_and_loads_offline(
+        node: Path, repo: TufRepo, server: Server) -> None:
+    # review T-3: the sync followed the delegation, but the offline re-verification of the
+    # cached generation could not serve the delegated role's metadata, so every load failed
+    repo.publish_delegated(store_doc(2))
+    ident = fleet.sync(force=True).identity
+    assert ident is not None and ident.serial == 2
+    server.stop()
+    store, again = fleet.organisation_store()
+    assert again.to_ledger() == ident.to_ledger() and store.policy.mode == "strict"
+
+
 def test_an_update_replaces_the_store_and_keeps_one_previous_generation(
         node: Path, repo: TufRepo, isolated_home: Path) -> None:
     first = fleet.sync().identity

@@ -19,6 +19,8 @@ from pathlib import Path
 
 from securesystemslib.signer import CryptoSigner, Signer
 from tuf.api.metadata import (
+    DelegatedRole,
+    Delegations,
     Metadata,
     MetaFile,
     Root,
@@ -138,6 +140,35 @@ class TufRepo:
             r.revoke_key(keyid, "timestamp")
         self.signers["timestamp"] = [CryptoSigner.generate_ed25519()]
         r.add_key(self.signers["timestamp"][0].public_key, "timestamp")
+
+    def publish_delegated(self, data: bytes, role: str = "stores",
+                          path: str = DEFAULT_TARGET) -> None:
+        """The store signed by a delegated targets role (top-level targets delegates `path`
+        to `role`, as repositories with per-team signing keys do)."""
+        if role not in self.signers:
+            signer = CryptoSigner.generate_ed25519()
+            self.signers[role] = [signer]
+            key = signer.public_key
+            self.targets.signed.delegations = Delegations(
+                keys={key.keyid: key},
+                roles={role: DelegatedRole(role, [key.keyid], 1, True, paths=[path])})
+            self.delegated = Metadata(Targets(expires=_in(90)))
+        d = self.delegated.signed
+        info = TargetFile.from_data(path, data, ["sha256"])
+        d.targets[path] = info
+        d.version += 1
+        signed = self._sign(self.delegated, self.signers[role])  # type: ignore[arg-type]
+        (self.metadata / f"{d.version}.{role}.json").write_bytes(signed)
+        self.snapshot.signed.meta[f"{role}.json"] = MetaFile(d.version)
+        self.targets.signed.targets.pop(path, None)
+        folder, _, name = path.rpartition("/")
+        out = self.targets_dir / folder / f"{info.hashes['sha256']}.{name}"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_bytes(data)
+        self.targets.signed.version += 1
+        self.snapshot.signed.version += 1
+        self.timestamp.signed.version += 1
+        self.write_targets()
 
 
 def sha256(data: bytes) -> str:
