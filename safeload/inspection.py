@@ -328,7 +328,7 @@ def _inspect_pickle(buf: Buf, name: str, text_ok: bool = False) -> Inspection:
     if pos != len(buf) and buf[:1] != b"\x80" and not findings and 0x95 not in buf[:pos] \
             and isinstance(root, (bytes, str, int, float)) \
             and would_import(bytes(buf[pos:]), persistent_calls=True,
-                             text_start=text_ok) is None:
+                             text_start=text_ok, after_stop=True) is None:
         # Text that happens to begin with a scalar pickle (`Copyright (c)`: SHORT_BINBYTES,
         # then STOP) and goes on without reaching an import: a LICENSE, not a checkpoint.
         return Inspection("unknown", "skipped", detail="not a pickle")

@@ -263,8 +263,8 @@ _FRAME_CROSSED = "(undecided: an argument crosses a frame's end)"
 
 
 def would_import(buf: Buf, limit: int = 64 << 20, *, extensions: bool = True,
-                 persistent_calls: bool = False, text_start: bool = False
-                 ) -> tuple[int, str] | None:
+                 persistent_calls: bool = False, text_start: bool = False,
+                 after_stop: bool = False) -> tuple[int, str] | None:
     """Could ANY unpickler reach an import before these bytes stop parsing?
 
     A GLOBAL or INST is an import (INST imports before it looks for its MARK in pickle.py)
@@ -281,6 +281,9 @@ def would_import(buf: Buf, limit: int = 64 << 20, *, extensions: bool = True,
     With `persistent_calls`, a method opcode (APPEND, BUILD, REDUCE, ...) after a persistent id
     and at least one pushed value counts too: the loader's `persistent_load` made that object,
     and the unpickler would call a method of it with a value from the file.
+
+    `after_stop`: these bytes follow a STOP, so one Unpickler reading on has a memo they
+    cannot show (review R: `g0` after a first pickle's `p0` does not end that load).
     """
     pos, end = 0, len(buf)
     # No text begins with PROTO (0x80 starts no UTF-8 character): a binary pickle gets no
@@ -294,7 +297,7 @@ def would_import(buf: Buf, limit: int = 64 << 20, *, extensions: bool = True,
     excused: int | None = None  # where a text first line was taken for text, not an import
     # The memo indices written so far (None: not known exactly, after a STOP or a text PUT
     # two readers read differently): a GET of any other index ends every load (review L).
-    memo: set[int] | None = set()
+    memo: set[int] | None = None if after_stop else set()
     while pos < end:
         # Opcodes, not offsets: one BINBYTES may skip most of a big file (a bz2 header reads
         # as BINBYTES of ~825 MB), and what follows it is walked all the same.

@@ -112,6 +112,9 @@ LOADERS = {
     "pickle": "import pickle, sys\npickle.loads(open(sys.argv[1], 'rb').read())",
     "pickle_stream": ("import pickle, sys\nf = open(sys.argv[1], 'rb')\n"
                       "while True:\n    pickle.load(f)"),
+    # one Unpickler reading object after object keeps its memo across the STOPs
+    "one_unpickler": ("import pickle, sys\nu = pickle.Unpickler(open(sys.argv[1], 'rb'))\n"
+                      "while True:\n    u.load()"),
     "torch": "import torch, sys\ntorch.load(sys.argv[1], weights_only=False)",
     "numpy": ("import numpy, sys\nr = numpy.load(sys.argv[1], allow_pickle=True)\n"
               "if hasattr(r, 'files'):\n    [r[k] for k in r.files]"),

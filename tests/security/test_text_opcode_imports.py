@@ -18,7 +18,7 @@ import struct
 from pathlib import Path
 
 import pytest
-from canary_lib import Fires, Refused, scan_json
+from canary_lib import Fires, Refused, scan_json, text_open
 from safetensors.numpy import load_file
 
 from safeload._cli import main
@@ -297,3 +297,21 @@ def test_a_binary_pickle_gets_no_text_excuse_even_when_cut() -> None:
     body = b"\x80\x04\x95" + (1 << 20).to_bytes(8, "little") + b"cmport os\nsystem\n"
     assert inspect_bytes(body, text_ok=True).verdict == "unsafe"
     assert any(f.code != "malformed" for f in inspect_bytes(body, text_ok=True).findings)
+
+
+@pytest.mark.parametrize("get", [b"g0\n0", b"h\x000", b"j\x00\x00\x00\x000"],
+                         ids=["GET", "BINGET", "LONG_BINGET"])
+def test_a_get_after_a_stop_does_not_end_a_reused_unpickler(
+        get: bytes, tmp_path: Path, marker: Path, fires: Fires, refused: Refused,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    # review R-1: a scalar first pickle memoises slot 0; the tail's GET 0 ended the lenient
+    # walk's load (its memo started empty), so the file was "not a pickle" and skipped. One
+    # Unpickler reading on has slot 0 and runs the payload.
+    f = tmp_path / "weights.bin"
+    f.write_bytes(b"I1\np0\n." + get + text_open(marker) + b".")
+    assert fires(f, "one_unpickler")
+    assert not fires(f, "pickle_stream")  # a fresh unpickler per object stops at the GET
+    rc, out = scan_json(main, f, capsys)
+    assert rc == 1 and out["files"][0]["status"] == "unsafe", out
+    assert not marker.exists()
+
