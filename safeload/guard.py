@@ -22,6 +22,8 @@ What it cannot catch:
   `from torch.serialization import load`, or `loader = torch.load` kept in a variable, a default
   argument or a dict) holds the original function, and the guard never sees those calls. Install
   the guard before importing such code, or patch that name yourself.
+- torch.distributed.checkpoint (DCP) folders are refused, not loaded: DCP reads their
+  `.metadata` with `pickle.load` (Lightning/accelerate FSDP and Trainer sharded resumes).
 - Loaders that are not `torch.load`: `pickle.load`, `numpy.load(allow_pickle=True)`,
   `joblib.load`, `torch.jit.load` (TorchScript), `dill`, `cloudpickle`, and native code.
   `safeload scan` inspects such files without loading them.
@@ -65,7 +67,7 @@ _logger = get_logger(__name__)
 _lock = threading.RLock()
 _count = 0
 # (module, attribute) -> the original object; present only while patched.
-_originals: dict[tuple[types.ModuleType, str], Any] = {}
+_originals: dict[tuple[Any, str], Any] = {}  # (a module, or a class for a method)
 _local = threading.local()
 
 
@@ -183,7 +185,7 @@ def _load_state_dict_wrapper(original: Callable[..., Any]) -> Callable[..., Any]
     return load_state_dict
 
 
-def _replace(module: types.ModuleType, name: str,
+def _replace(module: Any, name: str,
              make: Callable[[Callable[..., Any]], Callable[..., Any]]) -> None:
     current = getattr(module, name, None)
     if current is None or (module, name) in _originals:
@@ -245,11 +247,17 @@ _bound: dict[str, list[tuple[str, _Factory]]] = {}
 
 
 def _patch_module(module: types.ModuleType) -> None:
-    """Patch the names `_TARGETS` lists for this module; an absent name is not patched."""
+    """Patch the names `_TARGETS` lists for this module (a dotted name is a class's method);
+    an absent name is not patched."""
     with _lock:
         if installed():
-            for name, make in _TARGETS.get(module.__name__, ()):
-                _replace(module, name, make)
+            for dotted, make in _TARGETS.get(module.__name__, ()):
+                *owners, name = dotted.split(".")
+                owner: Any = module
+                for part in owners:
+                    owner = getattr(owner, part, None)
+                if owner is not None:
+                    _replace(owner, name, make)
 
 
 # ------------------------------------------------------------------------------------------
@@ -350,6 +358,32 @@ def _load_bytes_wrapper(framework: str) -> Callable[[Callable[..., Any]], Callab
     return make
 
 
+def _dcp_metadata_wrapper(original: Callable[..., Any]) -> Callable[..., Any]:
+    """torch.distributed.checkpoint's `FileSystemReader.read_metadata` runs `pickle.load` on
+    the checkpoint's `.metadata` (review S: a payload there ran under the guard). Those are
+    pickled DCP dataclasses, which safeload does not rebuild: refused while guarded."""
+    @functools.wraps(original)
+    def read_metadata(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if not installed():
+            return original(self, *args, **kwargs)
+        from safeload.errors import UnsafeCheckpointError
+
+        try:
+            where = str(self._get_metadata_path(kwargs.get("rank")))
+        except Exception:  # noqa: BLE001 (the name is for the message only)
+            where = f"{getattr(self, 'path', '?')}/.metadata"
+        raise UnsafeCheckpointError(
+            f"{safe_text(where)}: a torch.distributed.checkpoint (DCP) folder; its metadata "
+            "is a pickle that torch reads with pickle.load (it can run code), and safeload "
+            "cannot show it harmless without unpickling: refused under safeload.guard()",
+            hint="only where you trust its source: convert it with torch.distributed."
+                 "checkpoint.format_utils.dcp_to_torch_save outside the guard, then load the "
+                 "torch.save file guarded")
+
+    read_metadata.__safeload_guard__ = True  # type: ignore[attr-defined]
+    return read_metadata
+
+
 _Factory = Callable[[Callable[..., Any]], Callable[..., Any]]
 _TORCH_FILE, _TORCH_BYTES = _load_file_wrapper("pt"), _load_bytes_wrapper("pt")
 # module -> the names patched in it (when it is imported: now, or later through the hook).
@@ -366,6 +400,9 @@ _TARGETS: dict[str, tuple[tuple[str, _Factory], ...]] = {
                                     ("safe_open", _safe_open_wrapper),
                                     ("_safe_load_bytes", _TORCH_BYTES)),
     "peft.utils.save_and_load": (("safe_load_file", _TORCH_FILE),),
+    # (FsspecReader inherits it; DCP's tensor reads call torch.load, guarded already)
+    "torch.distributed.checkpoint.filesystem": (
+        ("FileSystemReader.read_metadata", _dcp_metadata_wrapper),),
     "sentence_transformers.base.modules.module": (("load_safetensors_file", _TORCH_FILE),),
     "sentence_transformers.sentence_transformer.losses.embed_distill": (
         ("load_safetensors_file", _TORCH_FILE),),
