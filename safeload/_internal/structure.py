@@ -13,6 +13,7 @@ import datetime
 import decimal
 import fractions
 import pathlib
+import re
 from typing import Any
 
 import torch
@@ -470,7 +471,47 @@ def _omegaconf(n: dict[str, Any], content: Any) -> Any:
     # An unset flag (None) inherits from the parent: leaving it out is the same.
     flags: dict[str, bool] = {str(k): v for k, v in n.get("flags") or [] if isinstance(v, bool)}
     cls = DictConfig if n.get("c") == "dict" else ListConfig
-    return cls(content=content, flags=flags or None)
+    return cls(content=_inert(content, (DictConfig, ListConfig)), flags=flags or None)
+
+
+# `${a.b}`: a reference to another node of the same config (no resolver runs); a live `${`
+# is one after an even number of backslashes (omegaconf's `\${` is a literal).
+_NODE_REFERENCE = re.compile(r"(?<!\\)(?:\\\\)*\$\{[\w.\[\]\- ]*\}")
+_LIVE = re.compile(r"(?<!\\)((?:\\\\)*)\$\{")
+
+
+def _inert(value: Any, built: tuple[type, ...]) -> Any:
+    """The checkpoint's strings, with every resolver interpolation made literal text (review
+    S: `${oc.env:TOKEN}` copied a secret into the config, an application's `eval` resolver ran
+    the file's code on access). References to other nodes stay live: they call nothing."""
+    if isinstance(value, str):
+        rest = value
+        while (shorter := _NODE_REFERENCE.sub("", rest)) != rest:
+            rest = shorter  # innermost references first: `${a.${b}}`
+        if not _LIVE.search(rest):
+            return value
+        _warn_resolvers()
+        return _LIVE.sub(lambda m: "\\" * (len(m[1]) + 1) + "${", value)  # k -> k+1
+    if isinstance(value, built):  # built from its own node, made inert there
+        return value
+    if isinstance(value, dict):
+        return {k: _inert(v, built) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_inert(v, built) for v in value]
+    return value
+
+
+_warned_resolvers = False
+
+
+def _warn_resolvers() -> None:
+    global _warned_resolvers
+    if not _warned_resolvers:
+        _warned_resolvers = True
+        get_logger("safeload").warning(
+            "omegaconf values in the checkpoint use resolvers (`${name:...}`, such as "
+            "oc.env): they come back as literal text, so no resolver runs on the file's "
+            "arguments (references to other config nodes still resolve)")
 
 
 def _view_of(storage: torch.Tensor, n: dict[str, Any], dtype: torch.dtype) -> torch.Tensor:

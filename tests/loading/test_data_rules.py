@@ -62,6 +62,38 @@ def test_omegaconf_hyper_parameters_round_trip(legacy: bool, tmp_path: Path) -> 
     assert torch.equal(got["state_dict"]["w"], ref["state_dict"]["w"])
 
 
+def test_omegaconf_resolvers_in_a_checkpoint_never_run(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    # review S-5: `${oc.env:...}` copied an environment secret into the returned config and an
+    # application's `eval` resolver (a Hydra idiom) ran the checkpoint's text on access
+    marker = tmp_path / "CANARY-FIRED"
+    monkeypatch.setenv("SAFELOAD_TEST_SECRET", "s3cr3t")
+    hp = OmegaConf.create({"lr": 0.1, "ref": "${lr}", "secret": "${oc.env:SAFELOAD_TEST_SECRET}",
+                           "code": "${canary_eval:" + repr(str(marker)) + "}",
+                           "nested": "${oc.env:${ref}}", "escaped": "\\${oc.env:X}",
+                           "mixed": "${lr} and ${canary_eval:x}"})
+    path = tmp_path / "ckpt.ckpt"
+    torch.save({"hyper_parameters": hp}, path)
+    OmegaConf.register_new_resolver("canary_eval", lambda p: open(p, "w").close(), replace=True)
+    try:
+        from safeload._internal import structure
+
+        monkeypatch.setattr(structure, "_warned_resolvers", False)
+        got = safeload.load(path)["hyper_parameters"]
+        assert OmegaConf.to_container(got, resolve=True) == {
+            "lr": 0.1, "ref": 0.1, "secret": "${oc.env:SAFELOAD_TEST_SECRET}",
+            "code": "${canary_eval:" + repr(str(marker)) + "}", "nested": "${oc.env:${ref}}",
+            "escaped": "${oc.env:X}", "mixed": "${lr} and ${canary_eval:x}"}
+        assert not marker.exists()
+        assert "resolvers" in caplog.text
+        ref = torch.load(path, weights_only=False)["hyper_parameters"]
+        assert ref.secret == "s3cr3t"  # control: the real loader's config resolves them
+        _ = ref.code
+        assert marker.exists()
+    finally:
+        OmegaConf.clear_resolver("canary_eval")
+
+
 def test_omegaconf_without_omegaconf_installed_gives_plain_data(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
     path = tmp_path / "ckpt.ckpt"
