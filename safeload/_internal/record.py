@@ -175,7 +175,7 @@ def _unusable_signed_card(card: Path, signature: Path, store: TrustStore, why: s
              "model again", missing=(card.name,))
 
 
-def _no_card(path: Path, store: TrustStore) -> None:
+def _no_card(path: Path | None, store: TrustStore) -> None:
     """No model card vouches for the weights: their licence is unknown. A policy that denies
     `unknown` refuses (review P-2: deleting the card got past it); nothing is warned (most
     local checkpoints have no card).
@@ -187,11 +187,14 @@ def _no_card(path: Path, store: TrustStore) -> None:
 
     decision = decide_license(ModelCard(no_header=True), store.policy.licenses)
     if decision.action == "deny" and decision.deciding is not None:
+        what = path if path is not None else "bytes with no file name (a stream)"
         raise LicenseRefusedError(
-            f"{path}: no model card vouches for these weights, so their licence is unknown, "
+            f"{what}: no model card vouches for these weights, so their licence is unknown, "
             f"and the licence policy rule '{decision.deciding.rule}' refuses that",
             hint="put the model's card (README.md) beside the weights, or take 'unknown' off "
-                 "the policy's 'deny' list")
+                 "the policy's 'deny' list" if path is not None else
+                 "load the file by its path, beside its model card (README.md), or take "
+                 "'unknown' off the policy's 'deny' list")
 
 
 def model_context(path: Path | None, store: TrustStore, *,
@@ -232,8 +235,9 @@ def model_context(path: Path | None, store: TrustStore, *,
             return ModelContext(None, None, None, repo, rev, fname)
         card_path = listed
     elif card_path is None:
-        if path is not None:
-            _no_card(path, store)
+        # (bytes with no name too, review S-4: a BytesIO of a non-commercial model got past a
+        # policy denying unknown licences)
+        _no_card(path, store)
         return ModelContext(None, None, None, repo, rev, fname)
     else:
         card = _read_card(card_path)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import shutil
 from pathlib import Path
@@ -592,3 +593,6 @@ def test_a_policy_that_denies_unknown_refuses_weights_no_card_vouches_for(
         (d / "README.md").unlink()
     (d / "README.md").write_text("---\nlicense: mit\n---\n")
     assert safeload.load(f)  # a card with a known licence: loads
+    # review S-4: the same bytes without their name (a stream) have no card either
+    with pytest.raises(LicenseRefusedError, match="no file name"):
+        safeload.load(io.BytesIO(f.read_bytes()))
