@@ -96,21 +96,56 @@ def _layout(parts: tuple[str, ...]) -> int | None:
     return None
 
 
+_MAX_HOPS = 40  # the kernel's own limit on a chain of links
+
+
+def physical_path(path: str | os.PathLike[str]) -> str | None:
+    """Where the kernel finds `path`'s last entry: its folder resolved (links, then `..`, as
+    the kernel walks them), the entry itself not followed. `os.path.abspath` collapses `..`
+    by spelling: `elsewhere/link/../model.safetensors` is then `elsewhere/...` while the
+    kernel opens the file beside the link's target (review S-3). None: no such folder."""
+    given = os.fspath(path)
+    name = os.path.basename(given)
+    folder = os.path.dirname(given) or "."
+    if name in ("", ".", ".."):
+        folder, name = given, ""
+    try:
+        real = os.path.realpath(folder)
+    except OSError:
+        return None
+    consulted.note(os.path.realpath, folder, real)  # a folder link into a Hub cache
+    return os.path.join(real, name) if name else real
+
+
+def _link_target(path: str) -> str | None:
+    try:
+        return os.readlink(path)
+    except OSError:
+        return None
+
+
 def hub_file(path: str | os.PathLike[str]) -> HubFile | None:
-    """The Hub file `path` is, by the cache layout: its own, else its resolved parent's.
+    """The Hub file `path` is, by the cache layout of where the kernel finds it: the entry
+    itself, else each link of its chain in turn (a file link to a snapshot entry is that
+    entry), else, as spelled, the path itself.
 
     A path with the layout but an invalid repo id is a local file (warned once).
     """
-    p = Path(os.path.abspath(path))
-    found = _from_parts(p.parts)
+    found: HubFile | str | None = None
+    loc = physical_path(path)
+    for _ in range(_MAX_HOPS):
+        if loc is None:
+            break
+        found = _from_parts(Path(loc).parts)
+        if found is not None:
+            break
+        target = _link_target(loc)
+        consulted.note(_link_target, loc, target)
+        if target is None:
+            break
+        loc = physical_path(os.path.join(os.path.dirname(loc), target))
     if found is None:
-        try:
-            real = os.path.realpath(p.parent)
-        except OSError:
-            return None
-        consulted.note(os.path.realpath, str(p.parent), real)  # a folder link into a Hub cache
-        real_parent = Path(real)
-        found = _from_parts((real_parent / p.name).parts)
+        found = _from_parts(Path(os.path.abspath(path)).parts)
     return found if isinstance(found, HubFile) else None
 
 

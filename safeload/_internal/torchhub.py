@@ -56,7 +56,8 @@ def in_checkpoints(path: str | os.PathLike[str], root: Path | None = None) -> bo
     current one), compared by the folder's identity, not its spelling."""
     folder = root if root is not None else checkpoints_dir()
     try:
-        return os.path.samefile(os.path.dirname(os.path.abspath(path)), folder)
+        # the folder as the kernel walks it (`link/..` is not spelled away: review S-3)
+        return os.path.samefile(os.path.dirname(os.fspath(path)) or ".", folder)
     except OSError:
         return False
 

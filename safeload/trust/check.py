@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from safeload._internal import consulted
+from safeload._internal.hubpath import physical_path
 from safeload._internal.text import get_logger, safe_text
 from safeload.errors import (
     DigestMismatchError,
@@ -120,7 +121,8 @@ def _find_signature(path: Path, explicit: Path | None) -> _FoundSignature | None
     """`<file>.sig` (a single-file model), else `model.sig` beside the file, else (Hub cache)
     `model.sig` in a parent up to the snapshot root. An explicit signature's directory is the
     model root when it contains the file; otherwise the file's own directory is."""
-    here = Path(os.path.abspath(path))
+    # Beside the entry the kernel opens (review S-3: `link/..` is not spelled away).
+    here = Path(physical_path(path) or os.path.abspath(path))
     if explicit is not None:
         sig_dir = Path(os.path.abspath(explicit)).parent
         root = sig_dir if sig_dir in here.parents else here.parent

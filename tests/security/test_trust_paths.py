@@ -119,6 +119,33 @@ def test_resolved_alias_gets_the_namespace_binding(tmp_path: Path, how: str) -> 
         safeload.load(f)
 
 
+@pytest.mark.parametrize("how", ["dotdot-through-a-folder-link", "file-link", "link-to-link"])
+def test_a_snapshot_entry_reached_another_way_keeps_its_hub_rules(tmp_path: Path,
+                                                                    how: str) -> None:
+    # review S-3: `elsewhere/lnk/../model.safetensors` (lnk -> a snapshot sub-folder) opens
+    # the snapshot entry, but `abspath` spelled it `elsewhere/model.safetensors`: a local file,
+    # so the namespace binding, revision locks and Hub pins were skipped. So did a file link.
+    snap = make_repo(tmp_path / "hub", REPO, {"model.safetensors": save(WEIGHTS),
+                                              "sub/keep.txt": b"x"}, commit=COMMIT)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    if how == "dotdot-through-a-folder-link":
+        (elsewhere / "lnk").symlink_to(snap / "sub", target_is_directory=True)
+        f = elsewhere / "lnk" / ".." / "model.safetensors"
+    else:
+        f = elsewhere / "filelink.safetensors"
+        f.symlink_to(snap / "model.safetensors")
+        if how == "link-to-link":
+            (elsewhere / "again.safetensors").symlink_to(f)
+            f = elsewhere / "again.safetensors"
+    assert torch.equal(safeload.load(f)["w"], WEIGHTS["w"])  # the control: no binding yet
+    _bind_acme()
+    with pytest.raises(SignatureError, match="namespace of publisher acme"):
+        safeload.load(f)
+    with pytest.raises(SignatureError, match="namespace of publisher acme"):
+        safeload.load(snap / "model.safetensors")
+
+
 def test_alias_is_pinned_as_its_commit(tmp_path: Path) -> None:
     f = _aliased_repo(tmp_path, "v2", "link")
     digest = hashlib.sha256(save(WEIGHTS)).hexdigest()
