@@ -69,7 +69,7 @@ _MODEL_KWARGS = frozenset({"config", "torch_dtype", "dtype", "device_map", "low_
                            "ignore_mismatched_sizes"})
 # Consumed by safeload itself.
 _OWN_KWARGS = frozenset({"variant", "subfolder", "map_location", "use_safetensors",
-                         "trust_remote_code"})
+                         "trust_remote_code", "mmap"})
 _CPU = ("cpu", None)
 # Far above any real config.json; bounds the private copy that is checked and parsed.
 _MAX_CONFIG_BYTES = 64 << 20
@@ -402,14 +402,16 @@ def load_state_dict(repo_id_or_path: str | os.PathLike[str], *, revision: str | 
                     cache_dir: str | os.PathLike[str] | None = None,
                     local_files_only: bool = False, variant: str | None = None,
                     subfolder: str = "", map_location: Any = None,
-                    safetensors_only: bool = False) -> tuple[dict[str, Any], Path]:
+                    safetensors_only: bool = False, mmap: bool | None = None
+                    ) -> tuple[dict[str, Any], Path]:
     """The verified state dict, and the folder its files came from."""
     src = _source(repo_id_or_path, revision, cache_dir, local_files_only, subfolder)
-    return _load_state_dict(src, variant, safetensors_only, map_location)
+    return _load_state_dict(src, variant, safetensors_only, map_location, mmap)
 
 
 def _load_state_dict(src: _Source, variant: str | None, safetensors_only: bool,
-                     map_location: Any) -> tuple[dict[str, Any], Path]:
+                     map_location: Any, mmap: bool | None = None
+                     ) -> tuple[dict[str, Any], Path]:
     from safeload.pipeline import load_held
 
     state: dict[str, Any] = {}
@@ -417,8 +419,8 @@ def _load_state_dict(src: _Source, variant: str | None, safetensors_only: bool,
     for path, expected in _weight_files(src, variant, safetensors_only):
         folder = folder or path.parent
         with src.open(path) as f:
-            part = load_held(f, map_location=map_location, action="from_pretrained",
-                               hub=src.hub_file(path))
+            part = load_held(f, map_location=map_location, mmap=mmap, action="from_pretrained",
+                             hub=src.hub_file(path))
         if not isinstance(part, dict):
             raise MalformedFileError(f"{path}: weights file does not hold a state dict")
         if expected is not None:
@@ -538,7 +540,9 @@ def from_pretrained(repo_id_or_path: str | os.PathLike[str], *, revision: str | 
     checked before any file is read. `variant` and `subfolder` choose files;
     `use_safetensors=True` refuses pickle weights; `dtype`/`torch_dtype`, `device_map="cpu"`,
     `low_cpu_mem_usage`, `config`, `attn_implementation`, `output_loading_info` and
-    `ignore_mismatched_sizes` are passed on to transformers (none opens a file). Arguments that
+    `ignore_mismatched_sizes` are passed on to transformers (none opens a file). `mmap` as
+    `safeload.load`'s; a model (`model_class`) gets private copies unless `mmap=True`: it lives
+    on, and a mapped page still shows a later write to the file in place. Arguments that
     load other formats or bypass safeload (`from_tf`, `from_flax`, `gguf_file`, `state_dict`,
     `trust_remote_code`, `quantization_config`, offloading), and any other keyword, are refused.
 
@@ -554,6 +558,9 @@ def from_pretrained(repo_id_or_path: str | os.PathLike[str], *, revision: str | 
     subfolder = kwargs.pop("subfolder", "") or ""
     map_location = kwargs.pop("map_location", None)
     safetensors_only = bool(kwargs.pop("use_safetensors", None))
+    mmap = kwargs.pop("mmap", None)
+    if mmap is None and model_class is not None:
+        mmap = False  # review S-2: the model's parameters would alias the cache file's pages
     # Only a CPU map passes the check, and the model is built on the CPU anyway: transformers
     # would need accelerate just to honour it.
     kwargs.pop("device_map", None)
@@ -564,7 +571,7 @@ def from_pretrained(repo_id_or_path: str | os.PathLike[str], *, revision: str | 
                                                            os.fspath(repo_id_or_path))
         cls = concrete_class(model_class, config)
     # The same source: the weights come from the commit the config was read from (review K).
-    state, _ = _load_state_dict(src, variant, safetensors_only, map_location)
+    state, _ = _load_state_dict(src, variant, safetensors_only, map_location, mmap)
     if cls is None:
         return state
     return cls.from_pretrained(None, config=config, state_dict=state, trust_remote_code=False,

@@ -13,8 +13,7 @@ added here holds everywhere (the gate table test pins it):
 
 Every stage reads the held descriptor and its mapping, never the path again. A stage refuses by
 raising a `RefusedError`; entry points that report rather than raise (`cache scan`) turn the
-refusal into the file's status. Imports: `_internal`, inspection, licences, trust, provenance;
-never an entry point.
+refusal into the file's status. Imports: `_internal`, inspection, licences, trust, provenance.
 """
 
 from __future__ import annotations
@@ -81,7 +80,6 @@ class Origin(NamedTuple):
 @dataclass(frozen=True)
 class Verified:
     """What verification established about the bytes held."""
-
     held: Held
     origin: Origin | None
     sha256: str

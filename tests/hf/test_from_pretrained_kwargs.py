@@ -101,3 +101,28 @@ def test_a_bad_keyword_is_refused_before_any_file_is_read(
         safeload.from_pretrained("org/tiny-bert", cache_dir=repo, model_class=cls, **kwargs)
     for w in words:
         assert w in str(info.value)
+
+
+def _write_in_place(path: Path) -> None:
+    """Every tensor byte of a safetensors file overwritten, same inode (an in-place writer)."""
+    data = bytearray(path.read_bytes())
+    start = 8 + int.from_bytes(data[:8], "little")
+    data[start:] = b"\x7f" * (len(data) - start)
+    with open(path.resolve(), "r+b") as f:
+        f.write(data)
+
+
+def test_a_model_does_not_alias_the_cache_file(repo: Path) -> None:
+    # review S-2: the model's parameters were views of the blob's private mapping, whose pages
+    # show a later write in place (only a written page becomes private)
+    m = safeload.from_pretrained("org/tiny-bert", cache_dir=repo,
+                                 model_class=transformers.AutoModel)
+    before = {k: v.clone() for k, v in m.state_dict().items()}
+    mapped = safeload.from_pretrained("org/tiny-bert", cache_dir=repo)  # as safeload.load
+    copied = safeload.from_pretrained("org/tiny-bert", cache_dir=repo, mmap=False)
+    was = {k: v.clone() for k, v in mapped.items()}
+    _write_in_place(next(repo.glob("models--org--tiny-bert/snapshots/*/model.safetensors")))
+    assert all(torch.equal(v, before[k]) for k, v in m.state_dict().items())
+    assert all(torch.equal(v, was[k]) for k, v in copied.items())
+    # the control: the mapped state dict shows the write, so the checks above can fail
+    assert not all(torch.equal(v, was[k]) for k, v in mapped.items())
