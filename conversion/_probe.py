@@ -8,7 +8,7 @@ module and it refuses to be imported: it runs only as its own ``__main__``. It l
 
 Spec keys (all optional): thread_before_lockdown, marker, input_path, inside, thread,
 stray_fds, secret_path, outside_path, tcp_port, unix_path, fork, kill_pid, attrs, env,
-crash, pad, pid_file, fork_sleeper, sleep, exec.
+crash, pad, pid_file, fork_sleeper, sleep, exec, other_pid.
 """
 
 from __future__ import annotations
@@ -117,6 +117,45 @@ def _attrs() -> dict[str, Any]:
     }
 
 
+def _prctl_pdeathsig_clear() -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(1, 0, 0, 0, 0) != 0:  # PR_SET_PDEATHSIG
+        code = ctypes.get_errno()
+        raise OSError(code, os.strerror(code))
+
+
+def _lease(write_dir: str) -> None:
+    import fcntl
+
+    path = os.path.join(write_dir, "leased")
+    _write(path, b"x")
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        fcntl.fcntl(fd, 1024, fcntl.F_RDLCK)  # F_SETLEASE
+    finally:
+        os.close(fd)
+
+
+def _other_process(pid: int, result_fd: int, write_dir: str) -> dict[str, str]:
+    """Syscalls that act on another process of the same uid (review W): each is harmless
+    here if allowed (it sets what is already set), and must be denied."""
+    import fcntl
+
+    prio = os.getpriority(os.PRIO_PROCESS, pid)
+    cpus = os.sched_getaffinity(pid)
+    return {
+        "prlimit_other": _outcome(lambda: resource.prlimit(pid, resource.RLIMIT_CORE)),
+        "setpriority_other": _outcome(lambda: os.setpriority(os.PRIO_PROCESS, pid, prio)),
+        "sched_setaffinity_other": _outcome(lambda: os.sched_setaffinity(pid, cpus)),
+        "fcntl_setown": _outcome(lambda: fcntl.fcntl(result_fd, fcntl.F_SETOWN, pid)),
+        "fcntl_setsig": _outcome(lambda: fcntl.fcntl(result_fd, 10, 0)),  # F_SETSIG
+        "fcntl_setlease": _outcome(lambda: _lease(write_dir)),
+        "pdeathsig_clear": _outcome(_prctl_pdeathsig_clear),
+        "prlimit_self": _must_work(lambda: resource.prlimit(0, resource.RLIMIT_CORE, (0, 0))),
+        "fcntl_getfl": _must_work(lambda: fcntl.fcntl(result_fd, fcntl.F_GETFL)),
+    }
+
+
 def main(argv: list[str]) -> int:
     result_fd, write_dir, spec = int(argv[1]), argv[2], json.loads(argv[3])
     if spec.get("thread_before_lockdown"):  # proves lock_down fails closed
@@ -150,6 +189,8 @@ def main(argv: list[str]) -> int:
         probes["fork"] = _outcome(_fork)
     if "kill_pid" in spec:
         probes["kill_parent"] = _outcome(lambda: os.kill(spec["kill_pid"], 0))
+    if "other_pid" in spec:
+        probes.update(_other_process(int(spec["other_pid"]), result_fd, write_dir))
     if spec.get("attrs"):
         out["attrs"] = _attrs()
     if spec.get("env"):

@@ -473,6 +473,10 @@ _DENY_EPERM: dict[str, dict[str, int]] = {
         "open_by_handle_at": 304, "mknod": 133, "mknodat": 259, "settimeofday": 164,
         "clock_settime": 227, "adjtimex": 159, "clock_adjtime": 305, "vhangup": 153,
         "sethostname": 170, "setdomainname": 171,
+        # acting on another process of the same uid (review W: nice 19, SCHED_IDLE, pinned)
+        "setpriority": 141, "sched_setparam": 142, "sched_setscheduler": 144,
+        "sched_setaffinity": 203, "sched_setattr": 314, "ioprio_set": 251,
+        "migrate_pages": 256, "move_pages": 279, "get_robust_list": 274,
     },
     "aarch64": {
         "socket": 198, "connect": 203, "accept": 202, "sendto": 206, "sendmsg": 211,
@@ -493,8 +497,21 @@ _DENY_EPERM: dict[str, dict[str, int]] = {
         "open_by_handle_at": 265, "mknodat": 33, "settimeofday": 170, "clock_settime": 112,
         "adjtimex": 171, "clock_adjtime": 266, "vhangup": 58, "sethostname": 161,
         "setdomainname": 162,
+        "setpriority": 140, "sched_setparam": 118, "sched_setscheduler": 119,
+        "sched_setaffinity": 122, "sched_setattr": 274, "ioprio_set": 30,
+        "migrate_pages": 238, "move_pages": 239, "get_robust_list": 100,
     },
 }
+# prlimit64 on another process set RLIMIT_CPU=1 on the parent, which the kernel then killed
+# (review W): allowed only on this process (pid 0 or its own), as setrlimit needs.
+_SELF_PRLIMIT = {"x86_64": 302, "aarch64": 261}
+# fcntl commands that make the kernel signal another process (F_SETOWN/F_SETSIG: SIGKILL to
+# the parent when it read the pipe, where Landlock has no signal scope) or stall one
+# (F_SETLEASE: every open of the output blocked 45 s). None is needed to convert.
+_FCNTL = {"x86_64": 72, "aarch64": 25}
+_FCNTL_DENIED = (8, 10, 15, 1024)  # F_SETOWN, F_SETSIG, F_SETOWN_EX, F_SETLEASE
+# prctl(PR_SET_PDEATHSIG, ...) after lock-down would let a worker outlive its parent.
+_PRCTL = {"x86_64": 157, "aarch64": 167}
 # clone3 passes its flags in memory BPF cannot read: ENOSYS makes glibc fall back to clone.
 _CLONE3 = 435
 _CLONE = {"x86_64": 56, "aarch64": 220}
@@ -510,7 +527,7 @@ _X32_SYSCALL_BIT = 0x40000000
 _BPF_LD_W_ABS, _BPF_JEQ_K, _BPF_JGE_K, _BPF_JSET_K, _BPF_RET_K = 0x20, 0x15, 0x35, 0x45, 0x06
 _RET_KILL_PROCESS, _RET_ALLOW, _RET_ERRNO = 0x80000000, 0x7FFF0000, 0x00050000
 # struct seccomp_data: int nr; u32 arch; u64 ip; u64 args[6]. Both arches are little-endian.
-_OFF_NR, _OFF_ARCH, _OFF_ARG0_LO = 0, 4, 16
+_OFF_NR, _OFF_ARCH, _OFF_ARG0_LO, _OFF_ARG1_LO = 0, 4, 16, 24
 
 
 def _ins(code: int, k: int, jt: int = 0, jf: int = 0) -> bytes:
@@ -547,6 +564,25 @@ def seccomp_program(arch: str, self_pid: int) -> bytes:
             _ins(_BPF_RET_K, _RET_ALLOW),
             _ins(_BPF_RET_K, eperm),
         ]
+    prog += [  # prlimit64(pid, ...): pid 0 or this process
+        _ins(_BPF_JEQ_K, _SELF_PRLIMIT[arch], jf=5),
+        _ins(_BPF_LD_W_ABS, _OFF_ARG0_LO),
+        _ins(_BPF_JEQ_K, 0, jt=1),
+        _ins(_BPF_JEQ_K, self_pid, jf=1),
+        _ins(_BPF_RET_K, _RET_ALLOW),
+        _ins(_BPF_RET_K, eperm),
+    ]
+    n = len(_FCNTL_DENIED)
+    prog += [_ins(_BPF_JEQ_K, _FCNTL[arch], jf=n + 3), _ins(_BPF_LD_W_ABS, _OFF_ARG1_LO)]
+    prog += [_ins(_BPF_JEQ_K, cmd, jt=n - i) for i, cmd in enumerate(_FCNTL_DENIED)]
+    prog += [_ins(_BPF_RET_K, _RET_ALLOW), _ins(_BPF_RET_K, eperm)]
+    prog += [  # prctl(PR_SET_PDEATHSIG, ...)
+        _ins(_BPF_JEQ_K, _PRCTL[arch], jf=4),
+        _ins(_BPF_LD_W_ABS, _OFF_ARG0_LO),
+        _ins(_BPF_JEQ_K, _PR_SET_PDEATHSIG, jf=1),
+        _ins(_BPF_RET_K, eperm),
+        _ins(_BPF_RET_K, _RET_ALLOW),
+    ]
     prog.append(_ins(_BPF_RET_K, _RET_ALLOW))
     return b"".join(prog)
 

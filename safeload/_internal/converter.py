@@ -33,7 +33,7 @@ from safeload._internal.opened import Held, OpenedFile
 from safeload._internal.private_dir import others_could_replace
 from safeload._internal.safetensors_check import SafetensorsHeader, parse_header
 from safeload._internal.text import get_logger, safe_text
-from safeload.errors import ConversionError, MalformedFileError
+from safeload.errors import ConversionError, MalformedFileError, UnsafePathError
 
 _logger = get_logger(__name__)
 
@@ -99,7 +99,13 @@ def _validate_output(out: Path, source: Held, source_sha256: str, *, measure: bo
     gets a private copy of the output, validated and returned: what is used is what was
     compared, whatever a writer of the store entry does (a dirty shared mapping changes no
     stamp)."""
-    with OpenedFile.open(out) as f:
+    # The child's own file: no link, one name (review W: a link to a file it kept, or a hard
+    # link its report would be written through).
+    try:
+        produced = OpenedFile.open(out, produced=True)
+    except (OSError, UnsafePathError) as exc:
+        raise _mismatch(out, f"not one plain file: {exc}") from None
+    with produced as f:
         if source.private:
             f.copy_privately()
         buf = f.mapping()
@@ -123,6 +129,22 @@ def _validate_output(out: Path, source: Held, source_sha256: str, *, measure: bo
             whole: Future[str] = pool.submit(f.sha256)
             check()
             return header, whole.result(), data
+
+
+def _write_report(work: Path, report: dict[str, Any]) -> None:
+    """The report beside the validated output, in a folder the child wrote: nothing it left
+    there stays (review W: a planted `conversion.json` hard link to the output)."""
+    for entry in os.listdir(work):
+        if entry != OUTPUT_NAME:
+            victim = work / entry
+            if victim.is_dir() and not victim.is_symlink():
+                shutil.rmtree(victim, ignore_errors=True)
+            else:
+                victim.unlink(missing_ok=True)
+    fd = os.open(work / REPORT_NAME, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+                 | getattr(os, "O_CLOEXEC", 0), 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(json.dumps(report))
 
 
 def _mismatch(out: Path, detail: str) -> ConversionError:
@@ -167,6 +189,26 @@ def _check_layers(name: str, layers: LayerReport) -> None:
             f"{name}: the converter's output did not match its input: it claims sandbox "
             f"layers this machine cannot provide ({safe_text(', '.join(sorted(impossible)))})",
             hint="do not use this checkpoint; the converter may have been attacked")
+    _warn_weak(layers)
+
+
+_warned_weak: set[str] = set()
+
+
+def _warn_weak(layers: LayerReport) -> None:
+    """Once per process and missing layer: what a converter compromised by its input could do
+    here (review W: without Landlock it read ~/.ssh and wrote site-packages, and nothing said
+    so). Network and syscall layers do not isolate files; seccomp is what stops a fork."""
+    for layer, means in (("landlock", "read and write every file this user can (keys, "
+                                      "site-packages, ~/.bashrc)"),
+                         ("seccomp", "start processes that outlive it and open sockets")):
+        if layer in layers.applied or layer in _warned_weak:
+            continue
+        _warned_weak.add(layer)
+        _logger.warning("sandbox: the pickle converter ran without %s (%s): a converter "
+                        "compromised by a hostile pickle could %s. Its output is still "
+                        "checked byte for byte against the source", layer,
+                        safe_text(layers.missing.get(layer, "not applied")), means)
 
 
 def converted_path(source_sha256: str) -> Path | None:
@@ -257,7 +299,13 @@ def existing_output(out: Path, held: Held, source_sha256: str) -> Converted | No
     return Converted(out, header, report, source_sha256, True)
 
 
-def convert_opened(name: str, opened: Held, *, timeout: float = 3600,
+def wall_timeout(size: int) -> float:
+    """Seconds a conversion of `size` input bytes may take, wall clock: a child that sleeps
+    uses no CPU, so RLIMIT_CPU never ends it (review W: an hour on a 1 KB input)."""
+    return max(120.0, 240.0 * size / (1 << 30))
+
+
+def convert_opened(name: str, opened: Held, *, timeout: float | None = None,
                    unsafe_allow_unsandboxed: bool = False, destination: Path | None = None,
                    overwrite: bool = False, source_sha256: str | None = None,
                    reading: Any = None) -> Converted:
@@ -276,6 +324,7 @@ def convert_opened(name: str, opened: Held, *, timeout: float = 3600,
         # The child runs in its work folder: a relative output means the caller's cwd.
         destination = Path(os.path.abspath(destination))
     size = opened.size
+    timeout = wall_timeout(size) if timeout is None else timeout
     if source_sha256 is None:  # the caller verified it already, from the same handle
         source_sha256 = opened.sha256()
     store = _private_dir(paths.converted_dir())
@@ -326,7 +375,7 @@ def convert_opened(name: str, opened: Held, *, timeout: float = 3600,
             move_into_place(work / OUTPUT_NAME, destination, overwrite=overwrite)
             shutil.rmtree(work, ignore_errors=True)
             return Converted(destination, header, report, source_sha256, False)
-        (work / REPORT_NAME).write_text(json.dumps(report))
+        _write_report(work, report)
         try:
             os.rename(work, final)
         except OSError:  # a concurrent conversion won the race: use its entry, checked
@@ -410,7 +459,7 @@ def _convert_batch(items: Sequence[tuple[str, Held]], todo: list[tuple[str, int]
     limits = Limits(address_space=big.address_space, cpu_seconds=total.cpu_seconds,
                        file_size=big.file_size, open_files=max(big.open_files, len(todo) + 64))
     if timeout is None:
-        timeout = max(3600.0, 120.0 * sum(sizes) / (1 << 30))
+        timeout = wall_timeout(sum(sizes)) * 2
     work = Path(tempfile.mkdtemp(prefix=".safeload-convert-", dir=store))
     fds: list[tuple[int, bool]] = []
     stop = threading.Event()

@@ -64,11 +64,13 @@ class OpenedFile:
         self._path: Path | None = None
 
     @classmethod
-    def open(cls, path: str | os.PathLike[str], *, root: str | os.PathLike[str] | None = None
-             ) -> OpenedFile:
+    def open(cls, path: str | os.PathLike[str], *, root: str | os.PathLike[str] | None = None,
+             produced: bool = False) -> OpenedFile:
         """Open `path`. A symlink is followed only if it resolves inside `root` (when given).
+        `produced`: a file a converter child wrote, which must be no link and have one name.
 
-        O_NONBLOCK keeps a FIFO from blocking the open; the fstat check then refuses it.
+        O_NONBLOCK keeps a FIFO from blocking the open (and a lease: EWOULDBLOCK); the fstat
+        check then refuses it.
         """
         p = os.fspath(path)
         if root is not None:
@@ -77,8 +79,13 @@ class OpenedFile:
                 raise UnsafePathError(f"{p}: resolves outside {root} (to {real})",
                                       hint="replace the link with the file it points to")
         flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
-        fd = os.open(p, flags)
-        return cls(fd, p)
+        fd = os.open(p, flags | (os.O_NOFOLLOW if produced else 0))
+        opened = cls(fd, p)
+        if produced and opened._nlink != 1:
+            opened.close()
+            raise UnsafePathError(f"{p}: the converter's output has {opened._nlink} names",
+                                  hint="convert again; the converter may have been attacked")
+        return opened
 
     def copy_privately(self) -> None:
         """Read the whole file into memory once; from then on every stage (hashing, the

@@ -185,3 +185,69 @@ def test_a_lying_long_lived_worker_is_refused(
     finally:
         convert_worker.shutdown()
     assert not list(paths.converted_dir().glob("*/model.safetensors"))
+
+
+def _kept_elsewhere(out: Path) -> None:
+    """The output replaced by a link to a file the child keeps (to rewrite it later)."""
+    kept = out.parent.parent / f"kept-{out.parent.name}"
+    kept.write_bytes(out.read_bytes())
+    out.unlink()
+    out.symlink_to(kept)
+
+
+def _second_name(out: Path) -> None:
+    """A hard link in the child's folder: a write through it lands on the validated output."""
+    (out.parent / "conversion.json").hardlink_to(out)
+
+
+@pytest.mark.parametrize("lie", [_kept_elsewhere, _second_name], ids=["symlink", "hard-link"])
+def test_an_output_that_is_a_link_or_has_two_names_is_refused(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, lie: Lie) -> None:
+    # review W: the validation followed a symlink to a file the child kept, and the parent's
+    # report was written through a hard link the child had planted, onto the output
+    src = _checkpoint(tmp_path)
+    monkeypatch.setattr(sandbox, "run_worker", _lying_worker(lie))
+    with pytest.raises(safeload.errors.ConversionError, match="did not match its input"):
+        safeload.load(src)
+    assert not list(paths.converted_dir().glob("*/model.safetensors"))
+
+
+def test_what_the_child_leaves_beside_its_output_is_not_kept(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def leave(out: Path) -> None:
+        (out.parent / "PROBE_RESULT.json").write_text("{}")
+        (out.parent / "sub").mkdir()
+
+    src = _checkpoint(tmp_path)
+    monkeypatch.setattr(sandbox, "run_worker", _lying_worker(leave))
+    assert safeload.load(src)["step"] == 7
+    (entry,) = paths.converted_dir().glob("*/model.safetensors")
+    assert sorted(p.name for p in entry.parent.iterdir()) == ["conversion.json",
+                                                              "model.safetensors"]
+
+
+def test_a_worker_output_link_is_refused_and_the_worker_replaced(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(convert_worker.ENV_SWITCH, "1")
+    real = convert_worker._Worker._frame
+
+    linked: list[Path] = []
+
+    def linking(self: Any, deadline: float) -> dict[str, Any]:
+        obj = real(self, deadline)
+        produced = self.dir / str(obj.get("index")) / "model.safetensors"
+        if isinstance(obj.get("index"), int) and produced.is_file():  # not the ready frame
+            _kept_elsewhere(produced)
+            linked.append(produced)
+        return obj
+
+    monkeypatch.setattr(convert_worker._Worker, "_frame", linking)
+    src = _checkpoint(tmp_path)
+    try:
+        # the worker is unusable: a fresh one-shot child converts, and the entry is its
+        got = safeload.load(src)
+    finally:
+        convert_worker.shutdown()
+    assert linked and got["step"] == 7
+    (entry,) = paths.converted_dir().glob("*/model.safetensors")
+    assert not entry.is_symlink()

@@ -324,6 +324,35 @@ def test_each_isolating_layer_alone_denies_what_it_claims(targets: Targets, laye
     assert probes["inside_write"] == probes["thread"] == probes["input_read"] == "ok"
 
 
+OTHER_PROCESS = {
+    "prlimit_other": "denied: EPERM", "setpriority_other": "denied: EPERM",
+    "sched_setaffinity_other": "denied: EPERM", "fcntl_setown": "denied: EPERM",
+    "fcntl_setsig": "denied: EPERM", "fcntl_setlease": "denied: EPERM",
+    "pdeathsig_clear": "denied: EPERM", "prlimit_self": "ok", "fcntl_getfl": "ok",
+}
+
+
+@linux_only
+@needs_layers
+@pytest.mark.parametrize("disable", [[], ["landlock"]], ids=["all-layers", "seccomp-only"])
+def test_no_other_process_is_reached_through_limits_priorities_or_fcntl(
+        targets: Targets, disable: list[str]) -> None:
+    # review W: prlimit(parent, RLIMIT_CPU=1) had the kernel kill the parent; F_SETOWN plus
+    # F_SETSIG sent it SIGKILL where Landlock has no signal scope (before Linux 6.12);
+    # F_SETLEASE stalled every open of the output 45 s. seccomp alone must deny them.
+    res = run_probe(targets, {"other_pid": os.getpid()}, disable=disable)
+    probes = res.result["probes"]
+    assert {k: probes[k] for k in OTHER_PROCESS} == OTHER_PROCESS
+
+
+@linux_only
+def test_control_without_seccomp_the_other_process_probes_succeed(targets: Targets) -> None:
+    res = run_probe(targets, {"other_pid": os.getpid()}, disable=DISABLEABLE, allow=True)
+    probes = res.result["probes"]
+    assert probes["prlimit_other"] == probes["setpriority_other"] == "ALLOWED"
+    assert probes["fcntl_setown"] == probes["pdeathsig_clear"] == "ALLOWED"
+
+
 @linux_only
 @pytest.mark.parametrize("pdeathsig", [True, False], ids=["pdeathsig", "no-pdeathsig"])
 def test_parent_death_kills_the_child(targets: Targets, pdeathsig: bool) -> None:
