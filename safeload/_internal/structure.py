@@ -192,7 +192,7 @@ class Rebuilder:
         """int_repr bytes plus affine parameters, made quantized with torch's constructors."""
         q = n["q"]
         shape = tuple(int(x) for x in n["sh"])
-        ints = self.tensors[n["k"]].view(_QUANT_REPR[n["dt"]]).reshape(shape)
+        ints = _as_dtype(self.tensors[n["k"]], _QUANT_REPR[n["dt"]]).reshape(shape)
         if q[0] == "per_tensor_affine":
             t = torch._make_per_tensor_quantized_tensor(ints, float.fromhex(q[1]), int(q[2]))
         elif q[0] in ("per_channel_affine", "per_channel_affine_float_qparams"):
@@ -236,7 +236,7 @@ class Rebuilder:
             dtype = torch_dtype(n["dt"])
             shape = tuple(int(x) for x in n["sh"])
             if raw.dtype != dtype:  # stored as raw bytes (no safetensors dtype)
-                raw = raw.view(dtype).reshape(shape)
+                raw = _as_dtype(raw, dtype).reshape(shape)
             base = self.map_tensor(raw, str(n.get("loc", "cpu")))
             self.made[key] = base
         if "b" in n:
@@ -289,7 +289,7 @@ class Rebuilder:
                 view = _view_of(storage, node, dtype)
                 raw = self.tensors[key]
                 if raw.dtype != dtype:  # stored as raw bytes (no safetensors dtype)
-                    raw = raw.view(dtype)
+                    raw = _as_dtype(raw, dtype)
                 _fill(view, raw.reshape(view.shape))
                 self.filled.add(key)
         if node.get("t") == "storage":
@@ -546,6 +546,16 @@ def _fill(view: torch.Tensor, values: torch.Tensor) -> None:
     index = torch.arange(flat.numel()).as_strided(view.shape, view.stride(),
                                                   view.storage_offset())
     flat[index.reshape(-1)] = values.reshape(-1)
+
+
+def _as_dtype(raw: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """Raw bytes (no safetensors dtype) viewed as `dtype`, aligned for it: the converted file
+    aligns entries to 8 bytes, and a complex128 view at 8 mod 16 crashed torch's strided copy
+    with SIGSEGV (review U). A misaligned entry is copied first (a fresh, aligned buffer)."""
+    align = torch.empty((), dtype=dtype).element_size()
+    if raw.numel() and raw.data_ptr() % align:
+        raw = raw.clone()
+    return raw.view(dtype)
 
 
 def _with_bits(t: torch.Tensor, bits: Any) -> torch.Tensor:
