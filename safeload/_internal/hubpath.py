@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from safeload._internal import consulted
+from safeload._internal.small_file import REF_LIMIT, read_small
 from safeload._internal.text import get_logger, safe_text
 from safeload.errors import UnsafePathError
 
@@ -183,9 +184,10 @@ def resolve_commit(hf: HubFile) -> str:
         return with_link
     # refs/<name> holding a commit whose snapshot is this very folder.
     ref = hf.repo_dir / "refs" / name
+    data = read_small(ref, REF_LIMIT)
     try:
-        commit = ref.read_text(encoding="ascii").strip() if ref.is_file() else ""
-    except (OSError, UnicodeDecodeError):
+        commit = data.decode("ascii").strip() if data is not None else ""
+    except UnicodeDecodeError:
         commit = ""
     if _COMMIT.fullmatch(commit) and _same_dir(snapshots / commit, snap):
         return commit

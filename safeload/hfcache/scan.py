@@ -18,6 +18,7 @@ from safeload._internal.hashing import digest_fd
 from safeload._internal.hubpath import first_hop
 from safeload._internal.opened import OpenedFile
 from safeload._internal.reach import text_name
+from safeload._internal.small_file import REF_LIMIT, TREE_LIMIT, read_small
 from safeload._internal.text import get_logger, safe_text
 from safeload.errors import RefusedError, SafeloadError, UnsafePathError
 from safeload.hfcache.report import (
@@ -123,12 +124,10 @@ def _refs(repo_dir: Path) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
     refs = repo_dir / "refs"
     for ref in sorted(refs.rglob("*")) if refs.is_dir() else []:
-        try:
-            if ref.is_file():
-                out.setdefault(ref.read_text(errors="replace").strip(), []).append(
-                    ref.relative_to(refs).as_posix())
-        except OSError:
-            continue
+        data = read_small(ref, REF_LIMIT) if ref.is_file() else None
+        if data is not None:
+            out.setdefault(data.decode(errors="replace").strip(), []).append(
+                ref.relative_to(refs).as_posix())
     return out
 
 
@@ -217,9 +216,10 @@ def _first_hop(path: Path) -> str | None:
 
 def _tree_digests(repo_path: Path, commit: str) -> dict[str, str]:
     """`trees/<commit>.json` (hub 2.x, snapshot_download): LFS path -> sha256, when present."""
+    data = read_small(repo_path / "trees" / f"{commit}.json", TREE_LIMIT)
     try:
-        doc = strictjson.loads((repo_path / "trees" / f"{commit}.json").read_bytes())
-    except (OSError, ValueError, RecursionError):
+        doc = strictjson.loads(data) if data is not None else None
+    except (ValueError, RecursionError):
         return {}
     files = doc.get("files") if isinstance(doc, dict) else None
     out: dict[str, str] = {}

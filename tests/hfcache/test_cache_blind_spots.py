@@ -121,3 +121,28 @@ def test_convert_respects_pickles_refuse_and_starts_no_child(
     assert outcome["action"] == "refused" and "refuses every pickle" in outcome["message"]
     code, files = _scan(tmp_path, capsys)
     assert code == 1 and files["pytorch_model.bin"]["status"] == "refused"
+
+
+@pytest.mark.parametrize("how", ["fifo", "sparse-tree", "sparse-ref", "device"])
+def test_hostile_metadata_files_never_hang_or_exhaust_the_scan(
+        how: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # review U: a FIFO at trees/<commit>.json held `cache scan` forever; a sparse 50 GB
+    # refs/x (no disk used) was read whole (MemoryError, a traceback, no JSON)
+    commit = "c" * 40
+    snap = make_repo(tmp_path, REPO, {"model.safetensors": save({"w": torch.ones(2)})},
+                     commit=commit)
+    repo = snap.parent.parent
+    (repo / "trees").mkdir()
+    tree, ref = repo / "trees" / f"{commit}.json", repo / "refs" / "other"
+    if how == "fifo":
+        os.mkfifo(tree)
+    elif how == "sparse-tree":
+        with open(tree, "wb") as f:
+            f.truncate(100 << 30)
+    elif how == "sparse-ref":
+        with open(ref, "wb") as f:
+            f.truncate(50 << 30)
+    else:
+        ref.symlink_to("/dev/zero")
+    code, files = _scan(tmp_path, capsys)
+    assert code == 0 and files["model.safetensors"]["status"] == "safetensors"
