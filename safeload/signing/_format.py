@@ -14,7 +14,7 @@ import json
 import math
 import re
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from safeload._internal import strictjson
 from safeload._internal.text import safe_text
@@ -38,6 +38,7 @@ GIT_IGNORES = (".git", ".gitattributes", ".github", ".gitignore")
 HashType = Literal["sha256", "blake2b", "blake3"]
 _DIGEST_HEX_LEN: dict[str, int] = {"sha256": 64, "blake2b": 128, "blake3": 64}
 _HEX = re.compile(r"[0-9a-f]+")
+_SHARD_BOUND = re.compile(r"[0-9]{1,20}")
 
 
 @dataclass(frozen=True)
@@ -297,7 +298,7 @@ def parse_statement(payload: bytes, payload_type: str, *, source: str) -> Manife
     hash_type = ser.get("hash_type")
     if method not in ("files", "shards"):
         raise SignatureError(f"{source}: unknown serialization method {safe_text(method)}")
-    if hash_type not in _DIGEST_HEX_LEN:
+    if not isinstance(hash_type, str) or hash_type not in _DIGEST_HEX_LEN:
         raise SignatureError(f"{source}: unknown hash_type {safe_text(hash_type)}")
     allow_symlinks = ser.get("allow_symlinks")
     if not isinstance(allow_symlinks, bool):
@@ -352,7 +353,10 @@ def parse_statement(payload: bytes, payload_type: str, *, source: str) -> Manife
                     f"expected {hash_type} or {shard_alg}"
                 )
             parts = name.rsplit(":", 2)
-            if len(parts) != 3 or not parts[1].isdigit() or not parts[2].isdigit():
+            # ASCII digits, at most 20 (str.isdigit takes '²', int() a 5000-digit bound
+            # not: review U, a traceback after the signature verified)
+            if len(parts) != 3 or not _SHARD_BOUND.fullmatch(parts[1]) \
+                    or not _SHARD_BOUND.fullmatch(parts[2]):
                 raise SignatureError(
                     f"{source}: malformed shard name {safe_text(name, limit=200)!r}"
                 )
@@ -376,7 +380,7 @@ def parse_statement(payload: bytes, payload_type: str, *, source: str) -> Manife
         subject_name=subj_name if isinstance(subj_name, str) else "",
         subject_digest=subj_sha,
         method=method,
-        hash_type=hash_type,
+        hash_type=cast(HashType, hash_type),
         allow_symlinks=allow_symlinks,
         shard_size=shard_size,
         ignore_paths=ignore_paths,

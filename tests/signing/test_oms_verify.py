@@ -387,3 +387,24 @@ def test_known_digests_are_used_instead_of_reading(oms: Path) -> None:
 def test_missing_signature_is_refused(oms: Path) -> None:
     with pytest.raises(SignatureError, match="no signature at"):
         verify_model(oms / "model", key=oms / P256)
+
+
+def _sharded(name_bounds: str) -> dict[str, Any]:
+    st = _statement([{"name": "model.safetensors:" + name_bounds, "algorithm": "sha256",
+                      "digest": "0" * 64}])
+    st["predicate"]["serialization"].update(method="shards", shard_size=1000)
+    return st
+
+
+@pytest.mark.parametrize("edit", [
+    lambda st: st["predicate"]["serialization"].update(hash_type=["sha256"]),
+    lambda st: st.update(_sharded("\u00b9:\u00b2")),
+    lambda st: st.update(_sharded("0:" + "9" * 5000)),
+], ids=["hash-type-list", "unicode-digits", "5000-digit-bound"])
+def test_hostile_fields_of_a_signed_statement_are_signature_errors(
+        oms: Path, craft: Callable[..., Path], edit: Callable[[dict[str, Any]], None]) -> None:
+    # review U: after the signature verified, these raised TypeError/ValueError tracebacks
+    st = _statement(_resources())
+    edit(st)
+    with pytest.raises(SignatureError):
+        verify_signature(craft(json.dumps(st).encode()), key=oms / P256)
