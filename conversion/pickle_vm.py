@@ -1146,6 +1146,8 @@ def _tensor(storage: Any, offset: Any, size: Any, stride: Any, requires_grad: An
         raise RuleViolation("requires_grad must be a bool")
     if not _empty_hooks(hooks):
         raise RuleViolation("backward hooks must be empty")
+    if dtype is not None and allowlist().dtypes.get(dtype, {}).get("value_only"):
+        raise RuleViolation(f"no tensor of dtype {dtype} (torch gives it no storage)")
     if dtype is None:  # v2: the dtype is the typed storage's
         if storage.untyped:
             raise RuleViolation("an untyped storage needs an explicit dtype")
@@ -1321,11 +1323,15 @@ _SPARSE_LAYOUTS = {"torch.sparse_coo": 3, "torch.sparse_csr": 4, "torch.sparse_c
                    "torch.sparse_bsr": 4, "torch.sparse_bsc": 4}  # layout -> parts in data
 
 
+# Every layout torch's `_get_layout` table holds (a saved `t.layout` value is one of these).
+_LAYOUTS = frozenset({*_SPARSE_LAYOUTS, "torch.strided", "torch._mkldnn", "torch.jagged"})
+
+
 def _rule_get_layout(vm: PickleMachine, g: Global, args: tuple[Any, ...]) -> Any:
     # torch.serialization._get_layout(name): a lookup in torch's own table, given a string.
     _arity(args, 1)
-    if args[0] not in _SPARSE_LAYOUTS:
-        raise RuleViolation("expects the name of a sparse layout")
+    if args[0] not in _LAYOUTS:
+        raise RuleViolation("expects the name of a torch layout")
     return Obj("layout", {"name": args[0]})
 
 

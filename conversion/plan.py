@@ -249,6 +249,8 @@ class _Planner:
         k = o.kind
         if k == "torch_size":
             return {"t": "size", "v": list(f["dims"])}
+        if k == "layout":  # a value (`t.layout`); inside a sparse rebuild it is a field
+            return {"t": "layout", "v": f["name"]}
         if k == "torch_device":
             return {"t": "device", "v": f["type"], "i": f["index"]}
         if k == "complex":

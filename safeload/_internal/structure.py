@@ -122,6 +122,10 @@ class Rebuilder:
             return self._register(n, _omegaconf(n, self._content(n, d)))
         if t == "dtype":
             return torch_dtype(v)
+        if t == "layout":
+            if v not in _LAYOUT_NAMES:
+                raise StructureError(f"unknown layout {v!r}")
+            return torch.serialization._get_layout(v)  # type: ignore[no-untyped-call]
         if t == "qscheme":
             if v not in _QSCHEMES:
                 raise StructureError(f"unknown quantization scheme {v!r}")
@@ -546,6 +550,11 @@ def _fill(view: torch.Tensor, values: torch.Tensor) -> None:
     index = torch.arange(flat.numel()).as_strided(view.shape, view.stride(),
                                                   view.storage_offset())
     flat[index.reshape(-1)] = values.reshape(-1)
+
+
+_LAYOUT_NAMES = frozenset({"torch.strided", "torch.sparse_coo", "torch.sparse_csr",
+                           "torch.sparse_csc", "torch.sparse_bsr", "torch.sparse_bsc",
+                           "torch._mkldnn", "torch.jagged"})
 
 
 def _as_dtype(raw: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:

@@ -429,3 +429,22 @@ def test_one_memoised_nan_key_over_tensors_is_one_entry(tmp_path: Path) -> None:
     got = safeload.load(path)
     assert len(ref) == 1 and len(got) == 1
     assert torch.equal(next(iter(got.values())), next(iter(ref.values())))
+
+
+def test_every_dtype_and_layout_torch_accepts_comes_back_as_a_value(tmp_path: Path) -> None:
+    # review V: sub-byte and bits dtypes (torch.uint4, ...) were refused; torch.strided was
+    # refused and a sparse layout value passed scan, then failed the conversion
+    from torch._weights_only_unpickler import _get_allowed_globals
+
+    dtypes = sorted((v for v in _get_allowed_globals().values() if isinstance(v, torch.dtype)),
+                    key=str)
+    layouts = [torch.strided, torch.sparse_coo, torch.sparse_csr, torch.sparse_csc,
+               torch.sparse_bsr, torch.sparse_bsc, torch.jagged]
+    path = tmp_path / "values.pt"
+    torch.save({"dtypes": dtypes, "layouts": layouts, "one": torch.uint4}, path)
+    ref = torch.load(path, weights_only=True)
+    ins = inspect_bytes(path.read_bytes(), name=path.name)
+    assert ins.verdict == "clean", [f.message for f in ins.findings]
+    got = safeload.load(path)
+    assert got == ref and got["layouts"][0] is torch.strided
+
