@@ -157,11 +157,12 @@ def _is_tar(head: bytes) -> bool:
 
 
 def inspect_bytes(buf: Buf, *, name: str = "", depth: int = 0,
-                  text_ok: bool = False) -> Inspection:
+                  text_ok: int = 0) -> Inspection:
     """Inspect a whole file's bytes. Never raises for hostile input: it returns a verdict.
 
-    `text_ok`: the file's name says text (`reach.text_name`), so a first line that reads as a
-    GLOBAL or INST of a name with whitespace is text (skipped), not an import."""
+    `text_ok` (`reach.text_level`): 1, the file's name says text, so a first line that reads
+    as a GLOBAL or INST of a name with whitespace is text (skipped), not an import; 2, text
+    no loader is given (a RECORD, a LICENSE), where one top-level word is text too."""
     try:
         with scope(Budget.from_env()):
             return _archive_in_tail(_inspect(buf, name, depth, text_ok), buf, name)
@@ -208,7 +209,7 @@ def _readers(head: bytes, size: int) -> list[str]:
     return out
 
 
-def _inspect(buf: Buf, name: str, depth: int, text_ok: bool = False) -> Inspection:
+def _inspect(buf: Buf, name: str, depth: int, text_ok: int = 0) -> Inspection:
     size = len(buf)
     head = bytes(buf[:512])
     kind = sniff(head, size)
@@ -295,13 +296,14 @@ def _pickle_reading(buf: Buf, name: str) -> Finding | None:
     return None
 
 
-def _inspect_pickle(buf: Buf, name: str, text_ok: bool = False) -> Inspection:
+def _inspect_pickle(buf: Buf, name: str, text_ok: int = 0) -> Inspection:
     vm = PickleMachine(buf, member=name or None, joblib_arrays=True,
                        storage_bytes=read_storage_bytes)
     try:
         root = vm.run()
     except MalformedPickle as exc:
-        reach = would_import(buf, persistent_calls=True, text_start=text_ok)
+        reach = would_import(buf, persistent_calls=True, text_start=text_ok > 0,
+                             quiet=text_ok > 1)
         if buf[:1] != b"\x80" and reach is None:
             # No protocol header claims a pickle, and no unpickler, however lenient, reaches an
             # import before the bytes stop parsing: some other file (a README, a config).
@@ -328,7 +330,8 @@ def _inspect_pickle(buf: Buf, name: str, text_ok: bool = False) -> Inspection:
     if pos != len(buf) and buf[:1] != b"\x80" and not findings and 0x95 not in buf[:pos] \
             and isinstance(root, (bytes, str, int, float)) \
             and would_import(bytes(buf[pos:]), persistent_calls=True,
-                             text_start=text_ok, after_stop=True) is None:
+                             text_start=text_ok > 0, after_stop=True,
+                             quiet=text_ok > 1) is None:
         # Text that happens to begin with a scalar pickle (`Copyright (c)`: SHORT_BINBYTES,
         # then STOP) and goes on without reaching an import: a LICENSE, not a checkpoint.
         return Inspection("unknown", "skipped", detail="not a pickle")
@@ -468,7 +471,7 @@ def _inspect_members(fmt: str, buf: Buf, members: list[Any], name: str,
 
 
 def _inspect_wrapped(kind: str, buf: Buf, name: str, depth: int,
-                     text_ok: bool = False) -> Inspection:
+                     text_ok: int = 0) -> Inspection:
     if depth >= MAX_WRAP_DEPTH:
         return Inspection(kind, "unsafe", [Finding(
             "archive", f"nested archive ({kind} inside a wrapper) is refused",

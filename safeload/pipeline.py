@@ -28,7 +28,7 @@ from safeload_conversion.budget import BYTES_ENV, OPS_ENV, SECONDS_ENV
 
 from safeload._internal.caller_raised import MapLocationRaised
 from safeload._internal.opened import Held, InMemory, OpenedFile, read_to_end
-from safeload._internal.reach import text_name
+from safeload._internal.reach import text_level
 from safeload._internal.text import get_logger
 from safeload.errors import (
     DigestMismatchError,
@@ -384,7 +384,7 @@ def _inspect(held: Held, sha256: str) -> Inspection:
     fmt = _clean_pickles.get(key)
     if fmt is not None:
         return Inspection(fmt, "clean")
-    ins = inspect_bytes(held.mapping(), name=held.name, text_ok=text_name(held.name))
+    ins = inspect_bytes(held.mapping(), name=held.name, text_ok=text_level(held.name))
     if ins.verdict == "clean" and ins.format in PICKLE_FORMATS:
         if len(_clean_pickles) >= _CLEAN_PICKLES_MAX:
             _clean_pickles.pop(next(iter(_clean_pickles)))

@@ -19,7 +19,7 @@ from typing import Any
 from safeload_conversion.pickle_vm import Finding
 
 from safeload._internal.opened import OpenedFile
-from safeload._internal.reach import text_name
+from safeload._internal.reach import text_level
 from safeload._internal.sarif import SarifResult, sarif_log
 from safeload._internal.text import safe_text
 from safeload.errors import SafeloadError
@@ -51,7 +51,7 @@ def scan(path: str | os.PathLike[str]) -> FileReport:
     """Inspect one file (opened once, never followed out of its folder)."""
     p = os.fspath(path)
     with OpenedFile.open(p) as f:
-        ins = inspect_bytes(f.mapping(), name="", text_ok=text_name(p))
+        ins = inspect_bytes(f.mapping(), name="", text_ok=text_level(p))
         if ins.verdict == "skipped" and p.lower().endswith(_MODEL_SUFFIXES):
             return FileReport(p, "malformed", "safetensors",
                               (Finding("malformed", _safetensors_fault(f.mapping())),))

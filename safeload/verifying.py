@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from safeload import pipeline
-from safeload._internal.reach import text_name
+from safeload._internal.reach import text_level
 from safeload.inspection import inspect_bytes
 
 if TYPE_CHECKING:
@@ -91,7 +91,7 @@ def _admit_weights(root: Path, result: VerificationResult, store: TrustStore,
             if store.policy.mode == "strict":
                 held.copy_privately()  # inspected, hashed and judged: one copy (strict mode)
             ins = inspect_bytes(held.mapping(), name=held.name,
-                                text_ok=text_name(held.name))
+                                text_ok=text_level(held.name))
             if ins.verdict == "skipped":
                 continue  # not a weight format: the signature's digest is all there is
             verified = pipeline.verify(held, pipeline.locate(held), store=store, observe=False,

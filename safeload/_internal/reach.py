@@ -198,6 +198,69 @@ def text_name(name: str) -> bool:
     return "." + suffix in TEXT_SUFFIXES if dot else base in TEXT_NAMES
 
 
+# Text no loader is ever given (packaging metadata, legal texts, sources and build files): a
+# first line such as `certifi` (top_level.txt), `cython` (requirements.txt) or `cpplint.py and
+# its ...` (a LICENSE) reads as the import of one top-level name, `ertifi`, `ython`,
+# `pplint`; such a file may also name a module that exists (review V: 8 files of
+# site-packages' .dist-info called unsafe, so the pre-commit hook blocked commits). Never a
+# name a checkpoint is saved under: `.pth`, `.txt` in general and weight suffixes stay strict.
+_QUIET_NAMES = frozenset({
+    "record", "metadata", "wheel", "installer", "requested", "pkg-info", "top_level.txt",
+    "namespace_packages.txt", "entry_points.txt", "dependency_links.txt", "sources.txt",
+    "not-zip-safe", "manifest.in", "cmakelists.txt", "makefile", "setup.cfg", "setup.py",
+    "pyproject.toml", "tox.ini", "direct_url.json",
+})
+_QUIET_PREFIXES = ("license", "licence", "copying", "copyright", "notice", "authors",
+                   "contributors", "readme", "changelog", "changes", "requirements")
+_QUIET_SUFFIXES = (".py", ".pyi", ".pyx", ".pxd", ".md", ".rst", ".cfg", ".toml", ".ini", ".c",
+                   ".h", ".cc", ".cpp", ".cxx", ".hpp", ".cu", ".cuh", ".sh", ".cmake", ".in")
+# Importing these runs something visible (a browser, a print, a __main__): never excused.
+_IMPORT_SIDE_EFFECTS = frozenset({"antigravity", "this", "__hello__", "__phello__", "__main__",
+                                  "__hello_alias__", "__hello_only__", "__phello_alias__"})
+# Folders every CPython has on sys.path, whose names are no identifiers (review N).
+_REAL_FOLDERS = frozenset({"site-packages", "dist-packages", "lib-dynload"})
+
+
+def quiet_text_name(name: str) -> bool:
+    """Whether this name is text no loader is given (see `_QUIET_NAMES`)."""
+    base = name.replace("\\", "/").rsplit("/", 1)[-1].lower()
+    for ext in _COMPRESSED:
+        if base.endswith(ext) and "." in base[: -len(ext)]:
+            base = base[: -len(ext)]
+            break
+    if base.endswith(_WEIGHT_SUFFIXES):
+        return False
+    return (base in _QUIET_NAMES or base.startswith(_QUIET_PREFIXES)
+            or base.endswith(_QUIET_SUFFIXES))
+
+
+def text_level(name: str) -> int:
+    """0: a name a loader may be given; 1: text by its name (`text_name`); 2: text no loader
+    is ever given (`quiet_text_name`). The `text_ok` of `inspection.inspect_bytes`."""
+    if not text_name(name):
+        return 0
+    return 2 if quiet_text_name(name) else 1
+
+
+def _quiet_excuse(module: bytes) -> bool:
+    """In a quiet text file: a line whose imports stop at one top-level name (the next part
+    holds whitespace or punctuation, or there is none), or start with a folder no CPython has
+    (`ertifi-2026.10.19.post1.dist-info/RECORD,,`): what a text's first word reads as. A
+    leading dot (review Q), a chain of modules (`idlelib.idle`) or a module that acts on
+    import stays an import; a call or a method of what it imports is one anyway."""
+    try:
+        parts = module.decode("utf-8").split(".")
+    except UnicodeDecodeError:
+        return False
+    top = parts[0]
+    if not top or top in _IMPORT_SIDE_EFFECTS or top in _REAL_FOLDERS:
+        return False
+    if not top.isidentifier():
+        return any(not all(c.isalnum() or c == "_" or c in _FOLDER_NAME_CHARS for c in p)
+                   for p in parts[1:])  # a weird folder first, and the chain fails later
+    return len(parts) == 1 or not parts[1].isidentifier()
+
+
 def importable(module: bytes) -> bool:
     """Whether `find_class` given this module text could import anything. Both unpicklers
     decode it as UTF-8 first, and `__import__("")` fails before any import. Anything else
@@ -264,7 +327,7 @@ _FRAME_CROSSED = "(undecided: an argument crosses a frame's end)"
 
 def would_import(buf: Buf, limit: int = 64 << 20, *, extensions: bool = True,
                  persistent_calls: bool = False, text_start: bool = False,
-                 after_stop: bool = False) -> tuple[int, str] | None:
+                 after_stop: bool = False, quiet: bool = False) -> tuple[int, str] | None:
     """Could ANY unpickler reach an import before these bytes stop parsing?
 
     A GLOBAL or INST is an import (INST imports before it looks for its MARK in pickle.py)
@@ -284,6 +347,7 @@ def would_import(buf: Buf, limit: int = 64 << 20, *, extensions: bool = True,
 
     `after_stop`: these bytes follow a STOP, so one Unpickler reading on has a memo they
     cannot show (review R: `g0` after a first pickle's `p0` does not end that load).
+    `quiet` (with `text_start`: `quiet_text_name`): `_quiet_excuse` lines are text too.
     """
     pos, end = 0, len(buf)
     # No text begins with PROTO (0x80 starts no UTF-8 character): a binary pickle gets no
@@ -311,7 +375,8 @@ def would_import(buf: Buf, limit: int = 64 << 20, *, extensions: bool = True,
         pos += 1
         if op not in PICKLE_OPCODES:
             return None
-        if excused is not None and op in _CALL_OPS:
+        if excused is not None and op in _CALL_OPS and stack.can(op):
+            # (an underflow ends every load before the call: `R` in a LICENSE's prose)
             return excused, "(a call of what a text first line imports)"
         if excused is not None and op in _METHOD_OPS and stack.can(op):
             # APPEND, SETITEM, ... call a method of their target: of an excused import too
@@ -341,7 +406,8 @@ def would_import(buf: Buf, limit: int = 64 << 20, *, extensions: bool = True,
             # in a stub, `tted provided that` mid-LICENSE, `certifi/x.py,sha256=` in a RECORD:
             # review L); even then the walk goes on as if it had been imported (a payload may
             # follow it: review H), and a call of it is an import.
-            if not text_start or b"\0" in module or _top_is_identifier(module):
+            if not text_start or b"\0" in module or (
+                    _top_is_identifier(module) and not (quiet and _quiet_excuse(module))):
                 return at, _IMPORTS[op]
             if nl2 is None:
                 return None

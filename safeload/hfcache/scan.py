@@ -17,7 +17,7 @@ from safeload._internal import strictjson, verify_cache
 from safeload._internal.hashing import digest_fd
 from safeload._internal.hubpath import first_hop
 from safeload._internal.opened import OpenedFile
-from safeload._internal.reach import text_name
+from safeload._internal.reach import text_level
 from safeload._internal.small_file import REF_LIMIT, TREE_LIMIT, read_small
 from safeload._internal.text import get_logger, safe_text
 from safeload.errors import RefusedError, SafeloadError, UnsafePathError
@@ -322,7 +322,7 @@ def _classify(rev: CacheRevision, entry: _Entry, refusal: str | None, tree: dict
                                    "refused", findings=[safe_text(str(exc))]), None)
         if ctx.store.policy.mode == "strict":
             opened.copy_privately()  # inspected, hashed, judged, converted: one copy
-        ins = inspect_bytes(opened.mapping(), name=name, text_ok=text_name(name))
+        ins = inspect_bytes(opened.mapping(), name=name, text_ok=text_level(name))
         if not _is_weight(name, ins):
             opened.close()
             return None

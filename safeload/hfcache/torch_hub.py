@@ -19,7 +19,7 @@ from pathlib import Path
 from safeload import pipeline
 from safeload._internal import torchhub
 from safeload._internal.opened import OpenedFile
-from safeload._internal.reach import text_name
+from safeload._internal.reach import text_level
 from safeload._internal.text import safe_text
 from safeload.errors import SafeloadError, UnsafePathError
 from safeload.hfcache.report import (
@@ -85,7 +85,7 @@ def _classify(rev: CacheRevision, path: Path, ctx: _Context) -> _Held | None:
     try:
         if ctx.store.policy.mode == "strict":
             opened.copy_privately()  # inspected, hashed, judged, converted: one copy
-        ins = inspect_bytes(opened.mapping(), name=name, text_ok=text_name(name))
+        ins = inspect_bytes(opened.mapping(), name=name, text_ok=text_level(name))
         if not _is_weight(name, ins):
             opened.close()
             return None

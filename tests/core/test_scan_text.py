@@ -63,6 +63,20 @@ TEXT_FILES = {
     "distutils-precedence.pth": "import os; var = 'SETUPTOOLS_USE_DISTUTILS'; "
                                 "enabled = os.environ.get(var, 'local') == 'local'",
     "mm.py.jinja": "import functools\nimport torch\n{% if x %}\n",
+    # Review V: one top-level word read as an import (`ertifi`, `ython`, INST `sympy`), a
+    # RECORD whose version has an identifier part (`.post1`), prose with an `R` in a LICENSE
+    "record-post/RECORD": "certifi-2026.10.19.post1.dist-info/INSTALLER,sha256=zuuue4knoyJ-"
+                          "UwPPXg8fezS7VCrXJQrAP7zeNuwvFQg,4\r\ncertifi/__init__.py,sha256=p_"
+                          "GYZrjUwPBUhpLlCZoGb0miKBKSqDAyZC5DvIuqbHQ,94\r\n",
+    "tl-c/top_level.txt": "certifi\n",
+    "tl-i/top_level.txt": "isympy\nsympy\n",
+    "requirements.txt": "cython\nnumpy\n",
+    "requirements-dev.txt": "click\n",
+    "cpplint/LICENSE": "cpplint.py and its corresponding unit tests are Copyright (C) 2009 "
+                       "Google Inc.\n\nRedistribution and use in source and binary forms, "
+                       "with or without modification, are permitted provided that the "
+                       "following conditions are met:\n",
+    "ns/namespace_packages.txt": "cli\n",
 }
 
 
@@ -182,3 +196,15 @@ def test_compressed_text_is_judged_by_its_inner_name(tmp_path: Path) -> None:
     payload = tmp_path / "model.pt.gz"  # no text name: the same bytes are an import
     payload.write_bytes(gzip.compress(b"centroid_lat,centroid_lon\nx\n"))
     assert scan(payload).status == "unsafe"
+
+
+def test_the_dist_info_of_every_installed_distribution_is_skipped_or_clean() -> None:
+    # review V: 8 files of this venv's .dist-info folders were "unsafe"
+    import site
+
+    folders = [str(d) for sp in site.getsitepackages() for d in Path(sp).glob("*.dist-info")]
+    reports, errors = scan_paths(folders)
+    assert not errors and len(reports) > 50
+    bad = [(r.path, r.findings[:1]) for r in reports if r.status not in ("skipped", "clean")]
+    assert not bad, bad
+

@@ -315,3 +315,27 @@ def test_a_get_after_a_stop_does_not_end_a_reused_unpickler(
     assert rc == 1 and out["files"][0]["status"] == "unsafe", out
     assert not marker.exists()
 
+
+@pytest.mark.parametrize(("name", "body"), [
+    ("LICENSE", b"cos\nsystem\n(S'touch MARKER'\ntR."),  # a call of what the word imports
+    ("top_level.txt", b"cantigravity\nx\n"),  # a module that acts when imported
+    ("RECORD", b"c.evil_mod_top\nx\n"),  # a leading dot (review Q)
+    ("requirements.txt", b"cevil_mod.sub\nx\n"),  # a chain of modules
+    ("model.pth", b"cevil_mod_top\nx\n"),  # a name a loader is given: no excuse at all
+], ids=["call", "side-effect-module", "leading-dot", "chain", "pth"])
+def test_a_quiet_text_name_excuses_one_word_never_a_payload(
+        name: str, body: bytes, tmp_path: Path, marker: Path, fires: Fires,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    # review V relaxed the text excuse for names no loader is given (RECORD, LICENSE,
+    # top_level.txt, requirements*.txt): one top-level word is text there; these are not
+    (tmp_path / "evil_mod").mkdir()
+    (tmp_path / "evil_mod" / "__init__.py").write_text("")
+    (tmp_path / "evil_mod" / "sub.py").write_text(f"open({str(marker)!r}, 'w').close()\n")
+    _plant(tmp_path, "evil_mod_top", marker)
+    f = tmp_path / name
+    f.write_bytes(body.replace(b"MARKER", str(marker).encode()))
+    if b"antigravity" not in body:  # (the control would open a browser)
+        assert fires(f, "pickle", sys_path=[str(tmp_path)])
+    rc, out = scan_json(main, f, capsys)
+    assert rc == 1 and out["files"][0]["status"] == "unsafe", out
+
