@@ -31,6 +31,11 @@ from safeload_conversion.pickle_vm import (
 
 MAX_DEPTH = 200
 MAX_NODES = 5_000_000
+# Strings and bytes written into the structure record, counted each time they are written: one
+# memoised 64 KiB string referenced 200,000 times is 13 GB of record (review U: 4 GB in the
+# child, then a failure with no reason given).
+MAX_RECORD_TEXT = 256 << 20
+_DEC_MAX = 10 ** 4000  # below sys.int_info.default_max_str_digits (4300)
 
 
 class PlanError(Exception):
@@ -78,6 +83,7 @@ class _Planner:
         self.ids: dict[int, int] = {}
         self.active: set[int] = set()
         self.nodes = 0
+        self.text = 0  # bytes of strings and bytes values written so far
         self.keep: list[Any] = []  # keeps encoded objects alive so id() stays unique
         self.by_storage: dict[str, list[tuple[dict[str, Any], TensorRef]]] = {}
         self.bare: dict[str, str] = {}  # storage key -> entry of a storage saved as a value
@@ -92,6 +98,14 @@ class _Planner:
         self.names.add(name)
         return name
 
+    def _count_text(self, value: str | bytes | memoryview | Str8, path: list[str]) -> None:
+        self.text += len(value.raw) if isinstance(value, Str8) else len(value)
+        if self.text > MAX_RECORD_TEXT:
+            raise PlanError(
+                f"the non-tensor values hold more than {MAX_RECORD_TEXT >> 20} MiB of strings "
+                f"and bytes (each reference to a shared one counts; at {'.'.join(path)!r}): "
+                "too large for the structure record; save such data outside the checkpoint")
+
     def encode(self, value: Any, path: list[str], depth: int) -> Any:
         self.nodes += 1
         if self.nodes > MAX_NODES:
@@ -101,9 +115,13 @@ class _Planner:
         if value is None or isinstance(value, bool):
             return {"t": "const", "v": value}
         if isinstance(value, int):
-            return {"t": "int", "v": str(value)}
+            # hex has no digit limit (str() of an int over 4300 digits raises: review U)
+            return {"t": "int", "v": str(value)} if -_DEC_MAX < value < _DEC_MAX else {
+                "t": "int", "v": ("-" if value < 0 else "") + format(abs(value), "x"), "b": 16}
         if isinstance(value, float) and value == value:
             return {"t": "float", "v": value.hex()}
+        if isinstance(value, (str, bytes, memoryview, Str8)):
+            self._count_text(value, path)
         if isinstance(value, str):
             return {"t": "str", "v": value}
         if isinstance(value, (bytes, memoryview)):

@@ -21,7 +21,10 @@ JSON object, on success and on failure.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import io
+import json
 import logging
 import os
 import sys
@@ -115,10 +118,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     # abbreviates command names); anything else (flags first, --help, a typo) gets it all.
     first = args_list[0] if args_list else None
     parser = build_parser(first if first in _COMMANDS else None)
+    said = io.StringIO()
     try:
-        args = parser.parse_args(args_list)
+        with contextlib.redirect_stderr(said):
+            args = parser.parse_args(args_list)
     except SystemExit as exc:  # argparse: usage errors exit 2, --help/--version exit 0
-        return int(exc.code) if isinstance(exc.code, int) else EXIT_ERROR
+        sys.stderr.write(said.getvalue())
+        code = int(exc.code) if isinstance(exc.code, int) else EXIT_ERROR
+        machine = "--json" in args_list or "--format=json" in args_list or any(
+            a == "--format" and b == "json"
+            for a, b in zip(args_list, args_list[1:], strict=False))
+        if code and machine:  # still one JSON object on stdout (review U)
+            last = said.getvalue().strip().rpartition("\n")[2]
+            sys.stdout.write(json.dumps({"ok": False, "error": {"type": "UsageError",
+                                                                "message": last}},
+                                        ensure_ascii=True) + "\n")
+        return code
+    sys.stderr.write(said.getvalue())
     _configure_logging(args.verbose)
     out = Output()
     func: Handler = args.func

@@ -76,7 +76,7 @@ class Rebuilder:
                 raise StructureError("bad constant")
             return v
         if t == "int":
-            return int(v)
+            return int(v, 16) if n.get("b") == 16 else int(v)
         if t == "float":
             return float.fromhex(v)
         if t == "str":

@@ -146,3 +146,17 @@ def test_json_failure_is_exactly_one_object(argv: list[str], code: int, tmp_path
     doc = json.loads(lines[0])
     assert doc["ok"] is False
     assert stderr  # and people get the reason on stderr
+
+
+@pytest.mark.parametrize("argv", [["provenance", "list", "--since", "garbage", "--json"],
+                                  ["scan", "--json", "--no-such-flag", "x"],
+                                  ["provenance", "list", "--format", "json", "-n", "many"]])
+def test_a_usage_error_with_json_still_prints_one_json_object(
+        argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    # review U: argparse's usage errors printed nothing on stdout under --json
+    code = main(argv)
+    out, err = capsys.readouterr()
+    assert code == 2 and "usage:" in err
+    doc = json.loads(out)
+    assert doc["ok"] is False and doc["error"]["type"] == "UsageError"
+    assert "error:" in doc["error"]["message"]

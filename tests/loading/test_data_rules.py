@@ -448,3 +448,27 @@ def test_every_dtype_and_layout_torch_accepts_comes_back_as_a_value(tmp_path: Pa
     got = safeload.load(path)
     assert got == ref and got["layouts"][0] is torch.strided
 
+
+def test_an_int_of_more_than_4300_digits_round_trips(tmp_path: Path) -> None:
+    # review U: str() of such an int raised in the converter ("worker failed, exit code 1")
+    big = 7 ** 6000  # 5071 digits (within the machine's bound on integer literals)
+    path = tmp_path / "big.pt"
+    torch.save({"n": big, "neg": -big, "w": torch.ones(1)}, path)
+    got = safeload.load(path)
+    assert got["n"] == big and got["neg"] == -big
+
+
+def test_a_shared_string_referenced_without_end_is_refused_with_the_reason(
+        tmp_path: Path) -> None:
+    # review U: 200,000 references to one 64 KiB string (a 465 KB pickle) took 4 GB and a
+    # minute in the converter, then failed with no reason
+    import pickle
+
+    from safeload.errors import ConversionError
+
+    s64 = "x" * (64 << 10)
+    path = tmp_path / "refs.pkl"
+    path.write_bytes(pickle.dumps([s64] * 5000, protocol=4))  # 320 MiB once expanded
+    with pytest.raises(ConversionError, match="MiB of strings"):
+        safeload.load(path)
+
