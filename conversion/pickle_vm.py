@@ -235,6 +235,8 @@ def _is_dotted_identifier(text: str) -> bool:
     return bool(text) and all(part.isidentifier() for part in text.split("."))
 
 
+_STRUCTS = {fmt: struct.Struct(fmt) for fmt in ("<H", "<I", "<i", "<Q", ">d")}
+
 # ------------------------------------------------------------------------------------------
 # Opcode table: byte -> (name, argument kind)
 
@@ -363,7 +365,21 @@ class PickleMachine:
         return data[:idx]
 
     def _uint(self, fmt: str, n: int) -> int:
-        value: int = struct.unpack(fmt, self._read(n))[0]
+        st = _STRUCTS[fmt]
+        pos, end = self.pos, self.frame_end
+        if pos + n > (self.end if end is None else end):
+            self._read(n)  # raises the error `_read` gives (truncated, or straddles a FRAME)
+        self.pos = pos + n
+        value: int = st.unpack_from(self.data, pos)[0]
+        return value
+
+    def _byte(self) -> int:
+        """One byte, as `_read(1)[0]` (the same errors), without a slice: most opcodes."""
+        pos, end = self.pos, self.frame_end
+        if pos >= (self.end if end is None else end):
+            self._read(1)  # raises
+        self.pos = pos + 1
+        value: int = self.data[pos]
         return value
 
     # -- findings ------------------------------------------------------------------------
@@ -413,22 +429,21 @@ class PickleMachine:
                     self.frame_end = None
                 self.op_offset = self.pos
                 self.op_name = None
-                code = self._read(1)[0]
-                op = _OPS.get(code)
+                code = self._byte()
+                op = _DISPATCH.get(code)
                 if op is None:
                     raise self._fail(f"unknown opcode 0x{code:02x}")
-                name, kind = op
+                name, kind, handler = op
                 self.op_name = name
                 arg = self._read_arg(kind)
-                if name == "STOP":
+                if handler is None:  # STOP
                     if self.frame_end is not None and self.pos != self.frame_end:
                         raise self._fail("STOP inside an unfinished FRAME")
                     result = self._pop()
                     if self.stack or self.metastack:
                         raise self._fail("values left on the stack at STOP")
                     return result
-                handler = getattr(self, "_op_" + name)
-                handler(arg)
+                handler(self, arg)
         finally:
             if budget is not None:  # the tail since the last charge: many tiny streams add up
                 budget.charge_ops(ops % CHARGE_EVERY + 1)
@@ -437,7 +452,7 @@ class PickleMachine:
         if kind == "":
             return None
         if kind == "u1":
-            return self._read(1)[0]
+            return self._byte()
         if kind == "u2":
             return self._uint("<H", 2)
         if kind == "u4":
@@ -455,7 +470,7 @@ class PickleMachine:
         if kind == "line2":
             return (self._read_line(), self._read_line())
         if kind == "len1":
-            return self._read(self._read(1)[0])
+            return self._read(self._byte())
         if kind == "len4":
             return self._read(self._uint("<I", 4))
         if kind == "len4s":
@@ -1129,6 +1144,13 @@ def _check_extent(storage: StorageRef, offset: int, size: tuple[int, ...],
     storage_bytes = storage.numel * (1 if storage.untyped else vm_itemsize(storage.dtype))
     if extent * itemsize > storage_bytes:
         raise RuleViolation("tensor view reaches past the end of its storage")
+
+
+# byte -> (name, argument kind, handler; None for STOP): one lookup per opcode in `run`
+_DISPATCH: dict[int, tuple[str, str, Any]] = {
+    code: (name, kind, None if name == "STOP" else getattr(PickleMachine, "_op_" + name))
+    for code, (name, kind) in _OPS.items()
+}
 
 
 def vm_itemsize(dtype: str) -> int:
