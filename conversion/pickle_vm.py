@@ -40,6 +40,10 @@ from safeload_conversion.budget import CHARGE_EVERY, OPS_ENV, current, env_int
 MAX_FINDINGS = 200  # per stream; the rest are counted, not listed
 MAX_LINE = 1 << 16  # text-mode opcode arguments (GLOBAL names, INT literals; not strings)
 MAX_LONG_BYTES = 1 << 12  # LONG1/LONG4 payloads: 32768-bit integers are plenty
+# One string value: the structure record holds at most 256 MiB of text (plan.MAX_RECORD_TEXT),
+# so a longer one could never be converted; refused before it is built (review U: one 1 GiB
+# string from a 1 MB gzip took 3.2 GB to inspect).
+MAX_STR_BYTES = 256 << 20
 MAX_STREAM = 1 << 40  # nothing larger than a terabyte is a pickle we read
 # Opcodes per stream. A data.pkl for 10,000 tensors has about 300,000; past this bound the
 # stream is refused rather than walked for minutes (a denial of service made of tiny opcodes).
@@ -582,6 +586,7 @@ class PickleMachine:
         return Str8(bytes(data))
 
     def _op_STRING(self, line: bytes) -> None:
+        self._check_str(line)
         if len(line) < 2 or line[:1] not in (b"'", b'"') or line[-1:] != line[:1]:
             raise self._fail("STRING argument is not quoted")
         try:
@@ -591,19 +596,27 @@ class PickleMachine:
         self.stack.append(self._decode_str8(raw))
 
     def _op_BINSTRING(self, data: bytes | memoryview) -> None:
+        self._check_str(data)
         self.stack.append(self._decode_str8(bytes(data)))
 
     _op_SHORT_BINSTRING = _op_BINSTRING
 
+    def _check_str(self, data: bytes | memoryview) -> None:
+        if len(data) > MAX_STR_BYTES:
+            raise self._fail(f"a string of more than {MAX_STR_BYTES >> 20} MiB (no checkpoint "
+                             "safeload converts can hold one)")
+
     def _op_UNICODE(self, line: bytes) -> None:
+        self._check_str(line)
         try:
             self.stack.append(line.decode("raw-unicode-escape"))
         except UnicodeDecodeError as exc:
             raise self._fail("bad UNICODE literal") from exc
 
     def _op_BINUNICODE(self, data: bytes | memoryview) -> None:
+        self._check_str(data)
         try:
-            self.stack.append(bytes(data).decode("utf-8", "surrogatepass"))
+            self.stack.append(str(data, "utf-8", "surrogatepass"))  # (no copy of a view)
         except UnicodeDecodeError as exc:
             raise self._fail("invalid UTF-8 in string") from exc
 

@@ -91,3 +91,18 @@ def test_a_real_checkpoint_uses_a_small_part_of_the_budget(tmp_path: Path) -> No
     assert ins.verdict == "clean", ins.findings
     assert 0 < budget.ops_used < DEFAULT_OPS // 20, budget.ops_used
     assert budget.bytes_used == 0  # torch.save stores its members: nothing is inflated
+
+
+def test_a_string_no_conversion_could_hold_is_refused_before_it_is_built() -> None:
+    # review U: one ~1 GiB string (a 1 MB gzip) was built whole: 3.2 GB and 15 s to scan,
+    # then 4 GB and a failure to load. The structure record holds at most 256 MiB of text.
+    import gzip
+    import struct
+
+    from safeload_conversion.pickle_vm import MAX_STR_BYTES
+
+    n = MAX_STR_BYTES + 1
+    body = b"\x80\x04\x8d" + struct.pack("<Q", n) + b"a" * n + b"."
+    ins = inspect_bytes(gzip.compress(body, compresslevel=1))
+    assert ins.verdict == "unsafe"
+    assert any("string of more than 256 MiB" in f.message for f in ins.findings)
