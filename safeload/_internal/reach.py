@@ -184,13 +184,18 @@ TEXT_NAMES = frozenset({
 _COMPRESSED = (".gz", ".bz2", ".xz", ".lzma")  # `data.csv.gz`: its text is the inflated bytes
 
 
-def text_name(name: str) -> bool:
-    """Whether a file of this name may be a text file that begins like a GLOBAL or INST."""
+def _base_name(name: str) -> str:
+    """The file name, lower case, without a compression suffix (`data.csv.gz`: `data.csv`)."""
     base = name.replace("\\", "/").rsplit("/", 1)[-1].lower()
     for ext in _COMPRESSED:
         if base.endswith(ext) and "." in base[: -len(ext)]:
-            base = base[: -len(ext)]
-            break
+            return base[: -len(ext)]
+    return base
+
+
+def text_name(name: str) -> bool:
+    """Whether a file of this name may be a text file that begins like a GLOBAL or INST."""
+    base = _base_name(name)
     _, dot, suffix = base.rpartition(".")
     # (no excuse for dotfiles: `.pt` and `.gitignore` look alike by name)
     if base.startswith(TEXT_NAME_PREFIXES) and not base.endswith(_WEIGHT_SUFFIXES):
@@ -223,11 +228,7 @@ _REAL_FOLDERS = frozenset({"site-packages", "dist-packages", "lib-dynload"})
 
 def quiet_text_name(name: str) -> bool:
     """Whether this name is text no loader is given (see `_QUIET_NAMES`)."""
-    base = name.replace("\\", "/").rsplit("/", 1)[-1].lower()
-    for ext in _COMPRESSED:
-        if base.endswith(ext) and "." in base[: -len(ext)]:
-            base = base[: -len(ext)]
-            break
+    base = _base_name(name)
     if base.endswith(_WEIGHT_SUFFIXES):
         return False
     return (base in _QUIET_NAMES or base.startswith(_QUIET_PREFIXES)
