@@ -16,6 +16,7 @@ import shutil
 import stat
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -83,7 +84,34 @@ def _private_dir(path: Path) -> Path:
     if above is not None:
         raise ConversionError(f"{path}: the converted store is not private: {above[0]}",
                               hint=f"{above[1]}, or set SAFELOAD_HOME to a folder of your own")
+    _sweep_stale(path)
     return path
+
+
+STALE_WORK_SECONDS = 2 * 86400  # far past any conversion's wall-clock bound
+_swept: set[Path] = set()
+
+
+def _sweep_stale(store: Path) -> None:
+    """Once per process: work folders a killed load left in the store (review U: SIGTERM
+    during a conversion left `.safeload-convert-*` behind, never removed)."""
+    if store in _swept:
+        return
+    _swept.add(store)
+    now = time.time()
+    try:
+        entries = list(os.scandir(store))
+    except OSError:
+        return
+    for entry in entries:
+        if not entry.name.startswith(".safeload-convert-"):
+            continue
+        try:
+            if now - entry.stat(follow_symlinks=False).st_mtime > STALE_WORK_SECONDS \
+                    and entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path, ignore_errors=True)
+        except OSError:
+            continue
 
 
 PARALLEL_HASH_MIN = 4 << 20  # outputs from this size are hashed on the other core

@@ -25,3 +25,26 @@ def test_a_converted_store_others_could_swap_is_refused(shared: str, tmp_path: P
     (store if shared == "store" else store.parent).chmod(0o775 if shared == "store" else 0o777)
     with pytest.raises(ConversionError, match="converted store"):
         safeload.load(src)
+
+
+def test_work_folders_a_killed_load_left_are_swept_once_stale(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # review U: a load killed during its conversion left `.safeload-convert-*` in the store
+    import time
+
+    import safeload
+    from safeload._internal import converter, paths
+
+    store = paths.converted_dir()
+    store.mkdir(parents=True, mode=0o700)
+    old, fresh = store / ".safeload-convert-old", store / ".safeload-convert-fresh"
+    for d in (old, fresh):
+        d.mkdir()
+        (d / "model.safetensors").write_bytes(b"partial")
+    past = time.time() - converter.STALE_WORK_SECONDS - 60
+    os.utime(old, (past, past))
+    monkeypatch.setattr(converter, "_swept", set())
+    src = tmp_path / "m.pt"
+    torch.save({"w": torch.ones(2)}, src)
+    safeload.load(src)
+    assert not old.exists() and fresh.exists()  # a running conversion's folder stays
