@@ -487,7 +487,7 @@ def _materialize(admitted: Admitted, *, map_location: Any, mmap: bool | None
         from safeload._internal.converter import convert_opened, load_converted
 
         inner = InMemory(name, bytes(ins.members[0][1].unwrapped), strict=held.private)
-        conversion = convert_opened(name, inner)
+        conversion = convert_opened(name, inner, reading=_clean_reading(ins.members[0][1]))
         value = load_converted(conversion, map_location=map_location, mmap=mmap, source=name)
     elif admitted.is_pickle:
         from safeload._internal.converter import convert_opened, load_converted
