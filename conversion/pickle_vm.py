@@ -1203,8 +1203,8 @@ def _with_metadata(t: TensorRef, metadata: Any) -> TensorRef:
     one, and a conj bit on a real dtype is an internal assert in torch."""
     if metadata is None:
         return t
-    if not isinstance(metadata, SDict) or metadata.ordered or metadata.kind != "dict" \
-            or metadata.attrs:
+    # (an OrderedDict is a dict to torch too: review X, an empty one loaded before)
+    if not isinstance(metadata, SDict) or metadata.kind != "dict" or metadata.attrs:
         raise RuleViolation("tensor metadata must be a plain dict")
     bits: list[str] = []
     for key, value in metadata.items:

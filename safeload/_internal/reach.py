@@ -13,6 +13,7 @@ reaching one counts as reaching an import.
 
 from __future__ import annotations
 
+import os
 import pickletools
 import re
 import struct
@@ -172,7 +173,9 @@ TEXT_SUFFIXES = frozenset({
 TEXT_NAME_PREFIXES = ("license", "licence", "copying", "copyright", "notice")
 # (never a name a checkpoint is saved under: `license_model.pt` is no licence)
 _WEIGHT_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".pkl", ".pickle", ".joblib", ".npy",
-                    ".npz", ".safetensors", ".h5", ".onnx", ".tar", ".zip", ".model", ".dat")
+                    ".npz", ".safetensors", ".h5", ".onnx", ".tar", ".zip", ".model", ".dat",
+                    ".sav", ".p", ".pk", ".pkz", ".jbl", ".dill", ".mdl", ".ptl", ".weights",
+                    ".params", ".hdf5", ".keras", ".gguf", ".msgpack")
 TEXT_NAMES = frozenset({
     "license", "licence", "copying", "notice", "authors", "contributors", "readme", "changelog",
     "changes", "history", "makefile", "dockerfile", "containerfile", "manifest", "record",
@@ -226,13 +229,22 @@ _IMPORT_SIDE_EFFECTS = frozenset({"antigravity", "this", "__hello__", "__phello_
 _REAL_FOLDERS = frozenset({"site-packages", "dist-packages", "lib-dynload"})
 
 
+# After a legal or project text's prefix: nothing, or a text suffix (`LICENSE`, `LICENSE-MIT`,
+# `LICENSE.txt`, `COPYING.LIB`, `requirements-dev.txt`); not `license_plate.sav` (review X).
+_TEXT_AFTER_PREFIX = frozenset({*_QUIET_SUFFIXES, ".txt", ".bsd", ".mit", ".apache", ".gpl",
+                                ".lgpl", ".mpl", ".psf", ".lib", ".docs", ".python"})
+
+
 def quiet_text_name(name: str) -> bool:
     """Whether this name is text no loader is given (see `_QUIET_NAMES`)."""
     base = _base_name(name)
     if base.endswith(_WEIGHT_SUFFIXES):
         return False
-    return (base in _QUIET_NAMES or base.startswith(_QUIET_PREFIXES)
-            or base.endswith(_QUIET_SUFFIXES))
+    prefix = next((p for p in _QUIET_PREFIXES if base.startswith(p)), None)
+    if prefix is not None:
+        rest = base[len(prefix):]
+        return "." not in rest or "." + rest.rpartition(".")[2] in _TEXT_AFTER_PREFIX
+    return base in _QUIET_NAMES or base.endswith(_QUIET_SUFFIXES)
 
 
 def text_level(name: str) -> int:
@@ -257,9 +269,29 @@ def _quiet_excuse(module: bytes) -> bool:
     if not top or top in _IMPORT_SIDE_EFFECTS or top in _REAL_FOLDERS:
         return False
     if not top.isidentifier():
-        return any(not all(c.isalnum() or c == "_" or c in _FOLDER_NAME_CHARS for c in p)
-                   for p in parts[1:])  # a weird folder first, and the chain fails later
-    return len(parts) == 1 or not parts[1].isidentifier()
+        # A folder by this name on no sys.path entry here, and the chain fails later.
+        return not _on_sys_path(top) and any(not _file_name_like(p) for p in parts[1:])
+    # One word: nothing more, or a next part no installed module's file name has (review X:
+    # `pip.__pip-runner__` is a file of pip, and its import runs pip under -O).
+    return len(parts) == 1 or not _file_name_like(parts[1])
+
+
+def _file_name_like(part: str) -> bool:
+    """Made of what installed modules' and folders' names are made of."""
+    return bool(part) and all(c.isalnum() or c == "_" or c in _FOLDER_NAME_CHARS for c in part)
+
+
+def _on_sys_path(name: str) -> bool:
+    """Whether some sys.path entry holds a folder or file of this exact name (`pandas-stubs`)."""
+    import sys
+
+    for entry in sys.path:
+        try:
+            if os.path.lexists(os.path.join(entry or ".", name)):
+                return True
+        except (OSError, ValueError):
+            return True  # cannot tell: no excuse
+    return False
 
 
 def importable(module: bytes) -> bool:

@@ -322,7 +322,13 @@ def test_a_get_after_a_stop_does_not_end_a_reused_unpickler(
     ("RECORD", b"c.evil_mod_top\nx\n"),  # a leading dot (review Q)
     ("requirements.txt", b"cevil_mod.sub\nx\n"),  # a chain of modules
     ("model.pth", b"cevil_mod_top\nx\n"),  # a name a loader is given: no excuse at all
-], ids=["call", "side-effect-module", "leading-dot", "chain", "pth"])
+    # review X: a module file whose name is no identifier (`pip/__pip-runner__.py`)
+    ("LICENSE", b"cevil_mod.__evil-runner__\nx\n"),
+    # review X: a legal prefix with a pickle suffix is no legal text
+    ("license_plate.sav", b"cevil_mod_top\nx\n"),
+    ("LICENSE.p", b"cevil_mod_top\nx\n"),
+], ids=["call", "side-effect-module", "leading-dot", "chain", "pth", "dashed-file",
+        "sav", "p"])
 def test_a_quiet_text_name_excuses_one_word_never_a_payload(
         name: str, body: bytes, tmp_path: Path, marker: Path, fires: Fires,
         capsys: pytest.CaptureFixture[str]) -> None:
@@ -331,6 +337,8 @@ def test_a_quiet_text_name_excuses_one_word_never_a_payload(
     (tmp_path / "evil_mod").mkdir()
     (tmp_path / "evil_mod" / "__init__.py").write_text("")
     (tmp_path / "evil_mod" / "sub.py").write_text(f"open({str(marker)!r}, 'w').close()\n")
+    (tmp_path / "evil_mod" / "__evil-runner__.py").write_text(
+        f"open({str(marker)!r}, 'w').close()\n")
     _plant(tmp_path, "evil_mod_top", marker)
     f = tmp_path / name
     f.write_bytes(body.replace(b"MARKER", str(marker).encode()))
