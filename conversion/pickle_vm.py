@@ -1183,6 +1183,7 @@ def _tensor(storage: Any, offset: Any, size: Any, stride: Any, requires_grad: An
         raise RuleViolation("backward hooks must be empty")
     if dtype is not None and allowlist().dtypes.get(dtype, {}).get("value_only"):
         raise RuleViolation(f"no tensor of dtype {dtype} (torch gives it no storage)")
+
     if dtype is None:  # v2: the dtype is the typed storage's
         if storage.untyped:
             raise RuleViolation("an untyped storage needs an explicit dtype")
@@ -1219,15 +1220,22 @@ def _with_metadata(t: TensorRef, metadata: Any) -> TensorRef:
 
 def _rule_rebuild_v2(vm: PickleMachine, g: Global, args: tuple[Any, ...]) -> Any:
     _arity(args, 6, 7)
-    t = _tensor(args[0], args[1], args[2], args[3], args[4], args[5], None)
+    t = _plain(_tensor(args[0], args[1], args[2], args[3], args[4], args[5], None))
     return _with_metadata(t, args[6] if len(args) == 7 else None)
+
+
+def _plain(t: TensorRef) -> TensorRef:
+    # (review X: a quantized dtype here converted, then failed in the parent, "convert again")
+    if t.dtype in _QUANT_DTYPES:
+        raise RuleViolation("a quantized tensor is rebuilt by _rebuild_qtensor only")
+    return t
 
 
 def _rule_rebuild_legacy(vm: PickleMachine, g: Global, args: tuple[Any, ...]) -> Any:
     # Pre-1.0 `_rebuild_tensor(storage, storage_offset, size, stride)`: no requires_grad, no
     # hooks (torch's weights-only unpickler accepts it too; lpips v0.0 ships such files).
     _arity(args, 4)
-    return _tensor(args[0], args[1], args[2], args[3], False, None, None)
+    return _plain(_tensor(args[0], args[1], args[2], args[3], False, None, None))
 
 
 def _rule_storage_from_bytes(vm: PickleMachine, g: Global, args: tuple[Any, ...]) -> Any:
@@ -1261,7 +1269,8 @@ def _rule_rebuild_v3(vm: PickleMachine, g: Global, args: tuple[Any, ...]) -> Any
     dtype = args[6]
     if not (isinstance(dtype, Global) and dtype.rule == "dtype"):
         raise RuleViolation("dtype argument must be a torch dtype")
-    t = _tensor(args[0], args[1], args[2], args[3], args[4], args[5], dtype.params["dtype"])
+    t = _plain(_tensor(args[0], args[1], args[2], args[3], args[4], args[5],
+                       dtype.params["dtype"]))
     return _with_metadata(t, args[7] if len(args) == 8 else None)
 
 

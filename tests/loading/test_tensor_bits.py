@@ -96,3 +96,27 @@ def test_a_complex128_view_loads_whatever_the_alignment_of_its_bytes(
     got = safeload.load(path)
     for k in ref:
         assert _facts(got[k]) == _facts(ref[k]), k
+
+
+class _V3Of:
+    """Pickles as `_rebuild_tensor_v3(storage, ..., dtype)`: any dtype, as a crafted file would."""
+
+    def __init__(self, dtype: torch.dtype) -> None:
+        self.storage, self.dtype = torch.zeros(4, dtype=torch.uint8).untyped_storage(), dtype
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        import collections
+
+        return (torch._utils._rebuild_tensor_v3,
+                (self.storage, 0, (4,), (1,), False, collections.OrderedDict(), self.dtype))
+
+
+@pytest.mark.parametrize("dtype", [torch.qint8, torch.quint8, torch.qint32, torch.uint4])
+def test_a_quantized_or_storageless_dtype_outside_its_rebuild_is_refused(
+        dtype: torch.dtype, tmp_path: Path) -> None:
+    # review X: a qint8 tensor through _rebuild_tensor_v3 converted, then failed in the parent
+    # with "convert again"; a sub-byte dtype has no storage at all
+    path = tmp_path / "v3.pt"
+    torch.save({"t": _V3Of(dtype)}, path)
+    with pytest.raises(UnsafeCheckpointError):
+        safeload.load(path)
