@@ -25,6 +25,7 @@ from __future__ import annotations
 import os
 import re
 import stat
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -125,6 +126,21 @@ def _link_target(path: str) -> str | None:
         return None
 
 
+def _chain(path: str | os.PathLike[str]) -> Iterator[str]:
+    """Where the kernel finds `path`, then each hop of its link chain (`/proc/self/fd/3` is
+    a link to the file that descriptor holds)."""
+    loc = physical_path(path)
+    for _ in range(_MAX_HOPS):
+        if loc is None:
+            return
+        yield loc
+        target = _link_target(loc)
+        consulted.note(_link_target, loc, target)
+        if target is None:
+            return
+        loc = physical_path(os.path.join(os.path.dirname(loc), target))
+
+
 def hub_file(path: str | os.PathLike[str]) -> HubFile | None:
     """The Hub file `path` is, by the cache layout of where the kernel finds it: the entry
     itself, else each link of its chain in turn (a file link to a snapshot entry is that
@@ -133,21 +149,26 @@ def hub_file(path: str | os.PathLike[str]) -> HubFile | None:
     A path with the layout but an invalid repo id is a local file (warned once).
     """
     found: HubFile | str | None = None
-    loc = physical_path(path)
-    for _ in range(_MAX_HOPS):
-        if loc is None:
-            break
+    for loc in _chain(path):
         found = _from_parts(Path(loc).parts)
         if found is not None:
             break
-        target = _link_target(loc)
-        consulted.note(_link_target, loc, target)
-        if target is None:
-            break
-        loc = physical_path(os.path.join(os.path.dirname(loc), target))
     if found is None:
         found = _from_parts(Path(os.path.abspath(path)).parts)
     return found if isinstance(found, HubFile) else None
+
+
+def blob_repo(path: str | os.PathLike[str]) -> str | None:
+    """The repo id whose cache `blobs/` folder holds the file `path` reaches (directly, through
+    links, or as `/proc/self/fd/N`), or None. A blob names no revision and no file, so the
+    Hub rules keyed by those cannot be applied to it (review X)."""
+    for loc in _chain(path):
+        parts = Path(loc).parts
+        if len(parts) >= 3 and parts[-2] == "blobs":
+            ident = repo_id_from_folder(parts[-3])
+            if ident is not None:
+                return ident[1]
+    return None
 
 
 def _from_parts(parts: tuple[str, ...]) -> HubFile | str | None:

@@ -52,7 +52,7 @@ from safeload.trust._files import (
     observed_path,
 )
 from safeload.trust._schema import format_time, parse_time
-from safeload.trust.check import check_bytes, check_load, verify_with_store
+from safeload.trust.check import check_blob_path, check_bytes, check_load, verify_with_store
 from safeload.trust.decide import (
     AuditOnly,
     Decision,
@@ -94,7 +94,8 @@ __all__ = [
     "PICKLES", "POLICY_TEXT", "SCHEMA_VERSION", "AuditOnly", "Decision", "HubOrigin", "LoadFacts",
     "Mode", "Observations", "Pickles", "Pin", "Policy", "Publisher", "RevisionLock", "Revocation",
     "SignatureFacts", "SignedRecord", "TrustDecision", "TrustStore", "TrustedIdentity",
-    "TrustedKey", "TrustedRoot", "check_bytes", "check_load", "check_location", "diff_stores",
-    "forget_location", "format_time", "identity_key", "load_observations", "observed_path",
-    "parse_time", "policy_weakenings", "unpin_observed", "verify_with_store",
+    "TrustedKey", "TrustedRoot", "check_blob_path", "check_bytes", "check_load",
+    "check_location", "diff_stores", "forget_location", "format_time", "identity_key",
+    "load_observations", "observed_path", "parse_time", "policy_weakenings", "unpin_observed",
+    "verify_with_store",
 ]

@@ -146,6 +146,27 @@ def test_a_snapshot_entry_reached_another_way_keeps_its_hub_rules(tmp_path: Path
         safeload.load(snap / "model.safetensors")
 
 
+@pytest.mark.parametrize("how", ["blob-path", "proc-fd", "link-to-blob"])
+def test_a_blob_by_its_own_path_is_refused_while_its_repo_has_rules(tmp_path: Path,
+                                                                   how: str) -> None:
+    # review X: `blobs/<sha>` (or /proc/self/fd/N of it) loaded as a local file, so the
+    # namespace binding and revision locks of its repo were skipped
+    snap = make_repo(tmp_path / "hub", REPO, {"model.safetensors": save(WEIGHTS)}, commit=COMMIT)
+    blob = (snap / "model.safetensors").resolve()
+    assert blob.parent.name == "blobs"
+    link = tmp_path / "elsewhere.safetensors"
+    link.symlink_to(blob)
+    fd = os.open(blob, os.O_RDONLY)
+    try:
+        f = {"blob-path": blob, "proc-fd": Path(f"/proc/self/fd/{fd}"), "link-to-blob": link}[how]
+        assert torch.equal(safeload.load(f)["w"], WEIGHTS["w"])  # the control: no rules yet
+        _bind_acme()
+        with pytest.raises(UnsafePathError, match="snapshot entry"):
+            safeload.load(f)
+    finally:
+        os.close(fd)
+
+
 def test_alias_is_pinned_as_its_commit(tmp_path: Path) -> None:
     f = _aliased_repo(tmp_path, "v2", "link")
     digest = hashlib.sha256(save(WEIGHTS)).hexdigest()
