@@ -34,6 +34,8 @@ _IMPORTS = {0x63: "GLOBAL", 0x69: "INST", 0x93: "STACK_GLOBAL", 0x82: "EXT1", 0x
 # Opcodes that call a method of an object on the stack, and opcodes that push nothing.
 _METHOD_OPS = frozenset(b"aesubRo\x81\x92\x90")
 _NO_PUSH_OPS = frozenset(b"pqr01.\x94\x95\x80")
+# DICT and FROZENSET hash what they hold: `__hash__`/`__eq__` of an excused import (review X).
+_HASHING_OPS = frozenset(b"d\x91")
 _CALL_OPS = frozenset(b"Rbo\x81\x92")  # REDUCE, BUILD, OBJ, NEWOBJ, NEWOBJ_EX
 _LINE_ARGS = frozenset(b"FILPSVgp")  # one text line
 _FIXED_ARGS = {0x4A: 4, 0x4B: 1, 0x4D: 2, 0x68: 1, 0x6A: 4, 0x71: 1, 0x72: 4, 0x47: 8,
@@ -411,7 +413,8 @@ def would_import(buf: Buf, limit: int = 64 << 20, *, extensions: bool = True,
         if excused is not None and op in _CALL_OPS and stack.can(op):
             # (an underflow ends every load before the call: `R` in a LICENSE's prose)
             return excused, "(a call of what a text first line imports)"
-        if excused is not None and op in _METHOD_OPS and stack.can(op):
+        if excused is not None and (op in _METHOD_OPS or op in _HASHING_OPS) \
+                and stack.can(op):
             # APPEND, SETITEM, ... call a method of their target: of an excused import too
             # (review N: `sys.path_hooks.append(os.system)` through excused lines, no call op)
             return excused, "(a method of what a text line imports)"

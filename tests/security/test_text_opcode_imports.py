@@ -347,3 +347,20 @@ def test_a_quiet_text_name_excuses_one_word_never_a_payload(
     rc, out = scan_json(main, f, capsys)
     assert rc == 1 and out["files"][0]["status"] == "unsafe", out
 
+
+
+@pytest.mark.parametrize("body", [b"(cevil_hash\nobj\nI1\nd", b"(cevil_hash\nobj\n\x91"],
+                         ids=["DICT", "FROZENSET"])
+def test_hashing_what_an_excused_line_imports_is_an_import(
+        body: bytes, tmp_path: Path, marker: Path, fires: Fires,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    # review X: DICT and FROZENSET call `__hash__` of what the excused word imports (the
+    # missing STOP makes the file malformed, so only the lenient walk decides)
+    (tmp_path / "evil_hash.py").write_text(
+        "class _H:\n    def __hash__(self):\n"
+        f"        open({str(marker)!r}, 'w').close()\n        return 1\nobj = _H()\n")
+    f = tmp_path / "LICENSE"
+    f.write_bytes(body)
+    assert fires(f, "pickle", sys_path=[str(tmp_path)])
+    rc, out = scan_json(main, f, capsys)
+    assert rc == 1 and out["files"][0]["status"] == "unsafe", out
