@@ -55,18 +55,11 @@ def decompress(kind: str, buf: Any, bound: int) -> bytes:
         d = lzma.LZMADecompressor(format=lzma.FORMAT_ALONE, memlimit=LZMA_MEMLIMIT)
     else:
         d = lzma.LZMADecompressor(memlimit=LZMA_MEMLIMIT)
-    if kind in ("gzip", "zlib"):
-        out = d.decompress(data, limit + 1)
-        if len(out) > limit or d.unconsumed_tail:
-            _bomb(budget, limit, bound)
-        if not d.eof:
-            raise Cut(bytes(out))
-        if d.unused_data:
-            raise ValueError("data after the compressed stream")
-        _charge(budget, len(out))
-        return bytes(out)
-    out = d.decompress(data, max_length=limit + 1)
-    if len(out) > limit or not d.needs_input and not d.eof:
+    zlib_like = kind in ("gzip", "zlib")
+    out = d.decompress(data, limit + 1) if zlib_like else d.decompress(data, max_length=limit + 1)
+    # more output was waiting: zlib keeps the unread input, bz2/lzma say they need none
+    more = bool(d.unconsumed_tail) if zlib_like else not d.needs_input and not d.eof
+    if len(out) > limit or more:
         _bomb(budget, limit, bound)
     if not d.eof:
         raise Cut(bytes(out))
