@@ -100,20 +100,27 @@ class TufRepo:
 
     def target_file(self, path: str = DEFAULT_TARGET) -> Path:
         """The mirror's copy of the target (hash-prefixed name)."""
-        info = self.targets.signed.targets[path]
+        return self._mirrored(path, self.targets.signed.targets[path])
+
+    def _mirrored(self, path: str, info: TargetFile) -> Path:
         folder, _, name = path.rpartition("/")
         return self.targets_dir / folder / f"{info.hashes['sha256']}.{name}"
 
-    def publish(self, data: bytes, path: str = DEFAULT_TARGET) -> None:
-        """A new store: new targets, snapshot and timestamp versions."""
-        self.targets.signed.targets[path] = TargetFile.from_data(path, data, ["sha256"])
-        out = self.target_file(path)
+    def _mirror_and_release(self, path: str, info: TargetFile, data: bytes) -> None:
+        """The target on the mirror, then new targets, snapshot and timestamp versions."""
+        out = self._mirrored(path, info)
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_bytes(data)
         self.targets.signed.version += 1
         self.snapshot.signed.version += 1
         self.timestamp.signed.version += 1
         self.write_targets()
+
+    def publish(self, data: bytes, path: str = DEFAULT_TARGET) -> None:
+        """A new store: new targets, snapshot and timestamp versions."""
+        info = TargetFile.from_data(path, data, ["sha256"])
+        self.targets.signed.targets[path] = info
+        self._mirror_and_release(path, info, data)
 
     def bump_timestamp(self, *, expires: dt.datetime | None = None) -> bytes:
         """Re-sign the timestamp (what a repository does every few hours)."""
@@ -161,14 +168,7 @@ class TufRepo:
         (self.metadata / f"{d.version}.{role}.json").write_bytes(signed)
         self.snapshot.signed.meta[f"{role}.json"] = MetaFile(d.version)
         self.targets.signed.targets.pop(path, None)
-        folder, _, name = path.rpartition("/")
-        out = self.targets_dir / folder / f"{info.hashes['sha256']}.{name}"
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_bytes(data)
-        self.targets.signed.version += 1
-        self.snapshot.signed.version += 1
-        self.timestamp.signed.version += 1
-        self.write_targets()
+        self._mirror_and_release(path, info, data)
 
 
 def sha256(data: bytes) -> str:
