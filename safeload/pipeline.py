@@ -182,10 +182,10 @@ def locate(held: Held, hub: HubFile | None = None) -> Origin | None:
 
     if hub is None:
         path = held.local_path()
-        hub = hubpath.hub_file(path) if path is not None else None
-        if hub is None and path is not None and hubpath.blob_repo(path) is not None:
+        hub, blob = hubpath.hub_origin(path) if path is not None else (None, None)
+        if blob is not None and path is not None:
             from safeload.trust import check_blob_path  # (a blob by its path: review X)
-            check_blob_path(path, load_store())
+            check_blob_path(path, blob, load_store())
     if hub is None:
         return None
     if held.descriptor is not None:

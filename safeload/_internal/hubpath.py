@@ -148,27 +148,29 @@ def hub_file(path: str | os.PathLike[str]) -> HubFile | None:
 
     A path with the layout but an invalid repo id is a local file (warned once).
     """
+    return hub_origin(path)[0]
+
+
+def hub_origin(path: str | os.PathLike[str]) -> tuple[HubFile | None, str | None]:
+    """(`hub_file(path)`, else the repo id whose cache `blobs/` folder holds the file the path
+    reaches: directly, through links, or as `/proc/self/fd/N`), in one walk of the chain. A
+    blob names no revision and no file, so the Hub rules keyed by those cannot be applied to
+    it (review X)."""
     found: HubFile | str | None = None
-    for loc in _chain(path):
-        found = _from_parts(Path(loc).parts)
-        if found is not None:
-            break
-    if found is None:
-        found = _from_parts(Path(os.path.abspath(path)).parts)
-    return found if isinstance(found, HubFile) else None
-
-
-def blob_repo(path: str | os.PathLike[str]) -> str | None:
-    """The repo id whose cache `blobs/` folder holds the file `path` reaches (directly, through
-    links, or as `/proc/self/fd/N`), or None. A blob names no revision and no file, so the
-    Hub rules keyed by those cannot be applied to it (review X)."""
+    blob: str | None = None
     for loc in _chain(path):
         parts = Path(loc).parts
-        if len(parts) >= 3 and parts[-2] == "blobs":
+        found = _from_parts(parts)
+        if found is not None:
+            break
+        if blob is None and len(parts) >= 3 and parts[-2] == "blobs":
             ident = repo_id_from_folder(parts[-3])
-            if ident is not None:
-                return ident[1]
-    return None
+            blob = ident[1] if ident is not None else None
+    if found is None:
+        found = _from_parts(Path(os.path.abspath(path)).parts)
+    if isinstance(found, HubFile):
+        return found, None
+    return None, blob
 
 
 def _from_parts(parts: tuple[str, ...]) -> HubFile | str | None:

@@ -436,19 +436,14 @@ def check_bytes(
 _NO_SIG = "pass the file's path instead of a stream, so its signature can be checked"
 
 
-def check_blob_path(path: str | os.PathLike[str], store: TrustStore) -> None:
-    """A Hub cache blob loaded by its own path (or `/proc/self/fd/N`): it names no revision or
-    file, so revision locks, namespace bindings and Hub pins of its repo could not be applied;
-    refused while the store has such a rule for that repo (review X).
+def check_blob_path(path: str | os.PathLike[str], repo: str, store: TrustStore) -> None:
+    """A blob of `repo`'s Hub cache loaded by its own path (`hubpath.hub_origin`): it names no
+    revision or file, so revision locks, namespace bindings and Hub pins of its repo could not
+    be applied; refused while the store has such a rule for that repo (review X).
 
     Raises:
         UnsafePathError: the store has a rule for the blob's repo.
     """
-    from safeload._internal.hubpath import blob_repo
-
-    repo = blob_repo(path)
-    if repo is None:
-        return
     folded = repo.casefold()
     pins = (*store.pins, *load_observations(store).pins)
     if store.revision_lock(repo) or store.owners_of(repo) or any(
