@@ -12,6 +12,7 @@ import warnings
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from safeload._internal.first_call import collector_paused_once
 from safeload._internal.str8 import STR8_ENCODING
 from safeload.pipeline import FileLike, load_held, open_input, plain_file
 
@@ -84,7 +85,8 @@ def load(
         offset = start if by_descriptor and start else 0
         end = None if start is None else _first_object_end(held, offset)
         part = (offset, end if end is not None else held.size) if offset or end else None
-        value = load_held(held, map_location=map_location, mmap=mmap, part=part)
+        with collector_paused_once():
+            value = load_held(held, map_location=map_location, mmap=mmap, part=part)
     finally:
         STR8_ENCODING.reset(token)
         held.close()
@@ -121,6 +123,7 @@ def load_opened(opened: Held, *, map_location: MapLocation = None, mmap: bool | 
 
     assert action in ("load", "from_pretrained")
     check_map_location(map_location)
-    return load_held(opened, map_location=map_location, mmap=mmap,
-                     action="from_pretrained" if action == "from_pretrained" else "load",
-                     hub=hub)
+    with collector_paused_once():
+        return load_held(opened, map_location=map_location, mmap=mmap,
+                         action="from_pretrained" if action == "from_pretrained" else "load",
+                         hub=hub)
