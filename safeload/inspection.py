@@ -380,12 +380,13 @@ def _inspect_zip(buf: Buf, name: str, depth: int) -> Inspection:
         npz = _inspect_members("npz", buf, members, name, depth, nested_ok=True)
         # An .npz holds .npy arrays only: anything else inside (text, nested archives) would
         # reach np.load's fallbacks, or walk archives within archives.
+        # An object array member is its pickle, inspected as a top-level object .npy is
+        # (np.load(allow_pickle=True) runs it): clean only if that pickle is plain data.
         for member, inner in npz.members:
-            if inner.format != "numpy":
-                what = ("an object array (np.load unpickles it)"
-                        if inner.format.startswith("npy+") else inner.format)
+            if inner.format != "numpy" and inner.format != "npy+pickle":
                 npz.verdict = "unsafe"
-                npz.findings.append(Finding("archive", f"npz member is {what}, not a plain .npy",
+                npz.findings.append(Finding("archive", f"npz member is {inner.format}, not "
+                                            "a .npy array",
                                             member=f"{name}:{member}" if name else member))
         return npz
     if depth >= MAX_WRAP_DEPTH:

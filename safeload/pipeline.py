@@ -39,7 +39,8 @@ from safeload.errors import (
     UnsafeCheckpointError,
     UnsupportedFormatError,
 )
-from safeload.inspection import Inspection, describe, inspect_bytes
+from safeload.inspection import Inspection, inspect_bytes
+from safeload.refusal import refuse_if_unsafe
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -395,42 +396,6 @@ def _inspect(held: Held, sha256: str) -> Inspection:
     return ins
 
 
-def refuse_if_unsafe(name: str, ins: Inspection) -> None:
-    """Raise the refusal an inspection verdict calls for; return if the file is clean.
-
-    Raises:
-        UnsupportedFormatError: not a format safeload loads.
-        MalformedFileError: a safetensors file that does not parse exactly.
-        UnsafeCheckpointError: findings that could run code.
-    """
-    if ins.verdict == "skipped":
-        raise UnsupportedFormatError(
-            f"{name}: not a checkpoint format safeload loads (found: {ins.detail or ins.format})",
-            hint="safeload loads safetensors, torch zip and legacy files, pickles and .npy/.npz")
-    if ins.verdict == "unsafe" and ins.format in ("safetensors", "numpy", "npz") and all(
-            x.code == "malformed" for x in ins.findings):
-        # Safetensors and allow_pickle=False NumPy files cannot run code: a bad one is
-        # malformed, not unsafe. (A polyglot, which another loader reads as a pickle or an
-        # archive, or an object array, is unsafe: below.)
-        msg = ins.findings[0].message  # the safetensors checks name the file already
-        raise MalformedFileError(msg if msg.startswith(f"{name}: ") else f"{name}: {msg}",
-                                 hint="fetch the file again from its source")
-    if ins.verdict == "unsafe":
-        lines = "; ".join(describe(x) for x in ins.findings[:5])
-        more = f" (+{len(ins.findings) - 5} more)" if len(ins.findings) > 5 else ""
-        code_bearing = any(x.code == "code-bearing" for x in ins.findings)
-        # torch.save(model) pickles the model's classes: nn.Module subclasses, often __main__.
-        whole_model = any((x.global_name or "").startswith(("torch.nn.modules.", "__main__."))
-                          for x in ins.findings)
-        if code_bearing or whole_model:
-            hint = ("this file holds a whole model object or code: save model.state_dict() "
-                    "instead (or export safetensors) and load that")
-        else:
-            hint = "do not load this file; if you trust its source, ask for a safetensors export"
-        raise UnsafeCheckpointError(f"{name}: refused ({ins.format}): {lines}{more}", hint=hint,
-                                    findings=tuple(ins.findings))
-
-
 # 4. materialize -----------------------------------------------------------------------------------
 
 
@@ -480,18 +445,16 @@ def _materialize(admitted: Admitted, *, map_location: Any, mmap: bool | None
     elif fmt in ("numpy", "npz"):
         from safeload._internal.tensors import load_numpy_inspected
 
+        def unpickled(inner: Inspection) -> Any:  # an object member: as a wrapped pickle
+            return _convert_unwrapped(name, inner, held.private, map_location, mmap)[0]
+
         try:
-            value = load_numpy_inspected(ins, map_location=map_location)
+            value = load_numpy_inspected(ins, map_location=map_location, unpickled=unpickled)
         except (ValueError, TypeError, OverflowError, NotImplementedError, OSError) as exc:
             raise MalformedFileError(f"{name}: NumPy could not read it: {exc}") from None
     elif wrapped_pickle(fmt) and ins.members and ins.members[0][1].unwrapped is not None:
-        # joblib.load's reading: the pickle the inspection inflated (exactly those bytes,
-        # never decompressed again) is converted like any other pickle.
-        from safeload._internal.converter import convert_opened, load_converted
-
-        inner = InMemory(name, bytes(ins.members[0][1].unwrapped), strict=held.private)
-        conversion = convert_opened(name, inner, reading=_clean_reading(ins.members[0][1]))
-        value = load_converted(conversion, map_location=map_location, mmap=mmap, source=name)
+        value, conversion = _convert_unwrapped(name, ins.members[0][1], held.private,
+                                               map_location, mmap)
     elif admitted.is_pickle:
         from safeload._internal.converter import convert_opened, load_converted
 
@@ -503,6 +466,19 @@ def _materialize(admitted: Admitted, *, map_location: Any, mmap: bool | None
             f"{name}: {fmt} files are recognised but not loaded by safeload.load",
             hint="decompress or extract the file and load the checkpoint inside")
     return value, conversion
+
+
+def _convert_unwrapped(name: str, inner: Inspection, private: bool, map_location: Any,
+                       mmap: bool | None) -> tuple[Any, Converted]:
+    """joblib.load's or np.load's reading of a wrapped pickle: the bytes the inspection
+    inflated (exactly those, never decompressed again), converted like any other pickle."""
+    from safeload._internal.converter import convert_opened, load_converted
+
+    assert inner.unwrapped is not None
+    data = InMemory(name, bytes(inner.unwrapped), strict=private)
+    conversion = convert_opened(name, data, reading=_clean_reading(inner))
+    return load_converted(conversion, map_location=map_location, mmap=mmap,
+                          source=name), conversion
 
 
 def _clean_reading(ins: Inspection) -> Any:

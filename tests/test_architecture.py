@@ -19,9 +19,10 @@ ROOT = Path(__file__).resolve().parents[1]
 # Lowest first. A module's layer is the one of its longest listed prefix.
 LAYERS: list[tuple[str, ...]] = [
     ("safeload_conversion", "safeload.errors", "safeload._version", "safeload._internal"),
-    ("safeload.inspection", "safeload.signing", "safeload.licenses", "safeload.modelcard",
-     "safeload._internal.tensors", "safeload._internal.structure", "safeload._internal.damage",
-     "safeload._internal.sandbox", "safeload._internal.convert_worker"),
+    ("safeload.inspection", "safeload.refusal", "safeload.signing", "safeload.licenses",
+     "safeload.modelcard", "safeload._internal.tensors", "safeload._internal.structure",
+     "safeload._internal.damage", "safeload._internal.sandbox",
+     "safeload._internal.convert_worker"),
     ("safeload.trust", "safeload.provenance", "safeload._internal.record", "safeload.fleet"),
     ("safeload._internal.converter",),
     ("safeload.pipeline",),

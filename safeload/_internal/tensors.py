@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -58,7 +59,8 @@ def load_safetensors_buffer(buf: Any, name: str, *, map_location: Any = None,
     return {k: apply_map_location(v, map_location) for k, v in tensors.items()}
 
 
-def load_numpy_inspected(ins: Any, *, map_location: Any = None) -> Any:
+def load_numpy_inspected(ins: Any, *, map_location: Any = None,
+                         unpickled: Callable[[Any], Any] | None = None) -> Any:
     """`.npy` -> one array, `.npz` -> a dict of them, built from the inspection's own parse
     of the bytes (for `.npz`, the strict zip reader's members): nothing is parsed twice, so
     no reader that disagrees with the inspection (np.load's zipfile) picks the bytes.
@@ -105,4 +107,14 @@ def load_numpy_inspected(ins: Any, *, map_location: Any = None) -> Any:
     lookup = dict(zip(keys, names, strict=True))
     lookup.update(zip(names, names, strict=True))
     members = dict(ins.members)
-    return {key: array(members[lookup[key]].array) for key in keys}
+
+    def member(inner: Any) -> Any:
+        # An object array (np.load(allow_pickle=True) unpickles it): its inspected pickle,
+        # converted by the caller; the inspection already refused any unclean one.
+        if inner.format.startswith("npy+"):
+            if unpickled is None or inner.verdict != "clean":
+                raise ValueError("object array was not inspected clean")
+            return unpickled(inner.members[0][1])
+        return array(inner.array)
+
+    return {key: member(members[lookup[key]]) for key in keys}

@@ -366,10 +366,25 @@ def test_object_array_inside_a_torch_checkpoint_loads_as_torch_load(tmp_path: Pa
     _same_objects(ref["vocab"], got["vocab"], "vocab")
 
 
-def test_object_npz_member_is_still_refused_with_its_reason(tmp_path: Path) -> None:
+@pytest.mark.parametrize("compressed", [False, True])
+def test_object_npz_members_of_plain_data_load_as_np_load(compressed: bool,
+                                                          tmp_path: Path) -> None:
     path = tmp_path / "o.npz"
-    np.savez(path, o=np.array(["a"], dtype=object), w=np.arange(2))
-    with pytest.raises(UnsafeCheckpointError, match="object array"):
+    objects = {"o": np.array(["a", None, {"k": [1.5, (2, b"x")]}], dtype=object),
+               "grid": np.array([[1, "b"], [2.5, None]], dtype=object)}
+    (np.savez_compressed if compressed else np.savez)(path, w=np.arange(2), **objects)
+    ref = dict(np.load(path, allow_pickle=True))
+    got = safeload.load(path)
+    assert list(got) == list(ref)
+    assert torch.equal(got["w"], torch.from_numpy(ref["w"]))
+    for key in objects:
+        _same_objects(ref[key], got[key], key)
+
+
+def test_object_npz_member_naming_a_global_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "o.npz"
+    np.savez(path, o=np.array([np.random.RandomState], dtype=object), w=np.arange(2))
+    with pytest.raises(UnsafeCheckpointError, match="RandomState"):
         safeload.load(path)
 
 
