@@ -1190,9 +1190,36 @@ def _tensor(storage: Any, offset: Any, size: Any, stride: Any, requires_grad: An
         dtype = storage.dtype
     elif not storage.untyped and dtype != storage.dtype:
         raise RuleViolation("tensor dtype differs from its typed storage")
-    # Offsets count elements of the tensor's dtype, for typed and untyped storages alike.
-    _check_extent(storage, offset, size_t, stride_t, vm_itemsize(dtype))
+    if dtype in PACKED_PER_BYTE:
+        _check_packed(storage, offset, size_t, stride_t, PACKED_PER_BYTE[dtype])
+    else:  # offsets count elements of the tensor's dtype, for typed and untyped storages alike
+        _check_extent(storage, offset, size_t, stride_t, vm_itemsize(dtype))
     return TensorRef(storage, offset, size_t, stride_t, dtype, requires_grad)
+
+
+# Quantized dtypes whose sizes count values packed several to a byte (storage sizes count
+# bytes): torch saves them contiguous from the start of their storage.
+PACKED_PER_BYTE = {"quint4x2": 2, "quint2x4": 4}
+
+
+def packed_nbytes(size: tuple[int, ...], per_byte: int) -> int:
+    n = 1
+    for d in size:
+        n *= d
+    return -(-n // per_byte)
+
+
+def _check_packed(storage: StorageRef, offset: int, size: tuple[int, ...],
+                  stride: tuple[int, ...], per_byte: int) -> None:
+    contiguous, acc = [], 1
+    for d in reversed(size):
+        contiguous.append(acc)
+        acc *= max(d, 1)
+    if offset != 0 or (stride != tuple(reversed(contiguous)) and 0 not in size):
+        raise RuleViolation("a packed quantized tensor must be contiguous from the start of "
+                            "its storage")
+    if packed_nbytes(size, per_byte) > storage.numel * vm_itemsize(storage.dtype):
+        raise RuleViolation("tensor view reaches past the end of its storage")
 
 
 _COMPLEX_DTYPES = frozenset({"complex32", "complex64", "complex128"})

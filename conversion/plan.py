@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from safeload_conversion.pickle_vm import (
+    PACKED_PER_BYTE,
     Global,
     Obj,
     Opaque,
@@ -248,6 +249,10 @@ class _Planner:
         itemsize = vm_itemsize(t.dtype)
         count = _numel(t.size)
         nbytes = count * itemsize
+        if t.dtype in PACKED_PER_BYTE:
+            # Contiguous from offset 0 (checked): the whole storage, as torch.load gives it
+            # (torch allocates these a byte more than the values fill).
+            nbytes = count = t.storage.numel * vm_itemsize(t.storage.dtype)
         code = allowlist().dtypes[t.dtype]["safetensors"]
         dtype, shape = (code, t.size) if code else ("U8", (nbytes,))
         span = self.spans.get(t.storage.key)

@@ -307,6 +307,51 @@ def test_quantized_tensors_round_trip(make: Any, tmp_path: Path) -> None:
         assert g.q_per_channel_axis() == r.q_per_channel_axis()
 
 
+@pytest.mark.parametrize("dtype", [torch.quint4x2, torch.quint2x4], ids=str)
+@pytest.mark.parametrize("shape", [(5,), (3, 5), (0,), (1,)], ids=str)
+def test_packed_quantized_tensors_round_trip_with_their_storage(
+        dtype: torch.dtype, shape: tuple[int, ...], tmp_path: Path) -> None:
+    # Review O-3: refused ("reaches past the end of its storage": sizes count 4- or 2-bit
+    # values, the storage counts bytes). torch.load(weights_only=True) reads them.
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        q = torch.quantize_per_tensor(torch.randn(shape), 0.25, 2, dtype)
+    ref, got = _save_and_load({"x": q, "w": torch.ones(2)}, tmp_path / "q.pt")
+    r, g = ref["x"], got["x"]
+    assert (g.dtype, g.shape, g.stride()) == (r.dtype, r.shape, r.stride())
+    assert (g.q_scale(), g.q_zero_point()) == (r.q_scale(), r.q_zero_point())
+    assert bytes(g.untyped_storage()) == bytes(r.untyped_storage())
+    assert torch.equal(g.dequantize(), r.dequantize())
+
+
+def test_packed_quantized_view_past_its_storage_is_refused(tmp_path: Path) -> None:
+    import pickletools
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        q = torch.quantize_per_tensor(torch.randn(4), 0.25, 2, torch.quint4x2)
+    path = tmp_path / "q.pt"
+    torch.save({"x": q}, path)
+    # Rewrite the saved size (4,) as (40,): 20 bytes of values over a 3-byte storage.
+    import zipfile
+
+    with zipfile.ZipFile(path) as z:
+        names = z.namelist()
+        members = {n: z.read(n) for n in names}
+    pkl = next(n for n in names if n.endswith("data.pkl"))
+    ops = [(op.name, arg) for op, arg, _ in pickletools.genops(members[pkl])]
+    assert ("BININT1", 4) in ops
+    members[pkl] = members[pkl].replace(b"K\x04\x85", b"K(\x85", 1)
+    with zipfile.ZipFile(path, "w") as z:
+        for n in names:
+            z.writestr(n, members[n])
+    with pytest.raises(safeload.errors.SafeloadError, match="past the end of its storage"):
+        safeload.load(path)
+
+
 def test_lightning_hparams_type_class_value_round_trips(tmp_path: Path) -> None:
     # Lightning saves `hparams_type = type(model.hparams)`: the omegaconf container class as a
     # value (never called). It scanned clean, then the converter refused it (ConversionError).
