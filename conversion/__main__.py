@@ -15,7 +15,7 @@ entry per input in order: a refused or failed input is reported and the others s
 
 The serve form is a long-lived worker (one per loading process, for small inputs): locked down
 once, it answers a "ready" frame with its layers, then for each 8-byte little-endian index N read
-from REQUEST_FD converts OUT_DIR/in-N (placed there by the parent) into OUT_DIR/N/ and answers
+from REQUEST_FD converts OUT_DIR/in-N (placed there by the parent) into OUT_DIR/out-N and answers
 one frame (8-byte length, then the JSON report); EOF on REQUEST_FD ends it. Frames, not one
 object, because the result pipe stays open. The parent copies each output out of OUT_DIR before
 validating it, so nothing this process does later can change what was checked.
@@ -29,6 +29,7 @@ import os
 import sys
 from typing import Any
 
+from safeload_conversion.protocol import OUTPUT_NAME
 from safeload_conversion.sandbox_layers import enter_sandbox, send_result
 
 USAGE = ("usage: python -I -B -m safeload_conversion RESULT_FD IN_FD OUT_DIR\n"
@@ -96,13 +97,13 @@ def _failed(exc: BaseException) -> dict[str, Any]:
     return {"ok": False, "error": {"kind": "failed", "message": f"{type(exc).__name__}: {exc}"}}
 
 
-def _convert_one(fd: int, sub: str) -> dict[str, Any]:
+def _convert_one(fd: int, sub: str, name: str = OUTPUT_NAME) -> dict[str, Any]:
     """One input of a batch or a long-lived worker: its report, or why it failed. One input
     hitting a limit or an I/O error must not cost the others their result."""
     from safeload_conversion.convert import ConvertRefused, convert_fd
 
     try:
-        one = convert_fd(fd, sub)
+        one = convert_fd(fd, sub, name)
     except ConvertRefused as exc:
         return {"ok": False, "error": {"kind": "refused", "message": str(exc)}}
     except (OSError, MemoryError, RecursionError, ValueError, OverflowError) as exc:
@@ -135,12 +136,12 @@ def _serve(result_fd: int, out_dir: str, request_fd: int) -> int:
     layers = report.to_dict()
     _send_frame(result_fd, {"ok": True, "ready": True, "layers": layers})
     while (index := _read_index(request_fd)) is not None:
-        sub = os.path.join(out_dir, str(index))
         fd = -1
         try:
             fd = os.open(os.path.join(out_dir, f"in-{index}"), os.O_RDONLY | os.O_NOFOLLOW)
-            os.mkdir(sub)
-            one = _convert_one(fd, sub)
+            # A file beside the input, not a folder per output: an ext4 rmdir costs ~3 ms,
+            # more than converting a small file.
+            one = _convert_one(fd, out_dir, f"out-{index}")
         except OSError as exc:
             one = _failed(exc)
         finally:

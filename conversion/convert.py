@@ -86,8 +86,8 @@ def output_metadata(plan: Plan, source_sha256: str) -> dict[str, str]:
 HASH_THREAD_MIN = 4 << 20  # below this the source digest is computed before converting
 
 
-def convert_fd(in_fd: int, out_dir: str) -> dict[str, Any]:
-    """Convert the checkpoint behind `in_fd` into OUT_DIR/model.safetensors; report it."""
+def convert_fd(in_fd: int, out_dir: str, out_name: str = OUTPUT_NAME) -> dict[str, Any]:
+    """Convert the checkpoint behind `in_fd` into OUT_DIR/OUT_NAME; report it."""
     started = time.monotonic()
     size = os.fstat(in_fd).st_size
     buf: Any = mmap.mmap(in_fd, size, access=mmap.ACCESS_READ) if size else b""
@@ -127,7 +127,7 @@ def convert_fd(in_fd: int, out_dir: str) -> dict[str, Any]:
         timings["read_and_plan"] = time.monotonic() - mark
         mark = time.monotonic()
         metadata = output_metadata(plan, "0" * 64)  # digest filled in once known
-        out_path = os.path.join(out_dir, OUTPUT_NAME)
+        out_path = os.path.join(out_dir, out_name)
         digests = write_safetensors(
             plan, buf, out_path, metadata, timings, in_fd=in_fd,
             late_metadata=lambda: {SOURCE_SHA256_KEY: source_digest()},
@@ -139,7 +139,7 @@ def convert_fd(in_fd: int, out_dir: str) -> dict[str, Any]:
     return {
         "source_sha256": source_digest(),
         "source_format": ck.kind,
-        "output": OUTPUT_NAME,
+        "output": out_name,
         "tensors": digests,
         "converter": __version__,
         "allowlist": allowlist().version,

@@ -60,7 +60,7 @@ class _Worker:
                          extra_env={"SAFELOAD_CONVERT_FSYNC": "0"})  # the parent copies it
         self.proc: subprocess.Popen[bytes] | None = None
         self.count = 0
-        self.done: Path | None = None  # the last output folder, not yet removed
+        self.done: Path | None = None  # the last output, not yet removed
         self.allow_unsandboxed = allow_unsandboxed
         try:
             self.proc = subprocess.Popen(
@@ -138,14 +138,14 @@ class _Worker:
             raise WorkerUnusable(f"the worker is gone: {exc}") from exc
         finally:
             src.unlink(missing_ok=True)
-        produced = self.dir / str(index)
+        produced = self.dir / f"out-{index}"
         if obj.get("index") != index or obj.get("ok") is not True:
             _remove(produced)
             raise WorkerUnusable("the worker refused or failed (retried in a fresh child)")
         # A new inode the worker cannot reach: what is validated is what is published. The
         # worker's copy goes at the next input (unlinking it here cost more than converting).
         self.done = produced
-        _copy_produced(produced / OUTPUT_NAME, work / OUTPUT_NAME)
+        _copy_produced(produced, work / OUTPUT_NAME)
         return obj
 
     def close(self) -> None:
@@ -170,13 +170,15 @@ _worker: _Worker | None = None
 _exit_registered = False
 
 
-def _remove(folder: Path) -> None:
-    """The worker's output folder: normally one file (rmtree's walk costs ten times more)."""
-    try:
-        (folder / OUTPUT_NAME).unlink(missing_ok=True)
-        folder.rmdir()
-    except OSError:
-        shutil.rmtree(folder, ignore_errors=True)
+def _remove(output: Path) -> None:
+    """One output of the worker and its partial file (a folder, should a worker make one)."""
+    for path in (output, output.with_name(output.name + ".partial")):
+        try:
+            path.unlink(missing_ok=True)
+        except IsADirectoryError:
+            shutil.rmtree(path, ignore_errors=True)
+        except OSError:
+            pass
 
 
 def enabled() -> bool:

@@ -47,7 +47,7 @@ def test_one_worker_serves_many_small_pickles(tmp_path: Path) -> None:
     assert first["step"] == 0
     # Each output is a copy the worker cannot reach; the worker's own copy of the last one is
     # removed while the next input converts, so at most one output is left in its folder.
-    assert [p.name for p in worker.dir.iterdir()] == ["4"]
+    assert [p.name for p in worker.dir.iterdir()] == ["out-4"]
     convert_worker.shutdown()
     assert not worker.dir.exists()
 

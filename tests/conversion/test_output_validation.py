@@ -235,7 +235,7 @@ def test_a_worker_output_link_is_refused_and_the_worker_replaced(
 
     def linking(self: Any, deadline: float) -> dict[str, Any]:
         obj = real(self, deadline)
-        produced = self.dir / str(obj.get("index")) / "model.safetensors"
+        produced = self.dir / f"out-{obj.get('index')}"
         if isinstance(obj.get("index"), int) and produced.is_file():  # not the ready frame
             _kept_elsewhere(produced)
             linked.append(produced)
