@@ -47,12 +47,12 @@ def others_could_replace(path: Path) -> tuple[str, str] | None:
     if os.name != "posix":
         return None
     uid = os.getuid()
-    lexical = Path(os.path.abspath(path)).parents
     # realpath of the path as given: `link/../x` is where the link leads, then up (abspath
-    # first would drop the link: review Q)
-    real = Path(os.path.realpath(os.path.join(os.fspath(path), os.pardir))) / "x"
+    # first would drop the link: review Q). Strings, not pathlib: this runs on every load.
+    real = os.path.realpath(os.path.join(os.fspath(path), os.pardir))
     private_group = _private_group(uid)
-    for d in dict.fromkeys([*lexical, *real.parents]):
+    for d in dict.fromkeys([*_parents(os.path.dirname(os.path.abspath(path))),
+                            *_parents(real)]):
         try:
             st = os.stat(d)
         except FileNotFoundError:
@@ -68,6 +68,15 @@ def others_could_replace(path: Path) -> tuple[str, str] | None:
             return (f"its directory {safe_text(d)} is writable by group or others (mode "
                     f"{stat.S_IMODE(st.st_mode):o})", f"chmod go-w {safe_text(d)}")
     return None
+
+
+def _parents(folder: str) -> list[str]:
+    """`folder` and every folder above it, up to `/`."""
+    out = [folder]
+    while (up := os.path.dirname(folder)) != folder:
+        out.append(up)
+        folder = up
+    return out
 
 
 __all__ = ["others_could_replace"]
