@@ -14,12 +14,13 @@ import decimal
 import fractions
 import pathlib
 import re
-from collections.abc import Callable
 from typing import Any
 
 import torch
 
 from safeload._internal.caller_raised import MapLocationRaised
+from safeload._internal.packed_quant import PACKED as _PACKED
+from safeload._internal.packed_quant import packed_quantized as _packed_quantized
 from safeload._internal.str8 import Str8DecodeError, decode_str8, numpy_str8_bytes
 from safeload._internal.text import get_logger
 from safeload._internal.torchmap import torch_dtype
@@ -454,35 +455,6 @@ def _type_value(name: Any) -> Any:
 
 
 _QUANT_REPR = {"quint8": torch.uint8, "qint8": torch.int8, "qint32": torch.int32}
-_PACKED = {"quint4x2": (torch.quint4x2, 2), "quint2x4": (torch.quint2x4, 4)}
-
-
-def _packed_quantized(raw: torch.Tensor, dt: str, shape: tuple[int, ...], q: list[Any],
-                      build: Callable[[Any, int], Any]) -> torch.Tensor:
-    """Values packed several to a byte (int_repr does not unpack them): an empty quantized
-    tensor given the saved bytes as its storage, as torch's `_rebuild_qtensor` does."""
-    dtype, per_byte = _PACKED[dt]
-    numel = 1
-    for d in shape:
-        numel *= d
-    if raw.dtype != torch.uint8 or raw.dim() != 1 or raw.numel() < -(-numel // per_byte):
-        raise StructureError("packed quantized bytes do not match the shape")
-    if q[0] == "per_tensor_affine":
-        t = torch._empty_affine_quantized(shape, scale=float.fromhex(q[1]),
-                                          zero_point=int(q[2]), dtype=dtype)
-    elif q[0] in ("per_channel_affine", "per_channel_affine_float_qparams"):
-        t = torch._empty_per_channel_affine_quantized(
-            shape, scales=build(q[1], 1), zero_points=build(q[2], 1), axis=int(q[3]),
-            dtype=dtype)
-    else:
-        raise StructureError(f"unknown quantization scheme {q[0]!r}")
-    storage = torch.TypedStorage(wrap_storage=raw.clone().untyped_storage(), dtype=dtype,
-                                 _internal=True)  # type: ignore[no-untyped-call]
-    strides, acc = [], 1
-    for d in reversed(shape):
-        strides.append(acc)
-        acc *= max(d, 1)
-    return t.set_(storage, 0, shape, tuple(reversed(strides)))
 _QSCHEMES = frozenset({"per_tensor_affine", "per_channel_affine",
                        "per_channel_affine_float_qparams"})
 _COMPRESSED = {"torch.sparse_csr": torch.sparse_csr, "torch.sparse_csc": torch.sparse_csc,
